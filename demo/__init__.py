@@ -1,0 +1,1 @@
+"""``make demo``: local Azure, a seeded estate, and the rotation service run against it."""

@@ -1,0 +1,100 @@
+"""Structured logging: structlog over stdlib logging.
+
+In Azure the Functions host forwards stdlib log records to Application Insights, so every event
+is rendered as one JSON line through a stdlib handler. Locally (``ROTATION_LOG_FORMAT=console``)
+the same events render for people. Context (``rotation_id``, ``key``, ``trigger``) is bound once
+per invocation with :func:`bound` and rides on every line logged inside it.
+
+A redaction processor drops the values of fields whose names say they hold secrets; it is a
+second line of defence, not a licence to log them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+_SECRET_FIELD_MARKERS = (
+    "token",
+    "secret",
+    "password",
+    "connection_string",
+    "account_key",
+    "encryptedkey",
+    "encrypted_key",
+    "data_key",
+    "key_material",
+    "plaintext",
+    "authorization",
+)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: replace the value of any field whose name marks it as secret."""
+    for name in list(event_dict):
+        lowered = name.lower()
+        if any(marker in lowered for marker in _SECRET_FIELD_MARKERS):
+            event_dict[name] = REDACTED
+    return event_dict
+
+
+def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None) -> None:
+    """Route structlog through stdlib logging with one renderer for every record.
+
+    Args:
+        fmt: ``json`` (one JSON object per line, for Application Insights) or ``console``.
+        level: the minimum stdlib level.
+        stream: where the handler writes (default ``sys.stderr``).
+    """
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name("rotation")
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.get_name() == "rotation"]:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The Azure SDKs log every HTTP request at INFO, headers included; keep them to warnings.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def get_logger(name: str = "rotation") -> Any:
+    """A structlog logger; bind context with :func:`bound` rather than passing it around."""
+    return structlog.stdlib.get_logger(name)
+
+
+@contextmanager
+def bound(**context: Any) -> Iterator[None]:
+    """Bind ``context`` (e.g. ``rotation_id``, ``key``, ``trigger``) to every log line inside."""
+    with structlog.contextvars.bound_contextvars(**context):
+        yield

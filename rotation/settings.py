@@ -1,0 +1,283 @@
+"""Typed settings, read from app settings (environment variables) and validated at start.
+
+Every setting the app reads is declared here, documented in the README and listed in
+``local.settings.sample.json``. A missing or malformed value raises :class:`SettingsError`
+naming the setting and the form it expects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from rotation.errors import SettingsError
+
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """A place holding client-side-encrypted blobs: blob endpoint, container, optional prefix."""
+
+    account_url: str
+    container: str
+    prefix: str = ""
+
+    @property
+    def display(self) -> str:
+        return f"{self.account_url.rstrip('/')}/{self.container}/{self.prefix}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one app instance."""
+
+    storage_connection: str = field(repr=False)
+    managed_keys: tuple[str, ...] = ()
+    subscriptions: tuple[str, ...] = ()
+    data_locations: tuple[DataLocation, ...] = ()
+    allowed_vaults: tuple[str, ...] = ()
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    retire_grace_hours: float = 24.0
+    near_expiry_days: float = 30.0
+    wrap_algorithm: str = "RSA-OAEP-256"
+    journal_table: str = "rotationjournal"
+    audit_table: str = "rotationaudit"
+    rewrap_queue: str = "rotation-rewrap"
+    audit_signing_key: str | None = None
+    trust_client_principal_headers: bool = False
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    ca_bundle: str | None = None
+    local_principal: str | None = None
+    verify_challenge_resource: bool = True
+    rewrap_concurrency: int = 16
+
+
+_WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    parts = value.replace(";", ",").replace("\n", ",").split(",")
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+def _https_url(setting: str, value: str, expected: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise SettingsError(setting, f"{value!r} is not an https URL", expected)
+    return value
+
+
+def versionless_key_uri(setting: str, value: str) -> str:
+    """Validate a versionless Key Vault key URI and return it normalised (no trailing slash)."""
+    expected = "a versionless key URI like https://myvault.vault.azure.net/keys/my-key"
+    _https_url(setting, value, expected)
+    path = [p for p in urlsplit(value).path.split("/") if p]
+    if len(path) != 2 or path[0] != "keys":
+        raise SettingsError(setting, f"{value!r} is not a versionless key URI", expected)
+    if not all(c.isalnum() or c == "-" for c in path[1]):
+        raise SettingsError(setting, f"key name {path[1]!r} has characters Key Vault refuses", expected)
+    parts = urlsplit(value)
+    return f"https://{parts.netloc}/keys/{path[1]}"
+
+
+def _number(setting: str, value: str, expected: str, minimum: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(setting, f"{value!r} is not a number", expected) from None
+    if math.isnan(number) or number < minimum:
+        raise SettingsError(setting, f"{value!r} is out of range", expected)
+    return number
+
+
+def _boolean(setting: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise SettingsError(setting, f"{value!r} is not a boolean", "true or false")
+
+
+def _data_locations(setting: str, value: str) -> tuple[DataLocation, ...]:
+    expected = (
+        "container URLs separated by commas, each https://account.blob.core.windows.net/container"
+        "[/prefix] (or http://127.0.0.1:port/account/container[/prefix] for Azurite)"
+    )
+    locations = []
+    for item in _split(value):
+        parts = urlsplit(item)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise SettingsError(setting, f"{item!r} is not a URL", expected)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise SettingsError(setting, f"{item!r} uses http to a non-loopback host", expected)
+        segments = [s for s in parts.path.split("/") if s]
+        # Azurite (path-style) URLs carry the account name as the first path segment.
+        account_segments = 1 if _is_loopback(parts.hostname) else 0
+        if len(segments) <= account_segments:
+            raise SettingsError(setting, f"{item!r} names no container", expected)
+        base = f"{parts.scheme}://{parts.netloc}" + "".join("/" + s for s in segments[:account_segments])
+        container = segments[account_segments]
+        prefix = "/".join(segments[account_segments + 1 :])
+        if len(container) < 3:
+            raise SettingsError(setting, f"container {container!r} is shorter than 3 characters", expected)
+        locations.append(DataLocation(base, container, prefix))
+    return tuple(locations)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _storage_connection(env: Mapping[str, str]) -> str:
+    setting = "AzureWebJobsStorage"
+    expected = "a storage connection string (AccountName=...;AccountKey=...;...) or UseDevelopmentStorage=true"
+    value = env.get(setting, "").strip()
+    if not value:
+        raise SettingsError(setting, "is missing", expected)
+    if value == "UseDevelopmentStorage=true":
+        return value
+    pairs = [p for p in value.split(";") if p]
+    if not all("=" in p for p in pairs) or not any(
+        p.split("=", 1)[0] in ("AccountName", "BlobEndpoint", "TableEndpoint") for p in pairs
+    ):
+        raise SettingsError(setting, "is not a connection string", expected)
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting.
+
+    Args:
+        env: the app settings; defaults to ``os.environ``.
+
+    Raises:
+        SettingsError: the first missing or malformed setting, named, with the form expected.
+    """
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    values: dict[str, object] = {"storage_connection": _storage_connection(env)}
+
+    if (raw := get("ROTATION_MANAGED_KEYS")) is not None:
+        keys = tuple(versionless_key_uri("ROTATION_MANAGED_KEYS", k) for k in _split(raw))
+        lowered = [k.lower() for k in keys]
+        if len(set(lowered)) != len(lowered):
+            raise SettingsError("ROTATION_MANAGED_KEYS", "lists a key twice", "each key once")
+        values["managed_keys"] = keys
+    if (raw := get("ROTATION_SUBSCRIPTIONS")) is not None:
+        subs = _split(raw)
+        for sub in subs:
+            if len(sub) != 36 or sub.count("-") != 4:
+                raise SettingsError(
+                    "ROTATION_SUBSCRIPTIONS", f"{sub!r} is not a subscription id", "GUIDs separated by commas"
+                )
+        values["subscriptions"] = subs
+    if (raw := get("ROTATION_DATA_LOCATIONS")) is not None:
+        values["data_locations"] = _data_locations("ROTATION_DATA_LOCATIONS", raw)
+    if (raw := get("ROTATION_ALLOWED_VAULTS")) is not None:
+        expected = "vault URLs separated by commas, each https://myvault.vault.azure.net"
+        values["allowed_vaults"] = tuple(
+            _https_url("ROTATION_ALLOWED_VAULTS", v, expected).rstrip("/").lower() for v in _split(raw)
+        )
+    if (raw := get("ROTATION_ARM_ENDPOINT")) is not None:
+        values["arm_endpoint"] = _https_url(
+            "ROTATION_ARM_ENDPOINT", raw, "an https URL like https://management.azure.com"
+        ).rstrip("/")
+    if (raw := get("ROTATION_RETIRE_GRACE_HOURS")) is not None:
+        values["retire_grace_hours"] = _number(
+            "ROTATION_RETIRE_GRACE_HOURS", raw, "a number of hours, 0 or more (default 24)", 0
+        )
+    if (raw := get("ROTATION_NEAR_EXPIRY_DAYS")) is not None:
+        values["near_expiry_days"] = _number(
+            "ROTATION_NEAR_EXPIRY_DAYS", raw, "a number of days, 0 or more (default 30)", 0
+        )
+    if (raw := get("ROTATION_WRAP_ALGORITHM")) is not None:
+        if raw not in _WRAP_ALGORITHMS:
+            raise SettingsError("ROTATION_WRAP_ALGORITHM", f"{raw!r} is not supported", " or ".join(_WRAP_ALGORITHMS))
+        values["wrap_algorithm"] = raw
+    for setting, attr in (
+        ("ROTATION_JOURNAL_TABLE", "journal_table"),
+        ("ROTATION_AUDIT_TABLE", "audit_table"),
+    ):
+        if (raw := get(setting)) is not None:
+            if not (3 <= len(raw) <= 63 and raw.isalnum() and raw[0].isalpha()):
+                raise SettingsError(
+                    setting, f"{raw!r} is not a table name", "3-63 letters and digits, starting with a letter"
+                )
+            values[attr] = raw
+    if (raw := get("ROTATION_REWRAP_QUEUE")) is not None:
+        if not (3 <= len(raw) <= 63 and all(c.islower() or c.isdigit() or c == "-" for c in raw)):
+            raise SettingsError(
+                "ROTATION_REWRAP_QUEUE", f"{raw!r} is not a queue name", "3-63 lowercase letters, digits and hyphens"
+            )
+        values["rewrap_queue"] = raw
+    if (raw := get("ROTATION_AUDIT_SIGNING_KEY")) is not None:
+        values["audit_signing_key"] = versionless_key_uri("ROTATION_AUDIT_SIGNING_KEY", raw)
+    if (raw := get("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS")) is not None:
+        values["trust_client_principal_headers"] = _boolean("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS", raw)
+    if (raw := get("ROTATION_LOG_FORMAT")) is not None:
+        if raw not in ("json", "console"):
+            raise SettingsError("ROTATION_LOG_FORMAT", f"{raw!r} is not a log format", "json or console")
+        values["log_format"] = raw
+    if (raw := get("ROTATION_LOG_LEVEL")) is not None:
+        if raw.upper() not in _LOG_LEVELS:
+            raise SettingsError("ROTATION_LOG_LEVEL", f"{raw!r} is not a level", " or ".join(_LOG_LEVELS))
+        values["log_level"] = raw.upper()
+    if (raw := get("ROTATION_CA_BUNDLE")) is not None:
+        if not os.path.isfile(raw):
+            raise SettingsError("ROTATION_CA_BUNDLE", f"{raw!r} is not a readable file", "a path to a PEM CA bundle")
+        values["ca_bundle"] = raw
+    if (raw := get("ROTATION_LOCAL_PRINCIPAL")) is not None:
+        values["local_principal"] = raw
+    if (raw := get("ROTATION_VERIFY_CHALLENGE_RESOURCE")) is not None:
+        values["verify_challenge_resource"] = _boolean("ROTATION_VERIFY_CHALLENGE_RESOURCE", raw)
+    if (raw := get("ROTATION_REWRAP_CONCURRENCY")) is not None:
+        number = _number("ROTATION_REWRAP_CONCURRENCY", raw, "a whole number from 1 to 256", 1)
+        if number != int(number) or number > 256:
+            raise SettingsError(
+                "ROTATION_REWRAP_CONCURRENCY", f"{raw!r} is out of range", "a whole number from 1 to 256"
+            )
+        values["rewrap_concurrency"] = int(number)
+
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check_local_only(settings)
+    return settings
+
+
+def _check_local_only(settings: Settings) -> None:
+    """The local (unsigned-token) principal is for the emulators only: refuse it against real Azure."""
+    if settings.local_principal is None:
+        return
+    endpoints = [settings.arm_endpoint, *settings.managed_keys]
+    remote = [e for e in endpoints if not _is_loopback(urlsplit(e).hostname or "")]
+    if remote:
+        raise SettingsError(
+            "ROTATION_LOCAL_PRINCIPAL",
+            f"is set while {remote[0]} is not a loopback endpoint",
+            "unset in Azure (it is only for the local emulators)",
+        )
+
+
+def describe(settings: Settings) -> dict[str, object]:
+    """A log-safe view of the settings (no connection secrets)."""
+    view = {k: v for k, v in settings.__dict__.items() if k != "storage_connection"}
+    view["data_locations"] = [d.display for d in settings.data_locations]
+    return json.loads(json.dumps(view, default=str))  # type: ignore[no-any-return]

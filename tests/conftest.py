@@ -1,0 +1,53 @@
+"""Shared fixtures. A test that needs local Azure asks for ``local_azure``; it starts itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.localazure import ALL_SERVICES, LocalAzure
+
+
+def _available_services() -> list[str]:
+    """Every local service whose code exists in the tree."""
+    return [s for s in ALL_SERVICES if s == "storage" or importlib.util.find_spec(f"emulators.{s}") is not None]
+
+
+@pytest.fixture(scope="session")
+def local_azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Azurite, the Key Vault emulator and the ARM emulator, started for this test session."""
+    directory = tmp_path_factory.mktemp("localazure")
+    with LocalAzure(Path(directory), services=_available_services()) as local:
+        yield local.endpoints
+
+
+@pytest.fixture
+def storage_connection(local_azure: dict[str, Any]) -> str:
+    return str(local_azure["storage"]["connection_string"])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_bootstrap() -> Iterator[None]:
+    """No test sees another test's process-wide bootstrap or settings."""
+    from rotation import bootstrap
+
+    bootstrap.override(None)
+    saved = dict(os.environ)
+    yield
+    bootstrap.override(None)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so ``-m unit``, ``-m integration`` and ``-m e2e`` select them."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for marker in ("unit", "integration", "e2e"):
+            if marker in parts:
+                item.add_marker(getattr(pytest.mark, marker))

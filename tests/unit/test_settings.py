@@ -1,0 +1,121 @@
+"""Settings are validated at start; every bad value names its setting and the expected form."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotation.errors import SettingsError
+from rotation.settings import DataLocation, load_settings
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+class TestValidSettings:
+    """Well-formed settings load into typed values with documented defaults."""
+
+    def test_defaults(self) -> None:
+        settings = load_settings(BASE)
+
+        assert settings.managed_keys == ()
+        assert settings.retire_grace_hours == 24.0
+        assert settings.near_expiry_days == 30.0
+        assert settings.arm_endpoint == "https://management.azure.com"
+        assert settings.wrap_algorithm == "RSA-OAEP-256"
+
+    def test_lists_and_numbers(self) -> None:
+        env = BASE | {
+            "ROTATION_MANAGED_KEYS": "https://kv1.vault.azure.net/keys/cmk-a/, https://kv2.vault.azure.net/keys/cmk-b",
+            "ROTATION_SUBSCRIPTIONS": "11111111-2222-3333-4444-555555555555",
+            "ROTATION_DATA_LOCATIONS": "https://acct.blob.core.windows.net/data/train;http://127.0.0.1:10000/devstoreaccount1/enc",
+            "ROTATION_RETIRE_GRACE_HOURS": "48",
+            "ROTATION_REWRAP_CONCURRENCY": "8",
+        }
+
+        settings = load_settings(env)
+
+        assert settings.managed_keys == (
+            "https://kv1.vault.azure.net/keys/cmk-a",
+            "https://kv2.vault.azure.net/keys/cmk-b",
+        )
+        assert settings.data_locations == (
+            DataLocation("https://acct.blob.core.windows.net", "data", "train"),
+            DataLocation("http://127.0.0.1:10000/devstoreaccount1", "enc", ""),
+        )
+        assert settings.retire_grace_hours == 48.0
+        assert settings.rewrap_concurrency == 8
+
+    def test_repr_hides_connection_string(self) -> None:
+        settings = load_settings({"AzureWebJobsStorage": "AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=x"})
+
+        assert "c2VjcmV0" not in repr(settings)
+
+
+class TestInvalidSettings:
+    """Each malformed or missing value raises SettingsError naming the setting."""
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("AzureWebJobsStorage", ""),
+            ("AzureWebJobsStorage", "not a connection string"),
+            ("ROTATION_MANAGED_KEYS", "http://kv.vault.azure.net/keys/a"),
+            ("ROTATION_MANAGED_KEYS", "https://kv.vault.azure.net/keys/a/0123456789abcdef"),
+            ("ROTATION_MANAGED_KEYS", "https://kv.vault.azure.net/secrets/a"),
+            ("ROTATION_MANAGED_KEYS", "https://kv.vault.azure.net/keys/a_b"),
+            ("ROTATION_MANAGED_KEYS", "https://kv.vault.azure.net/keys/a,https://kv.vault.azure.net/keys/A"),
+            ("ROTATION_SUBSCRIPTIONS", "not-a-guid"),
+            ("ROTATION_DATA_LOCATIONS", "https://acct.blob.core.windows.net"),
+            ("ROTATION_DATA_LOCATIONS", "http://example.com/acct/container"),
+            ("ROTATION_DATA_LOCATIONS", "https://acct.blob.core.windows.net/ab"),
+            ("ROTATION_ALLOWED_VAULTS", "kv.vault.azure.net"),
+            ("ROTATION_ARM_ENDPOINT", "http://management.azure.com"),
+            ("ROTATION_RETIRE_GRACE_HOURS", "soon"),
+            ("ROTATION_RETIRE_GRACE_HOURS", "-1"),
+            ("ROTATION_NEAR_EXPIRY_DAYS", "nan"),
+            ("ROTATION_WRAP_ALGORITHM", "A256KW"),
+            ("ROTATION_JOURNAL_TABLE", "has-dash"),
+            ("ROTATION_AUDIT_TABLE", "ab"),
+            ("ROTATION_REWRAP_QUEUE", "Upper"),
+            ("ROTATION_AUDIT_SIGNING_KEY", "https://kv.vault.azure.net/keys"),
+            ("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS", "maybe"),
+            ("ROTATION_LOG_FORMAT", "xml"),
+            ("ROTATION_LOG_LEVEL", "LOUD"),
+            ("ROTATION_CA_BUNDLE", "/nonexistent/ca.pem"),
+            ("ROTATION_VERIFY_CHALLENGE_RESOURCE", "2"),
+            ("ROTATION_REWRAP_CONCURRENCY", "1.5"),
+            ("ROTATION_REWRAP_CONCURRENCY", "1000"),
+        ],
+    )
+    def test_names_the_setting(self, name: str, value: str) -> None:
+        env = BASE | {name: value}
+
+        with pytest.raises(SettingsError) as caught:
+            load_settings(env)
+
+        assert caught.value.setting == name
+        assert str(caught.value).startswith(f"setting {name}: ")
+        assert "expected" in str(caught.value)
+
+    def test_missing_storage_is_named(self) -> None:
+        with pytest.raises(SettingsError, match="setting AzureWebJobsStorage: is missing"):
+            load_settings({})
+
+    def test_local_principal_refused_against_real_azure(self) -> None:
+        env = BASE | {
+            "ROTATION_LOCAL_PRINCIPAL": "00000000-0000-0000-0000-00000000beef",
+            "ROTATION_MANAGED_KEYS": "https://kv.vault.azure.net/keys/a",
+        }
+
+        with pytest.raises(SettingsError) as caught:
+            load_settings(env)
+
+        assert caught.value.setting == "ROTATION_LOCAL_PRINCIPAL"
+
+    def test_local_principal_allowed_on_loopback(self) -> None:
+        env = BASE | {
+            "ROTATION_LOCAL_PRINCIPAL": "rotator",
+            "ROTATION_MANAGED_KEYS": "https://127.0.0.1:8443/keys/a",
+            "ROTATION_ARM_ENDPOINT": "https://127.0.0.1:9443",
+        }
+
+        assert load_settings(env).local_principal == "rotator"
