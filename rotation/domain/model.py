@@ -1,0 +1,280 @@
+"""Domain values shared by the workflow, the adapters, the triggers and the audit trail.
+
+Plain frozen dataclasses; no I/O. Times are timezone-aware UTC ``datetime`` values.
+Nothing here ever holds key material: only identifiers, attributes and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+from urllib.parse import urlsplit
+
+from rotation.errors import InputError
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class KeyRef:
+    """A managed key, versionless: the vault it lives in and its name."""
+
+    vault_url: str  # https://host[:port], no trailing slash, lower-case host
+    name: str
+
+    @property
+    def uri(self) -> str:
+        """The versionless key URI, e.g. ``https://kv.vault.azure.net/keys/cmk``."""
+        return f"{self.vault_url}/keys/{self.name}"
+
+    def version_uri(self, version: str) -> str:
+        """The versioned key identifier (kid) of ``version``."""
+        return f"{self.uri}/{version}"
+
+    @classmethod
+    def parse(cls, uri: str) -> tuple[KeyRef, str | None]:
+        """Split a key URI (versioned or not) into the key and its version.
+
+        Raises:
+            InputError: ``uri`` is not an https Key Vault key URI.
+        """
+        parts = urlsplit(uri.strip())
+        segments = [s for s in parts.path.split("/") if s]
+        if parts.scheme != "https" or not parts.hostname or len(segments) not in (2, 3) or segments[0] != "keys":
+            raise InputError(f"{uri!r} is not a Key Vault key URI (https://<vault>/keys/<name>[/<version>])")
+        name = segments[1]
+        if not name or not all(c.isalnum() or c == "-" for c in name):
+            raise InputError(f"{uri!r} has a key name Key Vault does not allow")
+        version = segments[2] if len(segments) == 3 else None
+        if version is not None and not version.isalnum():
+            raise InputError(f"{uri!r} has a malformed key version")
+        netloc = parts.netloc.lower()
+        if netloc.endswith(":443"):
+            netloc = netloc[: -len(":443")]
+        return cls(f"https://{netloc}", name), version
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """Attributes of one version of a key. Never the key material."""
+
+    key: KeyRef
+    version: str
+    enabled: bool
+    created: datetime
+    updated: datetime | None = None
+    not_before: datetime | None = None
+    expires: datetime | None = None
+    kty: str = "RSA"
+    key_size: int | None = None
+    key_ops: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def kid(self) -> str:
+        return self.key.version_uri(self.version)
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """The parts of a Key Vault rotation policy the service reads."""
+
+    expiry_time: str | None = None  # ISO 8601 duration applied to new versions, e.g. "P90D"
+    rotate_after_create: str | None = None
+    rotate_before_expiry: str | None = None
+    notify_before_expiry: str | None = None
+
+
+@dataclass(frozen=True)
+class VaultProperties:
+    """The vault resource's protection settings (read through ARM)."""
+
+    vault_url: str
+    arm_id: str
+    soft_delete_enabled: bool
+    purge_protection_enabled: bool
+
+
+# -- consumers -----------------------------------------------------------------------------------
+
+
+class ConsumerKind(StrEnum):
+    STORAGE_ACCOUNT = "storage_account"
+    ML_WORKSPACE = "ml_workspace"
+    DATA_LOCATION = "data_location"
+
+
+@dataclass(frozen=True)
+class StorageAccountKey:
+    """A storage account's CMK configuration as read through ARM."""
+
+    account_id: str  # ARM id
+    name: str
+    vault_url: str  # keyvaulturi, normalised like KeyRef.vault_url
+    key_name: str
+    key_version: str  # "" when versionless (auto-update)
+    current_versioned_key_id: str | None  # read-only currentVersionedKeyIdentifier
+    last_key_rotation: datetime | None = None
+    identity_principal_id: str | None = None
+
+    @property
+    def versionless(self) -> bool:
+        return self.key_version == ""
+
+
+@dataclass(frozen=True)
+class WorkspaceKey:
+    """An AML workspace's CMK configuration as read through ARM."""
+
+    workspace_id: str  # ARM id
+    name: str
+    key_vault_arm_id: str
+    key_identifier: str  # as stored: versioned (normally) or versionless
+    identity_principal_id: str | None = None
+    identity_client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Something that uses a managed key, and the version it uses."""
+
+    kind: ConsumerKind
+    resource_id: str  # ARM id, or the data location URL
+    name: str
+    pinned_version: str | None  # None when the consumer follows the latest version
+    version_in_use: str | None  # the version actually in use, when known
+    identity_principal_id: str | None = None
+
+
+# -- triggers ------------------------------------------------------------------------------------
+
+
+class TriggerKind(StrEnum):
+    EVENT = "event"
+    TIMER = "timer"
+    HTTP = "http"
+    CLI = "cli"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Who or what started (or resumed) a rotation; recorded in the journal and audit trail."""
+
+    kind: TriggerKind
+    event_id: str | None = None
+    event_type: str | None = None  # e.g. "Microsoft.KeyVault.KeyNearExpiry"
+    caller: str | None = None  # identity of an HTTP/CLI caller, when known
+
+
+KeyEventType = Literal["KeyNearExpiry", "KeyExpired", "KeyNewVersionCreated"]
+
+
+@dataclass(frozen=True)
+class KeyVaultEvent:
+    """A validated Key Vault key event (Event Grid schema or CloudEvents 1.0)."""
+
+    event_id: str
+    event_type: KeyEventType
+    key: KeyRef
+    version: str | None
+    vault_name: str
+    not_before: datetime | None
+    expires: datetime | None
+    event_time: datetime | None
+
+
+# -- rotations -----------------------------------------------------------------------------------
+
+
+class RotationStatus(StrEnum):
+    """Where a rotation stands. Terminal: SUCCEEDED, RETIRED, DRY_RUN, REFUSED, FAILED, ROLLED_BACK."""
+
+    RUNNING = "running"  # steps in progress (or interrupted: resumable)
+    WAITING = "waiting"  # waiting on something external (versionless adoption, re-wrap queue)
+    AWAITING_RETIREMENT = "awaiting_retirement"  # cut over; old version retires after the grace period
+    RETIRED = "retired"  # old version disabled; done
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"  # a precondition failed before any change
+    FAILED = "failed"  # stopped with a reason on-call can act on
+    ROLLED_BACK = "rolled_back"  # a consumer failed verification and was moved back; needs a human
+    NEEDS_HUMAN = "needs_human"
+
+
+TERMINAL_STATUSES = frozenset(
+    {RotationStatus.RETIRED, RotationStatus.DRY_RUN, RotationStatus.REFUSED, RotationStatus.FAILED,
+     RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a rotation as recorded: name, outcome, timing, a log-safe detail."""
+
+    name: str
+    status: Literal["started", "succeeded", "skipped", "failed", "waiting"]
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: str = ""
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class ConsumerChange:
+    """What a rotation did (or would do) to one consumer."""
+
+    kind: ConsumerKind
+    resource_id: str
+    before: str | None  # version (or "versionless") before
+    after: str | None  # version after (or planned)
+    status: Literal["planned", "changed", "unchanged", "tracking", "rolled_back", "failed", "adopted"]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RewrapFailure:
+    """A blob the re-wrap could not move, by name and reason (never its key material)."""
+
+    location: str
+    blob: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RewrapSummary:
+    rewrapped: int = 0
+    already_current: int = 0
+    skipped_deleted: int = 0
+    failed: tuple[RewrapFailure, ...] = ()
+    poison_messages: int = 0
+    remaining_on_old_versions: int = 0
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+AuditOutcome = Literal["succeeded", "dry_run", "refused", "failed", "rolled_back", "retired", "needs_human"]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One rotation outcome as the audit trail stores it (the chain fields are added by the store)."""
+
+    record_id: str
+    rotation_id: str | None
+    key_uri: str
+    old_version: str | None
+    new_version: str | None
+    trigger: Trigger
+    outcome: AuditOutcome
+    reason: str
+    steps: tuple[StepRecord, ...] = ()
+    consumers: tuple[ConsumerChange, ...] = ()
+    rewrap: RewrapSummary | None = None
+    recorded_at: datetime | None = None

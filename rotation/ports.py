@@ -1,0 +1,148 @@
+"""Ports: each external system behind a narrow Protocol in domain terms.
+
+Adapters over the Azure SDK live in ``rotation/adapters``; in-memory fakes that keep real state
+live in ``tests/fakes``. Every method documents whether it is safe to repeat. Adapters raise only
+``rotation.errors`` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from rotation.domain.model import (
+    AuditRecord,
+    KeyRef,
+    KeyVersion,
+    RewrapSummary,
+    RotationPolicy,
+    StorageAccountKey,
+    VaultProperties,
+    WorkspaceKey,
+)
+from rotation.settings import DataLocation
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Key Vault keys (data plane). Permissions named per method are Key Vault data actions."""
+
+    def get_key(self, key: KeyRef, version: str | None = None) -> KeyVersion:
+        """Latest (``version=None``) or one version. keys/read. Safe to repeat."""
+        ...
+
+    def list_versions(self, key: KeyRef) -> list[KeyVersion]:
+        """Every version of the key (paged by the SDK). keys/read. Safe to repeat."""
+        ...
+
+    def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
+        """The current attributes of every key in a vault, one list call per page. keys/read."""
+        ...
+
+    def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:
+        """keyrotationpolicies/read. Safe to repeat."""
+        ...
+
+    def rotate(self, key: KeyRef) -> KeyVersion:
+        """Key Vault's rotate: a new version per the rotation policy. keys/rotate/action. NOT idempotent."""
+        ...
+
+    def create_version(
+        self, key: KeyRef, like: KeyVersion, tags: dict[str, str], expires: datetime | None
+    ) -> KeyVersion:
+        """A new version with the same type/size/ops as ``like``. keys/create/action. NOT idempotent."""
+        ...
+
+    def update_version(
+        self, key: KeyRef, version: str, *, enabled: bool | None = None, tags: dict[str, str] | None = None
+    ) -> KeyVersion:
+        """Enable/disable or re-tag one version. keys/write. Safe to repeat."""
+        ...
+
+    def wrap_unwrap_probe(self, key: KeyRef, version: str) -> None:
+        """Wrap random bytes with ``version`` and unwrap them again; raise VerificationFailed if they differ.
+
+        keys/wrap/action + keys/unwrap/action. Safe to repeat; no key material leaves the adapter.
+        """
+        ...
+
+
+class Vaults(Protocol):
+    """Vault resources through ARM (Microsoft.KeyVault/vaults/read)."""
+
+    def get_vault(self, vault_url: str, subscriptions: Sequence[str]) -> VaultProperties:
+        """Find the vault whose vaultUri is ``vault_url``. Raises PreconditionFailed when not found."""
+        ...
+
+
+class StorageAccounts(Protocol):
+    """Storage accounts' encryption settings through ARM (Microsoft.Storage)."""
+
+    def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:
+        """Accounts using customer-managed keys in a subscription. storageAccounts/read. Safe to repeat."""
+        ...
+
+    def get_account(self, account_id: str) -> StorageAccountKey:
+        """storageAccounts/read. Safe to repeat."""
+        ...
+
+    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+        """PATCH encryption.keyvaultproperties (``key_version=""`` = versionless). storageAccounts/write.
+
+        Safe to repeat (the PATCH is absolute). Azure itself checks the account identity can use the key.
+        """
+        ...
+
+
+class Workspaces(Protocol):
+    """AML workspaces' encryption settings through ARM (Microsoft.MachineLearningServices)."""
+
+    def list_workspaces(self, subscription_id: str) -> list[WorkspaceKey]:
+        """Workspaces with customer-managed keys. workspaces/read. Safe to repeat."""
+        ...
+
+    def get_workspace(self, workspace_id: str) -> WorkspaceKey:
+        """workspaces/read. Safe to repeat."""
+        ...
+
+    def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
+        """PATCH encryption.keyVaultProperties.keyIdentifier, a long-running operation polled to the end.
+
+        workspaces/write. Safe to repeat (absolute value).
+        """
+        ...
+
+
+class DataKeys(Protocol):
+    """Client-side-encrypted blobs whose data keys are wrapped by a managed key (re-wrap)."""
+
+    def survey(self, key: KeyRef, locations: Sequence[DataLocation]) -> dict[str, int]:
+        """Blob counts by key version (``""`` counts blobs with problems). Blob list. Safe to repeat."""
+        ...
+
+    def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:
+        """Start re-wrapping every blob on an older version of ``key`` to ``new_version``. Idempotent."""
+        ...
+
+    def rewrap_progress(self, rotation_id: str) -> tuple[bool, RewrapSummary]:
+        """(done, summary). Done means every work item finished and a verification scan found no blob
+        on an old version other than the failures listed. Safe to repeat."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The tamper-evident audit trail."""
+
+    def append(self, record: AuditRecord) -> str:
+        """Append ``record`` to the chain and return its id. Never updates in place."""
+        ...
+
+    def records(self, key_uri: str | None = None, since: datetime | None = None) -> Iterable[AuditRecord]:
+        """Records in chain order, optionally filtered."""
+        ...
