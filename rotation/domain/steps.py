@@ -1,0 +1,184 @@
+"""The rotation as an explicit step protocol over a journalled state. Pure: no I/O.
+
+A rotation runs these named steps in order; the journal records each one. ``next_step`` says what
+to run next from the recorded state alone, and ``guard`` rejects states that cannot happen (a
+corrupted or hand-edited journal), so the executor never acts on nonsense::
+
+    plan -> new_version -> verify_version -> repoint_storage -> repoint_workspaces
+         -> track_versionless -> rewrap -> verify_consumers -> cut_over      (run_rotation)
+    retire                                                                 (sweep, after the grace period)
+
+Each side effect is bracketed by an ``Intent`` written to the journal before it and cleared
+with the outcome after it, so a process killed in between leaves a record of what it was doing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from rotation.domain.model import (
+    TERMINAL_STATUSES,
+    ConsumerChange,
+    RewrapSummary,
+    RotationStatus,
+    StepRecord,
+    Trigger,
+)
+from rotation.errors import NeedsHuman
+
+
+class Step(StrEnum):
+    PLAN = "plan"
+    NEW_VERSION = "new_version"
+    VERIFY_VERSION = "verify_version"
+    REPOINT_STORAGE = "repoint_storage"
+    REPOINT_WORKSPACES = "repoint_workspaces"
+    TRACK_VERSIONLESS = "track_versionless"
+    REWRAP = "rewrap"
+    VERIFY_CONSUMERS = "verify_consumers"
+    CUT_OVER = "cut_over"
+    RETIRE = "retire"
+
+
+#: The steps ``run_rotation`` drives, in order. ``retire`` is the reconciler's.
+RUN_STEPS: tuple[Step, ...] = (
+    Step.PLAN,
+    Step.NEW_VERSION,
+    Step.VERIFY_VERSION,
+    Step.REPOINT_STORAGE,
+    Step.REPOINT_WORKSPACES,
+    Step.TRACK_VERSIONLESS,
+    Step.REWRAP,
+    Step.VERIFY_CONSUMERS,
+    Step.CUT_OVER,
+)
+
+#: Statuses in which a rotation holds its key (no second rotation of the key may start).
+HOLDING_STATUSES = frozenset({RotationStatus.RUNNING, RotationStatus.WAITING})
+#: Statuses the reconciler still has work for.
+ACTIVE_STATUSES = frozenset({*HOLDING_STATUSES, RotationStatus.AWAITING_RETIREMENT})
+
+ROTATION_TAG = "rotation-id"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A side effect about to happen: what and to which target (a version or an ARM id)."""
+
+    action: str  # create_version | set_storage_version | set_workspace_key | rollback_* | disable_version | ...
+    target: str
+    value: str = ""
+    recorded_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RotationState:
+    """Everything the journal records about one rotation. Never key material."""
+
+    rotation_id: str
+    key_uri: str
+    status: RotationStatus
+    trigger: Trigger
+    started_at: datetime
+    updated_at: datetime
+    reason: str = ""
+    dry_run: bool = False
+    stage: str = Step.PLAN.value
+    old_version: str | None = None
+    new_version: str | None = None
+    adopt_version: str | None = None
+    retire_after: datetime | None = None
+    steps: tuple[StepRecord, ...] = ()
+    consumers: tuple[ConsumerChange, ...] = ()
+    rewrap: RewrapSummary | None = None
+    error: tuple[str, str] | None = None  # (code, message)
+    intent: Intent | None = None
+    lease_owner: str | None = None
+    lease_expires: datetime | None = None
+    history: tuple[str, ...] = field(default=())  # compact log-safe log of intents/outcomes
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def step_done(self, step: Step) -> bool:
+        return any(r.name == step.value and r.status in ("succeeded", "skipped") for r in self.steps)
+
+
+def next_step(state: RotationState) -> Step | None:
+    """The first run step not yet done, or None when the run is over (terminal or cut over)."""
+    if state.terminal or state.status == RotationStatus.AWAITING_RETIREMENT:
+        return None
+    for step in RUN_STEPS:
+        if not state.step_done(step):
+            return step
+    return None
+
+
+def guard(state: RotationState) -> None:
+    """Reject a state that no sequence of steps could have produced.
+
+    Raises:
+        NeedsHuman: the journal entry is inconsistent; acting on it could harm consumers.
+    """
+    problems: list[str] = []
+    done = [s for s in RUN_STEPS if state.step_done(s)]
+    if done != list(RUN_STEPS[: len(done)]):
+        problems.append(f"steps completed out of order: {[s.value for s in done]}")
+    if state.step_done(Step.PLAN) and state.old_version is None and not state.terminal:
+        problems.append("planned without an old version")
+    if state.step_done(Step.NEW_VERSION) and not state.new_version:
+        problems.append("new_version step done but no new version recorded")
+    if state.new_version is not None and state.new_version == state.old_version:
+        problems.append("new version equals the old version")
+    if state.status in (RotationStatus.AWAITING_RETIREMENT, RotationStatus.RETIRED) and not state.step_done(
+        Step.CUT_OVER
+    ):
+        problems.append(f"status {state.status.value} before cut-over")
+    if state.status == RotationStatus.RETIRED and not state.step_done(Step.RETIRE):
+        problems.append("retired without the retire step")
+    if problems:
+        raise NeedsHuman(f"rotation {state.rotation_id} journal is inconsistent: " + "; ".join(problems))
+
+
+def record_step(state: RotationState, step: Step, status: str, now: datetime, detail: str = "") -> RotationState:
+    """The state with ``step``'s record replaced by a new one (one record per step name)."""
+    previous = next((r for r in state.steps if r.name == step.value), None)
+    begun = previous.started_at if previous is not None else now
+    finished = None if status in ("started", "waiting") else now
+    record = StepRecord(step.value, status, begun, finished, detail)  # type: ignore[arg-type]
+    steps = (*(r for r in state.steps if r.name != step.value), record)
+    ordered = tuple(sorted(steps, key=lambda r: _STEP_INDEX.get(r.name, 99)))
+    return replace(state, steps=ordered, stage=step.value, updated_at=now)
+
+
+_STEP_INDEX = {s.value: i for i, s in enumerate((*RUN_STEPS, Step.RETIRE))}
+
+
+def with_consumer(state: RotationState, change: ConsumerChange) -> RotationState:
+    """The state with the record of ``change.resource_id`` replaced (or added)."""
+    wanted = change.resource_id.lower()
+    if any(c.resource_id.lower() == wanted for c in state.consumers):
+        consumers = tuple(change if c.resource_id.lower() == wanted else c for c in state.consumers)
+    else:
+        consumers = (*state.consumers, change)
+    return replace(state, consumers=consumers)
+
+
+def consumer(state: RotationState, resource_id: str) -> ConsumerChange | None:
+    return next((c for c in state.consumers if c.resource_id.lower() == resource_id.lower()), None)
+
+
+def with_intent(state: RotationState, intent: Intent | None, now: datetime) -> RotationState:
+    """Record (or clear, with the outcome) the side effect in flight, keeping a compact history line."""
+    if intent is not None:
+        line = f"{now.isoformat()} intent {intent.action} {intent.target} {intent.value}".rstrip()
+    elif state.intent is not None:
+        line = f"{now.isoformat()} done {state.intent.action} {state.intent.target}"
+    else:
+        return state
+    if intent is not None:
+        intent = replace(intent, recorded_at=now)
+    return replace(state, intent=intent, history=(*state.history, line)[-200:], updated_at=now)
