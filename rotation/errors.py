@@ -7,12 +7,14 @@ transport details::
     RotationError                      root: anything the service reports
     ├── SettingsError                  a setting is missing or malformed (fix configuration)
     ├── InputError                     a caller's input is malformed (HTTP 400, CLI exit 2)
-    │   └── UnknownKeyError            the key is not a managed key (HTTP 404)
+    │   ├── UnknownKeyError            the key is not a managed key (HTTP 404)
+    │   └── RotationNotFound           no rotation has that id (HTTP 404)
     ├── TransientError                 may succeed if repeated (429, 5xx, dropped connection)
     │   └── ThrottledError             the service asked us to slow down (carries retry_after)
     ├── PreconditionFailed             stop, nothing was changed (safe); the reason says why
     │   ├── PermissionDenied           an identity lacks a named permission
-    │   └── RotationInProgress         another rotation of the key holds the lock (HTTP 409)
+    │   ├── RotationInProgress         another rotation of the key holds the lock (HTTP 409)
+    │   └── JournalConflict            the journal entry changed under us: another executor owns it
     ├── VerificationFailed             a check after a change failed: roll back
     └── NeedsHuman                     the service cannot safely continue: page on-call
 
@@ -60,6 +62,16 @@ class UnknownKeyError(InputError):
     code = "UnknownKey"
 
 
+class RotationNotFound(InputError):
+    """No rotation with the id a caller named."""
+
+    code = "RotationNotFound"
+
+    def __init__(self, rotation_id: str) -> None:
+        super().__init__(f"no rotation {rotation_id!r}")
+        self.rotation_id = rotation_id
+
+
 class TransientError(RotationError):
     """A failure that may go away if the same step is repeated."""
 
@@ -101,6 +113,12 @@ class RotationInProgress(PreconditionFailed):
         super().__init__(f"a rotation of {key} is already in progress: {rotation_id}")
         self.key = key
         self.rotation_id = rotation_id
+
+
+class JournalConflict(PreconditionFailed):
+    """The journal entry changed since it was read (ETag mismatch): another executor moved it on."""
+
+    code = "JournalConflict"
 
 
 class VerificationFailed(RotationError):
