@@ -17,10 +17,12 @@ from rotation.domain.model import (
     KeyVersion,
     RewrapSummary,
     RotationPolicy,
+    RotationStatus,
     StorageAccountKey,
     VaultProperties,
     WorkspaceKey,
 )
+from rotation.domain.steps import RotationState
 from rotation.settings import DataLocation
 
 
@@ -145,4 +147,38 @@ class AuditLog(Protocol):
 
     def records(self, key_uri: str | None = None, since: datetime | None = None) -> Iterable[AuditRecord]:
         """Records in chain order, optionally filtered."""
+        ...
+
+
+class Journal(Protocol):
+    """The rotation journal and per-key lock (Azure Table storage: ``ROTATION_JOURNAL_TABLE``).
+
+    Every write is guarded: ``begin`` creates the rotation and moves the key's lock to it in one
+    transaction, ``save`` replaces the entry only if it is unchanged since it was read (ETag).
+    """
+
+    def lock_holder(self, key_uri: str) -> tuple[str | None, str | None]:
+        """(rotation id named by the key's lock or None, the lock's etag or None). Safe to repeat."""
+        ...
+
+    def begin(self, state: RotationState, lock_etag: str | None) -> str:
+        """Create ``state``'s entry and point the key's lock at it, atomically; return the entry's etag.
+
+        ``lock_etag`` None means the lock must not exist yet. Raises JournalConflict when the lock
+        changed since it was read. Not idempotent (a second call conflicts).
+        """
+        ...
+
+    def load(self, rotation_id: str) -> tuple[RotationState, str]:
+        """(state, etag). Raises RotationNotFound. Safe to repeat."""
+        ...
+
+    def save(self, state: RotationState, etag: str) -> str:
+        """Replace the entry if its etag is still ``etag``; return the new etag. Raises JournalConflict."""
+        ...
+
+    def list(
+        self, key_uri: str | None = None, statuses: Iterable[RotationStatus] | None = None, limit: int = 50
+    ) -> list[RotationState]:
+        """Rotations, newest first, optionally of one key and in the given statuses. Safe to repeat."""
         ...
