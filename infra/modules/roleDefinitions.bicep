@@ -1,0 +1,123 @@
+// The custom roles of the CMK rotation service: each grants exactly the actions one group of steps
+// needs (README.md, ## Deploy, step-to-permission table). Definitions only; assignments are made at
+// the narrowest scope by the other modules.
+
+targetScope = 'subscription'
+
+@description('Prefix that makes the role names unique in the tenant.')
+param namePrefix string
+
+@description('Subscriptions in which the roles may be assigned (consumers, vaults and data live there).')
+param assignableSubscriptionIds array
+
+var assignableScopes = [for s in assignableSubscriptionIds: '/subscriptions/${s}']
+
+// Key Vault data plane, assigned per managed key: plan, new version, verify, re-wrap, retire.
+resource keyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, namePrefix, 'cmk-rotation-key-operator')
+  properties: {
+    roleName: 'CMK Rotation Key Operator (${namePrefix})'
+    description: 'Read, rotate, create versions of, update, wrap and unwrap with a managed key; read its rotation policy. No delete, purge, import, backup, encrypt or decrypt.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/keys/read'
+          'Microsoft.KeyVault/vaults/keyrotationpolicies/read'
+          'Microsoft.KeyVault/vaults/keys/rotate/action'
+          'Microsoft.KeyVault/vaults/keys/create/action'
+          'Microsoft.KeyVault/vaults/keys/update/action'
+          'Microsoft.KeyVault/vaults/keys/wrap/action'
+          'Microsoft.KeyVault/vaults/keys/unwrap/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+// Key Vault data plane, assigned on the audit signing key only.
+resource auditSigner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, namePrefix, 'cmk-rotation-audit-signer')
+  properties: {
+    roleName: 'CMK Rotation Audit Signer (${namePrefix})'
+    description: 'Read the audit signing key and sign and verify audit checkpoints with it.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/keys/read'
+          'Microsoft.KeyVault/vaults/keys/sign/action'
+          'Microsoft.KeyVault/vaults/keys/verify/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+// ARM reads, assigned per consumer subscription (list by subscription) and per vault.
+resource reader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, namePrefix, 'cmk-rotation-reader')
+  properties: {
+    roleName: 'CMK Rotation Reader (${namePrefix})'
+    description: 'Read storage accounts, ML workspaces and key vaults (metadata only: no keys, no data, no list-keys).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/read'
+          'Microsoft.MachineLearningServices/workspaces/read'
+          'Microsoft.KeyVault/vaults/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+// ARM writes, assigned per consumer resource group: re-point encryption to the new key version.
+resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, namePrefix, 'cmk-rotation-consumer-operator')
+  properties: {
+    roleName: 'CMK Rotation Consumer Operator (${namePrefix})'
+    description: 'Read and update storage accounts and ML workspaces (encryption key) and poll the ML update operation. No delete, no list-keys, no role changes.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/read'
+          'Microsoft.Storage/storageAccounts/write'
+          'Microsoft.MachineLearningServices/workspaces/read'
+          'Microsoft.MachineLearningServices/workspaces/write'
+          'Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+@description('Resource id of the CMK Rotation Key Operator role.')
+output keyOperatorRoleId string = keyOperator.id
+
+@description('Resource id of the CMK Rotation Audit Signer role.')
+output auditSignerRoleId string = auditSigner.id
+
+@description('Resource id of the CMK Rotation Reader role.')
+output readerRoleId string = reader.id
+
+@description('Resource id of the CMK Rotation Consumer Operator role.')
+output consumerOperatorRoleId string = consumerOperator.id
