@@ -1,0 +1,262 @@
+"""Pure verification of a stored audit chain: which record broke, and how.
+
+The store reads entities; this module decides. Given the records in storage order, the head
+pointer and the signed checkpoints, :func:`verify` walks the chain once and names the first
+broken record:
+
+- ``edited``: a record's stored text no longer hashes to its stored hash, or its indexed columns
+  disagree with its text;
+- ``rewritten``: a record hashes correctly but its successor links to a different hash (it was
+  edited and its own hash recomputed);
+- ``deleted``: a sequence number is missing, or the head or a checkpoint covers records that are gone;
+- ``reordered``: a record sits at a position other than its own sequence number;
+- ``not_anchored``: the chain is self-consistent but disagrees with a signed checkpoint (the whole
+  chain from some point on was rewritten), or a checkpoint's signature does not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from rotation.audit.codec import GENESIS_HASH, canonical_json, chain_hash
+
+ProblemKind = Literal["edited", "rewritten", "deleted", "reordered", "not_anchored", "corrupt"]
+
+#: Body fields copied into entity columns (so Table queries can filter); they must match the body.
+INDEXED_FIELDS = ("record_id", "key_uri", "outcome", "rotation_id")
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    """One stored record as read back: its position, links, text and the columns beside it."""
+
+    position: int  # the sequence number its storage key says it has
+    seq: int  # the sequence number stored inside it
+    record_id: str
+    prev_hash: str
+    hash: str
+    body: str
+    columns: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement that the chain's record ``seq`` hashed to ``hash`` at ``created_at``."""
+
+    seq: int
+    hash: str
+    created_at: datetime
+    key_id: str  # the versioned key that signed it
+    algorithm: str
+    signature: bytes
+
+    def digest(self) -> bytes:
+        return checkpoint_digest(self.seq, self.hash, self.created_at)
+
+
+def checkpoint_digest(seq: int, record_hash: str, created_at: datetime) -> bytes:
+    """The SHA-256 digest a checkpoint signature covers."""
+    payload = canonical_json({"seq": seq, "hash": record_hash, "created_at": created_at.isoformat()})
+    return hashlib.sha256(payload.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Head:
+    """The store's pointer to the last record (a hint for appenders; it may lag, never lead)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first thing wrong with the chain, naming the record."""
+
+    kind: ProblemKind
+    seq: int
+    record_id: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of walking the chain."""
+
+    records: int
+    last_seq: int
+    last_hash: str
+    checkpoints: int
+    anchored_through: int  # the highest seq covered by a verified checkpoint (0: none)
+    problem: Problem | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["warnings"] = list(self.warnings)
+        return data
+
+
+def _describe(seq: int, record_id: str | None) -> str:
+    return f"record #{seq}" + (f" ({record_id})" if record_id else "")
+
+
+def verify(
+    entries: Sequence[ChainEntry],
+    head: Head | None,
+    checkpoints: Sequence[Checkpoint],
+    signature_valid: Callable[[Checkpoint], bool] | None,
+    ids_by_seq: Mapping[int, str] | None = None,
+) -> VerifyReport:
+    """Walk the chain and report the first broken record.
+
+    Args:
+        entries: records in storage order (ascending position).
+        head: the head pointer, if one was written.
+        checkpoints: signed checkpoints, any order.
+        signature_valid: checks one checkpoint's signature; ``None`` when no signing key is
+            configured (then any checkpoint present is a problem: it cannot be trusted or refuted).
+        ids_by_seq: record ids by sequence number from the id index, to name deleted records.
+    """
+    ids = ids_by_seq or {}
+    hashes: dict[int, str] = {}
+    warnings: list[str] = []
+
+    def report(problem: Problem | None, anchored: int = 0) -> VerifyReport:
+        last_seq = max(hashes) if hashes else 0
+        return VerifyReport(
+            records=len(entries),
+            last_seq=last_seq,
+            last_hash=hashes.get(last_seq, GENESIS_HASH),
+            checkpoints=len(checkpoints),
+            anchored_through=anchored,
+            problem=problem,
+            warnings=tuple(warnings),
+        )
+
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    prev: ChainEntry | None = None
+    for entry in entries:
+        if entry.position != entry.seq:
+            return report(
+                Problem(
+                    "reordered",
+                    entry.position,
+                    ids.get(entry.position, entry.record_id),
+                    f"position #{entry.position} holds {_describe(entry.seq, entry.record_id)}: records were reordered",
+                )
+            )
+        if entry.seq > expected_seq:
+            missing = ", ".join(_describe(s, ids.get(s)) for s in range(expected_seq, entry.seq))
+            return report(
+                Problem(
+                    "deleted",
+                    expected_seq,
+                    ids.get(expected_seq),
+                    f"{missing} missing before {_describe(entry.seq, entry.record_id)}: deleted",
+                )
+            )
+        problem = _check_entry(entry)
+        if problem is not None:
+            return report(problem)
+        if entry.prev_hash != prev_hash:
+            if prev is None:
+                message = f"{_describe(entry.seq, entry.record_id)} does not start the chain: its link was changed"
+                return report(Problem("rewritten", entry.seq, entry.record_id, message))
+            message = (
+                f"{_describe(prev.seq, prev.record_id)} was rewritten after {_describe(entry.seq, entry.record_id)}"
+                " was appended: its hash no longer matches the link stored in its successor"
+            )
+            return report(Problem("rewritten", prev.seq, prev.record_id, message))
+        hashes[entry.seq] = entry.hash
+        prev_hash = entry.hash
+        prev = entry
+        expected_seq = entry.seq + 1
+
+    last_seq = expected_seq - 1
+    if head is not None:
+        if head.seq > last_seq:
+            missing = ", ".join(_describe(s, ids.get(s)) for s in range(last_seq + 1, head.seq + 1))
+            return report(
+                Problem("deleted", last_seq + 1, ids.get(last_seq + 1), f"{missing} missing at the end: deleted")
+            )
+        if head.seq > 0 and hashes.get(head.seq) != head.hash:
+            message = f"{_describe(head.seq, ids.get(head.seq))} no longer matches the hash the head recorded"
+            return report(Problem("rewritten", head.seq, ids.get(head.seq), message))
+        if head.seq < last_seq:
+            warnings.append(f"the head pointer lags at #{head.seq}; the next append moves it forward")
+
+    return _check_checkpoints(
+        checkpoints,
+        hashes=hashes,
+        last_seq=last_seq,
+        signature_valid=signature_valid,
+        ids=ids,
+        report=report,
+        warnings=warnings,
+    )
+
+
+def _check_entry(entry: ChainEntry) -> Problem | None:
+    if chain_hash(entry.seq, entry.prev_hash, entry.body) != entry.hash:
+        message = f"{_describe(entry.seq, entry.record_id)} was edited: its text no longer matches its hash"
+        return Problem("edited", entry.seq, entry.record_id, message)
+    try:
+        body = json.loads(entry.body)
+    except ValueError:
+        return Problem("corrupt", entry.seq, entry.record_id, f"{_describe(entry.seq, entry.record_id)} is not JSON")
+    for name in INDEXED_FIELDS:
+        if name in entry.columns and entry.columns[name] != body.get(name):
+            message = f"{_describe(entry.seq, entry.record_id)} was edited: column {name!r} disagrees with its text"
+            return Problem("edited", entry.seq, entry.record_id, message)
+    return None
+
+
+def _check_checkpoints(
+    checkpoints: Sequence[Checkpoint],
+    *,
+    hashes: Mapping[int, str],
+    last_seq: int,
+    signature_valid: Callable[[Checkpoint], bool] | None,
+    ids: Mapping[int, str],
+    report: Callable[[Problem | None, int], VerifyReport],
+    warnings: list[str],
+) -> VerifyReport:
+    anchored = 0
+    previous_good = 0
+    for checkpoint in sorted(checkpoints, key=lambda c: c.seq):
+        name = _describe(checkpoint.seq, ids.get(checkpoint.seq))
+        if signature_valid is None:
+            message = f"the checkpoint at {name} cannot be checked: no audit signing key is configured"
+            return report(Problem("not_anchored", checkpoint.seq, ids.get(checkpoint.seq), message), anchored)
+        if not signature_valid(checkpoint):
+            message = f"the checkpoint at {name} has a signature that does not verify with {checkpoint.key_id}"
+            return report(Problem("not_anchored", checkpoint.seq, ids.get(checkpoint.seq), message), anchored)
+        if checkpoint.seq > last_seq:
+            missing = ", ".join(_describe(s, ids.get(s)) for s in range(last_seq + 1, checkpoint.seq + 1))
+            message = f"{missing} missing: a signed checkpoint covers them but the chain ends at #{last_seq}: deleted"
+            return report(Problem("deleted", last_seq + 1, ids.get(last_seq + 1), message), anchored)
+        if hashes.get(checkpoint.seq) != checkpoint.hash:
+            first = previous_good + 1
+            message = (
+                f"the chain from {_describe(first, ids.get(first))} to {name} was rewritten: "
+                f"{name} no longer matches the checkpoint signed at {checkpoint.created_at.isoformat()}"
+            )
+            return report(Problem("not_anchored", first, ids.get(first), message), anchored)
+        anchored = previous_good = checkpoint.seq
+    if last_seq > anchored:
+        if anchored == 0:
+            warnings.append("no signed checkpoint yet: a rewrite of the whole chain would not be detected")
+        else:
+            warnings.append(f"records #{anchored + 1}..#{last_seq} are not yet covered by a signed checkpoint")
+    return report(None, anchored)

@@ -1,0 +1,125 @@
+"""Checkpoint signing: the ``CheckpointSigner`` port and its Key Vault adapter.
+
+A checkpoint anchors the chain: a signature over (seq, head hash, time) made with a key only the
+service's identity can use for ``sign``. Rewriting the whole chain then needs that key too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+from rotation.domain.model import KeyRef
+from rotation.errors import InputError, PermissionDenied, PreconditionFailed, TransientError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+RS256 = "RS256"
+
+
+@dataclass(frozen=True)
+class Signature:
+    key_id: str  # the versioned key identifier that made it
+    algorithm: str
+    value: bytes
+
+
+class CheckpointSigner(Protocol):
+    """Signs checkpoint digests and checks signatures made earlier (perhaps by an older key version)."""
+
+    def sign(self, digest: bytes) -> Signature:
+        """Sign a SHA-256 ``digest``. NOT free: one Key Vault operation. Safe to repeat."""
+        ...
+
+    def verify(self, key_id: str, algorithm: str, digest: bytes, signature: bytes) -> bool:
+        """True only if ``signature`` over ``digest`` verifies with ``key_id``, a version of this signer's key."""
+        ...
+
+
+class KeyVaultCheckpointSigner:
+    """Signs with the latest version of a Key Vault RSA key (RS256); verifies with any of its versions.
+
+    Permissions: keys/sign/action to sign; keys/read (public key, verified locally) or
+    keys/verify/action to verify. Errors are translated to ``rotation.errors``.
+    """
+
+    def __init__(
+        self,
+        key_uri: str,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        verify_challenge_resource: bool,
+    ) -> None:
+        key, version = KeyRef.parse(key_uri)
+        if version is not None:
+            raise InputError(f"the audit signing key must be versionless, not {key_uri!r}")
+        self.key = key
+        self._credential = credential
+        self._client_kwargs: dict[str, Any] = {
+            **transport_kwargs,
+            "verify_challenge_resource": verify_challenge_resource,
+        }
+        self._clients: dict[str, CryptographyClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, key_id: str) -> CryptographyClient:
+        with self._lock:
+            if key_id not in self._clients:
+                self._clients[key_id] = CryptographyClient(key_id, self._credential, **self._client_kwargs)
+            return self._clients[key_id]
+
+    def sign(self, digest: bytes) -> Signature:
+        with _translated("sign an audit checkpoint", "keys/sign/action", self.key.uri):
+            result = self._client(self.key.uri).sign(SignatureAlgorithm.rs256, digest)
+        key_id = result.key_id or self.key.uri
+        return Signature(key_id=key_id, algorithm=RS256, value=result.signature)
+
+    def verify(self, key_id: str, algorithm: str, digest: bytes, signature: bytes) -> bool:
+        try:
+            key, version = KeyRef.parse(key_id)
+        except InputError:
+            return False
+        if key != self.key or version is None or algorithm != RS256:
+            return False  # signed by some other key: not an anchor this service trusts
+        try:
+            with _translated("verify an audit checkpoint", "keys/verify/action", key_id):
+                return bool(self._client(key_id).verify(SignatureAlgorithm.rs256, digest, signature).is_valid)
+        except PreconditionFailed as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                return False  # that version no longer exists: the signature cannot be vouched for
+            raise
+
+
+@contextmanager
+def _translated(action: str, permission: str, key_id: str) -> Iterator[None]:
+    """Turn azure-core errors into ``rotation.errors`` (messages carry no secrets)."""
+    try:
+        yield
+    except ResourceNotFoundError as exc:
+        raise PreconditionFailed(f"cannot {action}: {key_id} was not found") from exc
+    except ClientAuthenticationError as exc:
+        raise PermissionDenied(f"cannot {action}: the service identity could not authenticate", permission) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"cannot {action} now: Key Vault did not answer ({type(exc).__name__})") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status in (401, 403):
+            raise PermissionDenied(
+                f"cannot {action}: the service identity lacks {permission} on {key_id}", permission
+            ) from exc
+        if status in (408, 429) or status >= 500:
+            raise TransientError(f"cannot {action} now: Key Vault answered {status}") from exc
+        raise PreconditionFailed(f"cannot {action}: Key Vault refused ({status})") from exc

@@ -1,0 +1,427 @@
+"""``TableAuditLog``: the ``AuditLog`` port over Azure Table storage (AzureWebJobsStorage).
+
+Layout of the audit table (one table, four partitions):
+
+=============  ========================  ==================================================
+PartitionKey   RowKey                    holds
+=============  ========================  ==================================================
+``record``     ``seq`` zero-padded       one audit record: ``body`` (canonical JSON, split
+                                         over ``body``, ``body1``... when long), ``prev_hash``,
+                                         ``hash``, and filter columns copied from the body
+``id``         SHA-256 of the record id  the record's ``seq`` (lookup by id; idempotent append)
+``checkpoint`` ``seq`` zero-padded       a signature over (seq, hash, time) by the signing key
+``head``       ``head``                  the last appended ``seq`` and ``hash`` (a hint)
+=============  ========================  ==================================================
+
+Records are only ever created, never updated. Appends from concurrent rotations (threads,
+processes, Function instances) keep one chain without a lock: a record's RowKey is its sequence
+number, so creating record ``n`` succeeds for exactly one appender, and the loser re-reads and
+tries ``n + 1``. The head is only a hint (it may lag after a crash, never lead); it is moved
+forward with ETag-guarded updates by whoever notices it lagging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from rotation.audit.chain import ChainEntry, Checkpoint, Head, VerifyReport, checkpoint_digest, verify
+from rotation.audit.codec import GENESIS_HASH, chain_hash, fit_body, record_from_dict, record_to_dict, stamped
+from rotation.audit.signing import CheckpointSigner
+from rotation.domain.model import AuditRecord
+from rotation.errors import PermissionDenied, PreconditionFailed, TransientError
+from rotation.logs import get_logger
+
+log = get_logger("rotation.audit")
+
+RECORDS = "record"
+IDS = "id"
+CHECKPOINTS = "checkpoint"
+HEAD = "head"
+_SEQ_WIDTH = 12
+_CHUNK = 30_000  # characters per string property (Table storage allows 64 KiB of UTF-16)
+_MAX_CHUNKS = 12
+MAX_BODY = _CHUNK * _MAX_CHUNKS
+
+
+def seq_key(seq: int) -> str:
+    return f"{seq:0{_SEQ_WIDTH}d}"
+
+
+def id_key(record_id: str) -> str:
+    # Record ids come from callers; a digest keeps RowKey free of characters Table storage refuses.
+    return hashlib.sha256(record_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as stored: its place in the chain and its links."""
+
+    seq: int
+    hash: str
+    prev_hash: str
+    record: AuditRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "prev_hash": self.prev_hash, **record_to_dict(self.record)}
+
+
+@contextmanager
+def _storage(action: str) -> Iterator[None]:
+    """Translate azure-core errors raised while talking to Table storage into ``rotation.errors``."""
+    try:
+        yield
+    except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError):
+        raise  # expected outcomes of conditional writes and point reads; callers branch on them
+    except ClientAuthenticationError as exc:
+        raise PermissionDenied(f"cannot {action}: storage refused the credentials", "table data access") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status == 403:
+            raise PermissionDenied(f"cannot {action}: storage answered 403", "table data access") from exc
+        if status in (408, 429) or status >= 500:
+            raise TransientError(f"cannot {action} now: storage answered {status}") from exc
+        raise PreconditionFailed(f"cannot {action}: storage answered {status}") from exc
+    except AzureError as exc:
+        raise TransientError(f"cannot {action} now: {type(exc).__name__}") from exc
+
+
+class TableAuditLog:
+    """Implements ``rotation.ports.AuditLog``; also the reads behind ``audit list|show|verify``."""
+
+    def __init__(
+        self,
+        connection_string: str,
+        table_name: str,
+        signer: CheckpointSigner | None = None,
+        *,
+        checkpoint_every: int = 100,
+        now: Callable[[], datetime] | None = None,
+        max_attempts: int = 200,
+    ) -> None:
+        self.table_name = table_name
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self._connection_string = connection_string
+        self._now = now or (lambda: datetime.now(UTC))
+        self._max_attempts = max_attempts
+        self._table = TableClient.from_connection_string(connection_string, table_name)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._table.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _ensure_table(self) -> None:
+        with self._ready_lock:
+            if self._ready:
+                return
+            with _storage(f"create the audit table {self.table_name}"):
+                service = TableServiceClient.from_connection_string(self._connection_string)
+                try:
+                    service.create_table_if_not_exists(self.table_name)
+                finally:
+                    service.close()
+            self._ready = True
+
+    def append(self, record: AuditRecord) -> str:
+        """Append ``record`` to the chain and return its id; written before this returns.
+
+        Idempotent by record id: appending a record whose id is already stored returns that id
+        and writes nothing. Raises ``TransientError`` if storage keeps failing.
+        """
+        self._ensure_table()
+        record = stamped(record, self._now())
+        if not record.record_id:
+            record = replace(record, record_id=uuid.uuid4().hex)
+        if self._seq_of(record.record_id) is not None:
+            log.info("audit_record_duplicate", record_id=record.record_id)
+            return record.record_id
+        body = fit_body(record, MAX_BODY)
+        for _attempt in range(self._max_attempts):
+            head, etag = self._read_head()
+            seq = head.seq + 1
+            prev_hash = self._hash_of(head.seq) if head.seq else GENESIS_HASH
+            if prev_hash is None:  # the head names a record that is not there: let verify say so
+                raise PreconditionFailed(f"the audit head names record #{head.seq}, which is missing; run audit verify")
+            digest = chain_hash(seq, prev_hash, body)
+            try:
+                with _storage("append an audit record"):
+                    self._table.create_entity(self._record_entity(seq, prev_hash, digest, body, record))
+            except ResourceExistsError:
+                self._catch_up(head, etag)
+                time.sleep(random.uniform(0, 0.01))  # noqa: S311 (jitter, not security)
+                continue
+            self._move_head(Head(seq, digest), etag)
+            # suppress: an earlier attempt of this append indexed it
+            with _storage("index an audit record"), suppress(ResourceExistsError):
+                self._table.create_entity(
+                    {
+                        "PartitionKey": IDS,
+                        "RowKey": id_key(record.record_id),
+                        "seq": seq,
+                        "record_id": record.record_id,
+                    }
+                )
+            self._log(seq, prev_hash, digest, record)
+            if self.signer is not None and self.checkpoint_every > 0 and seq % self.checkpoint_every == 0:
+                self._periodic_checkpoint()
+            return record.record_id
+        raise TransientError(f"could not append an audit record after {self._max_attempts} attempts (contention)")
+
+    def _record_entity(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> dict[str, Any]:
+        chunks = [body[i : i + _CHUNK] for i in range(0, len(body), _CHUNK)] or [""]
+        entity: dict[str, Any] = {
+            "PartitionKey": RECORDS,
+            "RowKey": seq_key(seq),
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "hash": digest,
+            "record_id": record.record_id,
+            "rotation_id": record.rotation_id,
+            "key_uri": record.key_uri,
+            "key": record.key_uri.rstrip("/").lower(),
+            "outcome": record.outcome,
+            "trigger_kind": str(record.trigger.kind),
+            "caller": record.trigger.caller,
+            "recorded_at": record.recorded_at,
+            "chunks": len(chunks),
+        }
+        for i, chunk in enumerate(chunks):
+            entity["body" if i == 0 else f"body{i}"] = chunk
+        return {k: v for k, v in entity.items() if v is not None}
+
+    def _read_head(self) -> tuple[Head, str | None]:
+        with _storage("read the audit head"):
+            try:
+                entity = self._table.get_entity(HEAD, HEAD)
+            except ResourceNotFoundError:
+                return Head(0, GENESIS_HASH), None
+        return Head(int(entity["seq"]), str(entity["hash"])), str(entity.metadata["etag"])
+
+    def _move_head(self, head: Head, etag: str | None) -> bool:
+        """Move the head to ``head`` if nobody moved it since ``etag`` was read (create it if absent)."""
+        entity = {"PartitionKey": HEAD, "RowKey": HEAD, "seq": head.seq, "hash": head.hash}
+        with _storage("move the audit head"):
+            try:
+                if etag is None:
+                    self._table.create_entity(entity)
+                else:
+                    self._table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                return False  # someone else moved it; they saw at least as far
+        return True
+
+    def _catch_up(self, head: Head, etag: str | None) -> None:
+        """Another appender took ``head.seq + 1``; move the head past it if they have not yet."""
+        seq = head.seq + 1
+        found = self._hash_of(seq)
+        if found is not None:
+            self._move_head(Head(seq, found), etag)
+
+    def _hash_of(self, seq: int) -> str | None:
+        with _storage("read an audit record"):
+            try:
+                entity = self._table.get_entity(RECORDS, seq_key(seq), select=["hash"])
+            except ResourceNotFoundError:
+                return None
+        return str(entity["hash"])
+
+    def _seq_of(self, record_id: str) -> int | None:
+        with _storage("look up an audit record"):
+            try:
+                entity = self._table.get_entity(IDS, id_key(record_id))
+            except ResourceNotFoundError:
+                return None
+        return int(entity["seq"])
+
+    def _log(self, seq: int, prev_hash: str, digest: str, record: AuditRecord) -> None:
+        """The same record as one structured log line, for Application Insights."""
+        body = record_to_dict(record)
+        log.info(
+            "audit_record",
+            seq=seq,
+            hash=digest,
+            prev_hash=prev_hash,
+            record_id=record.record_id,
+            rotation_id=record.rotation_id,
+            key_uri=record.key_uri,
+            outcome=record.outcome,
+            old_version=record.old_version,
+            new_version=record.new_version,
+            trigger_kind=str(record.trigger.kind),
+            event_id=record.trigger.event_id,
+            caller=record.trigger.caller,
+            reason=body["reason"],
+            recorded_at=body["recorded_at"],
+            audit_table=self.table_name,
+            record=body,
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _periodic_checkpoint(self) -> None:
+        try:
+            self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 (a missed checkpoint must not fail the rotation it follows)
+            log.warning("audit_checkpoint_failed", error=type(exc).__name__, problem=str(exc))
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the current end of the chain, after verifying the chain up to it.
+
+        Returns the checkpoint, or ``None`` when the chain is empty.
+
+        Raises:
+            PreconditionFailed: no signing key is configured, or the chain is already broken
+                (signing it would anchor the damage).
+        """
+        if self.signer is None:
+            raise PreconditionFailed("no audit signing key is configured (ROTATION_AUDIT_SIGNING_KEY)")
+        report = self.verify()
+        if report.problem is not None:
+            raise PreconditionFailed(f"refusing to sign a broken audit chain: {report.problem.message}")
+        if report.last_seq == 0:
+            return None
+        created_at = self._now().astimezone(UTC)
+        signature = self.signer.sign(checkpoint_digest(report.last_seq, report.last_hash, created_at))
+        checkpoint = Checkpoint(
+            report.last_seq, report.last_hash, created_at, signature.key_id, signature.algorithm, signature.value
+        )
+        with _storage("write an audit checkpoint"):
+            try:
+                self._table.create_entity(
+                    {
+                        "PartitionKey": CHECKPOINTS,
+                        "RowKey": seq_key(checkpoint.seq),
+                        "seq": checkpoint.seq,
+                        "hash": checkpoint.hash,
+                        "created_at": created_at.isoformat(),
+                        "key_id": checkpoint.key_id,
+                        "algorithm": checkpoint.algorithm,
+                        "signature": checkpoint.signature,
+                    }
+                )
+            except ResourceExistsError:
+                log.info("audit_checkpoint_exists", seq=checkpoint.seq)
+                return next(c for c in self.checkpoints() if c.seq == checkpoint.seq)
+        log.info("audit_checkpoint", seq=checkpoint.seq, hash=checkpoint.hash, key_id=checkpoint.key_id)
+        return checkpoint
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [
+            Checkpoint(
+                seq=int(e["seq"]),
+                hash=str(e["hash"]),
+                created_at=datetime.fromisoformat(str(e["created_at"])),
+                key_id=str(e["key_id"]),
+                algorithm=str(e["algorithm"]),
+                signature=bytes(e["signature"]),
+            )
+            for e in self._query(f"PartitionKey eq '{CHECKPOINTS}'")
+        ]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _query(self, query_filter: str, parameters: dict[str, Any] | None = None) -> list[Any]:
+        self._ensure_table()
+        with _storage("read the audit table"):
+            entities = list(self._table.query_entities(query_filter, parameters=parameters or {}))
+        return sorted(entities, key=lambda e: str(e["RowKey"]))
+
+    def records(self, key_uri: str | None = None, since: datetime | None = None) -> Iterable[AuditRecord]:
+        """Records in chain order, optionally of one key and recorded at or after ``since``."""
+        return [s.record for s in self.stored(key_uri=key_uri, since=since)]
+
+    def stored(
+        self, *, key_uri: str | None = None, since: datetime | None = None, outcome: str | None = None
+    ) -> list[StoredRecord]:
+        """Records with their chain position and links, filtered in the Table query."""
+        clauses = ["PartitionKey eq @pk"]
+        parameters: dict[str, Any] = {"pk": RECORDS}
+        if key_uri is not None:
+            clauses.append("key eq @key")
+            parameters["key"] = key_uri.rstrip("/").lower()
+        if since is not None:
+            clauses.append("recorded_at ge @since")
+            parameters["since"] = since
+        if outcome is not None:
+            clauses.append("outcome eq @outcome")
+            parameters["outcome"] = outcome
+        return [_stored(e) for e in self._query(" and ".join(clauses), parameters)]
+
+    def get(self, reference: str) -> StoredRecord | None:
+        """One record by id, or by sequence number written ``#12`` or ``12``."""
+        text = reference.strip()
+        seq = int(text.lstrip("#")) if text.lstrip("#").isdigit() else self._seq_of(text)
+        if seq is None:
+            return None
+        self._ensure_table()
+        with _storage("read an audit record"):
+            try:
+                entity = self._table.get_entity(RECORDS, seq_key(seq))
+            except ResourceNotFoundError:
+                return None
+        return _stored(entity)
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain, its head and its checkpoints; see ``rotation.audit.chain``."""
+        entries = [_entry(e) for e in self._query(f"PartitionKey eq '{RECORDS}'")]
+        # The id index outlives a deleted record, so verify can name what was deleted.
+        ids = {int(e["seq"]): str(e["record_id"]) for e in self._query(f"PartitionKey eq '{IDS}'") if "record_id" in e}
+        head, _etag = self._read_head()
+        signer = self.signer
+        signature_valid = (
+            None if signer is None else lambda c: signer.verify(c.key_id, c.algorithm, c.digest(), c.signature)
+        )
+        return verify(entries, head if _etag is not None else None, self.checkpoints(), signature_valid, ids)
+
+
+def _body(entity: Any) -> str:
+    count = int(entity.get("chunks", 1))
+    return "".join(str(entity.get("body" if i == 0 else f"body{i}", "")) for i in range(count))
+
+
+def _entry(entity: Any) -> ChainEntry:
+    columns = {name: entity.get(name) for name in ("record_id", "key_uri", "outcome", "rotation_id")}
+    return ChainEntry(
+        position=int(str(entity["RowKey"])),
+        seq=int(entity.get("seq", -1)),
+        record_id=str(entity.get("record_id", "")),
+        prev_hash=str(entity.get("prev_hash", "")),
+        hash=str(entity.get("hash", "")),
+        body=_body(entity),
+        columns=columns,
+    )
+
+
+def _stored(entity: Any) -> StoredRecord:
+    return StoredRecord(
+        seq=int(entity["seq"]),
+        hash=str(entity["hash"]),
+        prev_hash=str(entity["prev_hash"]),
+        record=record_from_dict(json.loads(_body(entity))),
+    )
