@@ -8,7 +8,8 @@ transport details::
     ├── SettingsError                  a setting is missing or malformed (fix configuration)
     ├── InputError                     a caller's input is malformed (HTTP 400, CLI exit 2)
     │   ├── UnknownKeyError            the key is not a managed key (HTTP 404)
-    │   └── RotationNotFound           no rotation has that id (HTTP 404)
+    │   ├── RotationNotFound           no rotation has that id (HTTP 404)
+    │   └── AuditRecordNotFound        no audit record has that id (HTTP 404)
     ├── TransientError                 may succeed if repeated (429, 5xx, dropped connection)
     │   └── ThrottledError             the service asked us to slow down (carries retry_after)
     ├── PreconditionFailed             stop, nothing was changed (safe); the reason says why
@@ -70,6 +71,16 @@ class RotationNotFound(InputError):
     def __init__(self, rotation_id: str) -> None:
         super().__init__(f"no rotation {rotation_id!r}")
         self.rotation_id = rotation_id
+
+
+class AuditRecordNotFound(InputError):
+    """No audit record with the id (or sequence number) a caller named."""
+
+    code = "AuditRecordNotFound"
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"no audit record {reference!r}")
+        self.reference = reference
 
 
 class TransientError(RotationError):
