@@ -1,0 +1,117 @@
+"""A small client for the emulator's admin API, for tests, the demo and the ARM emulator.
+
+admin = KeyVaultAdmin(endpoints["keyvault"]["admin"], endpoints["ca_bundle"])
+vault = admin.create_vault("kv-demo")            # -> {"name", "url", "arm_id", ...}
+admin.set_role_assignments("kv-demo", [{"principal_id": "...", "role": "Key Vault Crypto User"}])
+admin.advance_clock(86400 * 60)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class AdminApiError(RuntimeError):
+    """The admin API answered with an error status; ``status`` and the message are kept."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class KeyVaultAdmin:
+    def __init__(self, admin_url: str, ca_bundle: str | None = None, timeout: float = 30.0) -> None:
+        self.admin_url = admin_url.rstrip("/")
+        self.timeout = timeout
+        self._context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - admin URL of the local emulator
+            self.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                detail = json.loads(detail)["error"]["message"]
+            raise AdminApiError(exc.code, detail) from exc
+        return json.loads(raw) if raw else None
+
+    # vaults
+    def create_vault(self, name: str, **options: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "/admin/vaults", {"name": name, **options}))
+
+    def list_vaults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/admin/vaults")["value"])
+
+    def get_vault(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/admin/vaults/{name}"))
+
+    # clock
+    def now(self) -> float:
+        return float(self._call("GET", "/admin/clock")["now"])
+
+    def set_clock(self, now: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"now": now})["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"advance_seconds": seconds})["now"])
+
+    def run_lifecycle(self) -> None:
+        self._call("POST", "/admin/lifecycle", {})
+
+    # RBAC
+    def set_role_assignments(self, vault: str, assignments: list[dict[str, str]]) -> list[dict[str, str]]:
+        return list(self._call("PUT", f"/admin/vaults/{vault}/role-assignments", {"value": assignments})["value"])
+
+    def role_assignments(self, vault: str) -> list[dict[str, str]]:
+        return list(self._call("GET", f"/admin/vaults/{vault}/role-assignments")["value"])
+
+    # throttling
+    def set_throttle(
+        self,
+        vault: str | None = None,
+        *,
+        limit_per_10s: int | None = None,
+        create_limit_per_10s: int | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "vault": vault,
+            "limit_per_10s": limit_per_10s,
+            "create_limit_per_10s": create_limit_per_10s,
+            "enabled": enabled,
+        }
+        return dict(self._call("PUT", "/admin/throttle", {k: v for k, v in body.items() if v is not None}))
+
+    def throttle(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/admin/throttle"))
+
+    # faults
+    def set_faults(self, *rules: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self._call("PUT", "/admin/faults", {"rules": list(rules)})["rules"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/admin/faults")
+
+    # counters
+    def counters(self) -> dict[str, dict[str, int]]:
+        return dict(self._call("GET", "/admin/counters"))
+
+    def reset_counters(self) -> None:
+        self._call("DELETE", "/admin/counters")
+
+    # events
+    def set_event_sink(self, sink: dict[str, Any] | None) -> dict[str, Any]:
+        return dict(self._call("PUT", "/admin/events", {"sink": sink}))
+
+    def events(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/admin/events"))
