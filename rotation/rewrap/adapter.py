@@ -1,0 +1,347 @@
+"""``BlobDataKeys``: the ``DataKeys`` port over Blob storage, Key Vault, a queue and a checkpoint table.
+
+``begin_rewrap`` records the run and the first work item (page 1 of each data location's listing).
+Processing an item lists its page (``include=metadata``), hands the next page on as a new item before
+re-wrapping its own blobs, then re-wraps them in chunks, checkpointing after each chunk. Inline (CLI,
+local server, tests) items run in this process; queued, they go to ``ROTATION_REWRAP_QUEUE`` and the
+queue trigger ``rewrap_worker`` runs them, as many at once as the Functions host scales to.
+
+``rewrap_progress`` reads the table. When every item is finished and every location's listing has
+been walked to its end, it runs a verification scan: done when no blob is left on an old version other
+than the failures listed. Blobs found on an old version (written by their owner under the old version
+after the listing passed them) start another pass, up to ``MAX_PASSES``; after that they are reported
+as failures, never dropped.
+
+Permissions: Storage Blob Data Contributor on the data locations (list, set metadata), Key Vault
+keys/read (the new version's public key) and keys/unwrap/action (old versions), Storage Queue Data
+Contributor and Table Data Contributor on AzureWebJobsStorage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
+from rotation.errors import RotationError, TransientError
+from rotation.logs import get_logger
+from rotation.rewrap import scan
+from rotation.rewrap.checkpoint import DONE, PENDING, POISON, CheckpointStore, Item, Run
+from rotation.rewrap.keys import KeyVaultUnwrapper, Unwrapper, Wrapper, fetch_wrapper
+from rotation.rewrap.queue import LocalWorkQueue, StorageWorkQueue, WorkMessage, WorkQueue, storage_queue
+from rotation.rewrap.scan import Status
+from rotation.rewrap.throttle import AdaptiveLimiter
+from rotation.rewrap.worker import Rewrapper, Tally
+from rotation.settings import DataLocation, Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+log = get_logger(__name__)
+MAX_PASSES = 3
+PAGE_SIZE = 500
+CHUNK = 100
+
+
+class BlobDataKeys:
+    """Implements ``rotation.ports.DataKeys``.
+
+    Args:
+        settings: the app settings (AzureWebJobsStorage, queue name, wrap algorithm, concurrency).
+        credential: the identity for Key Vault and for data locations outside AzureWebJobsStorage's account.
+        transport_kwargs: passed to every SDK client (e.g. ``connection_verify`` for the local CA).
+        inline: run work items in this process (True) or on the queue (False).
+        unwrapper: replaces Key Vault unwrap (tests without a vault).
+        wrapper: replaces fetching the new version's public key (tests without a vault).
+        storage_kwargs: extra keyword arguments for blob clients only (e.g. a request-counting policy).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        *,
+        inline: bool = True,
+        unwrapper: Unwrapper | None = None,
+        wrapper: Wrapper | None = None,
+        storage_kwargs: dict[str, Any] | None = None,
+        page_size: int = PAGE_SIZE,
+        chunk: int = CHUNK,
+        limiter: AdaptiveLimiter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.inline = inline
+        self._credential = credential
+        self._transport_kwargs = dict(transport_kwargs)
+        self._storage_kwargs = {**self._transport_kwargs, **(storage_kwargs or {})}
+        self._unwrapper = unwrapper or KeyVaultUnwrapper(
+            credential, self._transport_kwargs, verify_challenge_resource=settings.verify_challenge_resource
+        )
+        self._fixed_wrapper = wrapper
+        self._wrappers: dict[str, Wrapper] = {}
+        self.page_size = page_size
+        self.chunk = chunk
+        self.limiter = limiter or AdaptiveLimiter(settings.rewrap_concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=settings.rewrap_concurrency, thread_name_prefix="rewrap")
+        self._lock = threading.Lock()
+        self.store = CheckpointStore(settings.storage_connection)
+        self._local = LocalWorkQueue()
+        self._queue: WorkQueue = self._local
+        if not inline:
+            self._queue = StorageWorkQueue(storage_queue(settings.storage_connection, settings.rewrap_queue))
+        self._containers: dict[tuple[str, str], ContainerClient] = {}
+
+    # -- the port -----------------------------------------------------------------------------
+
+    def survey(self, key: KeyRef, locations: Sequence[DataLocation]) -> dict[str, int]:
+        """Blob counts by version of ``key``; ``""`` counts blobs with problems. Safe to repeat."""
+        counts: dict[str, int] = {}
+        for location in locations:
+            for blob in self._list_all(location):
+                verdict = scan.classify(blob, key, new_version="")
+                bucket = verdict.version or "" if verdict.status is not Status.FAILED else ""
+                counts[bucket] = counts.get(bucket, 0) + 1
+        return counts
+
+    def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:
+        """Record the run and hand out page 1 of each location. Idempotent per ``rotation_id``."""
+        self.store.ensure_table()
+        created = self.store.create_run(rotation_id, key.uri, new_version, locations)
+        run = self.store.get_run(rotation_id)
+        assert run is not None
+        log.info("rewrap_begin", rotation_id=rotation_id, new_version=new_version, created=created)
+        self._start_pass(run, run.pass_no)
+        if self.inline:
+            self._drain_local()
+
+    def rewrap_progress(self, rotation_id: str) -> tuple[bool, RewrapSummary]:
+        """(done, summary); runs the verification scan when every item has finished. Safe to repeat.
+
+        Inline, it first finishes any pending items (a crashed inline run resumes from its checkpoints).
+        """
+        self.store.ensure_table()
+        run, items, failures = self.store.partition(rotation_id)
+        for _ in range(2 * MAX_PASSES + 2):
+            if run is None:
+                return False, RewrapSummary()
+            if run.done:
+                break
+            pending = [i for i in items if i.status == PENDING]
+            if self.inline and pending:
+                for item in pending:
+                    self._local.send(WorkMessage(rotation_id, item.item_id))
+                self._drain_local()
+            elif self._walked(run, items):
+                self._verify(run, [(loc, blob) for loc, blob, _ in failures])
+            else:
+                break
+            run, items, failures = self.store.partition(rotation_id)
+        assert run is not None
+        return run.done, self._summary(run, items, failures)
+
+    # -- work items ---------------------------------------------------------------------------
+
+    def handle_message(self, body: str, dequeue_count: int = 1) -> None:
+        """Process one work-item message (the queue trigger's body). Safe to repeat.
+
+        Raises:
+            ValueError: the body is not a work item (the host moves it to the poison queue).
+            RotationError: a systemic failure; the message is retried and eventually poisoned.
+        """
+        message = WorkMessage.from_json(body)
+        self.process_item(message.rotation_id, message.item)
+
+    def mark_poison(self, body: str) -> None:
+        """Record that a work item's message went to the poison queue (reported by the rotation)."""
+        try:
+            message = WorkMessage.from_json(body)
+        except ValueError:
+            log.warning("rewrap_poison_unreadable")
+            return
+        self.store.ensure_table()
+        try:
+            self.store.update_item(message.rotation_id, message.item, Status=POISON)
+        except ResourceNotFoundError:
+            log.warning("rewrap_poison_unknown_item", rotation_id=message.rotation_id, item=message.item)
+            return
+        log.error("rewrap_item_poisoned", rotation_id=message.rotation_id, item=message.item)
+
+    def process_item(self, rotation_id: str, item_name: str) -> None:
+        self.store.ensure_table()
+        run = self.store.get_run(rotation_id)
+        if run is None:
+            raise RotationError(f"re-wrap work item for unknown rotation {rotation_id}")
+        try:
+            item = self.store.get_item(rotation_id, item_name)
+        except ResourceNotFoundError:
+            raise RotationError(f"unknown re-wrap work item {item_name} of rotation {rotation_id}") from None
+        if item.status != PENDING:
+            return  # a repeated message: the item is finished
+        location = run.locations[item.location]
+        container = self._container(location)
+        key, _ = KeyRef.parse(run.key_uri)
+        try:
+            blobs, next_marker = scan.list_page(container, location.prefix, item.marker, self.page_size)
+        except AzureError as exc:
+            raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
+        if next_marker is not None and not item.has_next:
+            following = self.store.ensure_item(rotation_id, item.pass_no, item.location, item.seq + 1, next_marker)
+            if not following.enqueued:
+                self._enqueue(following)
+        self.store.update_item(rotation_id, item.item_id, HasNext="yes" if next_marker else "no")
+        todo = [b for b in blobs if b.name > item.last_name] if item.last_name else blobs
+        rewrapper = Rewrapper(key, run.new_version, self._wrapper(key, run.new_version), self._unwrapper, self.limiter)
+        base = item
+
+        def checkpoint(tally: Tally, last_name: str) -> None:
+            if tally.failures:
+                self.store.record_failures(rotation_id, base.location, location.display, tally.failures)
+                tally.failures.clear()
+            self.store.update_item(
+                rotation_id,
+                base.item_id,
+                LastName=last_name,
+                Rewrapped=base.rewrapped + tally.rewrapped,
+                AlreadyCurrent=base.already_current + (tally.already_current if base.pass_no == 1 else 0),
+                SkippedDeleted=base.skipped_deleted + tally.skipped_deleted,
+                Races=base.races + tally.races,
+            )
+
+        rewrapper.rewrap_blobs(container, todo, self._executor, chunk=self.chunk, on_chunk=checkpoint)
+        self.store.update_item(rotation_id, item.item_id, Status=DONE)
+        log.info("rewrap_item_done", rotation_id=rotation_id, item=item.item_id, blobs=len(blobs))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _start_pass(self, run: Run, pass_no: int) -> None:
+        for index in range(len(run.locations)):
+            first = self.store.ensure_item(run.rotation_id, pass_no, index, 0, None)
+            if first.status == PENDING and not first.enqueued:
+                self._enqueue(first)
+
+    def _enqueue(self, item: Item) -> None:
+        self._queue.send(WorkMessage(item.rotation_id, item.item_id))
+        self.store.update_item(item.rotation_id, item.item_id, Enqueued=True)
+
+    def _drain_local(self) -> None:
+        while self._local.messages:
+            message = self._local.messages.popleft()
+            self.process_item(message.rotation_id, message.item)
+
+    @staticmethod
+    def _walked(run: Run, items: list[Item]) -> bool:
+        """Every item of the current pass finished, and every location's listing walked to its end."""
+        current = [i for i in items if i.pass_no == run.pass_no]
+        if not current or any(i.status != DONE for i in current):
+            return False
+        ended = {i.location for i in current if i.has_next is False}
+        return ended == set(range(len(run.locations)))
+
+    def _verify(self, run: Run, failed: list[tuple[str, str]]) -> Run:
+        """Scan every location; finish the run, start another pass, or report stragglers as failures."""
+        key, _ = KeyRef.parse(run.key_uri)
+        known = set(failed)
+        stragglers: dict[int, list[tuple[str, str]]] = {}
+        remaining = 0
+        for index, location in enumerate(run.locations):
+            for blob in self._list_all(location):
+                verdict = scan.classify(blob, key, run.new_version)
+                if (location.display, blob.name) in known:
+                    continue
+                if verdict.status is Status.OLD:
+                    remaining += 1
+                    stragglers.setdefault(index, []).append((blob.name, "still on an old version"))
+                elif verdict.status is Status.FAILED:
+                    remaining += 1  # a blob that went bad after its page was processed
+                    stragglers.setdefault(index, []).append((blob.name, verdict.reason))
+        log.info("rewrap_verified", rotation_id=run.rotation_id, pass_no=run.pass_no, remaining=remaining)
+        if remaining == 0:
+            self.store.update_run(run.rotation_id, Done=True, Remaining=0)
+        elif run.pass_no < MAX_PASSES:
+            self.store.update_run(run.rotation_id, Pass=run.pass_no + 1, Remaining=remaining)
+            self._start_pass(run, run.pass_no + 1)
+        else:
+            for index, found in stragglers.items():
+                self.store.record_failures(
+                    run.rotation_id,
+                    index,
+                    run.locations[index].display,
+                    [(n, f"{r} after {MAX_PASSES} passes") for n, r in found],
+                )
+            self.store.update_run(run.rotation_id, Done=True, Remaining=0)
+        updated = self.store.get_run(run.rotation_id)
+        assert updated is not None
+        return updated
+
+    @staticmethod
+    def _summary(run: Run, items: list[Item], failures: list[tuple[str, str, str]]) -> RewrapSummary:
+        finished = run.done
+        return RewrapSummary(
+            rewrapped=sum(i.rewrapped for i in items),
+            already_current=sum(i.already_current for i in items),
+            skipped_deleted=sum(i.skipped_deleted for i in items),
+            failed=tuple(RewrapFailure(loc, blob, reason) for loc, blob, reason in failures),
+            poison_messages=sum(1 for i in items if i.status == POISON),
+            remaining_on_old_versions=0 if finished else max(run.remaining, 0),
+        )
+
+    def _list_all(self, location: DataLocation) -> list[scan.ListedBlob]:
+        try:
+            return list(scan.iterate(self._container(location), location.prefix))
+        except AzureError as exc:
+            raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
+
+    def _wrapper(self, key: KeyRef, version: str) -> Wrapper:
+        if self._fixed_wrapper is not None:
+            return self._fixed_wrapper
+        kid = key.version_uri(version)
+        with self._lock:
+            wrapper = self._wrappers.get(kid)
+            if wrapper is None:
+                wrapper = self._wrappers[kid] = fetch_wrapper(
+                    key,
+                    version,
+                    self._credential,
+                    self._transport_kwargs,
+                    self.settings.wrap_algorithm,
+                    verify_challenge_resource=self.settings.verify_challenge_resource,
+                )
+            return wrapper
+
+    def _container(self, location: DataLocation) -> ContainerClient:
+        cache_key = (location.account_url, location.container)
+        with self._lock:
+            client = self._containers.get(cache_key)
+            if client is None:
+                credential: Any = _shared_key_for(self.settings.storage_connection, location.account_url)
+                if credential is None:
+                    credential = self._credential
+                client = ContainerClient(
+                    location.account_url, location.container, credential=credential, **self._storage_kwargs
+                )
+                self._containers[cache_key] = client
+            return client
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for client in self._containers.values():
+            client.close()
+        self.store.close()
+
+
+def _shared_key_for(connection_string: str, account_url: str) -> dict[str, str] | None:
+    """AzureWebJobsStorage's account key when ``account_url`` is that account's blob endpoint (Azurite)."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    endpoint = parts.get("BlobEndpoint", "").rstrip("/")
+    if not endpoint and parts.get("AccountName"):
+        suffix = parts.get("EndpointSuffix", "core.windows.net")
+        endpoint = f"https://{parts['AccountName']}.blob.{suffix}"
+    if endpoint and endpoint.lower() == account_url.rstrip("/").lower() and parts.get("AccountKey"):
+        return {"account_name": parts["AccountName"], "account_key": parts["AccountKey"]}
+    return None

@@ -1,0 +1,130 @@
+"""Work-item messages: on an Azure Storage queue (scale-out) or an in-process queue (inline).
+
+A message is a pointer, ``{"rotation_id": ..., "item": "item-PP-LLL-SSSSSS"}``: the item's marker and
+progress live in the checkpoint table, so a repeated message repeats nothing harmful. Messages are
+base64 text, the Functions queue trigger's default encoding.
+
+``drain`` consumes a storage queue the way the Functions host does (receive, run, delete on success,
+leave visible again on failure, move to ``<queue>-poison`` after ``max_dequeue`` tries). It is for
+workers outside the Functions host: benchmarks, the local server and tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from rotation.logs import get_logger
+
+log = get_logger(__name__)
+MAX_DEQUEUE = 5  # host.json queues.maxDequeueCount default
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    rotation_id: str
+    item: str
+
+    def to_json(self) -> str:
+        return json.dumps({"rotation_id": self.rotation_id, "item": self.item})
+
+    @classmethod
+    def from_json(cls, body: str) -> WorkMessage:
+        """Raises ValueError for a body that is not a work item."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("rotation_id"), str):
+            raise ValueError("not a re-wrap work item")
+        item = data.get("item")
+        if not isinstance(item, str) or not item.startswith("item-"):
+            raise ValueError("not a re-wrap work item")
+        return cls(data["rotation_id"], item)
+
+
+class WorkQueue(Protocol):
+    def send(self, message: WorkMessage) -> None: ...
+
+
+class LocalWorkQueue:
+    """In-process FIFO for inline mode."""
+
+    def __init__(self) -> None:
+        self.messages: deque[WorkMessage] = deque()
+
+    def send(self, message: WorkMessage) -> None:
+        self.messages.append(message)
+
+
+def storage_queue(connection_string: str, name: str, **kwargs: Any) -> QueueClient:
+    return QueueClient.from_connection_string(
+        connection_string,
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+        **kwargs,
+    )
+
+
+class StorageWorkQueue:
+    """The ``ROTATION_REWRAP_QUEUE`` queue (created on first send)."""
+
+    def __init__(self, client: QueueClient) -> None:
+        self.client = client
+        self._ensured = False
+
+    def send(self, message: WorkMessage) -> None:
+        if not self._ensured:
+            with contextlib.suppress(ResourceExistsError):
+                self.client.create_queue()
+            self._ensured = True
+        self.client.send_message(message.to_json())
+
+
+def drain(
+    queue: QueueClient,
+    poison: QueueClient,
+    handle: Callable[[str, int], None],
+    on_poison: Callable[[str], None],
+    *,
+    idle_s: float = 1.0,
+    visibility_timeout: int = 60,
+    retry_delay_s: int = 0,
+    max_dequeue: int = MAX_DEQUEUE,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Consume ``queue`` until it has been empty for ``idle_s`` (or ``stop()``); return messages handled."""
+    handled = 0
+    idle_since = time.monotonic()
+    while not stop():
+        batch = list(queue.receive_messages(messages_per_page=1, max_messages=1, visibility_timeout=visibility_timeout))
+        if not batch:
+            if time.monotonic() - idle_since >= idle_s:
+                return handled
+            time.sleep(0.05)
+            continue
+        idle_since = time.monotonic()
+        for msg in batch:
+            body = str(msg.content)
+            try:
+                handle(body, int(msg.dequeue_count or 1))
+            except Exception as exc:  # noqa: BLE001 - the host's contract: any failure leaves the message for retry
+                log.warning("rewrap_item_failed", dequeue_count=msg.dequeue_count, error=type(exc).__name__)
+                if int(msg.dequeue_count or 1) >= max_dequeue:
+                    with contextlib.suppress(ResourceExistsError):
+                        poison.create_queue()
+                    poison.send_message(body)
+                    queue.delete_message(msg)
+                    on_poison(body)
+                else:
+                    queue.update_message(msg, visibility_timeout=retry_delay_s)
+                continue
+            queue.delete_message(msg)
+            handled += 1
+    return handled

@@ -1,0 +1,83 @@
+"""Listing blobs a page at a time (metadata and ETag included) and deciding what each one needs.
+
+The listing is ``List Blobs`` with ``include=metadata``: the re-wrap reads every blob's
+``encryptiondata`` and ETag from it, with no GET per blob and no content read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from azure.storage.blob import ContainerClient
+
+from rotation.domain.model import KeyRef
+from rotation.errors import InputError
+from rotation.rewrap.metadata import MalformedEncryptionData, WrappedKey, parse_wrapped_key
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    """A blob as the listing shows it: name, ETag, metadata (never content)."""
+
+    name: str
+    etag: str
+    metadata: Mapping[str, str]
+
+
+class Status(StrEnum):
+    OLD = "old"  # wrapped by an older version of the key: re-wrap
+    CURRENT = "current"  # wrapped by the new version already
+    FAILED = "failed"  # cannot be re-wrapped; ``reason`` says why
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    version: str | None = None  # the key version the blob names, when it names one of the key
+    wrapped: WrappedKey | None = None
+    reason: str = ""
+
+
+def classify(blob: ListedBlob, key: KeyRef, new_version: str) -> Verdict:
+    """What the re-wrap must do with ``blob``. Pure; never raises."""
+    try:
+        wrapped = parse_wrapped_key(blob.metadata)
+    except MalformedEncryptionData as exc:
+        return Verdict(Status.FAILED, reason=f"malformed encryptiondata: {exc}")
+    if wrapped is None:
+        return Verdict(Status.FAILED, reason="no encryptiondata metadata (not client-side encrypted)")
+    try:
+        named, version = KeyRef.parse(wrapped.key_id)
+    except InputError:
+        return Verdict(Status.FAILED, reason="KeyId is not a Key Vault key URI")
+    if named.vault_url != key.vault_url or named.name.lower() != key.name.lower():
+        return Verdict(Status.FAILED, reason=f"KeyId names another key ({named.uri})")
+    if version is None:
+        return Verdict(Status.FAILED, reason="KeyId names no key version")
+    if version == new_version:
+        return Verdict(Status.CURRENT, version, wrapped)
+    return Verdict(Status.OLD, version, wrapped)
+
+
+def list_page(
+    container: ContainerClient, prefix: str, marker: str | None, page_size: int
+) -> tuple[list[ListedBlob], str | None]:
+    """One page of the listing from ``marker`` (None: the start); returns the blobs and the next marker."""
+    pages = container.list_blobs(
+        name_starts_with=prefix or None, include=["metadata"], results_per_page=page_size
+    ).by_page(continuation_token=marker)
+    blobs = [ListedBlob(b.name, str(b.etag), dict(b.metadata or {})) for b in next(pages, [])]
+    next_marker: str | None = getattr(pages, "continuation_token", None) or None
+    return blobs, next_marker
+
+
+def iterate(container: ContainerClient, prefix: str, page_size: int = 5000) -> Iterator[ListedBlob]:
+    """Every blob under ``prefix``, page by page (memory bounded by one page)."""
+    marker: str | None = None
+    while True:
+        blobs, marker = list_page(container, prefix, marker, page_size)
+        yield from blobs
+        if marker is None:
+            return

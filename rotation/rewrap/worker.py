@@ -1,0 +1,141 @@
+"""Re-wrap one blob, and one page of blobs, with a conditional metadata write.
+
+Per re-wrapped blob: one Key Vault call (unwrap, to the version the blob names), a local wrap with the
+new version's public key, one ``Set Blob Metadata`` with ``If-Match`` on the ETag from the listing.
+Content bytes are never read or written.
+
+Concurrent writers: on 412 (ETag changed) the blob's properties are read again and the decision is
+made afresh: a blob rewritten by its owner under the new version is left alone, one still on an old
+version is re-wrapped from its new metadata. A blob deleted meanwhile (404) is skipped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from rotation.domain.model import KeyRef
+from rotation.rewrap.keys import Unwrapper, UnwrapRefused, Wrapper
+from rotation.rewrap.metadata import MalformedEncryptionData, check_unwrapped, rewrapped_metadata
+from rotation.rewrap.scan import ListedBlob, Status, classify
+from rotation.rewrap.throttle import AdaptiveLimiter, call_with_retries
+
+MAX_RACES = 5  # ETag races on one blob before it is reported instead of retried
+
+
+class Outcome(StrEnum):
+    REWRAPPED = "rewrapped"
+    ALREADY_CURRENT = "already_current"
+    DELETED = "skipped_deleted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BlobResult:
+    name: str
+    outcome: Outcome
+    reason: str = ""
+    races: int = 0
+
+
+@dataclass
+class Tally:
+    """Counts for a run of blobs; failures by name and log-safe reason."""
+
+    rewrapped: int = 0
+    already_current: int = 0
+    skipped_deleted: int = 0
+    races: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, result: BlobResult) -> None:
+        self.races += result.races
+        if result.outcome is Outcome.REWRAPPED:
+            self.rewrapped += 1
+        elif result.outcome is Outcome.ALREADY_CURRENT:
+            self.already_current += 1
+        elif result.outcome is Outcome.DELETED:
+            self.skipped_deleted += 1
+        else:
+            self.failures.append((result.name, result.reason))
+
+
+@dataclass
+class Rewrapper:
+    """Everything needed to move blobs of ``key`` to ``wrapper``'s version (the new one)."""
+
+    key: KeyRef
+    new_version: str
+    wrapper: Wrapper
+    unwrapper: Unwrapper
+    limiter: AdaptiveLimiter
+
+    def rewrap_blob(self, container: ContainerClient, blob: ListedBlob) -> BlobResult:
+        """Bring one blob to the new version. Safe to repeat; raises only for systemic failures."""
+        cached: tuple[bytes, bytes] | None = None  # (wrapped, unwrapped) across ETag races
+        for races in range(MAX_RACES + 1):
+            verdict = classify(blob, self.key, self.new_version)
+            if verdict.status is Status.CURRENT:
+                return BlobResult(blob.name, Outcome.ALREADY_CURRENT, races=races)
+            if verdict.status is Status.FAILED or verdict.wrapped is None:
+                return BlobResult(blob.name, Outcome.FAILED, verdict.reason, races)
+            wrapped = verdict.wrapped
+            if cached is not None and cached[0] == wrapped.encrypted_key:
+                content_key = cached[1]
+            else:
+                try:
+                    unwrap = partial(self.unwrapper.unwrap, wrapped.key_id, wrapped.algorithm, wrapped.encrypted_key)
+                    content_key = call_with_retries(self.limiter, unwrap)
+                    check_unwrapped(wrapped, content_key)
+                except UnwrapRefused as exc:
+                    return BlobResult(blob.name, Outcome.FAILED, f"unwrap failed: {exc.reason}", races)
+                except MalformedEncryptionData as exc:
+                    return BlobResult(blob.name, Outcome.FAILED, f"malformed encryptiondata: {exc}", races)
+                cached = (wrapped.encrypted_key, content_key)
+            metadata = rewrapped_metadata(
+                blob.metadata, wrapped, self.wrapper.key_id, self.wrapper.wrap(content_key), self.wrapper.algorithm
+            )
+            client = container.get_blob_client(blob.name)
+            try:
+                client.set_blob_metadata(metadata, etag=blob.etag, match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                try:
+                    props = client.get_blob_properties()
+                except ResourceNotFoundError:
+                    return BlobResult(blob.name, Outcome.DELETED, races=races + 1)
+                blob = ListedBlob(blob.name, str(props.etag), dict(props.metadata or {}))
+                continue
+            except ResourceNotFoundError:
+                return BlobResult(blob.name, Outcome.DELETED, races=races)
+            return BlobResult(blob.name, Outcome.REWRAPPED, races=races)
+        return BlobResult(blob.name, Outcome.FAILED, f"changed concurrently {MAX_RACES} times; try again", MAX_RACES)
+
+    def rewrap_blobs(
+        self,
+        container: ContainerClient,
+        blobs: Sequence[ListedBlob],
+        executor: Executor,
+        *,
+        chunk: int = 100,
+        on_chunk: Callable[[Tally, str], None] | None = None,
+    ) -> Tally:
+        """Re-wrap ``blobs`` concurrently, in listing order, ``chunk`` at a time.
+
+        After each chunk ``on_chunk(tally_so_far, last_name)`` runs (the checkpoint): every blob up to
+        ``last_name`` is then finished.
+        """
+        tally = Tally()
+        for start in range(0, len(blobs), chunk):
+            part = blobs[start : start + chunk]
+            for result in executor.map(lambda b: self.rewrap_blob(container, b), part):
+                tally.add(result)
+            if on_chunk is not None:
+                on_chunk(tally, part[-1].name)
+        return tally

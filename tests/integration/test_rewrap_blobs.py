@@ -1,0 +1,307 @@
+"""Re-wrap against Azurite with the SDK's real client-side encryption (unwrap by a local key ring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.storage.blob import ContainerClient
+
+from rotation.domain.model import KeyRef
+from rotation.errors import PermissionDenied
+from rotation.rewrap.adapter import BlobDataKeys
+from rotation.rewrap.queue import drain, storage_queue
+from rotation.settings import DataLocation, Settings
+from tests.integration.rewrap_helpers import (
+    LocalKeyRing,
+    decrypting_client,
+    encrypted_client,
+    new_container,
+)
+
+KEY = KeyRef("https://kv.vault.azure.net", "cmk")
+
+
+class Crash(BaseException):
+    """Stands for the worker process dying (not an Exception: nothing may catch it)."""
+
+
+@pytest.fixture
+def ring() -> LocalKeyRing:
+    return LocalKeyRing(KEY)
+
+
+@pytest.fixture
+def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
+    client = new_container(local_azure)
+    yield client
+    client.delete_container()
+
+
+def settings_for(local_azure: dict[str, Any], **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "storage_connection": local_azure["storage"]["connection_string"],
+        "rewrap_concurrency": 4,
+        "rewrap_queue": f"rewrap-{uuid.uuid4().hex[:8]}",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def location_of(container: ContainerClient, prefix: str = "") -> DataLocation:
+    account_url = container.url.rsplit("/", 1)[0]
+    return DataLocation(account_url, container.container_name, prefix)
+
+
+def adapter(local_azure: dict[str, Any], ring: LocalKeyRing, new: str, **kwargs: Any) -> BlobDataKeys:
+    inline = kwargs.pop("inline", True)
+    settings = kwargs.pop("settings", None) or settings_for(local_azure)
+    return BlobDataKeys(settings, credential=None, transport_kwargs={}, inline=inline,  # type: ignore[arg-type]
+                        unwrapper=kwargs.pop("unwrapper", ring), wrapper=ring.wrapper(new), **kwargs)  # fmt: skip
+
+
+def upload(container: ContainerClient, ring: LocalKeyRing, version: str, name: str, data: bytes, protocol: str) -> None:  # noqa: PLR0917 - reads like the SDK call it wraps
+    client = encrypted_client(container, ring.kek(version), protocol)
+    client.upload_blob(name, data, metadata={"owner": "team-a", "Purpose": "training"})
+
+
+class TestRewrapKeepsContentReadableWithOnlyTheNewVersion:
+    """Blobs written with protocols 1.0 and 2.0 under the old version decrypt after the re-wrap with a
+    resolver that knows only the new version; content bytes and other metadata are unchanged, and the
+    blobs still read once the old version is disabled."""
+
+    def test_v1_and_v2_blobs_move_to_the_new_version(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        payloads = {f"v1/{i}": os.urandom(1000 + i) for i in range(3)} | {
+            f"v2/{i}": os.urandom(5000 + i) for i in range(3)
+        }
+        for name, data in payloads.items():
+            upload(container, ring, old, name, data, "1.0" if name.startswith("v1") else "2.0")
+        raw_before = {n: container.download_blob(n).readall() for n in payloads}
+        keys = adapter(local_azure, ring, new)
+
+        keys.begin_rewrap("rot-1", KEY, new, [location_of(container)])
+        done, summary = keys.rewrap_progress("rot-1")
+        ring.disabled.add(KEY.version_uri(old))
+
+        assert done is True
+        assert summary.rewrapped == 6
+        assert summary.failed == ()
+        assert summary.remaining_on_old_versions == 0
+        reader = decrypting_client(container, ring.resolver(new))
+        for name, data in payloads.items():
+            assert reader.download_blob(name).readall() == data
+            assert container.download_blob(name).readall() == raw_before[name]
+            metadata = container.get_blob_client(name).get_blob_properties().metadata
+            assert metadata["owner"] == "team-a"
+            assert metadata["Purpose"] == "training"
+            assert json.loads(metadata["encryptiondata"])["WrappedContentKey"]["KeyId"] == KEY.version_uri(new)
+        assert keys.survey(KEY, [location_of(container)]) == {new: 6}
+        keys.close()
+
+    def test_repeating_the_rewrap_changes_nothing(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        upload(container, ring, old, "a", b"x" * 100, "2.0")
+        keys = adapter(local_azure, ring, new)
+        keys.begin_rewrap("rot-2", KEY, new, [location_of(container)])
+        etag = container.get_blob_client("a").get_blob_properties().etag
+
+        keys.begin_rewrap("rot-2", KEY, new, [location_of(container)])
+        done, summary = keys.rewrap_progress("rot-2")
+
+        assert done
+        assert summary.rewrapped == 1
+        assert container.get_blob_client("a").get_blob_properties().etag == etag
+        assert ring.unwrap_calls == 1
+        keys.close()
+
+
+class TestBadDataIsReportedNotTouched:
+    """Malformed encryptiondata, a KeyId naming another key and a failing unwrap leave the blob
+    untouched and are reported by name and reason; nothing is dropped."""
+
+    def test_each_bad_blob_is_reported(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        upload(container, ring, old, "good", b"good", "2.0")
+        container.upload_blob("malformed", b"zz", metadata={"encryptiondata": "{not json"})
+        other = LocalKeyRing(KeyRef("https://kv.vault.azure.net", "another"))
+        upload(container, other, other.new_version(), "other-key", b"other", "2.0")
+        upload(container, ring, old, "bad-unwrap", b"bad", "2.0")
+        client = container.get_blob_client("bad-unwrap")
+        doc = json.loads(client.get_blob_properties().metadata["encryptiondata"])
+        doc["WrappedContentKey"]["EncryptedKey"] = "AAAA" * 86 + "AA=="
+        client.set_blob_metadata({"encryptiondata": json.dumps(doc)})
+        untouched = {
+            n: container.get_blob_client(n).get_blob_properties().etag for n in ("malformed", "other-key", "bad-unwrap")
+        }
+        keys = adapter(local_azure, ring, new)
+
+        keys.begin_rewrap("rot-bad", KEY, new, [location_of(container)])
+        done, summary = keys.rewrap_progress("rot-bad")
+
+        assert done is True
+        assert summary.rewrapped == 1
+        reasons = {f.blob: f.reason for f in summary.failed}
+        assert set(reasons) == {"malformed", "other-key", "bad-unwrap"}
+        assert reasons["malformed"].startswith("malformed encryptiondata")
+        assert "another key" in reasons["other-key"]
+        assert reasons["bad-unwrap"].startswith("unwrap failed")
+        for name, etag in untouched.items():
+            assert container.get_blob_client(name).get_blob_properties().etag == etag
+        assert keys.survey(KEY, [location_of(container)]) == {new: 1, "": 2, old: 1}
+        keys.close()
+
+
+class TestConcurrentWriters:
+    """An ETag mismatch re-reads and retries; a blob rewritten by its owner under the new version is left
+    alone; a blob deleted meanwhile is skipped and counted."""
+
+    def test_races_during_the_rewrap(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        for name in ("touched", "rewritten", "deleted", "calm"):
+            upload(container, ring, old, name, name.encode() * 10, "2.0")
+        by_wrapped = {}
+        for name in ("touched", "rewritten", "deleted"):
+            doc = json.loads(container.get_blob_client(name).get_blob_properties().metadata["encryptiondata"])
+            by_wrapped[doc["WrappedContentKey"]["EncryptedKey"]] = name
+        acted: set[str] = set()
+
+        def owner_acts(_kid: str, encrypted: bytes) -> None:
+            import base64
+
+            name = by_wrapped.get(base64.b64encode(encrypted).decode())
+            if name is None or name in acted:
+                return
+            acted.add(name)
+            if name == "touched":
+                client = container.get_blob_client(name)
+                metadata = client.get_blob_properties().metadata
+                client.set_blob_metadata({**metadata, "owner": "team-b"})
+            elif name == "rewritten":
+                encrypted_client(container, ring.kek(new), "2.0").upload_blob(name, b"fresh", overwrite=True)
+            else:
+                container.delete_blob(name)
+
+        ring.before_unwrap = owner_acts
+        keys = adapter(local_azure, ring, new)
+
+        keys.begin_rewrap("rot-race", KEY, new, [location_of(container)])
+        done, summary = keys.rewrap_progress("rot-race")
+
+        assert done is True
+        assert summary.rewrapped == 2
+        assert summary.already_current == 1
+        assert summary.skipped_deleted == 1
+        reader = decrypting_client(container, ring.resolver(new))
+        assert reader.download_blob("touched").readall() == b"touched" * 10
+        assert container.get_blob_client("touched").get_blob_properties().metadata["owner"] == "team-b"
+        assert reader.download_blob("rewritten").readall() == b"fresh"
+        assert reader.download_blob("calm").readall() == b"calm" * 10
+        keys.close()
+
+
+class TestCrashAndResume:
+    """A worker that dies in the middle of a listing resumes from its checkpoints: every blob ends on the
+    new version, and blobs finished before the last checkpoint are not unwrapped again."""
+
+    def test_resume_after_a_crash(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        for i in range(23):
+            upload(container, ring, old, f"b{i:03d}", b"%d" % i, "2.0")
+        calls = {"n": 0}
+
+        def crash_at_nine(_kid: str, _encrypted: bytes) -> None:
+            calls["n"] += 1
+            if calls["n"] == 9:
+                raise Crash
+
+        ring.before_unwrap = crash_at_nine
+        settings = settings_for(local_azure, rewrap_concurrency=1)
+        first = adapter(local_azure, ring, new, settings=settings, page_size=5, chunk=2)
+        with pytest.raises(Crash):
+            first.begin_rewrap("rot-crash", KEY, new, [location_of(container)])
+        ring.before_unwrap = None
+        calls_before_resume = ring.unwrap_calls
+
+        second = adapter(local_azure, ring, new, settings=settings, page_size=5, chunk=2)
+        done, summary = second.rewrap_progress("rot-crash")
+
+        assert done is True
+        assert summary.failed == ()
+        assert summary.rewrapped + summary.already_current == 23
+        # 8 blobs finished before the crash (4 checkpoints of 2); only the crashed one is unwrapped again.
+        assert ring.unwrap_calls - calls_before_resume == 23 - 8
+        reader = decrypting_client(container, ring.resolver(new))
+        assert all(reader.download_blob(f"b{i:03d}").readall() == b"%d" % i for i in range(23))
+        first.close()
+        second.close()
+
+
+class TestQueuedWorkItems:
+    """Queued, the listing is cut into page work items on the storage queue; a consumer finishes them, and
+    a message that keeps failing lands in the poison queue and is reported by the rotation."""
+
+    def test_queue_consumer_finishes_the_run(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        for i in range(12):
+            upload(container, ring, old, f"q{i:03d}", b"q", "1.0")
+        settings = settings_for(local_azure)
+        keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=5)
+        queue = storage_queue(settings.storage_connection, settings.rewrap_queue)
+        poison = storage_queue(settings.storage_connection, settings.rewrap_queue + "-poison")
+
+        keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
+        pending, _ = keys.rewrap_progress("rot-q")
+        handled = drain(queue, poison, keys.handle_message, keys.mark_poison, idle_s=0.3)
+        done, summary = keys.rewrap_progress("rot-q")
+
+        assert pending is False
+        assert handled == 3  # pages of 5, 5 and 2 blobs
+        assert done is True
+        assert summary.rewrapped == 12
+        assert summary.poison_messages == 0
+        keys.close()
+
+    def test_failing_item_goes_to_the_poison_queue_and_is_reported(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        upload(container, ring, old, "p", b"p", "2.0")
+
+        class Forbidden:
+            def unwrap(self, key_id: str, algorithm: str, encrypted_key: bytes) -> bytes:
+                raise PermissionDenied("Key Vault HTTP 403 (Forbidden)", "keys/unwrap/action")
+
+        settings = settings_for(local_azure)
+        keys = adapter(local_azure, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
+        queue = storage_queue(settings.storage_connection, settings.rewrap_queue)
+        poison = storage_queue(settings.storage_connection, settings.rewrap_queue + "-poison")
+        keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
+        queue.send_message("not a work item")
+
+        drain(queue, poison, keys.handle_message, keys.mark_poison, idle_s=0.3)
+        done, summary = keys.rewrap_progress("rot-p")
+
+        assert done is False
+        assert summary.poison_messages == 1
+        assert len(list(poison.peek_messages(max_messages=10))) == 2
+        assert json.loads(container.get_blob_client("p").get_blob_properties().metadata["encryptiondata"])[
+            "WrappedContentKey"
+        ]["KeyId"] == KEY.version_uri(old)
+        keys.close()
