@@ -1,0 +1,255 @@
+"""The reconciler (``sweep``, run by the timer) and the Key Vault event handler.
+
+``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
+of keys near expiry whose event was missed, each key its own error boundary. Near-expiry is decided
+from one ``list_keys`` pass per vault (pages of 25), never a get per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from rotation.domain.model import (
+    ConsumerKind,
+    KeyRef,
+    KeyVaultEvent,
+    RotationStatus,
+    Trigger,
+    TriggerKind,
+)
+from rotation.domain.plan import uses_key, workspace_uses_key
+from rotation.domain.policy import references_to, retirement_due, should_rotate
+from rotation.domain.steps import HOLDING_STATUSES, ROTATION_TAG, RotationState, Step, record_step
+from rotation.errors import JournalConflict, RotationError, RotationInProgress
+from rotation.logs import bound, get_logger
+from rotation.service.deps import Dependencies
+from rotation.service.rotations import (
+    _audit,
+    _Execution,
+    _safe,
+    holding_rotation,
+    managed_key,
+    run_rotation,
+    start_rotation,
+)
+from rotation.service.views import EventOutcome, RotationView, SweepItem, SweepReport
+
+_log = get_logger("rotation.reconciler")
+
+
+def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
+    """Disable the old version of a cut-over rotation once the grace period is over and nothing uses it.
+
+    Never deletes. Safe to repeat: a disabled version is not disabled again.
+    """
+    state, etag = deps.journal.load(rotation_id)
+    if state.status != RotationStatus.AWAITING_RETIREMENT:
+        return RotationView.from_state(state)
+    with bound(rotation_id=rotation_id, key=state.key_uri, trigger="timer"):
+        execution = _Execution(deps, state, etag)
+        now = deps.clock.now()
+        if (
+            state.lease_owner not in (None, deps.owner)
+            and state.lease_expires is not None
+            and state.lease_expires > now
+        ):
+            return RotationView.from_state(state)
+        execution.claimed = True
+        try:
+            _retire(deps, execution)
+        except JournalConflict:
+            state, _ = deps.journal.load(rotation_id)
+            return RotationView.from_state(state)
+        finally:
+            execution.release()
+        return RotationView.from_state(execution.state)
+
+
+def _retire(deps: Dependencies, execution: _Execution) -> None:
+    state = execution.state
+    key, _ = KeyRef.parse(state.key_uri)
+    assert state.old_version is not None
+    now = deps.clock.now()
+    if state.retire_after is not None and now < state.retire_after:
+        execution.commit(record_step(state, Step.RETIRE, "waiting", now, "grace period not over"))
+        return
+    subscriptions = deps.settings.subscriptions
+    accounts = [a for sub in subscriptions for a in deps.storage_accounts.list_accounts(sub) if uses_key(a, key)]
+    workspaces = [
+        w for sub in subscriptions for w in deps.workspaces.list_workspaces(sub) if workspace_uses_key(w, key)
+    ]
+    locations = deps.settings.data_locations
+    survey = deps.data_keys.survey(key, locations) if locations else None
+    references = references_to(state.old_version, key.uri, accounts, workspaces, survey)
+    failures = len(state.rewrap.failed) if state.rewrap else 0
+    decision = retirement_due(state.retire_after, now, references, failures)
+    if not decision.due:
+        detail = decision.reason + (": " + "; ".join(decision.blockers) if decision.blockers else "")
+        execution.commit(record_step(state, Step.RETIRE, "waiting", now, detail[:1000]))
+        _log.info("retirement_waiting", reason=decision.reason, blockers=len(decision.blockers))
+        return
+    # Versionless accounts that adopted the new version are now recorded as such.
+    consumers = tuple(
+        replace(c, status="adopted", detail="adopted the new version")
+        if c.kind == ConsumerKind.STORAGE_ACCOUNT and c.status == "tracking"
+        else c
+        for c in state.consumers
+    )
+    execution.state = replace(state, consumers=consumers)
+    old = deps.keys.get_key(key, state.old_version)
+    if old.enabled:
+        with execution.side_effect("disable_version", key.uri, state.old_version):
+            deps.keys.update_version(key, state.old_version, enabled=False)
+    final = record_step(execution.state, Step.RETIRE, "succeeded", deps.clock.now(), f"disabled {state.old_version}")
+    final = replace(final, status=RotationStatus.RETIRED)
+    _audit(deps, final, "retired", f"old version {state.old_version} disabled after the grace period")
+    execution.commit(final)
+    _log.info("version_retired", old_version=state.old_version)
+
+
+def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
+    """The timer reconciler: resume, retire, and rotate keys near expiry whose event was missed."""
+    started = deps.clock.now()
+    items: list[SweepItem] = []
+    with bound(trigger=trigger.kind.value):
+        active = deps.journal.list(
+            None, (RotationStatus.RUNNING, RotationStatus.WAITING, RotationStatus.AWAITING_RETIREMENT), 500
+        )
+        for state in active:
+            items.append(_sweep_one(deps, state))
+        list_calls = 0
+        vaults: dict[str, list[KeyRef]] = {}
+        for uri in deps.settings.managed_keys:
+            key, _ = KeyRef.parse(uri)
+            vaults.setdefault(key.vault_url, []).append(key)
+        near = timedelta(days=deps.settings.near_expiry_days)
+        for vault_url, keys in vaults.items():
+            wanted = {k.name.lower(): k for k in keys}
+            try:
+                listed = list(deps.keys.list_keys(vault_url))
+            except RotationError as exc:
+                items.extend(SweepItem(k.uri, None, "failed", f"list keys: {_safe(exc)}") for k in keys)
+                continue
+            list_calls += 1
+            for latest in listed:
+                managed = wanted.get(latest.key.name.lower())
+                if managed is None:
+                    continue
+                decision = should_rotate(latest, None, deps.clock.now(), near)
+                if not decision.rotate:
+                    continue
+                items.append(_start_for_expiry(deps, managed, trigger, decision.reason))
+    report = SweepReport(started, deps.clock.now(), tuple(items), list_calls)
+    _log.info(
+        "sweep_summary",
+        resumed=report.count("resumed"),
+        retired=report.count("retired"),
+        started=report.count("started"),
+        waiting=report.count("waiting"),
+        failed=report.count("failed"),
+    )
+    return report
+
+
+def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
+    try:
+        if state.status == RotationStatus.AWAITING_RETIREMENT:
+            view = retire_if_due(deps, state.rotation_id)
+            if view.status == RotationStatus.RETIRED:
+                return SweepItem(state.key_uri, state.rotation_id, "retired", f"disabled {state.old_version}")
+            detail = next((s.detail for s in view.steps if s.name == Step.RETIRE.value), "")
+            return SweepItem(state.key_uri, state.rotation_id, "waiting", detail)
+        view = run_rotation(deps, state.rotation_id)
+        action = "waiting" if view.status in HOLDING_STATUSES else "resumed"
+        if view.status in (RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN):
+            action = "failed"
+        return SweepItem(state.key_uri, state.rotation_id, action, view.status.value)  # type: ignore[arg-type]
+    except RotationError as exc:
+        _log.warning("sweep_item_failed", rotation_id=state.rotation_id, error_code=exc.code, error=_safe(exc))
+        return SweepItem(state.key_uri, state.rotation_id, "failed", _safe(exc))
+
+
+def _start_for_expiry(deps: Dependencies, key: KeyRef, trigger: Trigger, reason: str) -> SweepItem:
+    try:
+        view = start_rotation(deps, key.uri, trigger, reason=f"reconciler: {reason}")
+    except RotationInProgress as exc:
+        return SweepItem(key.uri, exc.rotation_id, "in_progress", "a rotation is already running")
+    except RotationError as exc:
+        return SweepItem(key.uri, None, "failed", _safe(exc))
+    return SweepItem(key.uri, view.rotation_id, "started", reason)
+
+
+def handle_key_event(deps: Dependencies, event: KeyVaultEvent) -> EventOutcome:
+    """Act on a Key Vault key event. Duplicate and out-of-order deliveries are harmless.
+
+    - ``KeyNearExpiry`` / ``KeyExpired``: start a rotation unless one is running or the version
+      the event names has already been replaced.
+    - ``KeyNewVersionCreated``: a version this service created is a no-op; a version Key Vault
+      created itself (auto-rotation) is adopted: consumers move to it, nothing new is created.
+    """
+    trigger = Trigger(TriggerKind.EVENT, event_id=event.event_id, event_type=f"Microsoft.KeyVault.{event.event_type}")
+    allowed = deps.settings.allowed_vaults or tuple(KeyRef.parse(k)[0].vault_url for k in deps.settings.managed_keys)
+    with bound(key=event.key.uri, trigger="event", event_id=event.event_id):
+        if event.key.vault_url.lower() not in {v.rstrip("/").lower() for v in allowed}:
+            return EventOutcome(event.event_id, "ignored", "vault not allowed", event.key.uri)
+        try:
+            key = managed_key(deps, event.key.uri)
+        except RotationError:
+            return EventOutcome(event.event_id, "ignored", "not a managed key", event.key.uri)
+        held = holding_rotation(deps, key.uri)
+        latest = deps.keys.get_key(key)
+
+        if event.event_type == "KeyNewVersionCreated":
+            return _on_new_version(deps, event, key, trigger, held=held, latest=latest.version)
+
+        if held is not None:
+            if event.version and held.old_version not in (None, event.version):
+                return EventOutcome(event.event_id, "duplicate", "rotation in progress", key.uri, held.rotation_id)
+            view = run_rotation(deps, held.rotation_id) if _resumable(deps, held) else RotationView.from_state(held)
+            return EventOutcome(event.event_id, "resumed", f"rotation {view.status.value}", key.uri, held.rotation_id)
+        if event.version and event.version != latest.version:
+            return EventOutcome(event.event_id, "ignored", f"version {event.version} was already replaced", key.uri)
+        try:
+            view = start_rotation(deps, key.uri, trigger, reason=event.event_type)
+        except RotationInProgress as exc:
+            return EventOutcome(event.event_id, "in_progress", "rotation in progress", key.uri, exc.rotation_id)
+        return EventOutcome(event.event_id, "started", event.event_type, key.uri, view.rotation_id)
+
+
+def _resumable(deps: Dependencies, state: RotationState) -> bool:
+    now = deps.clock.now()
+    return state.lease_owner is None or state.lease_expires is None or state.lease_expires <= now
+
+
+def _on_new_version(
+    deps: Dependencies, event: KeyVaultEvent, key: KeyRef, trigger: Trigger, *, held: RotationState | None, latest: str
+) -> EventOutcome:
+    version = event.version
+    if not version:
+        return EventOutcome(event.event_id, "ignored", "event names no version", key.uri)
+    created = deps.keys.get_key(key, version)
+    ours = created.tags.get(ROTATION_TAG)
+    if ours:
+        return EventOutcome(event.event_id, "duplicate", f"created by this service ({ours})", key.uri, ours)
+    if held is not None:
+        if held.new_version == version:
+            return EventOutcome(
+                event.event_id, "duplicate", "already the rotation's new version", key.uri, held.rotation_id
+            )
+        return EventOutcome(event.event_id, "in_progress", "rotation in progress", key.uri, held.rotation_id)
+    for previous in deps.journal.list(key.uri, None, 20):
+        if version in (previous.new_version, previous.adopt_version):
+            return EventOutcome(
+                event.event_id, "duplicate", f"rotation {previous.status.value}", key.uri, previous.rotation_id
+            )
+    if version != latest:
+        return EventOutcome(event.event_id, "ignored", f"version {version} is not the latest", key.uri)
+    try:
+        view = start_rotation(deps, key.uri, trigger, reason="KeyNewVersionCreated", adopt_version=version)
+    except RotationInProgress as exc:
+        return EventOutcome(event.event_id, "in_progress", "rotation in progress", key.uri, exc.rotation_id)
+    return EventOutcome(event.event_id, "adopted", f"moving consumers to {version}", key.uri, view.rotation_id)
+
+
+__all__ = ["handle_key_event", "retire_if_due", "sweep"]

@@ -1,0 +1,139 @@
+"""What service functions return: frozen, log-safe views with a JSON-safe ``to_dict()``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from rotation.domain.model import ConsumerChange, RewrapSummary, RotationStatus, StepRecord, Trigger
+from rotation.domain.plan import Plan
+from rotation.domain.steps import RotationState
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types from dataclasses, enums, datetimes, tuples and mappings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class _ToDict:
+    def to_dict(self) -> dict[str, Any]:
+        result = jsonable(self)
+        assert isinstance(result, dict)
+        return result
+
+
+@dataclass(frozen=True)
+class PlanView(_ToDict):
+    """The plan for one key: consumers and what a rotation would change, and whether it may proceed."""
+
+    key_uri: str
+    old_version: str | None
+    latest_version: str | None
+    ok: bool
+    problems: tuple[str, ...]
+    consumers: tuple[ConsumerChange, ...]
+    unrelated_consumers: int
+    permissions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> PlanView:
+        return cls(
+            key_uri=plan.key.uri,
+            old_version=plan.old_version,
+            latest_version=plan.latest.version if plan.latest else None,
+            ok=plan.ok,
+            problems=plan.problems,
+            consumers=plan.changes,
+            unrelated_consumers=plan.unrelated,
+            permissions=dict(plan.permissions),
+        )
+
+
+@dataclass(frozen=True)
+class RotationView(_ToDict):
+    rotation_id: str
+    key_uri: str
+    status: RotationStatus
+    stage: str
+    old_version: str | None
+    new_version: str | None
+    trigger: Trigger
+    reason: str
+    dry_run: bool
+    started_at: datetime
+    updated_at: datetime
+    retire_after: datetime | None
+    steps: tuple[StepRecord, ...]
+    consumers: tuple[ConsumerChange, ...]
+    rewrap: RewrapSummary | None
+    error: dict[str, str] | None
+
+    @classmethod
+    def from_state(cls, state: RotationState) -> RotationView:
+        return cls(
+            rotation_id=state.rotation_id,
+            key_uri=state.key_uri,
+            status=state.status,
+            stage=state.stage,
+            old_version=state.old_version,
+            new_version=state.new_version,
+            trigger=state.trigger,
+            reason=state.reason,
+            dry_run=state.dry_run,
+            started_at=state.started_at,
+            updated_at=state.updated_at,
+            retire_after=state.retire_after,
+            steps=state.steps,
+            consumers=state.consumers,
+            rewrap=state.rewrap,
+            error={"code": state.error[0], "message": state.error[1]} if state.error else None,
+        )
+
+
+@dataclass(frozen=True)
+class SweepItem(_ToDict):
+    key_uri: str
+    rotation_id: str | None
+    action: Literal["resumed", "retired", "started", "waiting", "failed", "in_progress", "skipped"]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SweepReport(_ToDict):
+    started_at: datetime
+    finished_at: datetime
+    items: tuple[SweepItem, ...]
+    list_calls: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for i in self.items if i.action == action)
+
+    @property
+    def failed(self) -> bool:
+        return any(i.action == "failed" for i in self.items)
+
+
+EventOutcomeKind = Literal["ignored", "started", "resumed", "adopted", "duplicate", "in_progress"]
+
+
+@dataclass(frozen=True)
+class EventOutcome(_ToDict):
+    event_id: str
+    outcome: EventOutcomeKind
+    reason: str
+    key_uri: str | None = None
+    rotation_id: str | None = None

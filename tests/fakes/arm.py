@@ -1,0 +1,119 @@
+"""In-memory ARM: vaults, storage accounts and AML workspaces with their CMK settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rotation.domain.model import KeyRef, StorageAccountKey, VaultProperties, WorkspaceKey
+from rotation.errors import PreconditionFailed, VerificationFailed
+from tests.fakes.faults import Faults
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+
+
+def _sub(resource_id: str) -> str:
+    return resource_id.split("/")[2]
+
+
+class FakeVaults:
+    """Implements ``rotation.ports.Vaults``."""
+
+    def __init__(self) -> None:
+        self.vaults: dict[str, VaultProperties] = {}
+
+    def add(self, vault_url: str, *, soft_delete: bool = True, purge_protection: bool = True) -> VaultProperties:
+        name = vault_url.split("//", 1)[1].split(".", 1)[0].split(":", 1)[0]
+        arm_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{name}"
+        vault = VaultProperties(vault_url.rstrip("/").lower(), arm_id, soft_delete, purge_protection)
+        self.vaults[vault.vault_url] = vault
+        return vault
+
+    def get_vault(self, vault_url: str, subscriptions: Sequence[str]) -> VaultProperties:
+        vault = self.vaults.get(vault_url.rstrip("/").lower())
+        if vault is None or _sub(vault.arm_id) not in subscriptions:
+            raise PreconditionFailed(f"vault {vault_url} not found in the configured subscriptions")
+        return vault
+
+
+class FakeStorageAccounts:
+    """Implements ``rotation.ports.StorageAccounts``. Versionless accounts adopt on ``adopt_latest``."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, StorageAccountKey] = {}
+        self.refuse_versions: set[str] = set()  # versions Azure refuses (identity cannot use the key)
+        self.writes: list[tuple[str, str]] = []
+        self.faults = Faults()
+
+    def add(self, name: str, key: KeyRef, version: str, *, in_use: str | None = None) -> StorageAccountKey:
+        account_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/"
+        account_id += name
+        current = key.version_uri(in_use or version) if (in_use or version) else None
+        account = StorageAccountKey(account_id, name, key.vault_url, key.name, version, current)
+        self.accounts[account_id.lower()] = account
+        return account
+
+    def adopt_latest(self, account_id: str, key: KeyRef, version: str) -> None:
+        """Storage's daily check: a versionless account starts using ``version``."""
+        account = self.accounts[account_id.lower()]
+        assert account.versionless
+        self.accounts[account_id.lower()] = replace(account, current_versioned_key_id=key.version_uri(version))
+
+    def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:
+        self.faults.check("list_accounts")
+        return [a for a in self.accounts.values() if _sub(a.account_id) == subscription_id]
+
+    def get_account(self, account_id: str) -> StorageAccountKey:
+        self.faults.check("get_account")
+        return self.accounts[account_id.lower()]
+
+    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+        self.faults.check("set_key_version")
+        if key_version in self.refuse_versions:
+            raise VerificationFailed(f"the account identity cannot use key version {key_version}")
+        account = self.accounts[account_id.lower()]
+        current = f"{vault_url}/keys/{key_name}/{key_version}" if key_version else account.current_versioned_key_id
+        updated = replace(
+            account, vault_url=vault_url, key_name=key_name, key_version=key_version, current_versioned_key_id=current
+        )
+        self.accounts[account_id.lower()] = updated
+        self.writes.append((account_id, key_version))
+        self.faults.check("set_key_version:after")
+        return updated
+
+
+class FakeWorkspaces:
+    """Implements ``rotation.ports.Workspaces``."""
+
+    def __init__(self, vaults: FakeVaults) -> None:
+        self.vaults = vaults
+        self.workspaces: dict[str, WorkspaceKey] = {}
+        self.writes: list[tuple[str, str]] = []
+        self.faults = Faults()
+
+    def add(self, name: str, key: KeyRef, version: str, *, vault_arm_id: str | None = None) -> WorkspaceKey:
+        workspace_id = (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.MachineLearningServices/"
+            f"workspaces/{name}"
+        )
+        arm_id = vault_arm_id or self.vaults.vaults[key.vault_url.lower()].arm_id
+        workspace = WorkspaceKey(workspace_id, name, arm_id, key.version_uri(version) if version else key.uri)
+        self.workspaces[workspace_id.lower()] = workspace
+        return workspace
+
+    def list_workspaces(self, subscription_id: str) -> list[WorkspaceKey]:
+        self.faults.check("list_workspaces")
+        return [w for w in self.workspaces.values() if _sub(w.workspace_id) == subscription_id]
+
+    def get_workspace(self, workspace_id: str) -> WorkspaceKey:
+        self.faults.check("get_workspace")
+        return self.workspaces[workspace_id.lower()]
+
+    def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
+        self.faults.check("set_key_identifier")
+        workspace = self.workspaces[workspace_id.lower()]
+        updated = replace(workspace, key_identifier=key_identifier)
+        self.workspaces[workspace_id.lower()] = updated
+        self.writes.append((workspace_id, key_identifier))
+        self.faults.check("set_key_identifier:after")
+        return updated

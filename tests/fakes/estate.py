@@ -1,0 +1,87 @@
+"""A whole estate in memory: ``Dependencies`` wired to fakes, with helpers to arrange consumers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from rotation.domain.model import KeyRef
+from rotation.service.deps import Dependencies, InlineDispatcher
+from rotation.settings import DataLocation, Settings
+from tests.fakes.arm import SUBSCRIPTION, FakeStorageAccounts, FakeVaults, FakeWorkspaces
+from tests.fakes.audit import FakeAuditLog
+from tests.fakes.clock import FakeClock
+from tests.fakes.data_keys import FakeDataKeys
+from tests.fakes.journal import FakeJournal
+from tests.fakes.keystore import FakeKeyStore
+
+VAULT = "https://kv-main.vault.azure.net"
+OTHER_VAULT = "https://kv-other.vault.azure.net"
+KEY = KeyRef(VAULT, "cmk")
+OTHER_KEY = KeyRef(VAULT, "other")
+LOCATION = DataLocation("https://data.blob.core.windows.net", "secure")
+
+
+@dataclass
+class Estate:
+    clock: FakeClock = field(default_factory=lambda: FakeClock(tick=timedelta(milliseconds=1)))
+    keys: FakeKeyStore = field(init=False)
+    vaults: FakeVaults = field(default_factory=FakeVaults)
+    storage: FakeStorageAccounts = field(default_factory=FakeStorageAccounts)
+    workspaces: FakeWorkspaces = field(init=False)
+    data_keys: FakeDataKeys = field(default_factory=FakeDataKeys)
+    journal: FakeJournal = field(default_factory=FakeJournal)
+    audit: FakeAuditLog = field(init=False)
+    dispatcher: InlineDispatcher = field(default_factory=InlineDispatcher)
+    settings: Settings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = FakeKeyStore(self.clock.now)
+        self.workspaces = FakeWorkspaces(self.vaults)
+        self.audit = FakeAuditLog(self.clock.now)
+        self.settings = Settings(
+            storage_connection="UseDevelopmentStorage=true",
+            managed_keys=(KEY.uri, OTHER_KEY.uri),
+            subscriptions=(SUBSCRIPTION,),
+            retire_grace_hours=24,
+        )
+        self.vaults.add(VAULT)
+        self.vaults.add(OTHER_VAULT)
+
+    def with_data_locations(self) -> Estate:
+        self.settings = replace(self.settings, data_locations=(LOCATION,))
+        return self
+
+    def deps(self, *, owner: str = "test-executor", inline: bool = True) -> Dependencies:
+        dispatcher = self.dispatcher if inline else InlineDispatcher()
+        if not inline:
+            dispatcher.runner = lambda _rotation_id: None  # queued: nothing runs until run_rotation is called
+        return Dependencies(
+            settings=self.settings,
+            clock=self.clock,
+            keys=self.keys,
+            vaults=self.vaults,
+            storage_accounts=self.storage,
+            workspaces=self.workspaces,
+            data_keys=self.data_keys,
+            journal=self.journal,
+            audit=self.audit,
+            dispatcher=dispatcher,
+            owner=owner,
+            sleep=self.clock.sleep,
+        )
+
+
+def standard_estate() -> tuple[Estate, str]:
+    """A key with two pinned accounts, one versionless account, two workspaces, and unrelated consumers."""
+    estate = Estate()
+    old = estate.keys.add_key(KEY).version
+    other = estate.keys.add_key(OTHER_KEY).version
+    estate.storage.add("pinned1", KEY, old)
+    estate.storage.add("pinned2", KEY, old)
+    estate.storage.add("follows", KEY, "", in_use=old)
+    estate.storage.add("unrelated", OTHER_KEY, other)
+    estate.workspaces.add("ws1", KEY, old)
+    estate.workspaces.add("ws2", KEY, old)
+    estate.workspaces.add("wsother", OTHER_KEY, other)
+    return estate, old

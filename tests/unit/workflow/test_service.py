@@ -1,0 +1,449 @@
+"""The workflow service over in-memory fakes that keep real state."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from rotation.domain.model import KeyVaultEvent, RotationStatus, Trigger, TriggerKind
+from rotation.domain.steps import ROTATION_TAG
+from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
+from rotation.service import (
+    get_rotation,
+    handle_key_event,
+    list_rotations,
+    plan,
+    run_rotation,
+    start_rotation,
+    sweep,
+)
+from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, Estate, standard_estate
+
+CLI = Trigger(TriggerKind.CLI, caller="tester")
+TIMER = Trigger(TriggerKind.TIMER)
+
+
+class Crash(BaseException):
+    """Stands in for the process dying at a precise point (not an error the service handles)."""
+
+
+def consumers_on(estate: Estate, version: str) -> dict[str, bool]:
+    result = {}
+    for account in estate.storage.accounts.values():
+        if account.key_name == KEY.name and not account.versionless:
+            result[account.name] = account.key_version == version
+    for ws in estate.workspaces.workspaces.values():
+        if f"/keys/{KEY.name}/" in ws.key_identifier:
+            result[ws.name] = ws.key_identifier.endswith("/" + version)
+    return result
+
+
+class TestRotation:
+    """A rotation moves exactly the key's consumers to exactly one new version and records it."""
+
+    def test_moves_every_consumer_and_nothing_else(self) -> None:
+        estate, old = standard_estate()
+        unrelated_before = (
+            estate.storage.accounts[next(k for k in estate.storage.accounts if k.endswith("unrelated"))],
+            dict(estate.workspaces.workspaces),
+        )
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI, reason="scheduled")
+
+        assert view.status == RotationStatus.AWAITING_RETIREMENT
+        versions = estate.keys.all_versions(KEY)
+        assert len(versions) == 2
+        new = versions[-1]
+        assert new.tags == {ROTATION_TAG: view.rotation_id}
+        assert view.new_version == new.version
+        assert view.old_version == old
+        assert all(consumers_on(estate, new.version).values())
+        assert estate.storage.accounts[unrelated_before[0].account_id.lower()] == unrelated_before[0]
+        assert len(estate.keys.all_versions(OTHER_KEY)) == 1
+        other_ws = next(w for w in estate.workspaces.workspaces.values() if w.name == "wsother")
+        assert "/keys/other/" in other_ws.key_identifier
+        assert estate.keys.latest(KEY).enabled
+        assert estate.keys.all_versions(KEY)[0].enabled  # old version stays enabled until retirement
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["succeeded"]
+
+    def test_versionless_account_is_not_pinned(self) -> None:
+        estate, _ = standard_estate()
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        assert follows.versionless
+        change = next(c for c in view.consumers if c.resource_id == follows.account_id)
+        assert change.status == "tracking"
+
+    def test_unknown_key_is_refused(self) -> None:
+        estate, _ = standard_estate()
+
+        with pytest.raises(UnknownKeyError):
+            start_rotation(estate.deps(), "https://kv-main.vault.azure.net/keys/nope", CLI)
+
+    def test_precondition_refusal_changes_nothing(self) -> None:
+        estate, old = standard_estate()
+        estate.vaults.add("https://kv-main.vault.azure.net", purge_protection=False)
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert view.status == RotationStatus.REFUSED
+        assert view.error is not None
+        assert "purge protection" in view.error["message"]
+        assert len(estate.keys.all_versions(KEY)) == 1
+        assert all(consumers_on(estate, old).values())
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["refused"]
+
+
+class TestDryRun:
+    """A dry run shows per consumer what would change and writes nothing but its audit record."""
+
+    def test_dry_run(self) -> None:
+        estate, _old = standard_estate()
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI, dry_run=True)
+
+        assert view.status == RotationStatus.DRY_RUN
+        assert view.dry_run
+        assert len([c for c in view.consumers if c.status == "planned"]) == 4
+        assert estate.journal.writes == 0
+        assert len(estate.keys.all_versions(KEY)) == 1
+        assert estate.storage.writes == []
+        assert estate.workspaces.writes == []
+        assert [r.outcome for r in estate.audit.all] == ["dry_run"]
+        assert json.loads(json.dumps(view.to_dict()))["status"] == "dry_run"
+
+    def test_plan_view(self) -> None:
+        estate, _ = standard_estate()
+
+        result = plan(estate.deps(), KEY.uri)
+
+        assert result.ok
+        assert result.unrelated_consumers == 2
+        assert len(result.consumers) == 5
+        assert "new_version" in result.to_dict()["permissions"]
+
+
+class TestExactlyOne:
+    """One rotation per key at a time, whoever triggers it."""
+
+    def test_second_start_reports_in_progress(self) -> None:
+        estate, _ = standard_estate()
+        deps = estate.deps(inline=False)
+        first = start_rotation(deps, KEY.uri, CLI)
+
+        with pytest.raises(RotationInProgress) as raised:
+            start_rotation(deps, KEY.uri, TIMER)
+
+        assert raised.value.rotation_id == first.rotation_id
+
+    def test_new_rotation_allowed_after_cut_over(self) -> None:
+        estate, _ = standard_estate()
+        start_rotation(estate.deps(), KEY.uri, CLI)
+
+        second = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert second.status == RotationStatus.AWAITING_RETIREMENT
+        assert len(estate.keys.all_versions(KEY)) == 3
+
+    def test_concurrent_triggers_give_one_rotation(self) -> None:
+        estate, _ = standard_estate()
+        outcomes: list[str] = []
+        barrier = threading.Barrier(3)
+
+        def trigger(kind: TriggerKind, owner: str) -> None:
+            deps = estate.deps(owner=owner)
+            barrier.wait()
+            try:
+                outcomes.append(start_rotation(deps, KEY.uri, Trigger(kind)).rotation_id)
+            except RotationInProgress:
+                outcomes.append("in_progress")
+
+        threads = [
+            threading.Thread(target=trigger, args=(k, f"owner-{k.value}"))
+            for k in (TriggerKind.EVENT, TriggerKind.TIMER, TriggerKind.HTTP)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        started = [o for o in outcomes if o != "in_progress"]
+        assert len(started) == 1
+        assert len(estate.keys.all_versions(KEY)) == 2
+
+    def test_claimed_rotation_is_not_run_twice(self) -> None:
+        estate, _ = standard_estate()
+        view = start_rotation(estate.deps(inline=False), KEY.uri, CLI)
+        state, etag = estate.journal.load(view.rotation_id)
+        estate.journal.save(
+            replace(state, lease_owner="someone-else", lease_expires=estate.clock.current + timedelta(minutes=5)), etag
+        )
+
+        result = run_rotation(estate.deps(), view.rotation_id)
+
+        assert result.status == RotationStatus.RUNNING
+        assert len(estate.keys.all_versions(KEY)) == 1
+
+
+class TestResume:
+    """After a crash at any side effect, the next run finishes the same rotation with one new version."""
+
+    @pytest.mark.parametrize(
+        ("fake", "method"),
+        [
+            ("keys", "create_version"),
+            ("keys", "create_version:after"),
+            ("storage", "set_key_version"),
+            ("storage", "set_key_version:after"),
+            ("workspaces", "set_key_identifier"),
+            ("workspaces", "set_key_identifier:after"),
+        ],
+    )
+    def test_crash_then_resume(self, fake: str, method: str) -> None:
+        estate, _old = standard_estate()
+        getattr(estate, fake).faults.add(method, Crash())
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+        with pytest.raises(Crash):
+            run_rotation(deps, view.rotation_id)
+
+        result = run_rotation(estate.deps(owner="successor"), view.rotation_id)
+
+        assert result.status == RotationStatus.AWAITING_RETIREMENT
+        versions = estate.keys.all_versions(KEY)
+        assert len(versions) == 2
+        assert all(consumers_on(estate, versions[-1].version).values())
+        assert versions[0].enabled
+        state, _ = estate.journal.load(view.rotation_id)
+        assert state.intent is None
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["succeeded"]
+
+
+class TestRetries:
+    """Transient failures are retried at the step level; the rotation still completes."""
+
+    def test_throttling_and_5xx(self) -> None:
+        estate, _ = standard_estate()
+        estate.keys.faults.add("create_version", ThrottledError("429", retry_after=2), times=2)
+        estate.storage.faults.add("set_key_version", TransientError("503"))
+        estate.workspaces.faults.add("set_key_identifier", TransientError("connection dropped"))
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert view.status == RotationStatus.AWAITING_RETIREMENT
+        assert len(estate.keys.all_versions(KEY)) == 2
+        assert len(estate.keys.faults.raised) == 2
+
+    def test_persistent_transient_failure_leaves_it_resumable(self) -> None:
+        estate, _ = standard_estate()
+        estate.keys.faults.add("create_version", TransientError("503"), times=5)
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        resumed = run_rotation(estate.deps(), view.rotation_id)
+
+        assert view.status == RotationStatus.RUNNING
+        assert resumed.status == RotationStatus.AWAITING_RETIREMENT
+        assert len(estate.keys.all_versions(KEY)) == 2
+
+
+class TestRollback:
+    """A consumer Azure refuses is put back on the old version and the rotation stops for a human."""
+
+    def test_refused_consumer_rolls_back(self) -> None:
+        estate, old = standard_estate()
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+        original = estate.storage.set_key_version
+        calls = {"n": 0}
+
+        def refuse_second(account_id: str, vault_url: str, key_name: str, key_version: str):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 2 and key_version != old:
+                estate.storage.refuse_versions.add(key_version)
+            try:
+                return original(account_id, vault_url, key_name, key_version)
+            finally:
+                estate.storage.refuse_versions.clear()
+
+        estate.storage.set_key_version = refuse_second  # type: ignore[method-assign]
+
+        result = run_rotation(deps, view.rotation_id)
+
+        assert result.status == RotationStatus.ROLLED_BACK
+        rolled = [c for c in result.consumers if c.status == "rolled_back"]
+        assert len(rolled) == 1
+        account = estate.storage.accounts[rolled[0].resource_id.lower()]
+        assert account.key_version == old
+        assert estate.keys.all_versions(KEY)[0].enabled
+        assert "rolled_back" in [r.outcome for r in estate.audit.for_rotation(view.rotation_id)]
+
+    def test_unusable_new_version_fails_before_any_consumer_moves(self) -> None:
+        estate, old = standard_estate()
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+        original = estate.keys.create_version
+
+        def create_broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+            created = original(*args, **kwargs)
+            estate.keys.broken_versions.add(created.version)
+            return created
+
+        estate.keys.create_version = create_broken  # type: ignore[method-assign]
+
+        result = run_rotation(deps, view.rotation_id)
+
+        assert result.status == RotationStatus.FAILED
+        assert all(consumers_on(estate, old).values())
+
+
+class TestRewrapAndRetirement:
+    """Re-wrap runs as a step; retirement waits for grace, versionless adoption and data keys."""
+
+    def test_rewrap_waits_then_completes(self) -> None:
+        estate, old = standard_estate()
+        estate.with_data_locations()
+        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
+        estate.data_keys.per_poll = 4
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        second = run_rotation(estate.deps(), view.rotation_id)
+        third = run_rotation(estate.deps(), view.rotation_id)
+
+        assert view.status == RotationStatus.WAITING
+        assert second.status == RotationStatus.WAITING
+        assert third.status == RotationStatus.AWAITING_RETIREMENT
+        assert third.rewrap is not None
+        assert third.rewrap.rewrapped == 10
+
+    def test_retirement_waits_for_grace_and_adoption(self) -> None:
+        estate, _old = standard_estate()
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+
+        early = sweep(estate.deps(), TIMER)
+        estate.clock.advance(timedelta(hours=25))
+        not_adopted = sweep(estate.deps(), TIMER)
+        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        retired = sweep(estate.deps(), TIMER)
+
+        assert early.count("waiting") == 1
+        assert not_adopted.count("waiting") == 1
+        assert "versionless" in not_adopted.items[0].detail
+        assert retired.count("retired") == 1
+        assert estate.keys.all_versions(KEY)[0].enabled is False
+        assert len(estate.keys.all_versions(KEY)) == 2  # disabled, never deleted
+        assert get_rotation(estate.deps(), view.rotation_id).status == RotationStatus.RETIRED
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["succeeded", "retired"]
+
+    def test_rewrap_failures_block_retirement(self) -> None:
+        estate, old = standard_estate()
+        estate.with_data_locations()
+        estate.data_keys.put_blobs(LOCATION, KEY, old, 3)
+        estate.data_keys.put_blob(LOCATION, "broken", KEY.version_uri(old), problem="malformed encryptiondata")
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.clock.advance(timedelta(hours=25))
+
+        report = sweep(estate.deps(), TIMER)
+
+        assert view.status == RotationStatus.AWAITING_RETIREMENT
+        assert report.count("retired") == 0
+        assert estate.keys.all_versions(KEY)[0].enabled
+
+
+class TestEvents:
+    """Key Vault events start, adopt or are harmless duplicates."""
+
+    def event(self, event_type: str, version: str | None, event_id: str = "e1") -> KeyVaultEvent:
+        return KeyVaultEvent(event_id, event_type, KEY, version, "kv-main", None, None, None)  # type: ignore[arg-type]
+
+    def test_near_expiry_starts_and_duplicate_is_harmless(self) -> None:
+        estate, old = standard_estate()
+
+        first = handle_key_event(estate.deps(), self.event("KeyNearExpiry", old))
+        again = handle_key_event(estate.deps(), self.event("KeyNearExpiry", old, "e2"))
+
+        assert first.outcome == "started"
+        assert again.outcome == "ignored"
+        assert len(estate.keys.all_versions(KEY)) == 2
+
+    def test_own_new_version_is_a_no_op(self) -> None:
+        estate, _ = standard_estate()
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        outcome = handle_key_event(estate.deps(), self.event("KeyNewVersionCreated", view.new_version))
+
+        assert outcome.outcome == "duplicate"
+        assert len(estate.keys.all_versions(KEY)) == 2
+
+    def test_auto_rotation_is_adopted(self) -> None:
+        estate, _old = standard_estate()
+        auto = estate.keys.auto_rotate(KEY)
+
+        outcome = handle_key_event(estate.deps(), self.event("KeyNewVersionCreated", auto.version))
+        again = handle_key_event(estate.deps(), self.event("KeyNewVersionCreated", auto.version, "e2"))
+
+        assert outcome.outcome == "adopted"
+        assert again.outcome == "duplicate"
+        assert len(estate.keys.all_versions(KEY)) == 2
+        assert all(consumers_on(estate, auto.version).values())
+
+    def test_other_vault_is_ignored(self) -> None:
+        estate, _ = standard_estate()
+        event = replace(self.event("KeyNearExpiry", None), key=replace(KEY, vault_url="https://evil.vault.azure.net"))
+
+        outcome = handle_key_event(estate.deps(), event)
+
+        assert outcome.outcome == "ignored"
+
+
+class TestSweep:
+    """The reconciler decides near-expiry from one list pass per vault and resumes interrupted runs."""
+
+    def test_near_expiry_from_one_list_call(self) -> None:
+        estate = Estate()
+        estate.keys.add_key(KEY, expires=estate.clock.current + timedelta(days=3))
+        estate.keys.add_key(OTHER_KEY, expires=estate.clock.current + timedelta(days=300))
+
+        report = sweep(estate.deps(), TIMER)
+
+        assert estate.keys.calls["list_keys"] == 1
+        assert report.count("started") == 1
+        assert [i.key_uri for i in report.items if i.action == "started"] == [KEY.uri]
+
+    def test_resumes_interrupted(self) -> None:
+        estate, _ = standard_estate()
+        view = start_rotation(estate.deps(inline=False), KEY.uri, CLI)
+
+        report = sweep(estate.deps(), TIMER)
+
+        assert report.count("resumed") == 1
+        assert get_rotation(estate.deps(), view.rotation_id).status == RotationStatus.AWAITING_RETIREMENT
+        assert len(list_rotations(estate.deps(), KEY.uri, active_only=True)) == 1
+
+
+class TestNoKeyMaterial:
+    """Logs, journal entries and audit records of a full rotation carry no secrets."""
+
+    def test_scan(self) -> None:
+        estate, _ = standard_estate()
+        secret_markers = ["AccountKey=", "Bearer ", "eyJ"]
+
+        with capture_logs() as logs:
+            view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        text = json.dumps(logs, default=str)
+        text += json.dumps([str(s) for s, _ in estate.journal.entries.values()])
+        text += json.dumps([str(r) for r in estate.audit.all])
+        assert view.status == RotationStatus.AWAITING_RETIREMENT
+        assert any(e["event"] == "rotation_summary" for e in logs)
+        for marker in secret_markers:
+            assert marker not in text
