@@ -105,7 +105,8 @@ def fetch_wrapper(
         client.close()
     jwk = found.key
     n, e, kty = getattr(jwk, "n", None), getattr(jwk, "e", None), getattr(jwk, "kty", None)
-    if not isinstance(n, bytes) or not isinstance(e, bytes) or str(kty).upper() not in ("RSA", "RSA-HSM"):
+    kty_name = str(getattr(kty, "value", kty)).upper()
+    if not isinstance(n, bytes) or not isinstance(e, bytes) or kty_name not in ("RSA", "RSA-HSM"):
         raise PreconditionFailed(f"{key.version_uri(version)} is not an RSA key; client-side re-wrap needs RSA")
     return PublicKeyWrapper.from_jwk(key.version_uri(version), n, e, algorithm)
 

@@ -69,6 +69,7 @@ def upload(container: ContainerClient, ring: LocalKeyRing, version: str, name: s
     client.upload_blob(name, data, metadata={"owner": "team-a", "Purpose": "training"})
 
 
+@pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
 class TestRewrapKeepsContentReadableWithOnlyTheNewVersion:
     """Blobs written with protocols 1.0 and 2.0 under the old version decrypt after the re-wrap with a
     resolver that knows only the new version; content bytes and other metadata are unchanged, and the
@@ -251,6 +252,7 @@ class TestCrashAndResume:
         second.close()
 
 
+@pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
 class TestQueuedWorkItems:
     """Queued, the listing is cut into page work items on the storage queue; a consumer finishes them, and
     a message that keeps failing lands in the poison queue and is reported by the rotation."""

@@ -1,0 +1,165 @@
+"""Re-wrap end to end against the Key Vault emulator and Azurite, through the official SDK clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+from azure.storage.blob import ContainerClient
+
+from emulators.keyvault.admin_client import KeyVaultAdmin
+from rotation.adapters.local_credential import LocalDevelopmentCredential
+from rotation.domain.model import KeyRef
+from rotation.rewrap.adapter import BlobDataKeys
+from rotation.rewrap.throttle import AdaptiveLimiter
+from rotation.settings import DataLocation, Settings
+from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
+
+PRINCIPAL = "rewrap-tests"
+
+
+class VaultKek:
+    """The SDK's KeyEncryptionKey over a Key Vault key version (wrap runs locally, unwrap in the vault)."""
+
+    def __init__(self, kid: str, ca: str) -> None:
+        self.kid = kid
+        self.client = CryptographyClient(
+            kid, LocalDevelopmentCredential(PRINCIPAL), connection_verify=ca, verify_challenge_resource=False
+        )
+
+    def wrap_key(self, key: bytes) -> bytes:
+        return self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key
+
+    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
+        return self.client.unwrap_key(KeyWrapAlgorithm(algorithm), key).key
+
+    def get_kid(self) -> str:
+        return self.kid
+
+    def get_key_wrap_algorithm(self) -> str:
+        return "RSA-OAEP-256"
+
+
+@pytest.fixture
+def vault(local_azure: dict[str, Any]) -> Iterator[tuple[KeyVaultAdmin, dict[str, Any], KeyClient]]:
+    admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
+    created = admin.create_vault(f"rw{uuid.uuid4().hex[:10]}")
+    client = KeyClient(
+        created["url"],
+        LocalDevelopmentCredential(PRINCIPAL),
+        connection_verify=local_azure["ca_bundle"],
+        verify_challenge_resource=False,
+    )
+    yield admin, created, client
+    admin.clear_faults()
+    client.close()
+
+
+@pytest.fixture
+def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
+    client = new_container(local_azure)
+    yield client
+    client.delete_container()
+
+
+def data_keys(local_azure: dict[str, Any], **kwargs: Any) -> BlobDataKeys:
+    settings = Settings(
+        storage_connection=local_azure["storage"]["connection_string"],
+        ca_bundle=local_azure["ca_bundle"],
+        verify_challenge_resource=False,
+        rewrap_concurrency=8,
+    )
+    return BlobDataKeys(
+        settings,
+        LocalDevelopmentCredential(PRINCIPAL),
+        {"connection_verify": local_azure["ca_bundle"]},
+        inline=True,
+        **kwargs,
+    )
+
+
+def location_of(container: ContainerClient) -> DataLocation:
+    return DataLocation(container.url.rsplit("/", 1)[0], container.container_name)
+
+
+@pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
+class TestRewrapWithKeyVault:
+    """Protocol 1.0 and 2.0 blobs written under the old version decrypt with only the new version after the
+    re-wrap; each blob cost exactly one unwrapKey and no wrapKey; with the old version disabled every blob
+    still reads."""
+
+    def test_rewrap_then_disable_the_old_version(
+        self,
+        local_azure: dict[str, Any],
+        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        container: ContainerClient,
+    ) -> None:
+        admin, created, keys = vault
+        ca = local_azure["ca_bundle"]
+        old = keys.create_rsa_key("cmk", size=2048)
+        payloads = {f"p{protocol}-{i}": os.urandom(3000 + i) for protocol in ("1.0", "2.0") for i in range(4)}
+        for name, data in payloads.items():
+            writer = encrypted_client(container, VaultKek(str(old.id), ca), name[1:4])
+            writer.upload_blob(name, data)
+        new = keys.create_rsa_key("cmk", size=2048)
+        key, _ = KeyRef.parse(str(new.id))
+        admin.reset_counters()
+        adapter = data_keys(local_azure)
+
+        adapter.begin_rewrap("rot-kv", key, str(new.properties.version), [location_of(container)])
+        done, summary = adapter.rewrap_progress("rot-kv")
+        counters = admin.counters().get(created["name"], {})
+        probe = VaultKek(str(old.id), ca).wrap_key(os.urandom(32))
+        keys.update_key_properties("cmk", str(old.properties.version), enabled=False)
+
+        assert done is True
+        assert summary.rewrapped == 8
+        assert counters.get("unwrapKey") == 8
+        assert counters.get("wrapKey", 0) == 0
+        new_kek = VaultKek(str(new.id), ca)
+        reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
+        for name, data in payloads.items():
+            assert reader.download_blob(name).readall() == data
+        with pytest.raises(HttpResponseError):  # the old version really is disabled
+            VaultKek(str(old.id), ca).unwrap_key(probe, "RSA-OAEP-256")
+        adapter.close()
+
+
+class TestThrottledVault:
+    """Key Vault 429s (with Retry-After) slow the re-wrap down but lose no blob: every blob ends re-wrapped
+    and the limiter recorded the throttling."""
+
+    def test_throttling_is_absorbed(
+        self,
+        local_azure: dict[str, Any],
+        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        container: ContainerClient,
+    ) -> None:
+        admin, created, keys = vault
+        ca = local_azure["ca_bundle"]
+        old = keys.create_rsa_key("cmk", size=2048)
+        for i in range(30):
+            encrypted_client(container, VaultKek(str(old.id), ca), "2.0").upload_blob(f"t{i:02d}", b"t%d" % i)
+        new = keys.create_rsa_key("cmk", size=2048)
+        key, _ = KeyRef.parse(str(new.id))
+        admin.set_faults(
+            {"rate": 0.3, "kind": "status", "status": 429, "retry_after": 0, "operations": ["unwrapKey"], "count": 12}
+        )
+        limiter = AdaptiveLimiter(8)
+        adapter = data_keys(local_azure, limiter=limiter)
+
+        adapter.begin_rewrap("rot-429", key, str(new.properties.version), [location_of(container)])
+        done, summary = adapter.rewrap_progress("rot-429")
+
+        assert done is True
+        assert summary.rewrapped == 30
+        assert summary.failed == ()
+        assert limiter.stats().throttled > 0
+        assert admin.counters()[created["name"]].get("unwrapKey") == 30
+        adapter.close()
