@@ -33,7 +33,7 @@ from rotation.logs import get_logger
 from rotation.rewrap import scan
 from rotation.rewrap.checkpoint import DONE, PENDING, POISON, CheckpointStore, Item, Run
 from rotation.rewrap.keys import KeyVaultUnwrapper, Unwrapper, Wrapper, fetch_wrapper
-from rotation.rewrap.queue import LocalWorkQueue, StorageWorkQueue, WorkMessage, WorkQueue, storage_queue
+from rotation.rewrap.queue import MAX_DEQUEUE, LocalWorkQueue, StorageWorkQueue, WorkMessage, WorkQueue, storage_queue
 from rotation.rewrap.scan import Status
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.rewrap.worker import Rewrapper, Tally
@@ -137,6 +137,11 @@ class BlobDataKeys:
                 for item in pending:
                     self._local.send(WorkMessage(rotation_id, item.item_id))
                 self._drain_local()
+            elif pending:
+                for item in pending:
+                    if not item.enqueued:  # recorded, but its message was never sent (a crash between)
+                        self._enqueue(item)
+                break
             elif self._walked(run, items):
                 self._verify(run, [(loc, blob) for loc, blob, _ in failures])
             else:
@@ -147,15 +152,23 @@ class BlobDataKeys:
 
     # -- work items ---------------------------------------------------------------------------
 
-    def handle_message(self, body: str, dequeue_count: int = 1) -> None:
+    def handle_message(self, body: str, dequeue_count: int = 1, max_dequeue: int = MAX_DEQUEUE) -> None:
         """Process one work-item message (the queue trigger's body). Safe to repeat.
 
+        On the last try (``dequeue_count >= max_dequeue``, host.json ``maxDequeueCount``) a failing item
+        is marked poisoned first, so the rotation reports it once the host moves the message aside.
+
         Raises:
-            ValueError: the body is not a work item (the host moves it to the poison queue).
-            RotationError: a systemic failure; the message is retried and eventually poisoned.
+            ValueError: the body is not a work item.
+            RotationError: a systemic failure; the host retries the message.
         """
-        message = WorkMessage.from_json(body)
-        self.process_item(message.rotation_id, message.item)
+        try:
+            message = WorkMessage.from_json(body)
+            self.process_item(message.rotation_id, message.item)
+        except Exception:
+            if dequeue_count >= max_dequeue:
+                self.mark_poison(body)
+            raise
 
     def mark_poison(self, body: str) -> None:
         """Record that a work item's message went to the poison queue (reported by the rotation)."""

@@ -4,8 +4,9 @@ A message is a pointer, ``{"rotation_id": ..., "item": "item-PP-LLL-SSSSSS"}``: 
 progress live in the checkpoint table, so a repeated message repeats nothing harmful. Messages are
 base64 text, the Functions queue trigger's default encoding.
 
-``drain`` consumes a storage queue the way the Functions host does (receive, run, delete on success,
-leave visible again on failure, move to ``<queue>-poison`` after ``max_dequeue`` tries). It is for
+``drain`` consumes a storage queue the way the Functions host does (receive, run with the dequeue count,
+delete on success, leave visible again on failure, move to ``<queue>-poison`` after ``max_dequeue``
+tries). It is for
 workers outside the Functions host: benchmarks, the local server and tests.
 """
 
@@ -91,7 +92,6 @@ def drain(
     queue: QueueClient,
     poison: QueueClient,
     handle: Callable[[str, int], None],
-    on_poison: Callable[[str], None],
     *,
     idle_s: float = 1.0,
     visibility_timeout: int = 60,
@@ -121,7 +121,6 @@ def drain(
                         poison.create_queue()
                     poison.send_message(body)
                     queue.delete_message(msg)
-                    on_poison(body)
                 else:
                     queue.update_message(msg, visibility_timeout=retry_delay_s)
                 continue

@@ -270,7 +270,7 @@ class TestQueuedWorkItems:
 
         keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
         pending, _ = keys.rewrap_progress("rot-q")
-        handled = drain(queue, poison, keys.handle_message, keys.mark_poison, idle_s=0.3)
+        handled = drain(queue, poison, keys.handle_message, idle_s=0.3)
         done, summary = keys.rewrap_progress("rot-q")
 
         assert pending is False
@@ -297,7 +297,7 @@ class TestQueuedWorkItems:
         keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
         queue.send_message("not a work item")
 
-        drain(queue, poison, keys.handle_message, keys.mark_poison, idle_s=0.3)
+        drain(queue, poison, keys.handle_message, idle_s=0.3)
         done, summary = keys.rewrap_progress("rot-p")
 
         assert done is False
