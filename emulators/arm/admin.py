@@ -1,0 +1,236 @@
+"""The admin API (``/admin/...`` on the ARM port): clock, RBAC, throttle, faults, LRO timing,
+counters, resource groups, user-assigned identities and storage-account access.
+
+Same shapes as the Key Vault emulator's admin API where both have the concept. No auth: it is
+for tests and the demo, on loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from emulators.arm import errors
+from emulators.arm.core import Emulator
+from emulators.arm.rbac import UnknownRole, role_of
+from emulators.arm.storage import StorageProvider
+
+_FAULT_KINDS = ("status", "latency", "drop")
+
+
+def _bad(message: str) -> errors.ArmError:
+    return errors.ArmError(400, "InvalidAdminRequest", message)
+
+
+class AdminApi:
+    def __init__(self, emulator: Emulator, storage: StorageProvider) -> None:
+        self.emulator = emulator
+        self.storage = storage
+
+    @property
+    def state(self):  # type: ignore[no-untyped-def]
+        return self.emulator.state
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/").lower()
+        method = request.method.upper()
+        body: Any = None
+        if method in ("PUT", "POST"):
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise _bad("the body is not JSON") from None
+            if not isinstance(body, dict):
+                raise _bad("the body must be a JSON object")
+        handler = {
+            ("GET", "/admin/health"): self._health,
+            ("GET", "/admin/clock"): self._get_clock,
+            ("PUT", "/admin/clock"): self._put_clock,
+            ("GET", "/admin/role-assignments"): self._get_roles,
+            ("PUT", "/admin/role-assignments"): self._put_roles,
+            ("POST", "/admin/role-assignments"): self._add_role,
+            ("GET", "/admin/throttle"): self._get_throttle,
+            ("PUT", "/admin/throttle"): self._put_throttle,
+            ("GET", "/admin/faults"): self._get_faults,
+            ("PUT", "/admin/faults"): self._put_faults,
+            ("DELETE", "/admin/faults"): self._clear_faults,
+            ("GET", "/admin/lro"): self._get_lro,
+            ("PUT", "/admin/lro"): self._put_lro,
+            ("GET", "/admin/counters"): self._get_counters,
+            ("DELETE", "/admin/counters"): self._reset_counters,
+            ("POST", "/admin/resource-groups"): self._add_group,
+            ("POST", "/admin/user-assigned-identities"): self._add_identity,
+            ("GET", "/admin/storage-accounts/access"): self._access,
+        }.get((method, path))
+        if handler is None:
+            raise errors.ArmError(404, "NotFound", f"no admin route {method} {request.url.path}")
+        result = await handler(request, body)
+        self.emulator.store.save()
+        return result
+
+    async def _health(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _get_clock(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse({"now": self.emulator.store.now()})
+
+    async def _put_clock(self, _request: Request, body: dict[str, Any]) -> Response:
+        if isinstance(body.get("now"), int | float):
+            self.emulator.store.set_now(float(body["now"]))
+        elif isinstance(body.get("advance_seconds"), int | float):
+            self.emulator.store.advance(float(body["advance_seconds"]))
+        else:
+            raise _bad('expected {"now": unix seconds} or {"advance_seconds": N}')
+        async with self.emulator.write_lock:
+            for account in list(self.state.storage_accounts.values()):
+                await self.storage.daily_check(account)
+        return JSONResponse({"now": self.emulator.store.now()})
+
+    async def _get_roles(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse({"value": self.state.role_assignments})
+
+    @staticmethod
+    def _assignment(item: Any) -> dict[str, Any]:
+        if not isinstance(item, dict) or not item.get("principal_id") or not (item.get("role") or item.get("actions")):
+            raise _bad('each assignment needs "principal_id" and "role" (or "actions"), "scope" optional')
+        assignment = {"principal_id": str(item["principal_id"]), "scope": str(item.get("scope") or "/")}
+        for key in ("role", "actions", "not_actions"):
+            if key in item:
+                assignment[key] = item[key]
+        try:
+            role_of(assignment)
+        except UnknownRole as exc:
+            raise _bad(str(exc)) from None
+        return assignment
+
+    async def _put_roles(self, _request: Request, body: dict[str, Any]) -> Response:
+        value = body.get("value")
+        if not isinstance(value, list):
+            raise _bad('expected {"value": [assignments]}')
+        self.state.role_assignments = [self._assignment(item) for item in value]
+        return JSONResponse({"value": self.state.role_assignments})
+
+    async def _add_role(self, _request: Request, body: dict[str, Any]) -> Response:
+        assignment = self._assignment(body)
+        self.state.role_assignments.append(assignment)
+        return JSONResponse(assignment, status_code=201)
+
+    async def _get_throttle(self, _request: Request, _body: Any) -> Response:
+        throttle = self.state.throttle
+        return JSONResponse({"enabled": throttle.enabled, "writes_per_minute": throttle.writes_per_minute})
+
+    async def _put_throttle(self, request: Request, body: dict[str, Any]) -> Response:
+        throttle = self.state.throttle
+        if "writes_per_minute" in body:
+            limit = body["writes_per_minute"]
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise _bad("writes_per_minute must be a positive integer or null")
+            throttle.writes_per_minute = limit
+            throttle.enabled = bool(body.get("enabled", limit is not None))
+        elif "enabled" in body:
+            throttle.enabled = bool(body["enabled"])
+        self.emulator.recent_writes = []
+        return await self._get_throttle(request, None)
+
+    async def _get_faults(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse({"rules": self.state.faults})
+
+    async def _put_faults(self, _request: Request, body: dict[str, Any]) -> Response:
+        """Same rule shape as the Key Vault emulator: ``{"rules": [rule...]}`` or one rule."""
+        items = body["rules"] if isinstance(body.get("rules"), list) else [body] if body else []
+        faults = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("kind") not in _FAULT_KINDS:
+                raise _bad(f"'kind' must be one of {_FAULT_KINDS}")
+            rate = item.get("rate", 1.0)
+            if not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise _bad("'rate' must be a number from 0 to 1")
+            status = item.get("status", 503)
+            if not isinstance(status, int) or not 400 <= status <= 599:
+                raise _bad("'status' must be an HTTP error status (400-599)")
+            count = item.get("count")
+            if count is not None and (not isinstance(count, int) or count < 1):
+                raise _bad("'count' must be a positive integer")
+            operations = item.get("operations") or []
+            if not isinstance(operations, list) or not all(isinstance(o, str) for o in operations):
+                raise _bad("'operations' must be a list of operation names (see GET /admin/counters)")
+            faults.append(
+                {
+                    "rate": float(rate),
+                    "kind": item["kind"],
+                    "status": status,
+                    "latency_ms": int(item.get("latency_ms", 0)),
+                    "operations": operations,
+                    "count": count,
+                    "retry_after": item.get("retry_after"),
+                }
+            )
+        self.state.faults = faults
+        return JSONResponse({"rules": faults})
+
+    async def _clear_faults(self, _request: Request, _body: Any) -> Response:
+        self.state.faults = []
+        return JSONResponse({"rules": []})
+
+    async def _get_lro(self, _request: Request, _body: Any) -> Response:
+        lro = self.state.lro
+        return JSONResponse({"retry_after_s": lro.retry_after_s, "polls_until_done": lro.polls_until_done})
+
+    async def _put_lro(self, request: Request, body: dict[str, Any]) -> Response:
+        lro = self.state.lro
+        if "retry_after_s" in body:
+            if not isinstance(body["retry_after_s"], int) or body["retry_after_s"] < 0:
+                raise _bad("retry_after_s must be a whole number of seconds, 0 or more")
+            lro.retry_after_s = body["retry_after_s"]
+        if "polls_until_done" in body:
+            if not isinstance(body["polls_until_done"], int) or body["polls_until_done"] < 1:
+                raise _bad("polls_until_done must be a whole number, 1 or more")
+            lro.polls_until_done = body["polls_until_done"]
+        return await self._get_lro(request, None)
+
+    async def _get_counters(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse(dict(sorted(self.state.counters.items())))
+
+    async def _reset_counters(self, _request: Request, _body: Any) -> Response:
+        self.state.counters = {}
+        return JSONResponse({})
+
+    async def _add_group(self, _request: Request, body: dict[str, Any]) -> Response:
+        sub, name = body.get("subscription_id"), body.get("name")
+        if not isinstance(sub, str) or not isinstance(name, str) or not sub or not name:
+            raise _bad('expected {"subscription_id", "name", "location"?}')
+        async with self.emulator.write_lock:
+            self.emulator.put_resource_group(
+                sub, name, str(body.get("location") or "eastus"), dict(body.get("tags") or {})
+            )
+        group = await self.emulator.resource_group(sub, name)
+        return JSONResponse(group, status_code=201)
+
+    async def _add_identity(self, _request: Request, body: dict[str, Any]) -> Response:
+        identity_id = body.get("id")
+        if (
+            not isinstance(identity_id, str)
+            or "/providers/microsoft.managedidentity/userassignedidentities/" not in identity_id.lower()
+        ):
+            raise _bad('"id" must be a Microsoft.ManagedIdentity/userAssignedIdentities resource id')
+        derived = self.emulator.store.user_identity(identity_id)
+        entry = {
+            "id": identity_id,
+            "principal_id": str(body.get("principal_id") or derived["principalId"]),
+            "client_id": str(body.get("client_id") or derived["clientId"]),
+        }
+        self.state.user_identities[identity_id.lower()] = entry
+        return JSONResponse(entry, status_code=201)
+
+    async def _access(self, request: Request, _body: Any) -> Response:
+        account_id = request.query_params.get("id", "")
+        account = self.state.storage_accounts.get(account_id.lower())
+        if account is None:
+            raise errors.ArmError(404, "ResourceNotFound", f"no storage account {account_id!r}")
+        async with self.emulator.write_lock:
+            result = await self.storage.access(account)
+        return JSONResponse(result)

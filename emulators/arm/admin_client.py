@@ -1,0 +1,119 @@
+"""A small client for the ARM emulator's admin API, for tests, the demo and benchmarks.
+
+admin = ArmAdmin(endpoints["arm"]["admin"], endpoints["ca_bundle"])
+admin.create_resource_group(subscription_id, "rg-demo")
+admin.set_role_assignments([{"principal_id": oid, "role": "Reader", "scope": f"/subscriptions/{sub}"}])
+admin.advance_clock(86400)                 # runs the storage daily versionless-key check
+admin.account_access(account_id)           # -> {"accessible": bool, "reason": str | None, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class ArmAdminError(RuntimeError):
+    """The admin API answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class ArmAdmin:
+    def __init__(self, admin_url: str, ca_bundle: str | None = None, timeout: float = 30.0) -> None:
+        self.admin_url = admin_url.rstrip("/")
+        self.timeout = timeout
+        self._context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - admin URL of the local emulator
+            self.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ArmAdminError(exc.code, exc.read().decode(errors="replace")) from None
+        return json.loads(raw) if raw else None
+
+    # -- clock ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return float(self._call("GET", "/admin/clock")["now"])
+
+    def set_clock(self, now: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"now": now})["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"advance_seconds": seconds})["now"])
+
+    # -- RBAC -------------------------------------------------------------------------------
+
+    def set_role_assignments(self, assignments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace every assignment: ``[{"principal_id", "role" | "actions", "scope"?}]``; [] allows all."""
+        return list(self._call("PUT", "/admin/role-assignments", {"value": assignments})["value"])
+
+    def add_role_assignment(self, principal_id: str, role: str, scope: str = "/") -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/admin/role-assignments", {"principal_id": principal_id, "role": role, "scope": scope})
+        )
+
+    def role_assignments(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/admin/role-assignments")["value"])
+
+    # -- throttle, faults, LRO timing, counters ---------------------------------------------
+
+    def set_throttle(self, writes_per_minute: int | None = None, *, enabled: bool | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"writes_per_minute": writes_per_minute}
+        if enabled is not None:
+            body["enabled"] = enabled
+        return dict(self._call("PUT", "/admin/throttle", body))
+
+    def set_faults(self, *rules: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"rate", "kind": "status"|"latency"|"drop", "status"?, "latency_ms"?, "operations"?, "count"?}``."""
+        return list(self._call("PUT", "/admin/faults", {"rules": list(rules)})["rules"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/admin/faults")
+
+    def set_lro(self, retry_after_s: int | None = None, polls_until_done: int | None = None) -> dict[str, Any]:
+        body = {
+            k: v for k, v in (("retry_after_s", retry_after_s), ("polls_until_done", polls_until_done)) if v is not None
+        }
+        return dict(self._call("PUT", "/admin/lro", body))
+
+    def counters(self) -> dict[str, int]:
+        """Requests per operation name (e.g. ``Workspaces_Update``, ``Workspaces_OperationStatus``)."""
+        return dict(self._call("GET", "/admin/counters"))
+
+    def reset_counters(self) -> None:
+        self._call("DELETE", "/admin/counters")
+
+    # -- resources --------------------------------------------------------------------------
+
+    def create_resource_group(self, subscription_id: str, name: str, location: str = "eastus") -> dict[str, Any]:
+        return dict(
+            self._call(
+                "POST",
+                "/admin/resource-groups",
+                {"subscription_id": subscription_id, "name": name, "location": location},
+            )
+        )
+
+    def register_user_assigned_identity(
+        self, identity_id: str, principal_id: str | None = None, client_id: str | None = None
+    ) -> dict[str, str]:
+        body = {"id": identity_id, "principal_id": principal_id, "client_id": client_id}
+        return dict(self._call("POST", "/admin/user-assigned-identities", body))
+
+    def account_access(self, account_id: str) -> dict[str, Any]:
+        """``{"accessible": bool, "reason": str | None, "key_in_use": str | None}``, judged live against the vault."""
+        query = urllib.parse.urlencode({"id": account_id})
+        return dict(self._call("GET", f"/admin/storage-accounts/access?{query}"))

@@ -1,0 +1,201 @@
+"""What every provider handler shares: the parsed call, the store, the Key Vault gateway, LROs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from emulators.arm import errors
+from emulators.arm.keyvault import KeyVaultGateway
+from emulators.arm.state import LOCAL_TENANT_ID, Store
+
+
+@dataclass
+class Call:
+    """One ARM request, parsed: route parameters keep the caller's casing."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    api_version: str
+    principal: str
+    base_url: str
+    body: bytes = b""
+    _json: Any = field(default=None, repr=False)
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object, or InvalidRequestContent as ARM answers a malformed body."""
+        if self._json is None:
+            if not self.body.strip():
+                raise errors.invalid_request_content("The request body is empty. Path '', line 0, position 0.")
+            try:
+                parsed = json.loads(self.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise errors.invalid_request_content(f"{exc}. Path '', line 1, position 0.") from None
+            if not isinstance(parsed, dict):
+                raise errors.invalid_request_content(
+                    f"Error converting value to type 'ResourceDefinition'. Path '', got {type(parsed).__name__}."
+                )
+            self._json = parsed
+        return dict(self._json)
+
+
+def iso(ts: float) -> str:
+    """ARM's timestamp form: ISO 8601 UTC with seven fractional digits and Z."""
+    moment = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def arm_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Emulator:
+    """State and collaborators shared by the providers."""
+
+    def __init__(self, store: Store, kv: KeyVaultGateway) -> None:
+        self.store = store
+        self.kv = kv
+        self.write_lock = asyncio.Lock()
+        self.recent_writes: list[float] = []
+
+    @property
+    def state(self):  # type: ignore[no-untyped-def]
+        return self.store.state
+
+    # -- resource groups --------------------------------------------------------------------
+
+    async def resource_group(self, subscription_id: str, name: str) -> dict[str, Any]:
+        """The resource group, or ResourceGroupNotFound. Groups of Key Vault emulator vaults exist too."""
+        key = f"/subscriptions/{subscription_id}/resourcegroups/{name}".lower()
+        group = self.state.resource_groups.get(key)
+        if group:
+            return dict(group)
+        for vault in await self._vaults_quietly():
+            if (
+                str(vault.get("subscription_id", "")).lower() == subscription_id.lower()
+                and str(vault.get("resource_group", "")).lower() == name.lower()
+            ):
+                return {
+                    "id": f"/subscriptions/{subscription_id}/resourceGroups/{vault['resource_group']}",
+                    "name": vault["resource_group"],
+                    "location": vault.get("location", "eastus"),
+                    "tags": {},
+                }
+        raise errors.resource_group_not_found(name)
+
+    def put_resource_group(self, subscription_id: str, name: str, location: str, tags: dict[str, str]) -> bool:
+        key = f"/subscriptions/{subscription_id}/resourcegroups/{name}".lower()
+        created = key not in self.state.resource_groups
+        existing = self.state.resource_groups.get(key, {})
+        self.state.resource_groups[key] = {
+            "id": existing.get("id", f"/subscriptions/{subscription_id}/resourceGroups/{name}"),
+            "name": existing.get("name", name),
+            "location": existing.get("location", location),
+            "tags": tags,
+        }
+        self.store.save()
+        return created
+
+    async def _vaults_quietly(self) -> list[dict[str, Any]]:
+        try:
+            return await self.kv.vaults()
+        except Exception:  # noqa: BLE001 - a missing Key Vault emulator only means no vault-derived groups
+            return []
+
+    # -- identities -------------------------------------------------------------------------
+
+    def build_identity(self, requested: Any, existing: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stored identity block for a request's ``identity``: system principal kept across writes."""
+        if requested is None:
+            return existing
+        if not isinstance(requested, dict) or not isinstance(requested.get("type", ""), str):
+            raise errors.ArmError(400, "InvalidIdentity", "The identity block must be an object with a 'type'.")
+        kinds = {k.strip().lower() for k in str(requested.get("type", "None")).split(",") if k.strip()}
+        if not kinds <= {"none", "systemassigned", "userassigned"}:
+            raise errors.ArmError(
+                400,
+                "InvalidIdentityType",
+                f"The identity type '{requested.get('type')}' is not valid. Valid values are 'None', "
+                "'SystemAssigned', 'UserAssigned', 'SystemAssigned,UserAssigned'.",
+            )
+        if kinds <= {"none"}:
+            return None
+        identity: dict[str, Any] = {}
+        names = []
+        if "systemassigned" in kinds:
+            names.append("SystemAssigned")
+            old = existing or {}
+            identity["principalId"] = old.get("principalId") or str(uuid.uuid4())
+            identity["tenantId"] = LOCAL_TENANT_ID
+        if "userassigned" in kinds:
+            names.append("UserAssigned")
+            requested_ids = requested.get("userAssignedIdentities") or {}
+            if not isinstance(requested_ids, dict) or not requested_ids:
+                raise errors.ArmError(
+                    400,
+                    "BadRequest",
+                    "The identity type 'UserAssigned' requires at least one entry in 'userAssignedIdentities'.",
+                )
+            identity["userAssignedIdentities"] = {
+                uai: self.store.user_identity(uai) for uai in requested_ids if requested_ids[uai] is not None
+            }
+        identity["type"] = ",".join(names)
+        return identity
+
+    @staticmethod
+    def user_identity_entry(identity: dict[str, Any] | None, identity_id: str) -> dict[str, str] | None:
+        for uai, entry in ((identity or {}).get("userAssignedIdentities") or {}).items():
+            if uai.lower() == identity_id.lower():
+                return dict(entry)
+        return None
+
+    # -- long-running operations ------------------------------------------------------------
+
+    def start_operation(self, call: Call, provider_path: str, resource_id: str, kind: str) -> dict[str, str]:
+        """Record an operation and return the 202 headers (Location + Retry-After) that point at it."""
+        op_id = uuid.uuid4().hex
+        settings = self.state.lro
+        self.state.operations[op_id] = {
+            "resource_id": resource_id.lower(),
+            "kind": kind,
+            "api_version": call.api_version,
+            "polls_remaining": max(1, int(settings.polls_until_done)),
+            "deadline": time.time() + max(1, settings.retry_after_s) * max(1, settings.polls_until_done) + 30,
+        }
+        location = (
+            f"{call.base_url}/subscriptions/{call.params['sub']}/providers/{provider_path}/{op_id}"
+            f"?api-version={call.api_version}"
+        )
+        return {"Location": location, "Retry-After": str(int(settings.retry_after_s))}
+
+    def poll_operation(self, op_id: str) -> tuple[bool, dict[str, Any]]:
+        """Count one poll; True when the operation is done (then it is removed)."""
+        operation = self.state.operations.get(op_id)
+        if operation is None:
+            raise errors.ArmError(
+                404, "OperationNotFound", f"The operation '{op_id}' could not be found or has expired."
+            )
+        operation["polls_remaining"] -= 1
+        done = operation["polls_remaining"] <= 0 or time.time() > operation["deadline"]
+        if done:
+            del self.state.operations[op_id]
+        self.store.save()
+        return done, operation
+
+    def pending_for(self, resource_id: str) -> bool:
+        lowered = resource_id.lower()
+        for op_id, operation in list(self.state.operations.items()):
+            if time.time() > operation["deadline"]:
+                del self.state.operations[op_id]
+            elif operation["resource_id"] == lowered:
+                return True
+        return False

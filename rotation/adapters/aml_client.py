@@ -1,0 +1,324 @@
+"""A small typed client for the one thing the service does to Azure ML workspaces: re-point their CMK.
+
+Why not an SDK: azure-mgmt-machinelearningservices 1.0.1 (the newest on PyPI) speaks api-version
+2020-08-01, whose update body has no ``encryption``; azure-ai-ml can send it but ships dozens of
+packages into the Function. This client reuses azure-mgmt-core (the ARM pipeline, retries,
+ARM challenge authentication, ``ARMPolling``) at api-version 2025-06-01 and reads only the few
+fields the rotation needs. See docs/decisions/0001-aml-workspace-client.md.
+
+Permissions (Azure RBAC on the workspace or a parent scope):
+
+- ``get_workspace``, ``list_workspaces``: ``Microsoft.MachineLearningServices/workspaces/read``.
+- ``update_key_identifier``: ``Microsoft.MachineLearningServices/workspaces/write`` and, to poll,
+  ``Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read``.
+
+Every SDK error is translated to :mod:`rotation.errors` here; none escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import (
+    ContentDecodePolicy,
+    CustomHookPolicy,
+    DistributedTracingPolicy,
+    HeadersPolicy,
+    NetworkTraceLoggingPolicy,
+    ProxyPolicy,
+    RedirectPolicy,
+    RequestIdPolicy,
+    RetryPolicy,
+    UserAgentPolicy,
+)
+from azure.core.polling import LROPoller
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
+from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+from rotation.errors import (
+    InputError,
+    PermissionDenied,
+    PreconditionFailed,
+    RotationError,
+    ThrottledError,
+    TransientError,
+)
+
+API_VERSION = "2025-06-01"
+DEFAULT_SCOPE = "https://management.azure.com/.default"
+READ_ACTION = "Microsoft.MachineLearningServices/workspaces/read"
+WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/write"
+POLL_ACTION = "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read"
+
+_WORKSPACE_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+$",
+    re.IGNORECASE,
+)
+_ACTION_IN_MESSAGE = re.compile(r"perform action '([^']+)'")
+
+
+@dataclass(frozen=True)
+class WorkspaceEncryption:
+    """What the rotation needs to know about one workspace. Encryption fields are "" when it has no CMK."""
+
+    workspace_id: str  # ARM id as returned
+    name: str
+    location: str
+    key_vault_arm_id: str
+    key_identifier: str  # versioned or versionless key URI as stored
+    identity_client_id: str | None
+    status: str  # "Enabled" | "Disabled" ("Disabled" also when the workspace has no encryption block)
+    provisioning_state: str
+    principal_id: str | None  # system-assigned identity, if any
+    user_assigned_identity: str | None = None  # encryption.identity.userAssignedIdentity, if set
+
+    @property
+    def has_cmk(self) -> bool:
+        return self.status == "Enabled" and bool(self.key_identifier)
+
+
+class AmlWorkspaceClient:
+    """Reads AML workspaces and re-points their customer-managed key, through ARM."""
+
+    def __init__(self, credential: TokenCredential, arm_endpoint: str, **client_kwargs: Any) -> None:
+        """
+        Args:
+            credential: any azure-core ``TokenCredential`` (managed identity in Azure).
+            arm_endpoint: ``https://management.azure.com`` or a sovereign/local endpoint.
+            client_kwargs: passed to the pipeline and transport, e.g. ``connection_verify=ca_bundle``,
+                ``retry_total=0``; plus ``polling_interval`` (seconds between LRO polls when the service
+                sends no Retry-After, default 30) and ``credential_scopes``.
+        """
+        self._polling_interval = float(client_kwargs.pop("polling_interval", 30))
+        scopes = client_kwargs.pop("credential_scopes", None) or [_default_scope(arm_endpoint)]
+        self._endpoint = arm_endpoint.rstrip("/")
+        policies = [
+            RequestIdPolicy(**client_kwargs),
+            HeadersPolicy(**client_kwargs),
+            UserAgentPolicy(sdk_moniker="cmk-rotation-aml/1.0", **client_kwargs),
+            ProxyPolicy(**client_kwargs),
+            ContentDecodePolicy(**client_kwargs),
+            RedirectPolicy(**client_kwargs),
+            RetryPolicy(**client_kwargs),
+            ARMChallengeAuthenticationPolicy(credential, *scopes, **client_kwargs),
+            CustomHookPolicy(**client_kwargs),
+            NetworkTraceLoggingPolicy(**client_kwargs),
+            DistributedTracingPolicy(**client_kwargs),
+            ARMHttpLoggingPolicy(**client_kwargs),
+        ]
+        self._client: ARMPipelineClient[HttpRequest, HttpResponse] = ARMPipelineClient(
+            base_url=self._endpoint, policies=policies, **client_kwargs
+        )
+
+    def __enter__(self) -> AmlWorkspaceClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get_workspace(self, workspace_id: str) -> WorkspaceEncryption:
+        """One workspace. Safe to repeat.
+
+        Raises:
+            InputError: ``workspace_id`` is not a workspace resource id.
+            PreconditionFailed: the workspace (or its group) does not exist, or ARM refused the request.
+            PermissionDenied: the caller lacks ``workspaces/read``.
+            TransientError: throttled (ThrottledError), 5xx or a connection error.
+        """
+        _check_workspace_id(workspace_id)
+        response = self._send(HttpRequest("GET", self._url(workspace_id)), READ_ACTION, workspace_id)
+        return _workspace(_json(response))
+
+    def list_workspaces(self, subscription_id: str) -> list[WorkspaceEncryption]:
+        """Every workspace in a subscription, with or without CMK. Safe to repeat."""
+        return list(self._iter_workspaces(subscription_id))
+
+    def _iter_workspaces(self, subscription_id: str) -> Iterator[WorkspaceEncryption]:
+        scope = f"/subscriptions/{subscription_id}"
+        url: str | None = self._url(f"{scope}/providers/Microsoft.MachineLearningServices/workspaces")
+        while url:
+            page = _json(self._send(HttpRequest("GET", url), READ_ACTION, scope))
+            for item in page.get("value") or []:
+                yield _workspace(item)
+            url = page.get("nextLink") or None
+
+    # -- the key update ---------------------------------------------------------------------
+
+    def begin_update_key_identifier(self, workspace_id: str, key_identifier: str) -> LROPoller[WorkspaceEncryption]:
+        """Send the PATCH and return the poller (call ``.result()`` through :meth:`wait` to keep error translation)."""
+        _check_workspace_id(workspace_id)
+        _check_key_identifier(key_identifier)
+        body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key_identifier}}}}
+        request = HttpRequest(
+            "PATCH",
+            self._url(workspace_id),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            content=json.dumps(body),
+        )
+        initial = self._run(request, WRITE_ACTION, workspace_id)
+        polling = ARMPolling(self._polling_interval)
+        return LROPoller(self._client, initial, _deserialize, polling)
+
+    def update_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceEncryption:
+        """PATCH ``properties.encryption.keyVaultProperties.keyIdentifier`` and poll the LRO to completion.
+
+        Safe to repeat: setting the same key identifier again is a no-op change.
+
+        Raises:
+            InputError: malformed workspace id or key identifier.
+            PreconditionFailed: ARM refused the change (400/409: e.g. a key outside the workspace's
+                original vault, a key the workspace identity cannot use); the ARM code is in the message.
+            PermissionDenied: the caller lacks ``workspaces/write`` (or the poll's read).
+            TransientError: throttled (ThrottledError), 5xx or a connection error.
+        """
+        poller = self.begin_update_key_identifier(workspace_id, key_identifier)
+        return self.wait(poller, workspace_id)
+
+    def wait(self, poller: LROPoller[WorkspaceEncryption], workspace_id: str) -> WorkspaceEncryption:
+        """The poller's result, with errors raised while polling translated to :mod:`rotation.errors`."""
+        try:
+            return poller.result()
+        except AzureError as exc:
+            raise _translate(exc, POLL_ACTION, workspace_id) from None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("https://", "http://")):
+            return path_or_url
+        return f"{self._endpoint}{path_or_url}?api-version={API_VERSION}"
+
+    def _run(self, request: HttpRequest, action: str, resource: str) -> PipelineResponse[HttpRequest, HttpResponse]:
+        try:
+            pipeline_response: PipelineResponse[HttpRequest, HttpResponse] = self._client._pipeline.run(request)
+        except AzureError as exc:
+            raise _translate(exc, action, resource) from None
+        response = pipeline_response.http_response
+        if response.status_code not in (200, 201, 202, 204):
+            raise _translate(HttpResponseError(response=response), action, resource)
+        return pipeline_response
+
+    def _send(self, request: HttpRequest, action: str, resource: str) -> HttpResponse:
+        response = self._run(request, action, resource).http_response
+        if response.status_code != 200:
+            raise TransientError(f"ARM answered {response.status_code} to a read of {resource}")
+        return response
+
+
+def _default_scope(arm_endpoint: str) -> str:
+    host = (urlsplit(arm_endpoint).hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1", "management.azure.com"):
+        return DEFAULT_SCOPE
+    return f"{arm_endpoint.rstrip('/')}/.default"
+
+
+def _check_workspace_id(workspace_id: str) -> None:
+    if not _WORKSPACE_ID.match(workspace_id):
+        raise InputError(
+            f"{workspace_id!r} is not an ML workspace id (/subscriptions/<id>/resourceGroups/<group>/providers/"
+            "Microsoft.MachineLearningServices/workspaces/<name>)"
+        )
+
+
+def _check_key_identifier(key_identifier: str) -> None:
+    parts = urlsplit(key_identifier)
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme != "https" or not parts.hostname or len(segments) not in (2, 3) or segments[0] != "keys":
+        raise InputError(
+            f"{key_identifier!r} is not a Key Vault key identifier (https://<vault>/keys/<name>[/<version>])"
+        )
+
+
+def _json(response: HttpResponse) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise TransientError(f"ARM answered {response.status_code} with a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise TransientError("ARM answered with JSON that is not an object")
+    return body
+
+
+def _deserialize(pipeline_response: PipelineResponse[HttpRequest, HttpResponse]) -> WorkspaceEncryption:
+    return _workspace(_json(pipeline_response.http_response))
+
+
+def _workspace(body: dict[str, Any]) -> WorkspaceEncryption:
+    properties = body.get("properties") or {}
+    encryption = properties.get("encryption") or {}
+    key_vault = encryption.get("keyVaultProperties") or {}
+    identity = body.get("identity") or {}
+    return WorkspaceEncryption(
+        workspace_id=str(body.get("id", "")),
+        name=str(body.get("name", "")),
+        location=str(body.get("location", "")),
+        key_vault_arm_id=str(key_vault.get("keyVaultArmId") or ""),
+        key_identifier=str(key_vault.get("keyIdentifier") or ""),
+        identity_client_id=key_vault.get("identityClientId") or None,
+        status=str(encryption.get("status") or "Disabled"),
+        provisioning_state=str(properties.get("provisioningState") or "Succeeded"),
+        principal_id=identity.get("principalId") or None,
+        user_assigned_identity=(encryption.get("identity") or {}).get("userAssignedIdentity") or None,
+    )
+
+
+def _arm_error(exc: HttpResponseError) -> tuple[str, str]:
+    """The ARM error code and message of a failed response, without anything else from the body."""
+    code, message = "", exc.reason or ""
+    response: Any = exc.response  # azure-core types it as its common base; both transports have json()
+    if response is not None:
+        try:
+            error = response.json().get("error") or {}
+            code = str(error.get("code") or "")
+            message = str(error.get("message") or message)
+        except (ValueError, AttributeError, TypeError):
+            pass
+    return code or "Unknown", message
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    response: Any = exc.response
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _translate(exc: AzureError, action: str, resource: str) -> RotationError:
+    """Map an azure-core error to the service's error tree (messages carry no token or key material)."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError) or not isinstance(exc, HttpResponseError):
+        return TransientError(f"ARM request for {resource} failed: {type(exc).__name__}")
+    status = exc.status_code or 0
+    code, message = _arm_error(exc)
+    if status == 429:
+        return ThrottledError(f"ARM throttled the request for {resource}: {code}", retry_after=_retry_after(exc))
+    if status >= 500 or status == 408:
+        return TransientError(f"ARM answered {status} for {resource}: {code}")
+    if status in (401, 403):
+        named = _ACTION_IN_MESSAGE.search(message)
+        permission = named.group(1) if named else action
+        return PermissionDenied(f"not allowed to {permission} on {resource}: {code}: {message}", permission)
+    if status == 404:
+        return PreconditionFailed(f"workspace {resource} not found: {code}: {message}")
+    return PreconditionFailed(f"ARM refused the request for {resource} ({status} {code}): {message}")
