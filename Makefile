@@ -44,3 +44,25 @@ bench: deps
 
 clean:
 	rm -rf .localazure .build .pytest_cache .mypy_cache .ruff_cache
+
+# The deployment zip (.build/function.zip): the app plus requirements.txt's dependencies only, built
+# for Linux x86-64 CPython 3.11 (see scripts/package.py and docs/deploy.md). Prints its size.
+package: $(STAMP_PY)
+	$(PY) scripts/package.py
+
+# IaC scan of infra/ (Bicep and ARM JSON) with checkov, in its own venv: it is heavy and pins its
+# own dependencies. Every skipped check carries its reason inline in the templates.
+CHECKOV_VERSION := 3.3.30
+VENV_CHECKOV := .venv-checkov
+STAMP_CHECKOV := $(VENV_CHECKOV)/.installed-$(CHECKOV_VERSION)
+
+$(STAMP_CHECKOV):
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@test -x $(VENV_CHECKOV)/bin/python || $(PYTHON) -m venv $(VENV_CHECKOV)
+	$(VENV_CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+.PHONY: iac-scan
+iac-scan: $(STAMP_CHECKOV)
+	LOG_LEVEL=ERROR $(VENV_CHECKOV)/bin/checkov --directory infra --framework arm bicep \
+		--skip-download --compact --quiet
