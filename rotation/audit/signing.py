@@ -82,8 +82,13 @@ class KeyVaultCheckpointSigner:
             return self._clients[key_id]
 
     def sign(self, digest: bytes) -> Signature:
-        with _translated("sign an audit checkpoint", "keys/sign/action", self.key.uri):
-            result = self._client(self.key.uri).sign(SignatureAlgorithm.rs256, digest)
+        # A fresh client each time: one built on the versionless id pins the version it first
+        # resolved, and checkpoints must follow the signing key when it rotates.
+        with (
+            _translated("sign an audit checkpoint", "keys/sign/action", self.key.uri),
+            CryptographyClient(self.key.uri, self._credential, **self._client_kwargs) as client,
+        ):
+            result = client.sign(SignatureAlgorithm.rs256, digest)
         key_id = result.key_id or self.key.uri
         return Signature(key_id=key_id, algorithm=RS256, value=result.signature)
 
