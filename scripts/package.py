@@ -80,6 +80,7 @@ def requirements_hash(requirements: Path) -> str:
 
 def install_dependencies(requirements: Path, build: Path) -> Path:
     """Install the requirements for the Functions workers into a cached folder and return it."""
+    build.mkdir(parents=True, exist_ok=True)
     target = build / f"deps-{requirements_hash(requirements)}"
     if (target / ".complete").exists():
         return target
@@ -129,10 +130,14 @@ def write_zip(output: Path, repo: Path, files: list[PurePosixPath], site_package
     return count
 
 
-def build(output: Path, repo: Path = REPO, with_dependencies: bool = True) -> tuple[int, int]:
-    """Build the deployment zip; returns (entries, bytes)."""
+def build(
+    output: Path, repo: Path = REPO, with_dependencies: bool = True, cache: Path | None = None
+) -> tuple[int, int]:
+    """Build the deployment zip; returns (entries, bytes). Dependencies are cached in ``cache``
+    (default: the zip's folder)."""
     files = app_files(repo)
-    site_packages = install_dependencies(repo / "requirements.txt", output.parent) if with_dependencies else None
+    cache = output.parent if cache is None else cache
+    site_packages = install_dependencies(repo / "requirements.txt", cache) if with_dependencies else None
     entries = write_zip(output, repo, files, site_packages)
     return entries, output.stat().st_size
 
