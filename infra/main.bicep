@@ -91,6 +91,7 @@ var deadLetterContainerName = 'eventgrid-deadletter'
 var auditContainerName = 'rotation-audit'
 var journalTableName = 'rotationjournal'
 var auditTableName = 'rotationaudit'
+var rewrapTableName = 'rotationrewrap'
 var rewrapQueueName = 'rotation-rewrap'
 var eventFunctionName = 'on_key_vault_event'
 
@@ -226,6 +227,12 @@ resource journalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: auditTableName
+}
+
+// Re-wrap work items and their checkpoints (rotation/rewrap/checkpoint.py; no setting names it).
+resource rewrapTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: rewrapTableName
 }
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {

@@ -489,3 +489,16 @@ class TestFunctionApp:
         assert "auditContainerName" in policy["name"]
         assert period == "[parameters('auditRetentionDays')]"
         assert arm()["parameters"]["auditRetentionDays"]["minValue"] >= 1
+
+
+class TestExampleParameters:
+    """infra/main.parameters.example.json names only template parameters and gives every required one."""
+
+    def test_example_is_complete_for_the_template(self) -> None:
+        example = json.loads((INFRA / "main.parameters.example.json").read_text())["parameters"]
+
+        declared = arm()["parameters"]
+        required = {name for name, p in declared.items() if "defaultValue" not in p}
+
+        assert set(example) <= set(declared)
+        assert required <= set(example)
