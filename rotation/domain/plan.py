@@ -55,6 +55,7 @@ class Observed:
     workspaces: tuple[WorkspaceKey, ...] = ()
     data_survey: Mapping[str, int] | None = None  # blob counts by version, None: no data locations
     data_locations: tuple[str, ...] = ()
+    current: KeyVersion | None = None  # the latest version as Key Vault reports it (wins over creation order)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ def build_plan(observed: Observed, adopt_version: str | None = None) -> Plan:
     key = observed.key
     problems: list[str] = []
     versions = sorted(observed.versions, key=lambda v: (v.created, v.version))
+    if observed.current is not None:
+        # Versions created within the same second sort arbitrarily; Key Vault knows which is latest.
+        # Its full attributes (type, size, operations) also come from this read, not from the listing.
+        versions = [v for v in versions if v.version != observed.current.version]
+        versions.append(observed.current)
     latest = versions[-1] if versions else None
     old: KeyVersion | None = latest
     if not versions:

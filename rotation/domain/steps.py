@@ -55,10 +55,12 @@ RUN_STEPS: tuple[Step, ...] = (
     Step.CUT_OVER,
 )
 
-#: Statuses in which a rotation holds its key (no second rotation of the key may start).
-HOLDING_STATUSES = frozenset({RotationStatus.RUNNING, RotationStatus.WAITING})
-#: Statuses the reconciler still has work for.
-ACTIVE_STATUSES = frozenset({*HOLDING_STATUSES, RotationStatus.AWAITING_RETIREMENT})
+#: Statuses in which run_rotation still has steps to drive.
+RUNNABLE_STATUSES = frozenset({RotationStatus.RUNNING, RotationStatus.WAITING})
+#: Statuses in which a rotation holds its key: no second rotation of the key may start until the
+#: old version has retired (or the rotation stopped), whoever triggers it.
+HOLDING_STATUSES = frozenset({*RUNNABLE_STATUSES, RotationStatus.AWAITING_RETIREMENT})
+ACTIVE_STATUSES = HOLDING_STATUSES
 
 ROTATION_TAG = "rotation-id"
 

@@ -20,7 +20,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.plan import uses_key, workspace_uses_key
 from rotation.domain.policy import references_to, retirement_due, should_rotate
-from rotation.domain.steps import HOLDING_STATUSES, ROTATION_TAG, RotationState, Step, record_step
+from rotation.domain.steps import ROTATION_TAG, RUNNABLE_STATUSES, RotationState, Step, record_step
 from rotation.errors import JournalConflict, RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
@@ -161,7 +161,7 @@ def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
             detail = next((s.detail for s in view.steps if s.name == Step.RETIRE.value), "")
             return SweepItem(state.key_uri, state.rotation_id, "waiting", detail)
         view = run_rotation(deps, state.rotation_id)
-        action = "waiting" if view.status in HOLDING_STATUSES else "resumed"
+        action = "waiting" if view.status in RUNNABLE_STATUSES else "resumed"
         if view.status in (RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN):
             action = "failed"
         return SweepItem(state.key_uri, state.rotation_id, action, view.status.value)  # type: ignore[arg-type]
@@ -203,6 +203,10 @@ def handle_key_event(deps: Dependencies, event: KeyVaultEvent) -> EventOutcome:
         if event.event_type == "KeyNewVersionCreated":
             return _on_new_version(deps, event, key, trigger, held=held, latest=latest.version)
 
+        if held is not None and held.status == RotationStatus.AWAITING_RETIREMENT:
+            return EventOutcome(
+                event.event_id, "duplicate", "rotation cut over; awaiting retirement", key.uri, held.rotation_id
+            )
         if held is not None:
             if event.version and held.old_version not in (None, event.version):
                 return EventOutcome(event.event_id, "duplicate", "rotation in progress", key.uri, held.rotation_id)

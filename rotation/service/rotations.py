@@ -120,12 +120,12 @@ def list_rotations(
     deps: Dependencies, key_uri: str | None = None, active_only: bool = False, limit: int = 50
 ) -> list[RotationView]:
     key = managed_key(deps, key_uri).uri if key_uri else None
-    statuses = (*HOLDING_STATUSES, RotationStatus.AWAITING_RETIREMENT) if active_only else None
+    statuses = HOLDING_STATUSES if active_only else None
     return [RotationView.from_state(s) for s in deps.journal.list(key, statuses, limit)]
 
 
 def holding_rotation(deps: Dependencies, key_uri: str) -> RotationState | None:
-    """The rotation that holds the key's lock, if one is still running or waiting."""
+    """The rotation that holds the key's lock, if one is still running, waiting or awaiting retirement."""
     holder, _ = deps.journal.lock_holder(key_uri)
     if holder is None:
         return None
@@ -156,7 +156,7 @@ def start_rotation(
 
     Raises:
         UnknownKeyError: not a managed key.
-        RotationInProgress: another rotation of the key is running or waiting.
+        RotationInProgress: another rotation of the key is running, waiting or awaiting retirement.
     """
     key = managed_key(deps, key_uri)
     now = deps.clock.now()

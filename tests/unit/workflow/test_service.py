@@ -143,13 +143,20 @@ class TestExactlyOne:
 
         assert raised.value.rotation_id == first.rotation_id
 
-    def test_new_rotation_allowed_after_cut_over(self) -> None:
+    def test_key_is_held_until_the_old_version_retires(self) -> None:
         estate, _ = standard_estate()
-        start_rotation(estate.deps(), KEY.uri, CLI)
+        first = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        estate.storage.adopt_latest(follows.account_id, KEY, first.new_version or "")
 
+        with pytest.raises(RotationInProgress):
+            start_rotation(estate.deps(), KEY.uri, CLI)
+        estate.clock.advance(timedelta(hours=25))
+        sweep(estate.deps(), TIMER)
         second = start_rotation(estate.deps(), KEY.uri, CLI)
 
         assert second.status == RotationStatus.AWAITING_RETIREMENT
+        assert second.old_version == first.new_version
         assert len(estate.keys.all_versions(KEY)) == 3
 
     def test_concurrent_triggers_give_one_rotation(self) -> None:
@@ -372,7 +379,7 @@ class TestEvents:
         again = handle_key_event(estate.deps(), self.event("KeyNearExpiry", old, "e2"))
 
         assert first.outcome == "started"
-        assert again.outcome == "ignored"
+        assert again.outcome == "duplicate"
         assert len(estate.keys.all_versions(KEY)) == 2
 
     def test_own_new_version_is_a_no_op(self) -> None:
