@@ -93,6 +93,7 @@ var journalTableName = 'rotationjournal'
 var auditTableName = 'rotationaudit'
 var rewrapTableName = 'rotationrewrap'
 var rewrapQueueName = 'rotation-rewrap'
+var runQueueName = 'rotation-run'
 var eventFunctionName = 'on_key_vault_event'
 
 // Built-in roles (ids are the same in every tenant).
@@ -248,6 +249,17 @@ resource rewrapQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
 resource rewrapPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService
   name: '${rewrapQueueName}-poison'
+}
+
+// Rotations dispatched to the queue-triggered runner (rotation/service/deps.py; no setting names it).
+resource runQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: runQueueName
+}
+
+resource runPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${runQueueName}-poison'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
