@@ -39,7 +39,8 @@ SCRUBBED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(?:-----END [A-Z ]+-----|$)", re.DOTALL)
 _ASSIGNMENTS = re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig|Bearer)([=\s]+)([^\s;&,\"']+)")
-_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+# Standard and URL-safe base64 runs, separately: mixing the alphabets would swallow whole URL paths.
+_BASE64_TOKENS = (re.compile(r"[A-Za-z0-9+/]{40,}={0,2}"), re.compile(r"[A-Za-z0-9_-]{40,}={0,2}"))
 
 
 def canonical_json(value: Any) -> str:
@@ -54,14 +55,22 @@ def chain_hash(seq: int, prev_hash: str, body: str) -> str:
 
 
 def _looks_random(token: str) -> bool:
-    """True for long base64/base64url runs with the character spread of random bytes (keys, signatures)."""
-    if all(c in "0123456789abcdefABCDEF" for c in token.rstrip("=")):
+    """True for long base64/base64url runs with the character spread of random bytes (keys, signatures).
+
+    Random base64 of 32 bytes or more has a character entropy around 4.8 bits and rarely a run of
+    six lower-case letters; identifiers and paths (``Storage/storageAccounts/name``) have words.
+    """
+    body = token.rstrip("=")
+    if all(c in "0123456789abcdefABCDEF" for c in body):
         return False  # hex: hashes, Key Vault versions and record ids are hex by design
+    if not (any(c.isupper() for c in body) and any(c.islower() for c in body) and any(c.isdigit() for c in body)):
+        return False
     counts: dict[str, int] = {}
-    for c in token:
+    for c in body:
         counts[c] = counts.get(c, 0) + 1
-    entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts.values())
-    return entropy >= 4.5
+    entropy = -sum(n / len(body) * math.log2(n / len(body)) for n in counts.values())
+    has_word = re.search(r"[a-z]{6,}", body) is not None
+    return entropy >= 4.6 or (entropy >= 4.3 and not has_word)
 
 
 def scrub(text: str) -> str:
@@ -69,7 +78,9 @@ def scrub(text: str) -> str:
     text = _PEM.sub(SCRUBBED, text)
     text = _JWT.sub(SCRUBBED, text)
     text = _ASSIGNMENTS.sub(lambda m: f"{m.group(1)}{m.group(2)}{SCRUBBED}", text)
-    return _BASE64_TOKEN.sub(lambda m: SCRUBBED if _looks_random(m.group(0)) else m.group(0), text)
+    for pattern in _BASE64_TOKENS:
+        text = pattern.sub(lambda m: SCRUBBED if _looks_random(m.group(0)) else m.group(0), text)
+    return text
 
 
 def _time(value: datetime | None) -> str | None:
