@@ -1,0 +1,142 @@
+"""Rotation routes: start a rotation, follow it, list rotations, plan a key.
+
+Each route turns the request into a typed call of one ``rotation.service`` function and maps the
+result to JSON; failures are mapped in ``rotation.api.errors``. The service is imported inside the
+routes so that importing the Function app stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from rotation.api.deps import get_dependencies
+from rotation.api.identity import caller_identity
+from rotation.api.models import (
+    MAX_KEY_URI_CHARS,
+    ROTATION_ID_PATTERN,
+    ErrorBody,
+    PlanOut,
+    RotationAccepted,
+    RotationList,
+    RotationOut,
+    StartRotation,
+)
+from rotation.domain.model import KeyRef, Trigger, TriggerKind
+from rotation.errors import InputError
+
+if TYPE_CHECKING:
+    from rotation.service.deps import Dependencies
+
+router = APIRouter(prefix="/api", tags=["rotations"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed input; the message says what is wrong"},
+    413: {"model": ErrorBody, "description": "Request body larger than 64 KiB"},
+    500: {"model": ErrorBody, "description": "The service failed; code and message say how"},
+    503: {"model": ErrorBody, "description": "Misconfigured, or a dependency is unavailable (see Retry-After)"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Not a managed key, or no such rotation"}
+}
+
+Deps = Annotated["Dependencies", Depends(get_dependencies)]
+KeyQuery = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=MAX_KEY_URI_CHARS,
+        description="Versionless key URI of a managed key",
+        examples=["https://myvault.vault.azure.net/keys/aml-cmk"],
+    ),
+]
+RotationId = Annotated[str, Path(pattern=ROTATION_ID_PATTERN, description="The rotation's id")]
+
+
+def versionless_key(uri: str) -> str:
+    """Normalise a versionless key URI; a versioned one is refused (rotations are of keys, not versions).
+
+    Raises:
+        InputError: not a key URI, or it names a version.
+    """
+    key, version = KeyRef.parse(uri)
+    if version is not None:
+        raise InputError(f"give the versionless key URI ({key.uri}), not a version of it")
+    return key.uri
+
+
+def _status_url(request: Request, rotation_id: str) -> str:
+    return str(request.url_for("get_rotation", rotation_id=rotation_id))
+
+
+@router.post(
+    "/rotations",
+    status_code=202,
+    summary="Start a rotation of a managed key",
+    response_model=None,
+    responses={
+        202: {"model": RotationAccepted, "description": "Accepted; follow status_url"},
+        **_ERRORS,
+        **_NOT_FOUND,
+        409: {"model": ErrorBody, "description": "A rotation of this key is already in progress (its id is given)"},
+    },
+)
+def start_rotation(body: StartRotation, request: Request, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    key_uri = versionless_key(body.key)
+    caller = caller_identity(request.headers, trust_principal_headers=deps.settings.trust_client_principal_headers)
+    trigger = Trigger(kind=TriggerKind.HTTP, caller=caller)
+    view = service.start_rotation(deps, key_uri, trigger, reason=body.reason, dry_run=body.dry_run)
+    rotation = view.to_dict()
+    status_url = _status_url(request, view.rotation_id)
+    return JSONResponse(
+        {"rotation_id": view.rotation_id, "status_url": status_url, "status": rotation["status"], "rotation": rotation},
+        status_code=202,
+        headers={"Location": status_url},
+    )
+
+
+@router.get(
+    "/rotations/{rotation_id}",
+    summary="A rotation's status, steps and consumers",
+    response_model=None,
+    responses={200: {"model": RotationOut, "description": "The rotation"}, **_ERRORS, **_NOT_FOUND},
+)
+def get_rotation(rotation_id: RotationId, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    return JSONResponse(service.get_rotation(deps, rotation_id).to_dict())
+
+
+@router.get(
+    "/rotations",
+    summary="Rotations, newest first",
+    response_model=None,
+    responses={200: {"model": RotationList, "description": "The rotations"}, **_ERRORS},
+)
+def list_rotations(
+    deps: Deps,
+    key: Annotated[str | None, Query(min_length=1, max_length=MAX_KEY_URI_CHARS)] = None,
+    active_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JSONResponse:
+    from rotation import service
+
+    key_uri = versionless_key(key) if key is not None else None
+    views = service.list_rotations(deps, key_uri, active_only=active_only, limit=limit)
+    return JSONResponse({"rotations": [v.to_dict() for v in views]})
+
+
+@router.get(
+    "/keys/plan",
+    summary="What a rotation of the key would do now",
+    response_model=None,
+    responses={200: {"model": PlanOut, "description": "The plan"}, **_ERRORS, **_NOT_FOUND},
+)
+def plan(key: KeyQuery, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    return JSONResponse(service.plan(deps, versionless_key(key)).to_dict())
