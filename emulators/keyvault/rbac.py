@@ -50,6 +50,18 @@ ROLES: dict[str, tuple[str, ...]] = {
     ),
     "Key Vault Crypto Service Encryption User": ("keys/read", "keys/wrap/action", "keys/unwrap/action"),
     "Key Vault Reader": ("keys/read", "keyrotationpolicies/read", "deletedKeys/read"),
+    # The rotation service's own custom roles (infra/modules/roleDefinitions.bicep), by their base names;
+    # tests/unit/test_infra.py keeps these in step with the template.
+    "CMK Rotation Key Operator": (
+        "keys/read",
+        "keyrotationpolicies/read",
+        "keys/rotate/action",
+        "keys/create/action",
+        "keys/update/action",
+        "keys/wrap/action",
+        "keys/unwrap/action",
+    ),
+    "CMK Rotation Audit Signer": ("keys/read", "keys/sign/action", "keys/verify/action"),
 }
 
 
