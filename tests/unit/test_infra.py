@@ -502,3 +502,23 @@ class TestExampleParameters:
 
         assert set(example) <= set(declared)
         assert required <= set(example)
+
+
+class TestEmulatorsKnowTheCustomRoles:
+    """The local emulators enforce the custom roles exactly as the template defines them."""
+
+    def test_arm_and_key_vault_emulators_grant_the_template_permissions(self) -> None:
+        from emulators.arm.rbac import BUILT_IN_ROLES
+        from emulators.keyvault.rbac import PREFIX, ROLES
+
+        in_emulators = {
+            name: {PREFIX + action for action in ROLES[name]}
+            for name in ("CMK Rotation Key Operator", "CMK Rotation Audit Signer")
+        } | {
+            name: set(BUILT_IN_ROLES[name].actions)
+            for name in ("CMK Rotation Reader", "CMK Rotation Consumer Operator")
+        }
+
+        in_template = custom_roles_arm()
+
+        assert in_emulators == in_template
