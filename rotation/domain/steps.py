@@ -183,4 +183,4 @@ def with_intent(state: RotationState, intent: Intent | None, now: datetime) -> R
         return state
     if intent is not None:
         intent = replace(intent, recorded_at=now)
-    return replace(state, intent=intent, history=(*state.history, line)[-200:], updated_at=now)
+    return replace(state, intent=intent, history=(*state.history, line)[-60:], updated_at=now)

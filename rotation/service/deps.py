@@ -62,7 +62,7 @@ class QueueDispatcher:
         self._created = False
 
     def dispatch(self, rotation_id: str) -> None:
-        from rotation.adapters.azure_errors import translated  # type: ignore[import-not-found]
+        from rotation.adapters.azure_errors import translated
 
         with translated("enqueue the rotation run", "Microsoft.Storage/storageAccounts/queueServices/queues/write"):
             if not self._created:
@@ -114,11 +114,11 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         inline: run dispatched rotations and re-wrap work in this process (CLI, local server)
             instead of through the queues (the Function app).
     """
-    from rotation.adapters.journal import TableJournal  # type: ignore[import-not-found]
-    from rotation.adapters.keyvault import KeyVaultKeyStore  # type: ignore[import-not-found]
-    from rotation.adapters.storage_accounts import ArmStorageAccounts  # type: ignore[import-not-found]
-    from rotation.adapters.vaults import ArmVaults  # type: ignore[import-not-found]
-    from rotation.adapters.workspaces import ArmWorkspaces  # type: ignore[import-not-found]
+    from rotation.adapters.journal import TableJournal
+    from rotation.adapters.keyvault import KeyVaultKeyStore
+    from rotation.adapters.storage_accounts import ArmStorageAccounts
+    from rotation.adapters.vaults import ArmVaults
+    from rotation.adapters.workspaces import ArmWorkspaces
     from rotation.audit.store import TableAuditLog
 
     # The re-wrap adapter lands separately (issue 9); imported by name so this module type-checks before it.

@@ -1,0 +1,42 @@
+"""Shared ARM plumbing for the adapters: scopes, resource-id parsing, client keywords."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from rotation.errors import InputError
+from rotation.service.retry import TRANSPORT_RETRY
+
+DEFAULT_SCOPE = "https://management.azure.com/.default"
+
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+
+
+def arm_scope(arm_endpoint: str) -> str:
+    """The token scope for an ARM endpoint (the public cloud's for a local emulator)."""
+    host = (urlsplit(arm_endpoint).hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1", "management.azure.com"):
+        return DEFAULT_SCOPE
+    return f"{arm_endpoint.rstrip('/')}/.default"
+
+
+def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
+    """(subscription, resource group, name) of a provider resource id."""
+    match = _RESOURCE_ID.match(resource_id.rstrip("/"))
+    if match is None:
+        raise InputError(f"{resource_id!r} is not an ARM resource id")
+    return match["sub"], match["rg"], match["name"]
+
+
+def client_kwargs(arm_endpoint: str, transport_kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **TRANSPORT_RETRY,
+        **transport_kwargs,
+        "base_url": arm_endpoint.rstrip("/"),
+        "credential_scopes": [arm_scope(arm_endpoint)],
+    }

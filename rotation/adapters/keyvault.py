@@ -1,0 +1,161 @@
+"""The ``KeyStore`` port over azure-keyvault-keys (``KeyClient``, ``CryptographyClient``), unmodified.
+
+One ``KeyClient`` per vault, built on first use. Permissions are Key Vault data actions
+(``Microsoft.KeyVault/vaults/keys/...``); each method names its own. No key material leaves this
+module: the wrap/unwrap probe's random bytes are compared here and dropped.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.keyvault.keys import KeyClient, KeyProperties, KeyVaultKey
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+from rotation.adapters.azure_errors import translated
+from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
+from rotation.errors import VerificationFailed
+from rotation.service.retry import TRANSPORT_RETRY
+
+API_VERSION = "7.6"  # spoken by Key Vault and by the local emulator
+LIST_PAGE_SIZE = 25
+
+_READ = "Microsoft.KeyVault/vaults/keys/read"
+_CREATE = "Microsoft.KeyVault/vaults/keys/create/action"
+_ROTATE = "Microsoft.KeyVault/vaults/keys/rotate/action"
+_WRITE = "Microsoft.KeyVault/vaults/keys/update/action"
+_POLICY = "Microsoft.KeyVault/vaults/keyrotationpolicies/read"
+_WRAP = "Microsoft.KeyVault/vaults/keys/wrap/action"
+_UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _key_size(key: KeyVaultKey) -> int | None:
+    n = getattr(key.key, "n", None)
+    return len(n) * 8 if n else None
+
+
+def _from_properties(ref: KeyRef, props: KeyProperties, key: KeyVaultKey | None = None) -> KeyVersion:
+    created = _utc(props.created_on) or datetime.fromtimestamp(0, UTC)
+    return KeyVersion(
+        key=ref,
+        version=props.version or "",
+        enabled=bool(props.enabled),
+        created=created,
+        updated=_utc(props.updated_on),
+        not_before=_utc(props.not_before),
+        expires=_utc(props.expires_on),
+        kty=str(key.key_type) if key is not None and key.key_type else "RSA",
+        key_size=_key_size(key) if key is not None else None,
+        key_ops=tuple(str(op) for op in (key.key_operations or ())) if key is not None else (),
+        tags=dict(props.tags or {}),
+    )
+
+
+class KeyVaultKeyStore:
+    """Implements ``rotation.ports.KeyStore``."""
+
+    def __init__(
+        self, credential: TokenCredential, transport_kwargs: dict[str, Any], *, verify_challenge_resource: bool = True
+    ) -> None:
+        self._credential = credential
+        self._kwargs: dict[str, Any] = {
+            **TRANSPORT_RETRY,
+            **transport_kwargs,
+            "api_version": API_VERSION,
+            "verify_challenge_resource": verify_challenge_resource,
+        }
+        self._clients: dict[str, KeyClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, vault_url: str) -> KeyClient:
+        with self._lock:
+            client = self._clients.get(vault_url)
+            if client is None:
+                client = KeyClient(vault_url, self._credential, **self._kwargs)
+                self._clients[vault_url] = client
+            return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    def get_key(self, key: KeyRef, version: str | None = None) -> KeyVersion:
+        with translated(f"read {key.uri}{'/' + version if version else ''}", _READ):
+            found = self._client(key.vault_url).get_key(key.name, version)
+        return _from_properties(key, found.properties, found)
+
+    def list_versions(self, key: KeyRef) -> list[KeyVersion]:
+        with translated(f"list the versions of {key.uri}", _READ):
+            props = list(self._client(key.vault_url).list_properties_of_key_versions(key.name))
+        return [_from_properties(key, p) for p in props]
+
+    def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
+        """Every key's current attributes, ``LIST_PAGE_SIZE`` keys per list call."""
+        with translated(f"list the keys of {vault_url}", _READ):
+            pages = self._client(vault_url).list_properties_of_keys(max_page_size=LIST_PAGE_SIZE)
+            for props in pages:
+                yield _from_properties(KeyRef(vault_url, props.name or ""), props)
+
+    def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:
+        with translated(f"read the rotation policy of {key.uri}", _POLICY):
+            policy = self._client(key.vault_url).get_key_rotation_policy(key.name)
+        rotate_after = rotate_before = notify_before = None
+        for action in policy.lifetime_actions or ():
+            kind = str(action.action).lower()
+            if kind == "rotate":
+                rotate_after = action.time_after_create or rotate_after
+                rotate_before = action.time_before_expiry or rotate_before
+            elif kind == "notify":
+                notify_before = action.time_before_expiry or notify_before
+        return RotationPolicy(policy.expires_in, rotate_after, rotate_before, notify_before)
+
+    def rotate(self, key: KeyRef) -> KeyVersion:
+        with translated(f"rotate {key.uri}", _ROTATE):
+            rotated = self._client(key.vault_url).rotate_key(key.name)
+        return _from_properties(key, rotated.properties, rotated)
+
+    def create_version(
+        self, key: KeyRef, like: KeyVersion, tags: dict[str, str], expires: datetime | None
+    ) -> KeyVersion:
+        with translated(f"create a version of {key.uri}", _CREATE):
+            created = self._client(key.vault_url).create_key(
+                key.name,
+                like.kty,
+                size=like.key_size,
+                key_operations=list(like.key_ops) or None,
+                tags=tags,
+                expires_on=expires,
+            )
+        return _from_properties(key, created.properties, created)
+
+    def update_version(
+        self, key: KeyRef, version: str, *, enabled: bool | None = None, tags: dict[str, str] | None = None
+    ) -> KeyVersion:
+        with translated(f"update {key.uri}/{version}", _WRITE):
+            updated = self._client(key.vault_url).update_key_properties(key.name, version, enabled=enabled, tags=tags)
+        return _from_properties(key, updated.properties, updated)
+
+    def wrap_unwrap_probe(self, key: KeyRef, version: str) -> None:
+        probe = os.urandom(32)
+        crypto = CryptographyClient(key.version_uri(version), self._credential, **self._kwargs)
+        try:
+            with translated(f"wrap with {key.uri}/{version}", _WRAP):
+                wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, probe)
+            with translated(f"unwrap with {key.uri}/{version}", _UNWRAP):
+                unwrapped = crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key)
+        finally:
+            crypto.close()
+        if not hmac.compare_digest(unwrapped.key, probe):
+            raise VerificationFailed(f"wrap/unwrap round trip with {key.uri}/{version} did not match")

@@ -1,0 +1,114 @@
+"""The ``StorageAccounts`` port over azure-mgmt-storage (``StorageManagementClient``), unmodified.
+
+Permissions: ``Microsoft.Storage/storageAccounts/read`` to list and read, ``.../write`` to re-point.
+The PATCH of ``encryption`` is synchronous and absolute, so repeating it is safe; Azure checks that
+the account's identity can use the key version before it accepts it (a refusal is reported as
+``VerificationFailed``: the account stays on the key it had).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.mgmt.storage import StorageManagementClient
+from azure.mgmt.storage.models import StorageAccountUpdateParameters
+
+from rotation.adapters.arm_common import client_kwargs, parse_resource_id
+from rotation.adapters.azure_errors import translated
+from rotation.domain.model import KeyRef, StorageAccountKey
+from rotation.errors import PreconditionFailed
+
+_READ = "Microsoft.Storage/storageAccounts/read"
+_WRITE = "Microsoft.Storage/storageAccounts/write"
+KEY_SOURCE = "Microsoft.Keyvault"
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _account(account: Any) -> StorageAccountKey | None:
+    """The CMK settings of an account, or None when it does not use a customer-managed key."""
+    encryption = _get(account, "encryption") or _get(account, "properties", "encryption")
+    if encryption is None or str(_get(encryption, "key_source") or "").lower() != KEY_SOURCE.lower():
+        return None
+    kvp = _get(encryption, "key_vault_properties")
+    vault_uri = str(_get(kvp, "key_vault_uri") or "")
+    try:
+        vault_url = KeyRef.parse(f"{vault_uri.rstrip('/')}/keys/x")[0].vault_url if vault_uri else ""
+    except ValueError:
+        vault_url = vault_uri.rstrip("/").lower()
+    rotated = _get(kvp, "last_key_rotation_timestamp")
+    if isinstance(rotated, datetime) and rotated.tzinfo is None:
+        rotated = rotated.replace(tzinfo=UTC)
+    return StorageAccountKey(
+        account_id=str(account.id),
+        name=str(account.name),
+        vault_url=vault_url,
+        key_name=str(_get(kvp, "key_name") or ""),
+        key_version=str(_get(kvp, "key_version") or ""),
+        current_versioned_key_id=_get(kvp, "current_versioned_key_identifier") or None,
+        last_key_rotation=rotated if isinstance(rotated, datetime) else None,
+        identity_principal_id=_get(account, "identity", "principal_id"),
+    )
+
+
+class ArmStorageAccounts:
+    """Implements ``rotation.ports.StorageAccounts``."""
+
+    def __init__(self, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any]) -> None:
+        self._credential = credential
+        self._kwargs = client_kwargs(arm_endpoint, transport_kwargs)
+        self._clients: dict[str, StorageManagementClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, subscription_id: str) -> StorageManagementClient:
+        with self._lock:
+            client = self._clients.get(subscription_id)
+            if client is None:
+                client = StorageManagementClient(self._credential, subscription_id, **self._kwargs)
+                self._clients[subscription_id] = client
+            return client
+
+    def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:
+        with translated(f"list storage accounts in subscription {subscription_id}", _READ):
+            accounts = list(self._client(subscription_id).storage_accounts.list())
+        return [a for a in (_account(x) for x in accounts) if a is not None]
+
+    def get_account(self, account_id: str) -> StorageAccountKey:
+        sub, group, name = parse_resource_id(account_id)
+        with translated(f"read storage account {name}", _READ):
+            account = self._client(sub).storage_accounts.get_properties(group, name)
+        found = _account(account)
+        if found is None:
+            raise PreconditionFailed(f"storage account {name} no longer uses a customer-managed key")
+        return found
+
+    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+        sub, group, name = parse_resource_id(account_id)
+        client = self._client(sub)
+        with translated(f"read storage account {name}", _READ):
+            current = client.storage_accounts.get_properties(group, name)
+        encryption: dict[str, Any] = {
+            "keySource": KEY_SOURCE,
+            "keyvaultproperties": {"keyvaulturi": vault_url, "keyname": key_name, "keyversion": key_version},
+        }
+        identity = _get(current, "encryption", "encryption_identity") or _get(
+            current, "properties", "encryption", "encryption_identity"
+        )
+        user_assigned = _get(identity, "encryption_user_assigned_identity")
+        if user_assigned:
+            encryption["identity"] = {"userAssignedIdentity": user_assigned}
+        with translated(f"re-point storage account {name} to {key_name}/{key_version or '(versionless)'}", _WRITE):
+            patch = StorageAccountUpdateParameters({"properties": {"encryption": encryption}})
+            updated = client.storage_accounts.update(group, name, patch)
+        result = _account(updated)
+        assert result is not None
+        return result

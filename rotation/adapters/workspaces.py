@@ -1,0 +1,62 @@
+"""The ``Workspaces`` port over the team's ``AmlWorkspaceClient`` (azure-mgmt-core, api-version 2025-06-01).
+
+Permissions: ``Microsoft.MachineLearningServices/workspaces/read`` and ``.../write`` (plus the
+operation-status read to poll the long-running PATCH). ARM's refusal of a key the workspace cannot
+use (400) is reported as ``VerificationFailed``: the workspace stays on the key it had.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+
+from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
+from rotation.domain.model import WorkspaceKey
+from rotation.errors import PermissionDenied, PreconditionFailed, VerificationFailed
+from rotation.service.retry import TRANSPORT_RETRY
+
+
+def _workspace(found: WorkspaceEncryption) -> WorkspaceKey:
+    return WorkspaceKey(
+        workspace_id=found.workspace_id,
+        name=found.name,
+        key_vault_arm_id=found.key_vault_arm_id,
+        key_identifier=found.key_identifier,
+        identity_principal_id=found.principal_id,
+        identity_client_id=found.identity_client_id,
+    )
+
+
+class ArmWorkspaces:
+    """Implements ``rotation.ports.Workspaces``."""
+
+    def __init__(
+        self,
+        arm_endpoint: str,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        *,
+        polling_interval: float = 5.0,
+    ) -> None:
+        self._client = AmlWorkspaceClient(
+            credential, arm_endpoint, polling_interval=polling_interval, **TRANSPORT_RETRY, **transport_kwargs
+        )
+        self._lock = threading.Lock()
+
+    def list_workspaces(self, subscription_id: str) -> list[WorkspaceKey]:
+        return [_workspace(w) for w in self._client.list_workspaces(subscription_id) if w.has_cmk]
+
+    def get_workspace(self, workspace_id: str) -> WorkspaceKey:
+        return _workspace(self._client.get_workspace(workspace_id))
+
+    def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
+        try:
+            return _workspace(self._client.update_key_identifier(workspace_id, key_identifier))
+        except PermissionDenied:
+            raise
+        except PreconditionFailed as exc:
+            if "(400" in exc.message and "key" in exc.message.lower():
+                raise VerificationFailed(exc.message) from None
+            raise
