@@ -364,6 +364,8 @@ class MlProvider:
                 "discoveryUrl": f"https://{workspace['location']}.api.azureml.ms/discovery",
                 "hbiWorkspace": stored.get("hbiWorkspace", False),
                 "publicNetworkAccess": stored.get("publicNetworkAccess", "Enabled"),
+                "allowPublicAccessWhenBehindVnet": stored.get("allowPublicAccessWhenBehindVnet", False),
+                "enableDataIsolation": stored.get("enableDataIsolation", False),
             }
         )
         if stored.get("encryption"):
