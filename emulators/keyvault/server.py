@@ -36,6 +36,14 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Idle keep-alive TLS connections would otherwise hold the shutdown until the client goes away.
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
 
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -71,6 +79,7 @@ class Emulator:
             ssl_certfile=str(self.tls_cert),
             ssl_keyfile=str(self.tls_key),
             timeout_keep_alive=120,
+            timeout_graceful_shutdown=2,
             server_header=False,
         )
 
