@@ -56,9 +56,9 @@ def _from_properties(ref: KeyRef, props: KeyProperties, key: KeyVaultKey | None 
         updated=_utc(props.updated_on),
         not_before=_utc(props.not_before),
         expires=_utc(props.expires_on),
-        kty=str(key.key_type) if key is not None and key.key_type else "RSA",
+        kty=str(getattr(key.key_type, "value", key.key_type)) if key is not None and key.key_type else "RSA",
         key_size=_key_size(key) if key is not None else None,
-        key_ops=tuple(str(op) for op in (key.key_operations or ())) if key is not None else (),
+        key_ops=tuple(str(getattr(op, "value", op)) for op in (key.key_operations or ())) if key is not None else (),
         tags=dict(props.tags or {}),
     )
 

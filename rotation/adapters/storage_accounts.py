@@ -19,7 +19,7 @@ from azure.mgmt.storage.models import StorageAccountUpdateParameters
 from rotation.adapters.arm_common import client_kwargs, parse_resource_id
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, StorageAccountKey
-from rotation.errors import PreconditionFailed
+from rotation.errors import InputError, PreconditionFailed
 
 _READ = "Microsoft.Storage/storageAccounts/read"
 _WRITE = "Microsoft.Storage/storageAccounts/write"
@@ -37,13 +37,14 @@ def _get(obj: Any, *names: str) -> Any:
 def _account(account: Any) -> StorageAccountKey | None:
     """The CMK settings of an account, or None when it does not use a customer-managed key."""
     encryption = _get(account, "encryption") or _get(account, "properties", "encryption")
-    if encryption is None or str(_get(encryption, "key_source") or "").lower() != KEY_SOURCE.lower():
+    source = _get(encryption, "key_source")
+    if encryption is None or str(getattr(source, "value", source) or "").lower() != KEY_SOURCE.lower():
         return None
     kvp = _get(encryption, "key_vault_properties")
     vault_uri = str(_get(kvp, "key_vault_uri") or "")
     try:
         vault_url = KeyRef.parse(f"{vault_uri.rstrip('/')}/keys/x")[0].vault_url if vault_uri else ""
-    except ValueError:
+    except InputError:
         vault_url = vault_uri.rstrip("/").lower()
     rotated = _get(kvp, "last_key_rotation_timestamp")
     if isinstance(rotated, datetime) and rotated.tzinfo is None:

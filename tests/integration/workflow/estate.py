@@ -1,0 +1,216 @@
+"""A real estate on local Azure for workflow tests: vault + key, storage accounts, AML workspaces.
+
+Everything is created through the official SDKs against the emulators, with random names per test:
+a subscription, a resource group, a vault (soft delete + purge protection), the managed key and an
+unrelated key, pinned and versionless storage accounts, CMK workspaces, and unrelated consumers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.keyvault.keys import KeyClient
+from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
+from azure.mgmt.machinelearningservices.models import EncryptionProperty, Identity, KeyVaultProperties, Workspace
+from azure.mgmt.storage import StorageManagementClient
+
+from emulators.arm.admin_client import ArmAdmin
+from emulators.keyvault.admin_client import KeyVaultAdmin
+from rotation.adapters.local_credential import LocalDevelopmentCredential
+from rotation.bootstrap import Bootstrap
+from rotation.domain.model import KeyRef
+from rotation.service.deps import Dependencies, build_dependencies
+from rotation.settings import Settings, load_settings
+
+ARM_SCOPE = "https://management.azure.com/.default"
+OPERATOR = "rotation-operator"  # the principal the service acts as
+
+
+@dataclass
+class RealEstate:
+    endpoints: dict[str, Any]
+    subscription_id: str
+    resource_group: str
+    vault: dict[str, Any]
+    key: KeyRef
+    other_key: KeyRef
+    pinned: list[str] = field(default_factory=list)  # storage account ids pinned to the key
+    versionless: list[str] = field(default_factory=list)
+    workspaces: list[str] = field(default_factory=list)
+    unrelated: list[str] = field(default_factory=list)  # consumers of the other key
+    journal_table: str = field(default_factory=lambda: f"j{uuid.uuid4().hex[:12]}")
+    audit_table: str = field(default_factory=lambda: f"a{uuid.uuid4().hex[:12]}")
+
+    @property
+    def ca(self) -> str:
+        return str(self.endpoints["ca_bundle"])
+
+    @property
+    def arm_url(self) -> str:
+        return str(self.endpoints["arm"]["url"])
+
+    @property
+    def arm_admin(self) -> ArmAdmin:
+        return ArmAdmin(self.endpoints["arm"]["admin"], self.ca)
+
+    @property
+    def kv_admin(self) -> KeyVaultAdmin:
+        return KeyVaultAdmin(self.endpoints["keyvault"]["admin"], self.ca)
+
+    def keys(self) -> KeyClient:
+        return KeyClient(
+            self.vault["url"],
+            LocalDevelopmentCredential(OPERATOR),
+            api_version="7.6",
+            connection_verify=self.ca,
+            verify_challenge_resource=False,
+        )
+
+    def storage(self) -> StorageManagementClient:
+        return StorageManagementClient(
+            LocalDevelopmentCredential(OPERATOR),
+            self.subscription_id,
+            base_url=self.arm_url,
+            connection_verify=self.ca,
+            credential_scopes=[ARM_SCOPE],
+            polling_interval=0.05,
+        )
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """App settings pointing the service at this estate."""
+        return {
+            "AzureWebJobsStorage": self.endpoints["storage"]["connection_string"],
+            "ROTATION_MANAGED_KEYS": self.key.uri,
+            "ROTATION_SUBSCRIPTIONS": self.subscription_id,
+            "ROTATION_ARM_ENDPOINT": self.arm_url,
+            "ROTATION_CA_BUNDLE": self.ca,
+            "ROTATION_LOCAL_PRINCIPAL": OPERATOR,
+            "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
+            "ROTATION_JOURNAL_TABLE": self.journal_table,
+            "ROTATION_AUDIT_TABLE": self.audit_table,
+            "ROTATION_LOG_FORMAT": "json",
+            **extra,
+        }
+
+    def settings(self, **extra: str) -> Settings:
+        return load_settings(self.env(**extra))
+
+    def deps(self, *, owner: str | None = None, **extra: str) -> Dependencies:
+        deps = build_dependencies(Bootstrap(self.settings(**extra)), inline=True)
+        deps.sleep = lambda seconds: time.sleep(min(seconds, 0.2))  # step retries wait, briefly
+        if owner:
+            deps.owner = owner
+        return deps
+
+    # -- reading the world back -------------------------------------------------------------
+
+    def account_version(self, account_id: str) -> tuple[str, str | None]:
+        """(keyversion, version in currentVersionedKeyIdentifier) of an account."""
+        _, _, _, _, group, _, _, _, name = account_id.split("/")
+        account = self.storage().storage_accounts.get_properties(group, name)
+        kvp = account.encryption.key_vault_properties
+        current = kvp.current_versioned_key_identifier
+        return kvp.key_version or "", current.rsplit("/", 1)[-1] if current else None
+
+    def workspace_key(self, workspace_id: str) -> str:
+        from rotation.adapters.aml_client import AmlWorkspaceClient
+
+        with AmlWorkspaceClient(LocalDevelopmentCredential(OPERATOR), self.arm_url, connection_verify=self.ca) as c:
+            return c.get_workspace(workspace_id).key_identifier
+
+    def versions(self, key: KeyRef | None = None) -> list[Any]:
+        """Every version's properties, oldest first."""
+        key = key or self.key
+        client = self.keys()
+        props = list(client.list_properties_of_key_versions(key.name))
+        return sorted(props, key=lambda p: (p.created_on, p.version))
+
+
+def _identity(arm: ArmAdmin, subscription_id: str, group: str) -> str:
+    identity_id = (
+        f"/subscriptions/{subscription_id}/resourceGroups/{group}"
+        f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-{uuid.uuid4().hex[:6]}"
+    )
+    arm.register_user_assigned_identity(identity_id)
+    return identity_id
+
+
+def _account_body(vault_url: str, key_name: str, version: str, identity_id: str) -> dict[str, Any]:
+    return {
+        "location": "eastus",
+        "sku": {"name": "Standard_LRS"},
+        "kind": "StorageV2",
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity_id: {}}},
+        "properties": {
+            "encryption": {
+                "keySource": "Microsoft.Keyvault",
+                "keyvaultproperties": {"keyvaulturi": vault_url, "keyname": key_name, "keyversion": version},
+                "identity": {"userAssignedIdentity": identity_id},
+            }
+        },
+    }
+
+
+def build_estate(
+    endpoints: dict[str, Any], *, pinned: int = 2, versionless: int = 1, workspaces: int = 2
+) -> RealEstate:
+    """A fresh estate: the managed key's consumers plus an unrelated key's consumers."""
+    arm = ArmAdmin(endpoints["arm"]["admin"], endpoints["ca_bundle"])
+    kv = KeyVaultAdmin(endpoints["keyvault"]["admin"], endpoints["ca_bundle"])
+    subscription_id = str(uuid.uuid4())
+    group = f"rg-{uuid.uuid4().hex[:8]}"
+    arm.create_resource_group(subscription_id, group)
+    vault = kv.create_vault(
+        f"kv{uuid.uuid4().hex[:10]}",
+        subscription_id=subscription_id,
+        resource_group=group,
+        location="eastus",
+        enable_purge_protection=True,
+    )
+    vault_url = KeyRef.parse(vault["url"].rstrip("/") + "/keys/x")[0].vault_url
+    key = KeyRef(vault_url, f"cmk-{uuid.uuid4().hex[:6]}")
+    other = KeyRef(vault_url, f"other-{uuid.uuid4().hex[:6]}")
+    estate = RealEstate(endpoints, subscription_id, group, vault, key, other)
+    client = estate.keys()
+    first = client.create_rsa_key(key.name, size=2048).properties.version or ""
+    other_version = client.create_rsa_key(other.name, size=2048).properties.version or ""
+    identity_id = _identity(arm, subscription_id, group)
+    storage = estate.storage()
+
+    def account(version: str, key_name: str) -> str:
+        name = f"sa{uuid.uuid4().hex[:12]}"
+        body = _account_body(vault["url"], key_name, version, identity_id)
+        return str(storage.storage_accounts.begin_create(group, name, body).result().id)
+
+    estate.pinned = [account(first, key.name) for _ in range(pinned)]
+    estate.versionless = [account("", key.name) for _ in range(versionless)]
+    estate.unrelated = [account(other_version, other.name)]
+
+    ml = MachineLearningServicesMgmtClient(
+        LocalDevelopmentCredential(OPERATOR),
+        subscription_id,
+        base_url=estate.arm_url,
+        connection_verify=estate.ca,
+        credential_scopes=[ARM_SCOPE],
+        polling_interval=0.05,
+    )
+
+    def workspace(key_id: str) -> str:
+        name = f"ws-{uuid.uuid4().hex[:10]}"
+        body = Workspace(
+            location="eastus",
+            identity=Identity(type="SystemAssigned"),
+            encryption=EncryptionProperty(
+                status="Enabled",
+                key_vault_properties=KeyVaultProperties(key_vault_arm_id=vault["arm_id"], key_identifier=key_id),
+            ),
+        )
+        created = ml.workspaces.begin_create_or_update(group, name, body).result()
+        return str(created.id)
+
+    estate.workspaces = [workspace(key.version_uri(first)) for _ in range(workspaces)]
+    estate.unrelated.append(workspace(other.version_uri(other_version)))
+    return estate
