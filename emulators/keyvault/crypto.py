@@ -89,6 +89,7 @@ class KeyMaterial:
     kty: str
     private: Any  # rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | bytes (oct)
     public_jwk: dict[str, str]
+    _state: dict[str, str] | None = None
 
     @property
     def family(self) -> str:
@@ -109,6 +110,11 @@ class KeyMaterial:
     # -- persistence --------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, str]:
+        if self._state is None:
+            self._state = self._serialise()
+        return self._state
+
+    def _serialise(self) -> dict[str, str]:
         if self.family == "oct":
             raw = bytes(self.private)
         else:

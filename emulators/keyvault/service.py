@@ -36,6 +36,8 @@ MAX_TAGS = 15
 # Operations Key Vault refuses outside the nbf/exp window; decrypt, unwrapKey and verify stay allowed so data
 # is never crypto-locked (learn.microsoft.com about-keys-details: "except for decrypt, release, unwrap, verify").
 TIME_BOUND_OPERATIONS = ("encrypt", "wrapKey", "sign")
+# Changes are written at most once per this delay (the whole state is one file); SIGTERM flushes at once.
+PERSIST_DELAY_S = 1.0
 
 
 class KeyVaultService:
@@ -51,6 +53,7 @@ class KeyVaultService:
         self.events = events.EventBus()
         self._seq = 0
         self._dirty = False
+        self._lifecycle = asyncio.Lock()
         self._load()
 
     # -- persistence ------------------------------------------------------------------------------
@@ -79,7 +82,7 @@ class KeyVaultService:
         if self._dirty:
             return
         self._dirty = True
-        asyncio.get_running_loop().call_later(0.05, self.flush)
+        asyncio.get_running_loop().call_later(PERSIST_DELAY_S, self.flush)
 
     def flush(self) -> None:
         self._dirty = False
@@ -410,6 +413,10 @@ class KeyVaultService:
 
     async def evaluate_lifecycle(self) -> None:
         """Emit near-expiry/expired events, rotate keys whose policy says so, purge expired deletions."""
+        async with self._lifecycle:  # the ticker and a clock change must not rotate the same key twice
+            await self._evaluate_lifecycle()
+
+    async def _evaluate_lifecycle(self) -> None:
         now = self.clock.now()
         for vault in list(self.vaults.values()):
             for lower, key in list(vault.deleted.items()):
