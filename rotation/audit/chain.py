@@ -74,6 +74,16 @@ class Head:
 
 
 @dataclass(frozen=True)
+class ArchivedRecord:
+    """The first copy of a record in the immutable (WORM) archive: what the chain held when it was written."""
+
+    seq: int
+    record_id: str
+    hash: str
+    conflicting: bool = False  # two different copies for one seq: a forged copy was appended
+
+
+@dataclass(frozen=True)
 class Problem:
     """The first thing wrong with the chain, naming the record."""
 
@@ -115,7 +125,9 @@ def verify(
     head: Head | None,
     checkpoints: Sequence[Checkpoint],
     signature_valid: Callable[[Checkpoint], bool] | None,
+    *,
     ids_by_seq: Mapping[int, str] | None = None,
+    archive: Mapping[int, ArchivedRecord] | None = None,
 ) -> VerifyReport:
     """Walk the chain and report the first broken record.
 
@@ -126,8 +138,11 @@ def verify(
         signature_valid: checks one checkpoint's signature; ``None`` when no signing key is
             configured (then any checkpoint present is a problem: it cannot be trusted or refuted).
         ids_by_seq: record ids by sequence number from the id index, to name deleted records.
+        archive: the first archived copy of each record by sequence number, when an archive is
+            kept; a record that differs from its copy, or a copy with no record, is reported.
     """
-    ids = ids_by_seq or {}
+    copies = archive or {}
+    ids = {**{seq: copy.record_id for seq, copy in copies.items()}, **(ids_by_seq or {})}
     hashes: dict[int, str] = {}
     warnings: list[str] = []
 
@@ -169,6 +184,14 @@ def verify(
         problem = _check_entry(entry)
         if problem is not None:
             return report(problem)
+        copy = copies.get(entry.seq)
+        if copy is not None and copy.conflicting:
+            message = f"{_describe(entry.seq, copy.record_id)} has conflicting copies in the immutable archive: forged"
+            return report(Problem("rewritten", entry.seq, copy.record_id, message))
+        if copy is not None and copy.hash != entry.hash:
+            name = _describe(entry.seq, copy.record_id)
+            message = f"{name} was rewritten: it no longer matches its immutable archived copy"
+            return report(Problem("rewritten", entry.seq, copy.record_id, message))
         if entry.prev_hash != prev_hash:
             if prev is None:
                 message = f"{_describe(entry.seq, entry.record_id)} does not start the chain: its link was changed"
@@ -184,6 +207,15 @@ def verify(
         expected_seq = entry.seq + 1
 
     last_seq = expected_seq - 1
+    beyond = sorted(seq for seq in copies if seq > last_seq)
+    if beyond:
+        missing = ", ".join(_describe(s, ids.get(s)) for s in beyond)
+        message = f"{missing} missing at the end: deleted (the immutable archive holds copies)"
+        return report(Problem("deleted", beyond[0], ids.get(beyond[0]), message))
+    if archive is not None:
+        unarchived = [seq for seq in hashes if seq not in copies]
+        if unarchived:
+            warnings.append(f"{len(unarchived)} records have no archived copy (first #{unarchived[0]})")
     if head is not None:
         if head.seq > last_seq:
             missing = ", ".join(_describe(s, ids.get(s)) for s in range(last_seq + 1, head.seq + 1))

@@ -13,6 +13,10 @@ PartitionKey   RowKey                    holds
 ``head``       ``head``                  the last appended ``seq`` and ``hash`` (a hint)
 =============  ========================  ==================================================
 
+Each record and checkpoint is also appended, as a JSON line, to an append blob in the archive
+container (``rotation-audit``; see ``rotation.audit.archive``), which Azure keeps immutable under a
+time-based retention policy: ``verify`` compares the table with that witness.
+
 Records are only ever created, never updated. Appends from concurrent rotations (threads,
 processes, Function instances) keep one chain without a lock: a record's RowKey is its sequence
 number, so creating record ``n`` succeeds for exactly one appender, and the loser re-reads and
@@ -45,7 +49,16 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from rotation.audit.chain import ChainEntry, Checkpoint, Head, VerifyReport, checkpoint_digest, verify
+from rotation.audit.archive import DEFAULT_ARCHIVE_CONTAINER, BlobArchive
+from rotation.audit.chain import (
+    ArchivedRecord,
+    ChainEntry,
+    Checkpoint,
+    Head,
+    VerifyReport,
+    checkpoint_digest,
+    verify,
+)
 from rotation.audit.codec import GENESIS_HASH, chain_hash, fit_body, record_from_dict, record_to_dict, stamped
 from rotation.audit.signing import CheckpointSigner
 from rotation.domain.model import AuditRecord
@@ -118,6 +131,7 @@ class TableAuditLog:
         checkpoint_every: int = 100,
         now: Callable[[], datetime] | None = None,
         max_attempts: int = 200,
+        archive_container: str | None = DEFAULT_ARCHIVE_CONTAINER,
     ) -> None:
         self.table_name = table_name
         self.signer = signer
@@ -128,9 +142,14 @@ class TableAuditLog:
         self._table = TableClient.from_connection_string(connection_string, table_name)
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._archive = (
+            BlobArchive(connection_string, archive_container, table_name) if archive_container is not None else None
+        )
 
     def close(self) -> None:
         self._table.close()
+        if self._archive is not None:
+            self._archive.close()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -185,6 +204,7 @@ class TableAuditLog:
                         "record_id": record.record_id,
                     }
                 )
+            self._archive_record(seq, prev_hash, digest, body, record)
             self._log(seq, prev_hash, digest, record)
             if self.signer is not None and self.checkpoint_every > 0 and seq % self.checkpoint_every == 0:
                 self._periodic_checkpoint()
@@ -259,6 +279,22 @@ class TableAuditLog:
                 return None
         return int(entity["seq"])
 
+    def _archive_record(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> None:
+        """Best effort: the table record is the source of truth; a missing copy is a warning in verify."""
+        if self._archive is None:
+            return
+        try:
+            self._archive.append_record(
+                seq=seq,
+                record_id=record.record_id,
+                prev_hash=prev_hash,
+                digest=digest,
+                body=body,
+                when=record.recorded_at or self._now(),
+            )
+        except Exception as exc:  # noqa: BLE001 (an archive outage must not fail the rotation being recorded)
+            log.warning("audit_archive_failed", seq=seq, record_id=record.record_id, error=type(exc).__name__)
+
     def _log(self, seq: int, prev_hash: str, digest: str, record: AuditRecord) -> None:
         """The same record as one structured log line, for Application Insights."""
         body = record_to_dict(record)
@@ -328,6 +364,11 @@ class TableAuditLog:
             except ResourceExistsError:
                 log.info("audit_checkpoint_exists", seq=checkpoint.seq)
                 return next(c for c in self.checkpoints() if c.seq == checkpoint.seq)
+        if self._archive is not None:
+            try:
+                self._archive.append_checkpoint(checkpoint)
+            except Exception as exc:  # noqa: BLE001 (the table copy stands; verify warns about the archive)
+                log.warning("audit_archive_failed", checkpoint=checkpoint.seq, error=type(exc).__name__)
         log.info("audit_checkpoint", seq=checkpoint.seq, hash=checkpoint.hash, key_id=checkpoint.key_id)
         return checkpoint
 
@@ -388,16 +429,33 @@ class TableAuditLog:
         return _stored(entity)
 
     def verify(self) -> VerifyReport:
-        """Walk the whole chain, its head and its checkpoints; see ``rotation.audit.chain``."""
+        """Walk the whole chain, its head, its archive and its checkpoints; see ``rotation.audit.chain``."""
         entries = [_entry(e) for e in self._query(f"PartitionKey eq '{RECORDS}'")]
         # The id index outlives a deleted record, so verify can name what was deleted.
         ids = {int(e["seq"]): str(e["record_id"]) for e in self._query(f"PartitionKey eq '{IDS}'") if "record_id" in e}
-        head, _etag = self._read_head()
+        head, etag = self._read_head()
+        archive: dict[int, ArchivedRecord] | None = None
+        checkpoints = {c.seq: c for c in self.checkpoints()}
+        if self._archive is not None:
+            archived_records, archived_checkpoints = self._archive.read()
+            archive = archived_records
+            # A checkpoint deleted from the table still anchors the chain through its archived copy.
+            for checkpoint in archived_checkpoints:
+                checkpoints.setdefault(checkpoint.seq, checkpoint)
         signer = self.signer
-        signature_valid = (
-            None if signer is None else lambda c: signer.verify(c.key_id, c.algorithm, c.digest(), c.signature)
+
+        def signature_valid(checkpoint: Checkpoint) -> bool:
+            assert signer is not None
+            return signer.verify(checkpoint.key_id, checkpoint.algorithm, checkpoint.digest(), checkpoint.signature)
+
+        return verify(
+            entries,
+            head if etag is not None else None,
+            list(checkpoints.values()),
+            None if signer is None else signature_valid,
+            ids_by_seq=ids,
+            archive=archive,
         )
-        return verify(entries, head if _etag is not None else None, self.checkpoints(), signature_valid, ids)
 
 
 def _body(entity: Any) -> str:

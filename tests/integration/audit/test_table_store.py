@@ -17,6 +17,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 from structlog.testing import capture_logs
 
+from rotation.audit.codec import chain_hash
 from rotation.audit.store import RECORDS, TableAuditLog, seq_key
 from rotation.cli import main
 from rotation.domain.model import RewrapFailure, RewrapSummary
@@ -194,9 +195,9 @@ class TestTamperDetection:
         self, storage_connection: str, table_name: str, raw: TableClient
     ) -> None:
         signer = LocalCheckpointSigner()
-        store = TableAuditLog(storage_connection, table_name, signer, checkpoint_every=3)
+        store = TableAuditLog(storage_connection, table_name, signer, checkpoint_every=3, archive_container=None)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
-        attacker = TableAuditLog(storage_connection, table_name)  # same storage key, no signing key
+        attacker = TableAuditLog(storage_connection, table_name, archive_container=None)  # no signing key
         target = raw.get_entity(RECORDS, seq_key(2))
         raw.delete_entity(RECORDS, seq_key(2))
         # Rewrite from #2 on, re-hashing every record so the chain is self-consistent again.
@@ -217,6 +218,67 @@ class TestTamperDetection:
         assert report.problem.kind == "not_anchored"
         assert report.problem.seq == 1
         assert "#3" in report.problem.message
+
+
+class TestImmutableArchive:
+    """The WORM archive copy of each record catches what the table alone cannot."""
+
+    def test_a_rehashed_rewrite_is_caught_against_the_archive(
+        self, storage_connection: str, table_name: str, raw: TableClient
+    ) -> None:
+        store = TableAuditLog(storage_connection, table_name)
+        ids = [store.append(make_record(o)) for o in OUTCOMES]
+        # Edit #3 and re-hash #3..#5 and the head in the table only (the archive cannot be rewritten).
+        prev = raw.get_entity(RECORDS, seq_key(2))["hash"]
+        for seq in range(3, 6):
+            entity = raw.get_entity(RECORDS, seq_key(seq))
+            if seq == 3:
+                entity["body"] = entity["body"].replace('"reason":"', '"reason":"approved; ', 1)
+            entity["prev_hash"] = prev
+            entity["hash"] = prev = chain_hash(seq, prev, entity["body"])
+            raw.update_entity(entity, mode=UpdateMode.REPLACE)
+        raw.upsert_entity({"PartitionKey": "head", "RowKey": "head", "seq": 5, "hash": prev}, mode=UpdateMode.REPLACE)
+
+        report = store.verify()
+
+        assert TableAuditLog(storage_connection, table_name, archive_container=None).verify().ok  # table alone: fooled
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq, report.problem.record_id) == ("rewritten", 3, ids[2])
+        assert "archived copy" in report.problem.message
+
+    def test_deleting_the_tail_and_head_is_caught_against_the_archive(
+        self, storage_connection: str, table_name: str, raw: TableClient
+    ) -> None:
+        store = TableAuditLog(storage_connection, table_name)
+        ids = [store.append(make_record(o)) for o in OUTCOMES]
+        raw.delete_entity(RECORDS, seq_key(5))
+        raw.delete_entity(RECORDS, seq_key(4))
+        raw.upsert_entity(
+            {"PartitionKey": "head", "RowKey": "head", "seq": 3, "hash": raw.get_entity(RECORDS, seq_key(3))["hash"]},
+            mode=UpdateMode.REPLACE,
+        )
+        for entity in raw.query_entities("PartitionKey eq 'id'"):
+            raw.delete_entity(entity)
+
+        report = store.verify()
+
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq, report.problem.record_id) == ("deleted", 4, ids[3])
+        assert ids[4] in report.problem.message
+
+    def test_a_checkpoint_deleted_from_the_table_still_anchors(
+        self, storage_connection: str, table_name: str, raw: TableClient
+    ) -> None:
+        store = TableAuditLog(storage_connection, table_name, LocalCheckpointSigner(), checkpoint_every=2)
+        for outcome in OUTCOMES:
+            store.append(make_record(outcome))
+        for entity in raw.query_entities("PartitionKey eq 'checkpoint'"):
+            raw.delete_entity(entity)
+
+        report = store.verify()
+
+        assert report.ok, report.problem
+        assert report.anchored_through == 4
 
 
 class TestConcurrentAppends:

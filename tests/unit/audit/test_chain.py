@@ -123,7 +123,7 @@ class TestTampering:
         ids = {e.seq: e.record_id for e in entries}
         deleted = entries.pop(2)
 
-        report = verify(entries, head_of(entries), [], None, ids)
+        report = verify(entries, head_of(entries), [], None, ids_by_seq=ids)
 
         assert report.problem is not None
         assert (report.problem.kind, report.problem.seq, report.problem.record_id) == ("deleted", 3, deleted.record_id)
