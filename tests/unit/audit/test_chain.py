@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rotation.audit.chain import ChainEntry, Checkpoint, Head, checkpoint_digest, verify
+from rotation.audit.chain import ArchivedRecord, ChainEntry, Checkpoint, Head, checkpoint_digest, verify
 from rotation.audit.codec import GENESIS_HASH, canonical_json, chain_hash, record_to_dict
 from tests.fakes.audit import LocalCheckpointSigner, make_record
 
@@ -228,3 +228,43 @@ class TestCheckpoints:
 
         assert report.problem is not None
         assert "no audit signing key" in report.problem.message
+
+
+class TestArchive:
+    """The immutable archive's first copy of each record is the witness the table is held to."""
+
+    def archive_of(self, entries: list[ChainEntry]) -> dict[int, ArchivedRecord]:
+        return {e.seq: ArchivedRecord(e.seq, e.record_id, e.hash) for e in entries}
+
+    def test_matching_archive_is_ok_and_missing_copies_warn(self) -> None:
+        entries = build_chain(4)
+        archive = self.archive_of(entries[:3])
+
+        report = verify(entries, head_of(entries), [], None, archive=archive)
+
+        assert report.ok
+        assert any("no archived copy (first #4)" in w for w in report.warnings)
+
+    def test_a_forged_copy_appended_to_the_archive_is_reported(self) -> None:
+        entries = build_chain(3)
+        archive = self.archive_of(entries)
+        archive[2] = replace(archive[2], conflicting=True)
+
+        report = verify(entries, head_of(entries), [], None, archive=archive)
+
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("rewritten", 2)
+        assert "conflicting copies" in report.problem.message
+
+    def test_records_only_the_archive_remembers_are_deleted(self) -> None:
+        entries = build_chain(4)
+        archive = self.archive_of(entries)
+
+        report = verify(entries[:2], head_of(entries[:2]), [], None, archive=archive)
+
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq, report.problem.record_id) == (
+            "deleted",
+            3,
+            entries[2].record_id,
+        )
