@@ -156,6 +156,44 @@ def generate(kty: str, key_size: int | None, curve: str | None, public_exponent:
     return KeyMaterial(kty, os.urandom((key_size or 256) // 8), {})
 
 
+def import_jwk(jwk: object, hsm: bool) -> KeyMaterial:
+    """Key material from a private JWK (RSA n/e/d[/p/q/dp/dq/qi], EC crv/x/y/d, oct k); BadParameter otherwise."""
+    if not isinstance(jwk, dict):
+        raise bad_parameter("The parameter 'key' must be a JSON Web Key object.")
+    kty = jwk.get("kty")
+    if kty not in KEY_TYPES:
+        raise bad_parameter(f"The value of the parameter 'kty' is invalid: {kty!r}.")
+    family = "RSA" if kty in RSA_TYPES else "EC" if kty in EC_TYPES else "oct"
+    final_kty = f"{family}-HSM" if hsm or kty.endswith("-HSM") else family
+    try:
+        if family == "oct":
+            raw = unb64url(jwk.get("k"), "k")
+            if len(raw) * 8 not in OCT_SIZES:
+                raise bad_parameter("An oct key must be 128, 192 or 256 bits.")
+            return KeyMaterial(final_kty, raw, {})
+        if family == "EC":
+            curve = CURVES.get(str(jwk.get("crv")))
+            if curve is None:
+                raise bad_parameter(f"The value of the parameter 'crv' is invalid: {jwk.get('crv')!r}.")
+            private_ec = ec.derive_private_key(int.from_bytes(unb64url(jwk.get("d"), "d"), "big"), curve)
+            material = KeyMaterial(final_kty, private_ec, _public_jwk(private_ec))
+            if "x" in jwk and unb64url(jwk["x"], "x").lstrip(b"\0") != unb64url(material.public_jwk["x"]).lstrip(b"\0"):
+                raise bad_parameter("The EC public point does not match the private key.")
+            return material
+        n, e, d = (int.from_bytes(unb64url(jwk.get(f), f), "big") for f in ("n", "e", "d"))
+        if all(jwk.get(f) for f in ("p", "q", "dp", "dq", "qi")):
+            p_, q_, dp, dq, qi = (int.from_bytes(unb64url(jwk[f], f), "big") for f in ("p", "q", "dp", "dq", "qi"))
+        else:
+            p_, q_ = rsa.rsa_recover_prime_factors(n, e, d)
+            dp, dq, qi = rsa.rsa_crt_dmp1(d, p_), rsa.rsa_crt_dmq1(d, q_), rsa.rsa_crt_iqmp(p_, q_)
+        private = rsa.RSAPrivateNumbers(p_, q_, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n)).private_key()
+    except ValueError as exc:  # cryptography's verdict on inconsistent numbers
+        raise bad_parameter("The key material is not a valid private key.") from exc
+    if private.key_size not in RSA_SIZES:
+        raise bad_parameter(f"Invalid key size {private.key_size} for RSA keys; use 2048, 3072 or 4096.")
+    return KeyMaterial(final_kty, private, _public_jwk(private))
+
+
 def _rsa_padding(alg: str) -> padding.AsymmetricPadding:
     if alg == "RSA1_5":
         return padding.PKCS1v15()

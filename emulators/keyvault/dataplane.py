@@ -239,6 +239,8 @@ class VaultApp:
             return 200, await service.create_key(vault, name, body)
         if op == "rotateKey":
             return 200, await service.rotate_key(vault, name)
+        if op == "importKey":
+            return 200, await service.import_key(vault, name, body)
         if op == "updateKey":
             return 200, service.update_key(vault, name, found.version, body)
         if op == "getKeyRotationPolicy":

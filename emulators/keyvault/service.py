@@ -244,6 +244,30 @@ class KeyVaultService:
         )
         return self.bundle(vault, key, version)
 
+    async def import_key(self, vault: Vault, name: str, body: Any) -> dict[str, Any]:
+        if not KEY_NAME.match(name):
+            raise bad_parameter(f"The key name '{name}' is invalid: use 1-127 letters, digits and hyphens.")
+        if name.lower() in vault.deleted:
+            raise conflict_deleted(name)
+        if not isinstance(body, dict):
+            raise bad_parameter("The request body must be a JSON object.")
+        hsm = body.get("Hsm", False)
+        if not isinstance(hsm, bool):
+            raise bad_parameter("The parameter 'Hsm' must be a boolean.")
+        material = crypto.import_jwk(body.get("key"), hsm)
+        jwk = body["key"]
+        key_ops = _key_ops(jwk.get("key_ops"), crypto.DEFAULT_OPS[material.family])
+        enabled, nbf, exp = _attributes(body.get("attributes"))
+        tags = _tags(body.get("tags"))
+        now = int(self.clock.now())
+        key = vault.keys.get(name.lower())
+        if key is None:
+            key = Key(name)
+            vault.keys[name.lower()] = key
+        enabled = True if enabled is None else enabled
+        version = self._add_version(vault, key, material, key_ops, enabled, nbf, exp, tags, now)
+        return self.bundle(vault, key, version)
+
     def _add_version(  # noqa: PLR0917 - one call site per way a version is born; keywords would only add noise
         self,
         vault: Vault,

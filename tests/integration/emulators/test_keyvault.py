@@ -22,6 +22,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import (
+    JsonWebKey,
     KeyClient,
     KeyRotationLifetimeAction,
     KeyRotationPolicy,
@@ -33,6 +34,8 @@ from azure.keyvault.keys.crypto import (
     KeyWrapAlgorithm,
     SignatureAlgorithm,
 )
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emulators.auth import make_token
 from emulators.keyvault.admin_client import KeyVaultAdmin
@@ -66,6 +69,10 @@ def assert_same_shape(actual: Any, expected: Any, path: str = "$") -> None:
         assert not isinstance(actual, bool), f"{path}: expected a number, got a boolean"
     else:
         assert isinstance(actual, type(expected)), f"{path}: expected {type(expected).__name__}, got {actual!r}"
+
+
+def int_bytes(number: int) -> bytes:
+    return number.to_bytes((number.bit_length() + 7) // 8, "big")
 
 
 def b64url(data: bytes) -> str:
@@ -591,6 +598,44 @@ class TestCrypto:
             make_crypto(key.id).sign(SignatureAlgorithm.es256, hashlib.sha256(b"x").digest())
 
         assert caught.value.status_code == 403
+
+
+class TestImport:
+    """An imported private key is used as given: data wrapped with our own public key unwraps in the vault."""
+
+    def test_import_rsa(self, keys: KeyClient, make_crypto: Callable[..., CryptographyClient]) -> None:
+        private = rsa.generate_private_key(65537, 2048)
+        numbers = private.private_numbers()
+        jwk = JsonWebKey(
+            kty="RSA",
+            key_ops=["wrapKey", "unwrapKey"],
+            n=int_bytes(numbers.public_numbers.n),
+            e=int_bytes(numbers.public_numbers.e),
+            d=int_bytes(numbers.d),
+            p=int_bytes(numbers.p),
+            q=int_bytes(numbers.q),
+            dp=int_bytes(numbers.dmp1),
+            dq=int_bytes(numbers.dmq1),
+            qi=int_bytes(numbers.iqmp),
+        )
+        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        wrapped = private.public_key().encrypt(b"k" * 32, oaep)
+
+        imported = keys.import_key("byok", jwk, hardware_protected=True)
+        unwrapped = make_crypto(imported.id).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
+
+        assert imported.key_type == "RSA-HSM"
+        assert imported.key.d is None  # private parts never come back
+        assert unwrapped.key == b"k" * 32
+
+    def test_public_only_key_is_refused(self, keys: KeyClient) -> None:
+        public = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
+        jwk = JsonWebKey(kty="RSA", n=public.n.to_bytes(256, "big"), e=public.e.to_bytes(3, "big"))
+
+        with pytest.raises(HttpResponseError) as caught:
+            keys.import_key("public-only", jwk)
+
+        assert caught.value.status_code == 400
 
 
 class TestSoftDelete:
