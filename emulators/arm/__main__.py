@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="off",
     )
     server = _Server(config, args.ready_file, url)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler found at start:
+    # make that one a no-op so the state is saved and the process exits 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         asyncio.run(server.serve(sockets=[sock]))
     finally:

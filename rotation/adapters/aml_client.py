@@ -28,6 +28,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
+    IncompleteReadError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -307,7 +308,8 @@ def _retry_after(exc: HttpResponseError) -> float | None:
 
 def _translate(exc: AzureError, action: str, resource: str) -> RotationError:
     """Map an azure-core error to the service's error tree (messages carry no token or key material)."""
-    if isinstance(exc, ServiceRequestError | ServiceResponseError) or not isinstance(exc, HttpResponseError):
+    transport_failure = (ServiceRequestError, ServiceResponseError, IncompleteReadError)
+    if isinstance(exc, transport_failure) or not isinstance(exc, HttpResponseError) or (exc.status_code or 0) < 400:
         return TransientError(f"ARM request for {resource} failed: {type(exc).__name__}")
     status = exc.status_code or 0
     code, message = _arm_error(exc)

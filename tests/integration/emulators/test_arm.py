@@ -674,3 +674,30 @@ def _in_days(days: int) -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+
+
+class TestProcessLifecycle:
+    """The emulator stops cleanly on SIGTERM and serves the same resources after a restart."""
+
+    def test_state_survives_restart(self, tmp_path: Path) -> None:
+        from emulators.localazure import LocalAzure
+
+        subscription_id, group = str(uuid.uuid4()), f"rg-{uuid.uuid4().hex[:6]}"
+        with LocalAzure(tmp_path, services=["arm"]) as first:
+            ArmAdmin(first.endpoints["arm"]["admin"], first.endpoints["ca_bundle"]).create_resource_group(
+                subscription_id, group
+            )
+            process = first._processes[0].popen
+
+        with LocalAzure(tmp_path, services=["arm"]) as second:
+            client = StorageManagementClient(
+                LocalDevelopmentCredential(TESTER),
+                subscription_id,
+                base_url=second.endpoints["arm"]["url"],
+                connection_verify=second.endpoints["ca_bundle"],
+                credential_scopes=[ARM_SCOPE],
+            )
+            listed = list(client.storage_accounts.list_by_resource_group(group))
+
+        assert process.returncode == 0
+        assert listed == []  # the group exists (a missing one is ResourceGroupNotFound)

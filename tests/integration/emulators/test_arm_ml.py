@@ -240,6 +240,16 @@ class TestErrorTranslation:
         assert not isinstance(caught.value, ThrottledError)
         assert "503" in caught.value.message
 
+    def test_dropped_connection_is_transient(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        world.arm_admin.set_faults({"rate": 1.0, "kind": "drop", "operations": ["Workspaces_Get"], "count": 1})
+
+        with aml(world, retry_total=0) as client, pytest.raises(TransientError) as caught:
+            client.get_workspace(created.workspace_id)
+
+        assert not isinstance(caught.value, ThrottledError)
+        assert created.workspace_id in caught.value.message
+
     def test_malformed_inputs_are_input_errors(self, world: World) -> None:
         with aml(world) as client:
             with pytest.raises(InputError):
