@@ -1,8 +1,10 @@
-"""An in-memory ``AuditLog`` that keeps every record, in append order.
+"""Audit fakes: an in-memory ``AuditLog``, a local ``CheckpointSigner`` and a record builder.
 
-Used by unit tests of the workflow and the triggers. It keeps real state: records are stored as
-appended (stamped with ``recorded_at`` when the caller left it unset), never updated, and read
-back in chain order with the same filters the Table-backed store applies.
+- ``FakeAuditLog`` keeps every record, in append order. It keeps real state: records are stored
+  as appended (stamped with ``recorded_at`` when the caller left it unset), never updated, and read
+  back in chain order with the same filters the Table-backed store applies.
+- ``LocalCheckpointSigner`` signs checkpoints with an RSA key generated in memory (RS256).
+- ``make_record(outcome)`` builds a realistic record of one rotation outcome.
 """
 
 from __future__ import annotations
