@@ -394,14 +394,18 @@ class _Execution:
 
     def stop(self, step: Step, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
         now = self.deps.clock.now()
-        state = record_step(self.state, step, "failed", now, _safe(exc))
+        state = with_intent(record_step(self.state, step, "failed", now, _safe(exc)), None, now)
         state = replace(state, status=status, error=(exc.code, _safe(exc)))
         _audit(self.deps, state, outcome, f"{step.value}: {_safe(exc)}")
         self.commit(state)
         _log.warning("rotation_stopped", step=step.value, status=status.value, error_code=exc.code, error=_safe(exc))
 
     def finish_step(self, step: Step, detail: str = "", state: RotationState | None = None) -> StepResult:
-        self.commit(record_step(state or self.state, step, "succeeded", self.deps.clock.now(), detail))
+        now = self.deps.clock.now()
+        # A step finishes only once it has reconciled the world, so an intent left by a crashed
+        # executor (whose action the step then found already done) is resolved here.
+        finished = with_intent(record_step(state or self.state, step, "succeeded", now, detail), None, now)
+        self.commit(finished)
         return "done"
 
     # -- steps -----------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Crash matrix: a real process SIGKILLed before and after every side effect, then resumed by another.
+
+A clean run counts the side effects (journal begin, the new version, each re-point, the audit
+record); then, for each one and each side of it, a fresh estate is rotated by a process that kills
+itself there, and a fresh process resumes. After every case: exactly one new version, every consumer
+on it, the old version still enabled (retirement is later), a consistent journal, one audit record.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rotation.domain.model import RotationStatus
+from rotation.domain.steps import RUN_STEPS, guard
+from rotation.service import list_rotations
+from tests.integration.workflow.estate import RealEstate, build_estate
+
+REPO = Path(__file__).resolve().parents[3]
+HARNESS = "tests.integration.workflow.crash_harness"
+
+
+def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", HARNESS, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _estate(local_azure: dict[str, Any], directory: Path) -> tuple[RealEstate, Path]:
+    estate = build_estate(local_azure, pinned=1, versionless=1, workspaces=1)
+    env_file = directory / f"{estate.key.name}.json"
+    env_file.write_text(json.dumps(estate.env()))
+    return estate, env_file
+
+
+def _check(estate: RealEstate, view: dict[str, Any]) -> None:
+    versions = estate.versions()
+    assert len(versions) == 2, f"expected exactly one new version, found {len(versions)}"
+    old, new = versions
+    assert view["status"] == RotationStatus.AWAITING_RETIREMENT.value, view.get("error")
+    assert view["new_version"] == new.version
+    assert view["old_version"] == old.version
+    assert old.enabled, "the old version must stay enabled until retirement"
+    for account in estate.pinned:
+        assert estate.account_version(account) == (new.version, new.version)
+    for account in estate.versionless:
+        assert estate.account_version(account)[0] == ""
+    for workspace in estate.workspaces:
+        assert estate.workspace_key(workspace).endswith("/" + new.version)
+    deps = estate.deps()
+    rotations = list_rotations(deps, estate.key.uri)
+    assert len(rotations) == 1, "one rotation recorded"
+    state, _ = deps.journal.load(rotations[0].rotation_id)
+    guard(state)
+    assert state.intent is None
+    assert all(state.step_done(s) for s in RUN_STEPS)
+    outcomes = [r.outcome for r in deps.audit.records(estate.key.uri) if r.rotation_id == state.rotation_id]
+    assert outcomes == ["succeeded"]
+
+
+class TestCrashMatrix:
+    """Killed before or after any side effect, a rotation resumes to the same single outcome."""
+
+    def test_matrix(self, local_azure: dict[str, Any], tmp_path: Path) -> None:
+        estate, env_file = _estate(local_azure, tmp_path)
+        count_file = tmp_path / "count.json"
+        clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
+        assert clean.returncode == 0, clean.stderr[-2000:]
+        _check(estate, json.loads(clean.stdout.strip().splitlines()[-1]))
+        side_effects: list[str] = json.loads(count_file.read_text())
+        cases = [(i, when) for i in range(1, len(side_effects) + 1) for when in ("before", "after")]
+
+        def run_case(case: tuple[int, str]) -> tuple[int, str, str, int, str]:
+            number, when = case
+            estate, env_file = _estate(local_azure, tmp_path)
+            killed = _run(["start", "--env", str(env_file), "--kill-at", str(number), "--when", when])
+            resumed = _run(["resume", "--env", str(env_file)])
+            if resumed.returncode != 0:
+                return (
+                    number,
+                    when,
+                    side_effects[number - 1],
+                    killed.returncode,
+                    "resume failed: " + resumed.stderr[-800:],
+                )
+            try:
+                _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
+            except AssertionError as exc:
+                return number, when, side_effects[number - 1], killed.returncode, f"FAILED: {exc}"
+            return number, when, side_effects[number - 1], killed.returncode, "ok"
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(run_case, cases))
+
+        print(f"\ncrash matrix: {len(side_effects)} side effects x before/after = {len(cases)} cases")
+        for number, when, name, code, outcome in results:
+            print(f"  kill {when:6} #{number} {name:40} exit={code:4} -> {outcome}")
+        assert all(code == -9 for _, _, _, code, _ in results), "every crashing run must die by SIGKILL"
+        failures = [r for r in results if r[4] != "ok"]
+        assert not failures, failures
+        assert {"journal.begin", "keys.create_version", "storage_accounts.set_key_version"} <= set(side_effects)
+        assert {"workspaces.set_key_identifier", "audit.append"} <= set(side_effects)
+
+
+pytestmark = pytest.mark.timeout(600)
