@@ -90,8 +90,8 @@ class AdaptiveLimiter:
                 now = self._clock()
                 self._refill(now)
                 wait = max(self._resume_at - now, 0.0)
-                if wait == 0 and self._rate is not None and self._tokens < 1:
-                    wait = (1 - self._tokens) / self._rate
+                if wait == 0 and self._rate is not None and self._tokens < 1 - 1e-9:
+                    wait = max((1 - self._tokens) / self._rate, 1e-4)
                 if wait == 0:
                     if self._inflight < int(self._limit):
                         self._inflight += 1
