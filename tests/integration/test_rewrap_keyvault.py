@@ -163,3 +163,66 @@ class TestThrottledVault:
         assert limiter.stats().throttled > 0
         assert admin.counters()[created["name"]].get("unwrapKey") == 30
         adapter.close()
+
+
+class TestQueueTrigger:
+    """The ``rewrap_worker`` queue trigger, invoked as the Functions host would with each queued message,
+    walks the listing page by page (each page hands on the next) until the rotation's re-wrap is done."""
+
+    def test_worker_function_drives_the_queue(
+        self,
+        local_azure: dict[str, Any],
+        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        container: ContainerClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        import azure.functions as func
+
+        from rotation.rewrap.queue import storage_queue
+        from rotation.settings import load_settings
+        from rotation.triggers import rewrap as trigger
+        from tests.functions_host import invoke
+
+        _admin, _created, keys = vault
+        ca = local_azure["ca_bundle"]
+        old = keys.create_rsa_key("cmk", size=2048)
+        for i in range(7):
+            encrypted_client(container, VaultKek(str(old.id), ca), "2.0").upload_blob(f"w{i}", b"w%d" % i)
+        new = keys.create_rsa_key("cmk", size=2048)
+        key, _ = KeyRef.parse(str(new.id))
+        queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
+        env = {
+            "AzureWebJobsStorage": local_azure["storage"]["connection_string"],
+            "ROTATION_LOCAL_PRINCIPAL": PRINCIPAL,
+            "ROTATION_CA_BUNDLE": ca,
+            "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
+            "ROTATION_ARM_ENDPOINT": "https://127.0.0.1:9",
+            "ROTATION_REWRAP_QUEUE": queue_name,
+            "ROTATION_LOG_FORMAT": "console",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings()
+        starter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=False)
+        starter.page_size = 3
+        starter.begin_rewrap("rot-trigger", key, str(new.properties.version), [location_of(container)])
+        queue = storage_queue(settings.storage_connection, queue_name)
+        trigger.reset()
+        invocations = 0
+
+        while messages := list(queue.receive_messages(max_messages=1)):
+            for message in messages:
+                trigger.data_keys().page_size = 3
+                invoke("rewrap_worker", func.QueueMessage(id=message.id, body=message.content.encode()))
+                queue.delete_message(message)
+                invocations += 1
+        done, summary = starter.rewrap_progress("rot-trigger")
+        trigger.reset()
+
+        assert invocations == 3
+        assert done is True
+        assert summary.rewrapped == 7
+        new_kek = VaultKek(str(new.id), ca)
+        reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
+        assert [reader.download_blob(f"w{i}").readall() for i in range(7)] == [b"w%d" % i for i in range(7)]
+        starter.close()
