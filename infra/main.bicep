@@ -27,7 +27,7 @@ param auditSigningKeyName string = ''
 @description('Name of the vault (one of vaults) that holds auditSigningKeyName.')
 param auditSigningKeyVaultName string = ''
 
-@description('Subscriptions searched for consumers (ROTATION_SUBSCRIPTIONS). The read-only CMK Rotation Reader role is assigned on each; the custom roles are assignable in each.')
+@description('Subscriptions searched for consumers and for the vaults (ROTATION_SUBSCRIPTIONS); every vault must be in one of them. The read-only CMK Rotation Reader role is assigned on each; the custom roles are assignable in each.')
 param consumerSubscriptionIds array = [
   subscription().subscriptionId
 ]
@@ -447,7 +447,6 @@ module vaultAccess 'modules/vaultAccess.bicep' = [for v in vaults: {
     consumerPrincipalIds: consumerPrincipalIds
     keyOperatorRoleId: roles.outputs.keyOperatorRoleId
     auditSignerRoleId: roles.outputs.auditSignerRoleId
-    readerRoleId: roles.outputs.readerRoleId
   }
 }]
 

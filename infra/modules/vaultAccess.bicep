@@ -1,5 +1,6 @@
 // Everything on one key vault: the Event Grid system topic, and role assignments at the narrowest
-// scope (the key, or the vault for the ARM read). Deployed into the vault's resource group.
+// scope, the key. Deployed into the vault's resource group. (The vault's own properties, soft delete and
+// purge protection, are read through CMK Rotation Reader on the consumer subscription that holds it.)
 
 targetScope = 'resourceGroup'
 
@@ -24,9 +25,6 @@ param keyOperatorRoleId string
 @description('Resource id of the CMK Rotation Audit Signer role.')
 param auditSignerRoleId string
 
-@description('Resource id of the CMK Rotation Reader role.')
-param readerRoleId string
-
 var cryptoServiceEncryptionUser = 'e147488a-f6f5-4113-8e2d-b22465e65bf6'
 var consumerCount = length(consumerPrincipalIds)
 
@@ -42,18 +40,6 @@ resource keys 'Microsoft.KeyVault/vaults/keys@2023-07-01' existing = [for k in k
 resource auditKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' existing = if (!empty(auditSigningKeyName)) {
   parent: vault
   name: empty(auditSigningKeyName) ? 'none' : auditSigningKeyName
-}
-
-// Plan: soft delete and purge protection are vault properties (ARM read).
-resource vaultRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, principalId, readerRoleId)
-  scope: vault
-  properties: {
-    roleDefinitionId: readerRoleId
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    description: 'CMK rotation: CMK Rotation Reader on vault'
-  }
 }
 
 resource keyOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (k, i) in keyNames: {
