@@ -68,6 +68,9 @@ param retireGraceHours string = '24'
 @description('The reconciler rotates keys expiring within this many days whose event was missed (ROTATION_NEAR_EXPIRY_DAYS).')
 param nearExpiryDays string = '30'
 
+@description('NCRONTAB schedule (with seconds) of the reconcile timer (ROTATION_RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 */15 * * * *'
+
 @description('Days Log Analytics keeps the Function app\'s logs and traces.')
 @minValue(30)
 @maxValue(730)
@@ -358,6 +361,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_NEAR_EXPIRY_DAYS'
           value: nearExpiryDays
+        }
+        {
+          name: 'ROTATION_RECONCILE_SCHEDULE'
+          value: reconcileSchedule
         }
         {
           name: 'ROTATION_JOURNAL_TABLE'
