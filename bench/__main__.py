@@ -24,7 +24,8 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
             failed += 1
             result = {"benchmark": module_info.name, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(result, indent=2), flush=True)
+        if result is not None:  # a main() that printed its own output
+            print(json.dumps(result, indent=2), flush=True)
     return 1 if failed else 0
 
 
