@@ -780,6 +780,24 @@ class TestThrottling:
         }
         assert counters(admin, vault)["throttled"] >= 1
 
+    def test_requests_are_weighted_by_key_type(
+        self, admin: KeyVaultAdmin, vault: dict[str, Any], make_keys: Callable[..., KeyClient]
+    ) -> None:
+        keys = make_keys(retry_total=0)
+        keys.create_ec_key("hsm", hardware_protected=True)  # EC-HSM: 2,000 per 10 s, so each request costs 2
+        admin.set_throttle(vault["name"], limit_per_10s=4)
+        attempts: list[int] = []
+
+        def get(i: int) -> None:
+            attempts.append(i)
+            keys.get_key("hsm")
+
+        with pytest.raises(HttpResponseError) as caught:
+            repeat(10, get)
+
+        assert caught.value.status_code == 429
+        assert len(attempts) == 3  # two served (2 + 2 = 4), the third refused
+
     def test_create_limit(
         self, admin: KeyVaultAdmin, vault: dict[str, Any], make_keys: Callable[..., KeyClient]
     ) -> None:
