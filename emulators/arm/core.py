@@ -48,6 +48,33 @@ class Call:
         return dict(self._json)
 
 
+def obj(value: Any, path: str, type_name: str) -> dict[str, Any]:
+    """``value`` as a JSON object (None as {}), or InvalidRequestContent naming the path, as ARM does."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.invalid_request_content(
+            f"Error converting value {json.dumps(value)[:40]} to type '{type_name}'. Path '{path}'"
+        )
+    return dict(value)
+
+
+def opt_str(value: Any, path: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise errors.invalid_request_content(
+        f"Error converting value {json.dumps(value)[:40]} to type 'String'. Path '{path}'"
+    )
+
+
+def tags(body: dict[str, Any]) -> dict[str, str]:
+    """The ``tags`` of a request: an object of strings."""
+    value = obj(body.get("tags"), "tags", "Dictionary`2[String,String]")
+    for key, item in value.items():
+        opt_str(item, f"tags.{key}")
+    return value
+
+
 def iso(ts: float) -> str:
     """ARM's timestamp form: ISO 8601 UTC with seven fractional digits and Z."""
     moment = dt.datetime.fromtimestamp(ts, dt.UTC)

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json, iso
+from emulators.arm.core import Call, Emulator, arm_json, iso, obj, opt_str, tags
 from emulators.arm.keyvault import KeyProblem
 from emulators.arm.versions import ML_LEGACY
 
@@ -134,8 +134,10 @@ class MlProvider:
                 }
             )
             workspace["identity"] = identity
-            workspace["tags"] = dict(body.get("tags") or {})
-            workspace["sku"] = body.get("sku") or (existing or {}).get("sku") or {"name": "Basic", "tier": "Basic"}
+            workspace["tags"] = tags(body)
+            workspace["sku"] = (
+                obj(body.get("sku"), "sku", "Sku") or (existing or {}).get("sku") or {"name": "Basic", "tier": "Basic"}
+            )
             kept = dict((existing or {}).get("properties", {}))
             kept.update({k: v for k, v in properties.items() if k != "encryption"})
             if existing is None and encryption is not None:
@@ -192,9 +194,9 @@ class MlProvider:
                 if name != "encryption":
                     workspace["properties"][name] = value
             if "tags" in body:
-                workspace["tags"] = dict(body.get("tags") or {})
+                workspace["tags"] = tags(body)
             if body.get("sku"):
-                workspace["sku"] = body["sku"]
+                workspace["sku"] = obj(body["sku"], "sku", "Sku")
             if "identity" in body:
                 workspace["identity"] = self.emulator.build_identity(body["identity"], workspace.get("identity"))
             key = workspace_id(call).lower()
@@ -250,8 +252,14 @@ class MlProvider:
             raise user_error(
                 f"encryption.status must be 'Enabled' or 'Disabled', not {status!r}.", "InvalidEncryptionStatus"
             )
-        kvp = encryption.get("keyVaultProperties")
-        if not isinstance(kvp, dict) or not kvp.get("keyVaultArmId") or not kvp.get("keyIdentifier"):
+        identity_block = obj(encryption.get("identity"), "properties.encryption.identity", "IdentityForCmk")
+        opt_str(identity_block.get("userAssignedIdentity"), "properties.encryption.identity.userAssignedIdentity")
+        kvp = obj(
+            encryption.get("keyVaultProperties"), "properties.encryption.keyVaultProperties", "KeyVaultProperties"
+        )
+        for field in ("keyVaultArmId", "keyIdentifier", "identityClientId"):
+            opt_str(kvp.get(field), f"properties.encryption.keyVaultProperties.{field}")
+        if not kvp.get("keyVaultArmId") or not kvp.get("keyIdentifier"):
             raise user_error(
                 "encryption.keyVaultProperties.keyVaultArmId and keyIdentifier are required.",
                 "MissingKeyVaultProperties",

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json
+from emulators.arm.core import Call, Emulator, arm_json, tags
 from emulators.arm.keyvault import KeyProblem
 from emulators.arm.state import LOCAL_TENANT_ID
 
@@ -40,9 +40,7 @@ class ResourcesProvider:
         if not isinstance(location, str) or not location:
             raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
         async with self.emulator.write_lock:
-            created = self.emulator.put_resource_group(
-                call.params["sub"], call.params["rg"], location, dict(body.get("tags") or {})
-            )
+            created = self.emulator.put_resource_group(call.params["sub"], call.params["rg"], location, tags(body))
         group = await self.emulator.resource_group(call.params["sub"], call.params["rg"])
         return arm_json(self._render_group(group), status=201 if created else 200)
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json, iso
+from emulators.arm.core import Call, Emulator, arm_json, iso, obj, opt_str, tags
 from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef
 
 TYPE = "Microsoft.Storage/storageAccounts"
@@ -119,6 +119,8 @@ class StorageProvider:
         if not isinstance(location, str) or not location:
             raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
         sku = body.get("sku")
+        if isinstance(sku, dict):
+            opt_str(sku.get("name"), "sku.name")
         if not isinstance(sku, dict) or str(sku.get("name", "")).lower() not in _SKUS:
             raise errors.ArmError(
                 400,
@@ -162,7 +164,7 @@ class StorageProvider:
             )
             account["sku"] = {"name": _SKUS[sku["name"].lower()][0], "tier": _SKUS[sku["name"].lower()][1]}
             account["kind"] = kind
-            account["tags"] = dict(body.get("tags") or {})
+            account["tags"] = tags(body)
             account["identity"] = self.emulator.build_identity(body.get("identity"), (existing or {}).get("identity"))
             await self._apply_properties(account, properties, now)
             account["provisioningState"] = "Creating" if existing is None else "Succeeded"
@@ -180,7 +182,7 @@ class StorageProvider:
             account = copy.deepcopy(self._find(call))
             now = self.emulator.store.now()
             if "sku" in body:
-                sku = body["sku"] or {}
+                sku = obj(body["sku"], "sku", "Sku")
                 if str(sku.get("name", "")).lower() not in _SKUS:
                     raise errors.ArmError(
                         400,
@@ -189,7 +191,7 @@ class StorageProvider:
                     )
                 account["sku"] = {"name": _SKUS[sku["name"].lower()][0], "tier": _SKUS[sku["name"].lower()][1]}
             if "tags" in body:
-                account["tags"] = dict(body.get("tags") or {})
+                account["tags"] = tags(body)
             if "kind" in body and body["kind"] is not None:
                 if body["kind"] not in _KINDS:
                     raise errors.ArmError(
@@ -286,17 +288,27 @@ class StorageProvider:
                 f"The value '{key_source}' is not valid for property 'encryption.keySource'. Valid values are: "
                 "Microsoft.Storage, Microsoft.Keyvault.",
             )
+        opt_str(key_source, "properties.encryption.keySource")
         result: dict[str, Any] = {"keySource": key_source}
-        result["services"] = encryption.get("services") or {
+        services = obj(encryption.get("services"), "properties.encryption.services", "EncryptionServices")
+        for service, settings in services.items():
+            obj(settings, f"properties.encryption.services.{service}", "EncryptionService")
+        result["services"] = services or {
             "blob": {"keyType": "Account", "enabled": True},
             "file": {"keyType": "Account", "enabled": True},
         }
         if "requireInfrastructureEncryption" in encryption:
             result["requireInfrastructureEncryption"] = encryption["requireInfrastructureEncryption"]
-        if encryption.get("identity"):
-            result["identity"] = dict(encryption["identity"])
+        identity = obj(encryption.get("identity"), "properties.encryption.identity", "EncryptionIdentity")
+        opt_str(identity.get("userAssignedIdentity"), "properties.encryption.identity.userAssignedIdentity")
+        if identity:
+            result["identity"] = identity
         if str(key_source).lower() == "microsoft.keyvault":
-            props = encryption.get("keyvaultproperties")
+            props = obj(
+                encryption.get("keyvaultproperties"), "properties.encryption.keyvaultproperties", "KeyVaultProperties"
+            )
+            for field in ("keyname", "keyversion", "keyvaulturi"):
+                opt_str(props.get(field), f"properties.encryption.keyvaultproperties.{field}")
             if not isinstance(props, dict) or not props.get("keyname") or not props.get("keyvaulturi"):
                 raise errors.ArmError(
                     400,

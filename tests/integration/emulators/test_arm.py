@@ -20,6 +20,8 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.storage import StorageManagementClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
@@ -701,3 +703,72 @@ class TestProcessLifecycle:
 
         assert process.returncode == 0
         assert listed == []  # the group exists (a missing one is ResourceGroupNotFound)
+
+
+_FIELDS = [
+    "location", "sku", "name", "kind", "tags", "identity", "type", "userAssignedIdentities", "properties",
+    "encryption", "keySource", "keyvaultproperties", "keyname", "keyversion", "keyvaulturi", "services", "blob",
+    "keyType", "enabled", "keyVaultProperties", "keyIdentifier", "keyVaultArmId", "status", "identityClientId",
+    "userAssignedIdentity", "description", "friendlyName",
+]  # fmt: skip
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "Microsoft.Keyvault", "StorageV2", "x"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=3), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+class TestNeverA500:
+    """Whatever JSON arrives at a write route, the answer is a success or an ARM-shaped 4xx, never a 500."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(body=_json_values, method_route=st.sampled_from(["PUT sa", "PATCH sa", "PUT ws", "PATCH ws", "PUT rg"]))
+    def test_fuzzed_bodies(self, world: World, body: Any, method_route: str) -> None:
+        targets = _fuzz_targets(world)
+        method, route = method_route.split()
+
+        response = world.storage(retry_total=0).send_request(HttpRequest(method, targets[route], json=body))
+
+        assert response.status_code < 500, response.text()
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}
+            assert response.json()["error"]["code"]
+
+
+_created_targets: dict[str, dict[str, str]] = {}
+
+
+def _fuzz_targets(world: World) -> dict[str, str]:
+    """URLs of an existing CMK storage account, CMK workspace and group (created once per world)."""
+    if world.subscription_id not in _created_targets:
+        identity_id, identity = identity_with_access(world)
+        name = account_name()
+        world.storage().storage_accounts.begin_create(
+            world.resource_group, name, cmk_account_body(world, identity_id, identity)
+        ).result()
+        workspace = {
+            "location": "eastus",
+            "identity": identity,
+            "properties": {
+                "encryption": {
+                    "status": "Enabled",
+                    "identity": {"userAssignedIdentity": identity_id},
+                    "keyVaultProperties": {
+                        "keyVaultArmId": world.vault["arm_id"],
+                        "keyIdentifier": world.keys.get_key(world.key_name).id,
+                    },
+                }
+            },
+        }
+        base = f"{world.arm_url}/subscriptions/{world.subscription_id}/resourceGroups/{world.resource_group}"
+        ws_url = f"{base}/providers/Microsoft.MachineLearningServices/workspaces/fuzz?api-version=2025-06-01"
+        assert world.storage().send_request(HttpRequest("PUT", ws_url, json=workspace)).status_code == 202
+        _created_targets[world.subscription_id] = {
+            "sa": f"{world.arm_url}{world.account_id(name)}?api-version=2025-01-01",
+            "ws": ws_url,
+            "rg": f"{base}?api-version=2021-04-01",
+        }
+    return _created_targets[world.subscription_id]
