@@ -20,6 +20,9 @@ from emulators.keyvault.throttle import Throttle
 log = logging.getLogger("emulators.keyvault.admin")
 
 
+_ERROR_CODES = {400: "BadRequest", 404: "NotFound", 409: "Conflict"}
+
+
 class AdminError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -45,7 +48,7 @@ class AdminApp:
         except AdminError as exc:
             status, result = (
                 exc.status,
-                {"error": {"code": "BadRequest" if exc.status == 400 else "NotFound", "message": exc.message}},
+                {"error": {"code": _ERROR_CODES.get(exc.status, "BadRequest"), "message": exc.message}},
             )
         except Exception:
             log.exception("admin request failed: %s %s", method, scope["path"])
@@ -66,6 +69,9 @@ class AdminApp:
             if method == "GET":
                 return 200, {"value": [v.describe() for v in service.vaults.values()]}
             if method == "POST":
+                name = _object(body).get("name")
+                if isinstance(name, str) and name in service.vaults:
+                    raise AdminError(409, f"vault {name!r} already exists")
                 vault = _checked(lambda: service.new_vault(_object(body)))
                 service.vaults[vault.name] = vault
                 await self.start_vault(vault)

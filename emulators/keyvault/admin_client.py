@@ -49,6 +49,15 @@ class KeyVaultAdmin:
     def create_vault(self, name: str, **options: Any) -> dict[str, Any]:
         return dict(self._call("POST", "/admin/vaults", {"name": name, **options}))
 
+    def ensure_vault(self, name: str, **options: Any) -> dict[str, Any]:
+        """Create the vault, or return it as it is if it already exists (e.g. after a restart)."""
+        try:
+            return self.create_vault(name, **options)
+        except AdminApiError as exc:
+            if exc.status != 409:
+                raise
+            return self.get_vault(name)
+
     def list_vaults(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/admin/vaults")["value"])
 

@@ -63,7 +63,7 @@ class Route:
 
 def route(method: str, path: str) -> Route:
     """Map method + path to a REST operation name; 404/405 in the service's shape otherwise."""
-    parts = [unquote(p) for p in path.split("/")[1:]]
+    parts = path.split("/")[1:]  # ASGI paths arrive percent-decoded
     if parts and parts[-1] == "" and len(parts) in (2, 5):
         parts.pop()  # "/keys/" and "/keys/{name}/{version}/wrapkey/" alike
     found: Route | None = None

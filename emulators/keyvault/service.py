@@ -98,8 +98,6 @@ class KeyVaultService:
         name = body.get("name")
         if not isinstance(name, str) or not VAULT_NAME.match(name) or "--" in name:
             raise ValueError("vault 'name' must be 3-24 characters: letters, digits and single hyphens")
-        if name in self.vaults:
-            raise ValueError(f"vault {name!r} already exists")
         vault = Vault(name=name, throttle=Throttle(**self.default_throttle.to_json()))
         for field_name, kind in (
             ("subscription_id", str),

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emulators.auth import make_token
-from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.keyvault.admin_client import AdminApiError, KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 
 SAMPLES = Path(__file__).parent / "test_keyvault_samples"
@@ -980,6 +980,16 @@ class TestAdmin:
         assert created["enable_purge_protection"] is True
         assert created["soft_delete_retention_days"] == 90
         assert name in {v["name"] for v in admin.list_vaults()}
+
+    def test_duplicate_vault_is_conflict_and_ensure_vault_is_idempotent(
+        self, admin: KeyVaultAdmin, vault: dict[str, Any]
+    ) -> None:
+        with pytest.raises(AdminApiError) as caught:
+            admin.create_vault(vault["name"])
+        again = admin.ensure_vault(vault["name"])
+
+        assert caught.value.status == 409
+        assert again == vault
 
     def test_counters(self, admin: KeyVaultAdmin, vault: dict[str, Any], keys: KeyClient) -> None:
         keys.create_ec_key("counted")
