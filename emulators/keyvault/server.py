@@ -65,13 +65,21 @@ def _bind(port: int) -> socket.socket:
 
 class Emulator:
     def __init__(
-        self, state_dir: Path, ready_file: Path, tls_cert: Path, tls_key: Path, vaults: Sequence[str] = ()
+        self,
+        state_dir: Path,
+        ready_file: Path,
+        tls_cert: Path,
+        tls_key: Path,
+        *,
+        vaults: Sequence[str] = (),
+        ca_bundle: Path | None = None,
     ) -> None:
         self.service = KeyVaultService(state_dir)
         self.ready_file = ready_file
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.initial_vaults = list(vaults)
+        self.ca_bundle = ca_bundle
         self.admin_url = ""
         self._servers: list[tuple[_Server, asyncio.Task[None]]] = []
 
@@ -108,7 +116,12 @@ class Emulator:
             self.write_ready_file()
 
     def write_ready_file(self) -> None:
-        ready = {"vaults": {name: v.url for name, v in self.service.vaults.items()}, "admin": self.admin_url}
+        ready: dict[str, Any] = {
+            "vaults": {name: v.url for name, v in self.service.vaults.items()},
+            "admin": self.admin_url,
+        }
+        if self.ca_bundle is not None:
+            ready["ca_bundle"] = str(self.ca_bundle)
         tmp = self.ready_file.with_name(self.ready_file.name + ".tmp")
         tmp.write_text(json.dumps(ready, indent=2))
         os.replace(tmp, self.ready_file)

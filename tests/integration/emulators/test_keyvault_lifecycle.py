@@ -279,3 +279,35 @@ class TestEmulatorsUp:
         assert endpoints["keyvault"]["vaults"]["kv-up"].startswith("https://127.0.0.1:")
         assert vaults == ["kv-up"]
         assert code == 0
+
+
+class TestStandalone:
+    """Started alone without TLS files, the emulator makes its own CA and names it in the ready file."""
+
+    def test_generated_ca(self, tmp_path: Path) -> None:
+        ready_file = tmp_path / "ready.json"
+        argv = [sys.executable, "-m", "emulators.keyvault", "--dir", str(tmp_path / "state")]
+        argv += ["--ready-file", str(ready_file), "--vault", "kv-solo"]
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(ready_file.exists, timeout=60)
+            ready = json.loads(ready_file.read_text())
+            keys = KeyClient(
+                ready["vaults"]["kv-solo"],
+                LocalDevelopmentCredential("solo"),
+                connection_verify=ready["ca_bundle"],
+                verify_challenge_resource=False,
+            )
+            key = keys.create_ec_key("solo")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+
+        assert Path(ready["ca_bundle"]).is_file()
+        assert key.id.startswith(ready["vaults"]["kv-solo"] + "/keys/solo/")
+        assert code == 0
