@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        timeout_graceful_shutdown=2,  # idle keep-alive clients must not hold up SIGTERM
     )
     server = _Server(config, args.ready_file, url)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler found at start:

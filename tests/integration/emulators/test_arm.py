@@ -140,6 +140,8 @@ def world(local_azure: dict[str, Any]) -> Iterator[World]:
     )
     key_name = f"cmk-{uuid.uuid4().hex[:6]}"
     keys.create_rsa_key(key_name, size=2048)
+    # Retry-After: 0 lets the SDK poll at its polling_interval (0.05 s here) instead of sleeping 1 s per LRO.
+    arm_admin.set_lro(retry_after_s=0, polls_until_done=1)
     yield World(local_azure, arm_admin, kv_admin, subscription_id, resource_group, vault, keys, key_name)
     arm_admin.set_role_assignments([])
     arm_admin.set_throttle(None, enabled=False)
@@ -700,6 +702,7 @@ class TestProcessLifecycle:
                 credential_scopes=[ARM_SCOPE],
             )
             listed = list(client.storage_accounts.list_by_resource_group(group))
+            client.close()
 
         assert process.returncode == 0
         assert listed == []  # the group exists (a missing one is ResourceGroupNotFound)
