@@ -1,0 +1,176 @@
+"""``plan``, ``rotate``, ``status`` and ``sweep``: the on-call engineer's rotation commands.
+
+- ``plan --key URI``: the key's consumers, what a rotation would change, and any blocker.
+- ``rotate --key URI [--dry-run] [--reason TEXT]``: rotate now, in this process (or show what would happen).
+- ``status [--key URI] [--active] [ROTATION_ID]``: one rotation in detail, or a table of rotations.
+- ``sweep``: run the reconciler once (resume, retire, rotate keys near expiry).
+
+Human-readable by default, ``--json`` for machines. Exit 1 when a rotation ends failed, refused or
+rolled back, or a sweep item failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import TYPE_CHECKING, Any
+
+from rotation.cli import EXIT_FAILED, EXIT_OK, emit, table
+
+if TYPE_CHECKING:
+    from rotation.service.deps import Dependencies
+
+_BAD = ("failed", "refused", "rolled_back", "needs_human")
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+        return parser
+
+    plan = add("plan", "show a key's consumers and what a rotation would change")
+    plan.add_argument("--key", required=True, metavar="URI", help="versionless key URI of a managed key")
+    plan.set_defaults(func=plan_command)
+
+    rotate = add("rotate", "rotate a managed key now and move every consumer to the new version")
+    rotate.add_argument("--key", required=True, metavar="URI", help="versionless key URI of a managed key")
+    rotate.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    rotate.add_argument("--reason", default="", help="why (recorded in the journal and audit trail)")
+    rotate.set_defaults(func=rotate_command)
+
+    status = add("status", "one rotation in detail, or recent rotations")
+    status.add_argument("rotation_id", nargs="?", metavar="ROTATION_ID")
+    status.add_argument("--key", metavar="URI", help="only rotations of this key")
+    status.add_argument("--active", action="store_true", help="only rotations not finished")
+    status.add_argument("--limit", type=int, default=20)
+    status.set_defaults(func=status_command)
+
+    sweep = add("sweep", "run the reconciler once: resume, retire due versions, rotate keys near expiry")
+    sweep.set_defaults(func=sweep_command)
+
+
+def _deps() -> Dependencies:
+    from rotation import bootstrap
+    from rotation.service.deps import build_dependencies
+
+    return build_dependencies(bootstrap.current(), inline=True)
+
+
+def _caller() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def render_plan(plan: dict[str, Any]) -> str:
+    rows = [
+        (c["kind"], c["resource_id"].rsplit("/", 1)[-1], c["before"], c["after"] or "(new)", c["status"])
+        for c in plan["consumers"]
+    ]
+    lines = [
+        f"key:      {plan['key_uri']}",
+        f"replaces: {plan['old_version']}",
+        f"verdict:  {'safe to rotate' if plan['ok'] else 'REFUSED'}",
+        "",
+        table(rows, ["kind", "consumer", "before", "after", "plan"]) if rows else "(no consumers found)",
+        f"unrelated CMK consumers left alone: {plan['unrelated_consumers']}",
+    ]
+    lines += [f"problem: {p}" for p in plan["problems"]]
+    return "\n".join(lines)
+
+
+def render_rotation(view: dict[str, Any]) -> str:
+    lines = [
+        f"rotation: {view['rotation_id']}  ({view['status']}{', dry run' if view['dry_run'] else ''})",
+        f"key:      {view['key_uri']}",
+        f"versions: {view['old_version'] or '-'} -> {view['new_version'] or '-'}",
+        f"trigger:  {view['trigger']['kind']}" + (f"  reason: {view['reason']}" if view["reason"] else ""),
+    ]
+    if view.get("retire_after"):
+        lines.append(f"retires old version after: {view['retire_after']}")
+    if view.get("error"):
+        lines.append(f"error:    {view['error']['code']}: {view['error']['message']}")
+    steps = [(s["name"], s["status"], s["detail"]) for s in view["steps"]]
+    if steps:
+        lines += ["", table(steps, ["step", "status", "detail"])]
+    consumers = [
+        (c["kind"], c["resource_id"].rsplit("/", 1)[-1], c["before"], c["after"], c["status"])
+        for c in view["consumers"]
+    ]
+    if consumers:
+        lines += ["", table(consumers, ["kind", "consumer", "before", "after", "status"])]
+    if view.get("rewrap"):
+        r = view["rewrap"]
+        lines.append(
+            f"\nre-wrap: {r['rewrapped']} re-wrapped, {r['already_current']} current, {len(r['failed'])} failed, "
+            f"{r['remaining_on_old_versions']} remaining"
+        )
+    return "\n".join(lines)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from rotation.service import plan
+
+    result = plan(_deps(), args.key).to_dict()
+    emit(args, result, render_plan)
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def rotate_command(args: argparse.Namespace) -> int:
+    from rotation.domain.model import Trigger, TriggerKind
+    from rotation.service import start_rotation
+
+    trigger = Trigger(TriggerKind.CLI, caller=_caller())
+    view = start_rotation(_deps(), args.key, trigger, reason=args.reason, dry_run=args.dry_run).to_dict()
+    emit(args, view, render_rotation)
+    return EXIT_FAILED if view["status"] in _BAD else EXIT_OK
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from rotation.service import get_rotation, list_rotations
+
+    deps = _deps()
+    if args.rotation_id:
+        view = get_rotation(deps, args.rotation_id).to_dict()
+        emit(args, view, render_rotation)
+        return EXIT_OK
+    views = [v.to_dict() for v in list_rotations(deps, args.key, active_only=args.active, limit=args.limit)]
+
+    def render(payload: list[dict[str, Any]]) -> str:
+        rows = [
+            (
+                v["rotation_id"],
+                v["key_uri"],
+                v["status"],
+                v["stage"],
+                f"{v['old_version'] or '-'} -> {v['new_version'] or '-'}",
+                v["updated_at"][:19].replace("T", " "),
+            )
+            for v in payload
+        ]
+        return table(rows, ["rotation", "key", "status", "stage", "versions", "updated (UTC)"]) if rows else "(none)"
+
+    emit(args, views, render)
+    return EXIT_OK
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from rotation.domain.model import Trigger, TriggerKind
+    from rotation.service import sweep
+
+    report = sweep(_deps(), Trigger(TriggerKind.CLI, caller=_caller()))
+    payload = report.to_dict()
+
+    def render(data: dict[str, Any]) -> str:
+        rows = [(i["key_uri"], i["rotation_id"] or "-", i["action"], i["detail"]) for i in data["items"]]
+        summary = ", ".join(
+            f"{n} {a}" for a in ("started", "resumed", "retired", "waiting", "failed") if (n := report.count(a))
+        )
+        return (table(rows, ["key", "rotation", "action", "detail"]) if rows else "nothing to do") + (
+            f"\n{summary}" if summary else ""
+        )
+
+    emit(args, payload, render)
+    return EXIT_FAILED if report.failed else EXIT_OK
