@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 
 # Each module defines ``register(subparsers: argparse._SubParsersAction) -> None`` and sets
 # ``func`` on its parsers: ``func(args: argparse.Namespace) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("rotation.cli.audit",)
+COMMAND_MODULES: tuple[str, ...] = ("rotation.cli.audit", "rotation.cli.rotations")
 
 
 class _Parser(argparse.ArgumentParser):
