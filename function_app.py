@@ -14,7 +14,12 @@ import azure.functions as func
 from rotation.api.app import create_app
 
 # Blueprint modules, each exposing ``bp: func.Blueprint``.
-BLUEPRINTS: tuple[str, ...] = ("rotation.triggers.rewrap", "rotation.triggers.events", "rotation.triggers.timer")
+BLUEPRINTS: tuple[str, ...] = (
+    "rotation.triggers.rewrap",
+    "rotation.triggers.events",
+    "rotation.triggers.timer",
+    "rotation.triggers.runner",
+)
 
 app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
 for _module in BLUEPRINTS:
