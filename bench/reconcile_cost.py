@@ -1,0 +1,117 @@
+"""What one tick of the ``reconcile`` timer function costs against a big vault, from the Key Vault emulator's counters.
+
+``python -m bench.reconcile_cost [--keys 5000]``: a vault of N keys, two of them managed (one inside
+the near-expiry window, one far from it), the timer function invoked once as the Functions host
+would, with the real adapters. The sweep should cost ceil(N / 25) ``getKeys`` page calls plus the one
+rotation it starts, never a call per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+MANAGED = ("managed-near-expiry", "managed-later")
+
+
+def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
+    """Seed a vault of ``keys`` keys in running local Azure, run ``reconcile`` once, return the counts.
+
+    Sets the app settings in ``os.environ`` (callers restore them).
+    """
+    from azure.functions.timer import TimerRequest
+    from azure.keyvault.keys import KeyClient
+
+    from emulators.arm.admin_client import ArmAdmin
+    from emulators.keyvault.admin_client import KeyVaultAdmin
+    from rotation.adapters.local_credential import LocalDevelopmentCredential
+    from rotation.api import deps as api_deps
+    from tests.functions_host import invoke
+
+    ca = endpoints["ca_bundle"]
+    principal = str(uuid.uuid4())
+    subscription = str(uuid.uuid4())
+    suffix = uuid.uuid4().hex[:6]
+    arm = ArmAdmin(endpoints["arm"]["admin"], ca)
+    arm.create_resource_group(subscription, f"rg-sweep-{suffix}")
+    arm.add_role_assignment(principal, "Contributor", f"/subscriptions/{subscription}")
+    kv = KeyVaultAdmin(endpoints["keyvault"]["admin"], ca)
+    vault = kv.create_vault(f"kv-sweep-{suffix}", subscription_id=subscription, resource_group=f"rg-sweep-{suffix}")
+    kv.set_throttle(vault["name"], enabled=False)
+    client = KeyClient(
+        vault["url"], LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False
+    )
+    now = datetime.now(UTC)
+    client.create_rsa_key(MANAGED[0], size=2048, expires_on=now + timedelta(days=5))
+    client.create_rsa_key(MANAGED[1], size=2048, expires_on=now + timedelta(days=300))
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.create_ec_key(f"bulk-{i:05d}"), range(keys - len(MANAGED))))
+    seeded_s = time.monotonic() - started
+    os.environ.update(
+        {
+            "AzureWebJobsStorage": endpoints["storage"]["connection_string"],
+            "ROTATION_MANAGED_KEYS": ",".join(f"{vault['url']}/keys/{name}" for name in MANAGED),
+            "ROTATION_SUBSCRIPTIONS": subscription,
+            "ROTATION_ARM_ENDPOINT": endpoints["arm"]["url"],
+            "ROTATION_CA_BUNDLE": ca,
+            "ROTATION_LOCAL_PRINCIPAL": principal,
+            "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
+            "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
+            "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
+            "ROTATION_REWRAP_QUEUE": f"sweep-{suffix}",
+            "ROTATION_LOG_LEVEL": "WARNING",
+        }
+    )
+    from rotation import bootstrap
+
+    bootstrap.override(None)
+    api_deps.override(None)
+    api_deps.use_inline_dispatch(True)
+    kv.reset_counters()
+    started = time.monotonic()
+    try:
+        invoke("reconcile", TimerRequest())
+    finally:
+        api_deps.use_inline_dispatch(False)
+    swept_s = time.monotonic() - started
+    counters = dict(kv.counters().get(vault["name"], {}))
+    return {
+        "benchmark": "reconcile_cost",
+        "keys_in_vault": keys,
+        "list_calls": counters.get("getKeys", 0),
+        "other_key_vault_calls": sum(counters.values()) - counters.get("getKeys", 0),
+        "key_vault_calls": counters,
+        "versions": {name: sum(1 for _ in client.list_properties_of_key_versions(name)) for name in MANAGED},
+        "seed_seconds": round(seeded_s, 1),
+        "sweep_seconds": round(swept_s, 2),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.reconcile_cost")
+    parser.add_argument("--keys", type=int, default=5000, help="keys in the vault (default 5000)")
+    args = parser.parse_args(argv)
+    from emulators.localazure import LocalAzure
+
+    saved = dict(os.environ)
+    try:
+        with LocalAzure(Path(tempfile.mkdtemp(prefix="bench-reconcile-"))) as local:
+            return measure_sweep(local.endpoints, args.keys)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))
