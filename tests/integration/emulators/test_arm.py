@@ -295,6 +295,22 @@ class TestRepointStorageAccount:
         assert reread.encryption.key_vault_properties.current_versioned_key_identifier == first.id
         assert reread.encryption.key_vault_properties.key_version == first.properties.version
 
+    def test_any_write_is_refused_while_the_version_in_use_is_disabled(self, world: World) -> None:
+        identity_id, identity = identity_with_access(world)
+        version = world.keys.get_key(world.key_name).properties.version
+        name = account_name()
+        client = world.storage()
+        client.storage_accounts.begin_create(
+            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
+        ).result()
+        world.keys.update_key_properties(world.key_name, version, enabled=False)
+
+        with pytest.raises(HttpResponseError) as caught:
+            client.storage_accounts.update(world.resource_group, name, {"tags": {"touched": "yes"}})
+
+        assert arm_error(caught.value)["code"] == "KeyVaultKeyDisabled"
+        assert client.storage_accounts.get_properties(world.resource_group, name).tags == {}
+
     def test_unknown_version_is_refused(self, world: World) -> None:
         identity_id, identity = identity_with_access(world)
         name = account_name()

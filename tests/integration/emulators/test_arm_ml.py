@@ -108,6 +108,22 @@ class TestReadWorkspaces:
         assert not listed[plain].has_cmk
 
 
+class TestLegacySdkLifecycle:
+    """The 2020-08-01 SDK lists and deletes workspaces; a deleted workspace is then not found."""
+
+    def test_list_and_delete(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        client = legacy_client(world)
+
+        listed = [w.name for w in client.workspaces.list_by_resource_group(world.resource_group)]
+        client.workspaces.begin_delete(world.resource_group, created.name).result()
+
+        assert listed == [created.name]
+        with aml(world) as aml_client, pytest.raises(PreconditionFailed) as caught:
+            aml_client.get_workspace(created.workspace_id)
+        assert "ResourceNotFound" in caught.value.message
+
+
 class TestUpdateKeyIdentifier:
     """PATCH keyIdentifier is a polled LRO; only a usable key in the original vault is accepted."""
 
