@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from emulators.arm import errors
 from emulators.arm.core import Emulator
 from emulators.arm.rbac import UnknownRole, role_of
+from emulators.arm.state import State
 from emulators.arm.storage import StorageProvider
 
 _FAULT_KINDS = ("status", "latency", "drop")
@@ -31,7 +32,7 @@ class AdminApi:
         self.storage = storage
 
     @property
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self) -> State:
         return self.emulator.state
 
     async def handle(self, request: Request) -> Response:

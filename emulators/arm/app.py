@@ -195,8 +195,10 @@ class ArmApp:
             return DroppedResponse()
         except Exception:  # the emulator must keep serving; the failure is logged and shaped like ARM's
             log.exception("unexpected error serving %s %s", request.method, path)
-            error = errors.ArmError(500, "InternalServerError", "Encountered internal server error. Please try again.")
-            return arm_json(error.body(), status=500)
+            internal = errors.ArmError(
+                500, "InternalServerError", "Encountered internal server error. Please try again."
+            )
+            return arm_json(internal.body(), status=500)
 
     # -- the ARM pipeline -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from emulators.arm import errors
 from emulators.arm.keyvault import KeyVaultGateway
-from emulators.arm.state import LOCAL_TENANT_ID, Store
+from emulators.arm.state import LOCAL_TENANT_ID, State, Store
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Emulator:
         self.recent_writes: list[float] = []
 
     @property
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self) -> State:
         return self.store.state
 
     # -- resource groups --------------------------------------------------------------------

@@ -64,7 +64,7 @@ class MlProvider:
 
     @property
     def workspaces(self) -> dict[str, dict[str, Any]]:
-        return self.emulator.state.workspaces  # type: ignore[no-any-return]
+        return self.emulator.state.workspaces
 
     def _find(self, call: Call) -> dict[str, Any]:
         workspace = self.workspaces.get(workspace_id(call).lower())
@@ -122,7 +122,7 @@ class MlProvider:
                     )
             elif encryption is not None:
                 await self._validate_new_encryption(call, encryption, identity)
-            workspace = (
+            workspace: dict[str, Any] = (
                 copy.deepcopy(existing)
                 if existing
                 else {
@@ -147,7 +147,7 @@ class MlProvider:
             self.workspaces[key] = workspace
             headers = self.emulator.start_operation(
                 call,
-                f"{'Microsoft.MachineLearningServices'}/locations/{location}/workspaceOperationsStatus",
+                f"Microsoft.MachineLearningServices/locations/{location}/workspaceOperationsStatus",
                 workspace["id"],
                 "ml",
             )
@@ -209,7 +209,7 @@ class MlProvider:
             self.workspaces[key] = workspace
             headers = self.emulator.start_operation(
                 call,
-                f"{'Microsoft.MachineLearningServices'}/locations/{workspace['location']}/workspaceOperationsStatus",
+                f"Microsoft.MachineLearningServices/locations/{workspace['location']}/workspaceOperationsStatus",
                 workspace["id"],
                 "ml",
             )

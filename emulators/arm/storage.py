@@ -68,7 +68,7 @@ class StorageProvider:
 
     @property
     def accounts(self) -> dict[str, dict[str, Any]]:
-        return self.emulator.state.storage_accounts  # type: ignore[no-any-return]
+        return self.emulator.state.storage_accounts
 
     def _find(self, call: Call) -> dict[str, Any]:
         account = self.accounts.get(account_id(call).lower())
