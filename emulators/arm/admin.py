@@ -61,6 +61,8 @@ class AdminApi:
             ("DELETE", "/admin/faults"): self._clear_faults,
             ("GET", "/admin/lro"): self._get_lro,
             ("PUT", "/admin/lro"): self._put_lro,
+            ("GET", "/admin/paging"): self._get_paging,
+            ("PUT", "/admin/paging"): self._put_paging,
             ("GET", "/admin/counters"): self._get_counters,
             ("DELETE", "/admin/counters"): self._reset_counters,
             ("POST", "/admin/resource-groups"): self._add_group,
@@ -192,6 +194,16 @@ class AdminApi:
                 raise _bad("polls_until_done must be a whole number, 1 or more")
             lro.polls_until_done = body["polls_until_done"]
         return await self._get_lro(request, None)
+
+    async def _get_paging(self, _request: Request, _body: Any) -> Response:
+        return JSONResponse({"page_size": self.state.page_size})
+
+    async def _put_paging(self, request: Request, body: dict[str, Any]) -> Response:
+        size = body.get("page_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise _bad("page_size must be a positive integer, or null for no paging")
+        self.state.page_size = size
+        return await self._get_paging(request, None)
 
     async def _get_counters(self, _request: Request, _body: Any) -> Response:
         return JSONResponse(dict(sorted(self.state.counters.items())))

@@ -89,6 +89,10 @@ class ArmAdmin:
         }
         return dict(self._call("PUT", "/admin/lro", body))
 
+    def set_page_size(self, page_size: int | None) -> None:
+        """Page list responses (absolute ``nextLink`` with ``$skiptoken``); None lists everything at once."""
+        self._call("PUT", "/admin/paging", {"page_size": page_size})
+
     def counters(self) -> dict[str, int]:
         """Requests per operation name (e.g. ``Workspaces_Update``, ``Workspaces_OperationStatus``)."""
         return dict(self._call("GET", "/admin/counters"))

@@ -185,6 +185,22 @@ class Emulator:
                 return dict(entry)
         return None
 
+    # -- paging -----------------------------------------------------------------------------
+
+    def page(self, call: Call, items: list[dict[str, Any]]) -> Response:
+        """A list response; with ``/admin/paging`` set, one page plus an absolute ``nextLink``."""
+        size = self.state.page_size
+        try:
+            start = max(0, int(call.query.get("$skiptoken", "0")))
+        except ValueError:
+            raise errors.ArmError(400, "InvalidSkipToken", "The skip token is not valid.") from None
+        if not size:
+            return arm_json({"value": items[start:]})
+        body: dict[str, Any] = {"value": items[start : start + size]}
+        if start + size < len(items):
+            body["nextLink"] = f"{call.base_url}{call.path}?api-version={call.api_version}&$skiptoken={start + size}"
+        return arm_json(body)
+
     # -- long-running operations ------------------------------------------------------------
 
     def start_operation(self, call: Call, provider_path: str, resource_id: str, kind: str) -> dict[str, str]:

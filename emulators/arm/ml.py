@@ -79,14 +79,14 @@ class MlProvider:
     async def list_by_resource_group(self, call: Call) -> Response:
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
         prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-        return self._list(prefix)
+        return self._list(call, prefix)
 
     async def list(self, call: Call) -> Response:
-        return self._list(f"/subscriptions/{call.params['sub']}/".lower())
+        return self._list(call, f"/subscriptions/{call.params['sub']}/".lower())
 
-    def _list(self, prefix: str) -> Response:
+    def _list(self, call: Call, prefix: str) -> Response:
         found = [w for key, w in sorted(self.workspaces.items()) if key.startswith(prefix)]
-        return arm_json({"value": [self.render(w) for w in found]})
+        return self.emulator.page(call, [self.render(w) for w in found])
 
     async def create(self, call: Call) -> Response:
         body = call.json()

@@ -47,7 +47,7 @@ class ResourcesProvider:
     async def list_groups(self, call: Call) -> Response:
         prefix = f"/subscriptions/{call.params['sub']}/".lower()
         groups = [g for key, g in sorted(self.emulator.state.resource_groups.items()) if key.startswith(prefix)]
-        return arm_json({"value": [self._render_group(g) for g in groups]})
+        return self.emulator.page(call, [self._render_group(g) for g in groups])
 
     # -- vaults -----------------------------------------------------------------------------
 
@@ -99,4 +99,4 @@ class ResourcesProvider:
             await self.emulator.resource_group(call.params["sub"], call.params["rg"])
             prefix += f"resourcegroups/{call.params['rg']}/".lower()
         found = [v for v in await self._vaults() if str(v.get("arm_id", "")).lower().startswith(prefix)]
-        return arm_json({"value": [self.render_vault(v) for v in found]})
+        return self.emulator.page(call, [self.render_vault(v) for v in found])

@@ -44,6 +44,7 @@ class State:
     lro: LroSettings = field(default_factory=LroSettings)
     throttle: Throttle = field(default_factory=Throttle)
     faults: list[dict[str, Any]] = field(default_factory=list)
+    page_size: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
 
 

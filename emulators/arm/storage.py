@@ -87,16 +87,16 @@ class StorageProvider:
     async def list_by_resource_group(self, call: Call) -> Response:
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
         prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-        return await self._list(prefix)
+        return await self._list(call, prefix)
 
     async def list(self, call: Call) -> Response:
-        return await self._list(f"/subscriptions/{call.params['sub']}/".lower())
+        return await self._list(call, f"/subscriptions/{call.params['sub']}/".lower())
 
-    async def _list(self, prefix: str) -> Response:
+    async def _list(self, call: Call, prefix: str) -> Response:
         found = [a for key, a in sorted(self.accounts.items()) if key.startswith(prefix)]
         for account in found:
             await self.daily_check(account)
-        return arm_json({"value": [self.render(a) for a in found]})
+        return self.emulator.page(call, [self.render(a) for a in found])
 
     async def create(self, call: Call) -> Response:
         body = call.json()

@@ -147,6 +147,7 @@ def world(local_azure: dict[str, Any]) -> Iterator[World]:
     arm_admin.set_throttle(None, enabled=False)
     arm_admin.clear_faults()
     arm_admin.set_lro(retry_after_s=1, polls_until_done=1)
+    arm_admin.set_page_size(None)
 
 
 def identity_with_access(world: World) -> tuple[str, dict[str, Any]]:
@@ -408,6 +409,24 @@ class TestStorageListAndDelete:
         with pytest.raises(ResourceNotFoundError) as caught:
             client.storage_accounts.get_properties(world.resource_group, name)
         assert arm_error(caught.value)["code"] == "ResourceNotFound"
+
+
+class TestPaging:
+    """With paging on, lists answer pages linked by an absolute nextLink, and the SDK follows them."""
+
+    def test_sdk_follows_next_links(self, world: World) -> None:
+        client = world.storage()
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        names = sorted(account_name() for _ in range(3))
+        for name in names:
+            client.storage_accounts.begin_create(world.resource_group, name, body).result()
+        world.arm_admin.set_page_size(2)
+        world.arm_admin.reset_counters()
+
+        listed = sorted(a.name for a in client.storage_accounts.list())
+
+        assert listed == names
+        assert world.arm_admin.counters()["StorageAccounts_List"] == 2
 
 
 class TestApiVersions:

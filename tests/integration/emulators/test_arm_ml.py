@@ -108,6 +108,25 @@ class TestReadWorkspaces:
         assert not listed[plain].has_cmk
 
 
+class TestListPages:
+    """list_workspaces follows nextLink across pages."""
+
+    def test_all_pages_are_read(self, world: World) -> None:
+        names = {workspace_name() for _ in range(3)}
+        for name in names:
+            legacy_client(world).workspaces.begin_create_or_update(
+                world.resource_group, name, Workspace(location="eastus")
+            ).result()
+        world.arm_admin.set_page_size(2)
+        world.arm_admin.reset_counters()
+
+        with aml(world) as client:
+            listed = {w.name for w in client.list_workspaces(world.subscription_id)}
+
+        assert listed == names
+        assert world.arm_admin.counters()["Workspaces_ListBySubscription"] == 2
+
+
 class TestLegacySdkLifecycle:
     """The 2020-08-01 SDK lists and deletes workspaces; a deleted workspace is then not found."""
 
