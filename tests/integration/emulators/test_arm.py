@@ -497,6 +497,18 @@ class TestArmErrorShapes:
         assert response.json()["error"]["code"] == code
         assert client.send_request(HttpRequest("GET", url)).status_code == response.status_code
 
+    def test_request_without_token_is_401(self, world: World) -> None:
+        from azure.core import PipelineClient
+
+        anonymous: PipelineClient[HttpRequest, Any] = PipelineClient(world.arm_url, connection_verify=world.ca)
+        url = f"{world.arm_url}/subscriptions/{world.subscription_id}/providers/Microsoft.Storage/storageAccounts"
+
+        response = anonymous.send_request(HttpRequest("GET", url, params={"api-version": "2025-01-01"}))
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "AuthenticationFailed"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
     def test_invalid_account_name(self, world: World) -> None:
         with pytest.raises(HttpResponseError) as caught:
             world.storage().storage_accounts.begin_create(
