@@ -179,37 +179,45 @@ class TableAuditLog:
             log.info("audit_record_duplicate", record_id=record.record_id)
             return record.record_id
         body = fit_body(record, MAX_BODY)
+        head, etag = self._read_head()
+        seq = head.seq + 1
+        prev_hash = self._hash_of(head.seq) if head.seq else GENESIS_HASH
+        if prev_hash is None:  # the head names a record that is not there: let verify say so
+            raise PreconditionFailed(f"the audit head names record #{head.seq}, which is missing; run audit verify")
         for _attempt in range(self._max_attempts):
-            head, etag = self._read_head()
-            seq = head.seq + 1
-            prev_hash = self._hash_of(head.seq) if head.seq else GENESIS_HASH
-            if prev_hash is None:  # the head names a record that is not there: let verify say so
-                raise PreconditionFailed(f"the audit head names record #{head.seq}, which is missing; run audit verify")
             digest = chain_hash(seq, prev_hash, body)
             try:
                 with _storage("append an audit record"):
                     self._table.create_entity(self._record_entity(seq, prev_hash, digest, body, record))
             except ResourceExistsError:
-                self._catch_up(head, etag)
-                time.sleep(random.uniform(0, 0.01))  # noqa: S311 (jitter, not security)
+                # Another appender took ``seq``: chain onto its record and try the next number.
+                found = self._hash_of(seq)
+                if found is None:  # gone again between the two calls: only tampering does that
+                    raise PreconditionFailed(
+                        f"audit record #{seq} exists and then does not; run audit verify"
+                    ) from None
+                seq, prev_hash = seq + 1, found
+                time.sleep(random.uniform(0, 0.002))  # noqa: S311 (jitter, not security)
                 continue
-            self._move_head(Head(seq, digest), etag)
-            # suppress: an earlier attempt of this append indexed it
-            with _storage("index an audit record"), suppress(ResourceExistsError):
-                self._table.create_entity(
-                    {
-                        "PartitionKey": IDS,
-                        "RowKey": id_key(record.record_id),
-                        "seq": seq,
-                        "record_id": record.record_id,
-                    }
-                )
-            self._archive_record(seq, prev_hash, digest, body, record)
-            self._log(seq, prev_hash, digest, record)
-            if self.signer is not None and self.checkpoint_every > 0 and seq % self.checkpoint_every == 0:
-                self._periodic_checkpoint()
-            return record.record_id
-        raise TransientError(f"could not append an audit record after {self._max_attempts} attempts (contention)")
+            break
+        else:
+            raise TransientError(f"could not append an audit record after {self._max_attempts} attempts (contention)")
+        self._advance_head(Head(seq, digest), etag)
+        # suppress: an earlier attempt of this append indexed it
+        with _storage("index an audit record"), suppress(ResourceExistsError):
+            self._table.create_entity(
+                {
+                    "PartitionKey": IDS,
+                    "RowKey": id_key(record.record_id),
+                    "seq": seq,
+                    "record_id": record.record_id,
+                }
+            )
+        self._archive_record(seq, prev_hash, digest, body, record)
+        self._log(seq, prev_hash, digest, record)
+        if self.signer is not None and self.checkpoint_every > 0 and seq % self.checkpoint_every == 0:
+            self._periodic_checkpoint()
+        return record.record_id
 
     def _record_entity(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> dict[str, Any]:
         chunks = [body[i : i + _CHUNK] for i in range(0, len(body), _CHUNK)] or [""]
@@ -256,12 +264,15 @@ class TableAuditLog:
                 return False  # someone else moved it; they saw at least as far
         return True
 
-    def _catch_up(self, head: Head, etag: str | None) -> None:
-        """Another appender took ``head.seq + 1``; move the head past it if they have not yet."""
-        seq = head.seq + 1
-        found = self._hash_of(seq)
-        if found is not None:
-            self._move_head(Head(seq, found), etag)
+    def _advance_head(self, head: Head, etag: str | None) -> None:
+        """Move the head forward to ``head`` unless someone already moved it as far (it never moves back)."""
+        for _attempt in range(5):
+            if self._move_head(head, etag):
+                return
+            current, etag = self._read_head()
+            if current.seq >= head.seq:
+                return
+        # Still lagging after repeated races: harmless, the next appender walks past it.
 
     def _hash_of(self, seq: int) -> str | None:
         with _storage("read an audit record"):
