@@ -22,6 +22,7 @@ from azure.keyvault.keys import KeyClient
 
 from bench.reconcile_cost import measure_sweep
 from demo.estate import Estate, seed_estate
+from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import free_port
 from rotation.adapters.local_credential import LocalDevelopmentCredential
@@ -31,7 +32,16 @@ from tests.functions_host import invoke
 
 
 @pytest.fixture
-def estate(local_azure: dict[str, Any]) -> Iterator[Estate]:
+def arm_roles_restored(local_azure: dict[str, Any]) -> Iterator[None]:
+    """The ARM emulator's role assignments are shared by the session: leave them as they were found."""
+    arm = ArmAdmin(local_azure["arm"]["admin"], local_azure["ca_bundle"])
+    saved = arm.role_assignments()
+    yield
+    arm.set_role_assignments(saved)
+
+
+@pytest.fixture
+def estate(local_azure: dict[str, Any], arm_roles_restored: None) -> Iterator[Estate]:
     seeded = seed_estate(local_azure, blobs=6)
     seeded.apply(ROTATION_LOG_FORMAT="console", ROTATION_LOG_LEVEL="WARNING")
     api_deps.override(None)
@@ -168,6 +178,7 @@ class TestReconciler:
     ``python -m bench.reconcile_cost`` runs the same measurement with 5,000 keys (200 list calls).
     """
 
+    @pytest.mark.usefixtures("arm_roles_restored")
     def test_one_thousand_keys_cost_forty_list_calls(self, local_azure: dict[str, Any]) -> None:
         result = measure_sweep(local_azure, keys=1000)
 
