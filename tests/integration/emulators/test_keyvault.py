@@ -981,6 +981,23 @@ class TestAdmin:
         assert created["soft_delete_retention_days"] == 90
         assert name in {v["name"] for v in admin.list_vaults()}
 
+    def test_vaults_are_separate(
+        self, admin: KeyVaultAdmin, vault: dict[str, Any], keys: KeyClient, ca_bundle: str
+    ) -> None:
+        other = admin.create_vault(f"kv{uuid.uuid4().hex[:12]}")
+        other_keys = KeyClient(
+            other["url"],
+            LocalDevelopmentCredential("tester"),
+            connection_verify=ca_bundle,
+            verify_challenge_resource=False,
+        )
+        keys.create_ec_key("only-here")
+
+        with pytest.raises(ResourceNotFoundError):
+            other_keys.get_key("only-here")
+
+        assert other["url"] != vault["url"]
+
     def test_duplicate_vault_is_conflict_and_ensure_vault_is_idempotent(
         self, admin: KeyVaultAdmin, vault: dict[str, Any]
     ) -> None:
