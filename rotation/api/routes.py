@@ -115,7 +115,7 @@ def get_rotation(rotation_id: RotationId, deps: Deps) -> JSONResponse:
     "/rotations",
     summary="Rotations, newest first",
     response_model=None,
-    responses={200: {"model": RotationList, "description": "The rotations"}, **_ERRORS},
+    responses={200: {"model": RotationList, "description": "The rotations"}, **_ERRORS, **_NOT_FOUND},
 )
 def list_rotations(
     deps: Deps,

@@ -206,6 +206,12 @@ class TestReads:
         assert status == 200
         assert len(body["rotations"]) == 1
 
+    def test_list_of_unmanaged_key_is_404(self, estate: tuple[Estate, str]) -> None:
+        status, body = _get("/api/rotations", {"key": "https://kv-main.vault.azure.net/keys/nobody"})
+
+        assert status == 404
+        assert body["error"]["code"] == "UnknownKey"
+
     def test_limit_is_bounded(self, estate: tuple[Estate, str]) -> None:
         status, body = _get("/api/rotations", {"limit": "100000"})
 
