@@ -159,6 +159,10 @@ def raw(vault: dict[str, Any], ca_bundle: str) -> Callable[..., requests.Respons
     return call
 
 
+def emulator_now(admin: KeyVaultAdmin) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(admin.now()), dt.UTC)
+
+
 def repeat(times: int, call: Callable[[int], object]) -> None:
     for i in range(times):
         call(i)
@@ -570,12 +574,12 @@ class TestCrypto:
         assert caught.value.error.message == "Operation unwrapKey is not allowed on a disabled key."
 
     def test_expired_version_refuses_wrap_but_still_unwraps(
-        self, keys: KeyClient, raw: Callable[..., requests.Response]
+        self, keys: KeyClient, raw: Callable[..., requests.Response], admin: KeyVaultAdmin
     ) -> None:
         key = keys.create_rsa_key("rsa-exp")
         path = f"/keys/rsa-exp/{key.properties.version}"
         wrapped = raw("POST", f"{path}/wrapkey?api-version=7.6", json={"alg": "RSA-OAEP-256", "value": "AAAA"}).json()
-        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        past = emulator_now(admin) - dt.timedelta(days=1)  # the shared emulator's clock may have been moved
         keys.update_key_properties(key.name, key.properties.version, expires_on=past)
 
         refused = raw("POST", f"{path}/wrapkey?api-version=7.6", json={"alg": "RSA-OAEP-256", "value": "AAAA"})
@@ -589,9 +593,9 @@ class TestCrypto:
         assert unwrapped.status_code == 200  # Key Vault never crypto-locks data: unwrap stays allowed
 
     def test_not_yet_valid_version_refuses_sign(
-        self, keys: KeyClient, make_crypto: Callable[..., CryptographyClient]
+        self, keys: KeyClient, make_crypto: Callable[..., CryptographyClient], admin: KeyVaultAdmin
     ) -> None:
-        future = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+        future = emulator_now(admin) + dt.timedelta(days=3)
         key = keys.create_ec_key("later", not_before=future)
 
         with pytest.raises(HttpResponseError) as caught:
