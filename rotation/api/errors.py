@@ -44,6 +44,7 @@ log = get_logger("rotation.api")
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_RETRY_AFTER_S = 30
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
 _NOT_FOUND_CODES = frozenset({"UnknownKey", "RotationNotFound", "AuditRecordNotFound"})
 
 
@@ -91,6 +92,9 @@ def _validation_message(errors: Sequence[Any]) -> str:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__") or "request"
         if error.get("type") == "json_invalid":
             parts.append("body: is not valid JSON")
+            continue
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in _NOT_AN_OBJECT:
+            parts.append("body: must be a JSON object, sent with Content-Type: application/json")
             continue
         parts.append(f"{location}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)[:1000]

@@ -110,7 +110,7 @@ class TestRefusals:
             ({"key": KEY.uri, "extra": 1}, "body.extra"),
             ({"key": "https://kv-main.vault.azure.net/secrets/cmk"}, "not a Key Vault key URI"),
             ({"key": KEY.version_uri("abc123")}, "versionless"),
-            ([KEY.uri], "body"),
+            ([KEY.uri], "must be a JSON object"),
         ],
     )
     def test_malformed_body_is_400(self, estate: tuple[Estate, str], body: Any, fragment: str) -> None:
@@ -122,6 +122,12 @@ class TestRefusals:
         assert fragment in reply["error"]["message"]
         assert "Traceback" not in json.dumps(reply)
         assert fakes.journal.list() == []
+
+    def test_body_without_json_content_type_is_explained(self, estate: tuple[Estate, str]) -> None:
+        resp = http("POST", "/api/rotations", body=json.dumps({"key": KEY.uri}).encode(), headers={})
+
+        assert resp.status_code == 400
+        assert "Content-Type: application/json" in json.loads(resp.get_body())["error"]["message"]
 
     def test_unknown_key_is_404(self, estate: tuple[Estate, str]) -> None:
         status, reply, _ = _post({"key": "https://kv-main.vault.azure.net/keys/nobody"})
