@@ -447,19 +447,24 @@ class TableAuditLog:
         head, etag = self._read_head()
         archive: dict[int, ArchivedRecord] | None = None
         checkpoints = {c.seq: c for c in self.checkpoints()}
+        unreadable: tuple[str, ...] = ()
         if self._archive is not None:
-            archived_records, archived_checkpoints = self._archive.read()
-            archive = archived_records
-            # A checkpoint deleted from the table still anchors the chain through its archived copy.
-            for checkpoint in archived_checkpoints:
-                checkpoints.setdefault(checkpoint.seq, checkpoint)
+            try:
+                archived_records, archived_checkpoints = self._archive.read()
+            except AzureError as exc:
+                unreadable = (f"the archive {self._archive.container_name} could not be read ({type(exc).__name__})",)
+            else:
+                archive = archived_records
+                # A checkpoint deleted from the table still anchors the chain through its archived copy.
+                for checkpoint in archived_checkpoints:
+                    checkpoints.setdefault(checkpoint.seq, checkpoint)
         signer = self.signer
 
         def signature_valid(checkpoint: Checkpoint) -> bool:
             assert signer is not None
             return signer.verify(checkpoint.key_id, checkpoint.algorithm, checkpoint.digest(), checkpoint.signature)
 
-        return verify(
+        report = verify(
             entries,
             head if etag is not None else None,
             list(checkpoints.values()),
@@ -467,6 +472,7 @@ class TableAuditLog:
             ids_by_seq=ids,
             archive=archive,
         )
+        return replace(report, warnings=report.warnings + unreadable) if unreadable else report
 
 
 def _body(entity: Any) -> str:

@@ -132,6 +132,35 @@ class TestOutcomeRecords:
         assert store.verify().ok
 
 
+class TestResilience:
+    """The chain survives a lost head and an archive outage; neither blocks the rotation being recorded."""
+
+    def test_appends_walk_past_a_missing_head(self, store: TableAuditLog, raw: TableClient) -> None:
+        for outcome in OUTCOMES[:3]:
+            store.append(make_record(outcome))
+        raw.delete_entity("head", "head")
+
+        store.append(make_record("failed"))
+
+        stored = store.stored()
+        assert [s.seq for s in stored] == [1, 2, 3, 4]
+        assert stored[3].prev_hash == stored[2].hash
+        assert raw.get_entity("head", "head")["seq"] == 4
+        assert store.verify().ok
+
+    def test_an_archive_outage_only_warns(self, storage_connection: str, table_name: str) -> None:
+        store = TableAuditLog(storage_connection, table_name, archive_container="x")  # a name storage refuses
+
+        with capture_logs() as logs:
+            store.append(make_record())
+
+        report = store.verify()
+        assert [s.seq for s in store.stored()] == [1]
+        assert any(e["event"] == "audit_archive_failed" for e in logs)
+        assert report.ok
+        assert any("archive x could not be read" in w for w in report.warnings)
+
+
 class TestTamperDetection:
     """Editing, deleting or reordering a record in storage makes ``audit verify`` fail and name it."""
 
@@ -356,6 +385,7 @@ class TestReads:
         show_code, timeline = cli("audit", "show", ids[4])
         text_code, table_text = cli("audit", "list", "--since", "2000-01-01")
         missing_code, _ = cli("audit", "show", "nope")
+        bad_code, _ = cli("audit", "list", "--since", "last week")
 
         assert code == 0
         assert [r["record_id"] for r in listed["records"]] == [ids[3]]
@@ -366,6 +396,7 @@ class TestReads:
         assert text_code == 0
         assert "6 of 6 matching records" in table_text
         assert missing_code == 2
+        assert bad_code == 2
 
     def test_http_routes(
         self,
