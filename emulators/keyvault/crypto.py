@@ -138,10 +138,10 @@ def _public_jwk(private: Any) -> dict[str, str]:
         numbers = private.public_key().public_numbers()
         return {"n": b64url(_int_bytes(numbers.n)), "e": b64url(_int_bytes(numbers.e))}
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        numbers = private.public_key().public_numbers()
+        point = private.public_key().public_numbers()
         length = (private.curve.key_size + 7) // 8
         crv = next(name for name, curve in CURVES.items() if curve.name == private.curve.name)
-        return {"crv": crv, "x": b64url(_int_bytes(numbers.x, length)), "y": b64url(_int_bytes(numbers.y, length))}
+        return {"crv": crv, "x": b64url(_int_bytes(point.x, length)), "y": b64url(_int_bytes(point.y, length))}
     raise TypeError(type(private))
 
 

@@ -98,7 +98,7 @@ class KeyVaultService:
         name = body.get("name")
         if not isinstance(name, str) or not VAULT_NAME.match(name) or "--" in name:
             raise ValueError("vault 'name' must be 3-24 characters: letters, digits and single hyphens")
-        vault = Vault(name=name, throttle=Throttle(**self.default_throttle.to_json()))
+        vault = Vault(name=name, throttle=self.default_throttle.copy_settings())
         for field_name, kind in (
             ("subscription_id", str),
             ("resource_group", str),

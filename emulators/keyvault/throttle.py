@@ -59,6 +59,10 @@ class Throttle:
         self._used += cost
         return None
 
+    def copy_settings(self) -> Throttle:
+        """A fresh throttle (new window) with these settings."""
+        return Throttle(self.enabled, self.limit_per_10s, self.create_limit_per_10s)
+
     def to_json(self) -> dict[str, object]:
         return {
             "enabled": self.enabled,
