@@ -11,6 +11,7 @@ second line of defence, not a licence to log them.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator, MutableMapping
@@ -44,6 +45,25 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+class _JsonEventDict(dict[str, Any]):
+    """An event dict that prints as JSON.
+
+    Handlers this module does not own (the Azure Functions worker's, which forwards records to
+    Application Insights) format a structlog record with ``record.getMessage()``, i.e. ``str(msg)``;
+    without this they would ship a Python ``repr`` that KQL cannot parse.
+    """
+
+    def __str__(self) -> str:
+        return json.dumps(self, default=str)
+
+
+def json_for_foreign_handlers(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor (last before ``wrap_for_formatter``): see :class:`_JsonEventDict`."""
+    return _JsonEventDict(event_dict)
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None) -> None:
     """Route structlog through stdlib logging with one renderer for every record.
 
@@ -63,7 +83,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, json_for_foreign_handlers, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
