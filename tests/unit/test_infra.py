@@ -225,6 +225,56 @@ class TestTemplatesAreWellFormed:
         assert undocumented == []
 
 
+def own_strings(template: dict[str, Any]) -> Iterator[str]:
+    """Every string of a template, leaving out the templates nested in it (they are their own scope)."""
+    for section in ("parameters", "variables", "outputs"):
+        yield from strings(template.get(section, {}))
+    for resource in template.get("resources", []):
+        if resource["type"] == DEPLOYMENT:
+            yield from strings({k: v for k, v in resource.items() if k != "properties"})
+            yield from strings(resource["properties"].get("parameters", {}))
+        else:
+            yield from strings(resource)
+
+
+class TestArmExpressionsResolve:
+    """Each ARM expression is balanced and names only parameters, variables and loops its template declares."""
+
+    @pytest.mark.parametrize("index", range(len(bicep_files())))
+    def test_references_are_declared_and_brackets_balance(self, index: int) -> None:
+        template = list(arm_templates())[index]
+        expressions = [s for s in own_strings(template) if s.startswith("[") and s.endswith("]")]
+        copies = {c["name"] for c in template.get("variables", {}).get("copy", [])} | {
+            r["copy"]["name"] for r in template.get("resources", []) if "copy" in r
+        }
+        declared_variables = set(template.get("variables", {})) - {"copy"} | {
+            c["name"] for c in template.get("variables", {}).get("copy", [])
+        }
+
+        unbalanced = [
+            e for e in expressions if re.sub(r"'[^']*'", "", e).count("(") != re.sub(r"'[^']*'", "", e).count(")")
+        ]
+        parameters = {n for e in expressions for n in re.findall(r"parameters\('(\w+)'\)", e)}
+        variables = {n for e in expressions for n in re.findall(r"variables\('(\w+)'\)", e)}
+        loops = {n for e in expressions for n in re.findall(r"copyIndex\('(\w+)'\)", e)}
+        depends = {d for r in template.get("resources", []) for d in r.get("dependsOn", []) if not d.startswith("[")}
+
+        assert expressions
+        assert unbalanced == []
+        assert parameters <= set(template.get("parameters", {}))
+        assert variables <= declared_variables
+        assert loops <= copies
+        assert depends <= copies
+
+    def test_every_declared_parameter_is_used(self) -> None:
+        unused = []
+        for template in arm_templates():
+            text = json.dumps(list(own_strings(template)))
+            unused += [p for p in template.get("parameters", {}) if f"parameters('{p}')" not in text]
+
+        assert unused == []
+
+
 class TestBicepAndArmDeclareTheSameThings:
     """The hand-written ARM JSON says what the Bicep says: same parameters, resources and versions."""
 
