@@ -4,7 +4,8 @@ Shape (DOCS event-schema-key-vault.md; SPECS eventgrid KeyVault.json, PascalCase
 ``{id, topic (vault ARM id), subject (key name), eventType, eventTime, data {Id, VaultName, ObjectType,
 ObjectName, Version, NBF, EXP}, dataVersion "1", metadataVersion "1"}``. The queue sink sends one message per
 event, the event JSON base64-encoded, as Event Grid's storage-queue handler does; the HTTP sink POSTs a JSON
-array with ``aeg-event-type: Notification``.
+array with ``aeg-event-type: Notification`` (and the other ``aeg-*`` headers). A failed delivery is tried
+twice more (after 0.5 s and 2 s), then counted as failed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import uuid
 from typing import Any
 
 log = logging.getLogger("emulators.keyvault.events")
+# A short version of Event Grid's retry schedule (10 s, 30 s, 1 min, ...): enough for a sink that blips.
+RETRY_DELAYS_S = (0.0, 0.5, 2.0)
 
 NEW_VERSION = "Microsoft.KeyVault.KeyNewVersionCreated"
 NEAR_EXPIRY = "Microsoft.KeyVault.KeyNearExpiry"
@@ -127,19 +130,24 @@ class EventBus:
             event, sink = await self._queue.get()
             if sink is None:
                 continue
-            try:
-                await loop.run_in_executor(None, _deliver, sink, event)
+            for attempt, delay in enumerate(RETRY_DELAYS_S):
+                await asyncio.sleep(delay)
+                try:
+                    await loop.run_in_executor(None, _deliver, sink, event, attempt)
+                except Exception as exc:  # noqa: BLE001 - a sink failure must not stop the emulator
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.warning("event delivery to %s sink failed (attempt %d): %s", sink["type"], attempt + 1, exc)
+                    continue
                 self.delivered += 1
-            except Exception as exc:  # noqa: BLE001 - a sink failure must not stop the emulator
+                break
+            else:
                 self.failed += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                log.warning("event delivery to %s sink failed: %s", sink["type"], self.last_error)
 
 
 _queue_clients: dict[tuple[str, str], Any] = {}
 
 
-def _deliver(sink: dict[str, Any], event: dict[str, Any]) -> None:
+def _deliver(sink: dict[str, Any], event: dict[str, Any], attempt: int = 0) -> None:
     if sink["type"] == "queue":
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import QueueClient
@@ -158,7 +166,14 @@ def _deliver(sink: dict[str, Any], event: dict[str, Any]) -> None:
         sink["url"],
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
+        headers={
+            "Content-Type": "application/json",
+            "aeg-event-type": "Notification",
+            "aeg-subscription-name": "LOCAL-KEYVAULT-EVENTS",
+            "aeg-delivery-count": str(attempt),
+            "aeg-data-version": "1",
+            "aeg-metadata-version": "1",
+        },
     )
     context = ssl.create_default_context(cafile=sink.get("ca_bundle")) if sink["url"].startswith("https") else None
     with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310

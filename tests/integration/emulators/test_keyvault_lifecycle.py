@@ -75,9 +75,15 @@ def wait_for(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 class _Collector(http.server.BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], Any]]
+    failures: list[int]  # answer 503 while this holds a positive count
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.failures[0] > 0:
+            self.failures[0] -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
         self.received.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
         self.send_response(200)
         self.end_headers()
@@ -87,9 +93,14 @@ class _Collector(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_sink() -> Iterator[tuple[str, list[tuple[dict[str, str], Any]]]]:
+def failures() -> list[int]:
+    return [0]
+
+
+@pytest.fixture
+def http_sink(failures: list[int]) -> Iterator[tuple[str, list[tuple[dict[str, str], Any]]]]:
     received: list[tuple[dict[str, str], Any]] = []
-    handler = type("Collector", (_Collector,), {"received": received})
+    handler = type("Collector", (_Collector,), {"received": received, "failures": failures})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -176,6 +187,30 @@ class TestEventsToHttp:
         assert event["data"]["Id"] == rotated.id
         assert event["data"]["Version"] == rotated.properties.version
         assert event["eventTime"].endswith("Z")
+
+
+class TestEventRetry:
+    """A sink that fails once still gets the event, on the second attempt."""
+
+    def test_retried_after_a_503(
+        self,
+        admin: KeyVaultAdmin,
+        keys: KeyClient,
+        http_sink: tuple[str, list[tuple[dict[str, str], Any]]],
+        failures: list[int],
+    ) -> None:
+        url, received = http_sink
+        failures[0] = 1
+        admin.set_event_sink({"type": "http", "url": url})
+
+        created = keys.create_ec_key("retried")
+        wait_for(lambda: received)
+        admin.set_event_sink(None)
+
+        headers, events = received[0]
+        assert failures[0] == 0
+        assert headers["aeg-delivery-count"] == "1"
+        assert events[0]["data"]["Id"] == created.id
 
 
 class TestAutoRotation:
