@@ -97,3 +97,95 @@ class _Shifted:
         from datetime import UTC, datetime
 
         return datetime.now(UTC) + self.ahead
+
+
+class _VaultKek:
+    """azure-storage-blob's KeyEncryptionKey over a Key Vault key version (as a data owner writes blobs)."""
+
+    def __init__(self, kid: str, ca: str) -> None:
+        from azure.keyvault.keys.crypto import CryptographyClient
+
+        from rotation.adapters.local_credential import LocalDevelopmentCredential
+
+        self.kid = kid
+        self.client = CryptographyClient(
+            kid, LocalDevelopmentCredential("data-owner"), connection_verify=ca, verify_challenge_resource=False
+        )
+
+    def wrap_key(self, key: bytes) -> bytes:
+        from azure.keyvault.keys.crypto import KeyWrapAlgorithm
+
+        return bytes(self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key)
+
+    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
+        from azure.keyvault.keys.crypto import KeyWrapAlgorithm
+
+        return bytes(self.client.unwrap_key(KeyWrapAlgorithm(algorithm), key).key)
+
+    def get_kid(self) -> str:
+        return self.kid
+
+    def get_key_wrap_algorithm(self) -> str:
+        return "RSA-OAEP-256"
+
+
+class TestRotationWithDataKeys:
+    """The re-wrap runs as a step: client-side-encrypted blobs move to the new version before cut-over."""
+
+    def test_rewrap_step(self, estate: RealEstate, local_azure: dict[str, Any]) -> None:
+        import os
+
+        from rotation.service import run_rotation
+        from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
+
+        container = new_container(local_azure)
+        old_kid = estate.keys().get_key(estate.key.name).id
+        payloads = {f"blob-{i}": os.urandom(2000 + i) for i in range(6)}
+        writer = encrypted_client(container, _VaultKek(str(old_kid), estate.ca), "2.0")
+        for name, data in payloads.items():
+            writer.upload_blob(name, data)
+        location = f"{container.url.rsplit('/', 1)[0]}/{container.container_name}"
+        deps = estate.deps(ROTATION_DATA_LOCATIONS=location)
+
+        view = start_rotation(deps, estate.key.uri, CLI)
+        for _ in range(10):
+            if view.status != RotationStatus.WAITING:
+                break
+            view = run_rotation(deps, view.rotation_id)
+
+        assert view.status == RotationStatus.AWAITING_RETIREMENT, view.error
+        assert view.rewrap is not None
+        assert view.rewrap.rewrapped == len(payloads)
+        assert view.rewrap.failed == ()
+        new_kid = estate.key.version_uri(str(view.new_version))
+        reader = decrypting_client(container, lambda kid: _VaultKek(kid, estate.ca) if kid == new_kid else None)
+        for name, data in payloads.items():
+            assert reader.download_blob(name).readall() == data
+        container.delete_container()
+
+
+class TestAutoRotationEvent:
+    """A version Key Vault rotated by itself is adopted (no second version); a redelivery is a no-op."""
+
+    def test_adopts_key_vault_rotation(self, estate: RealEstate) -> None:
+        import uuid
+
+        from rotation.domain.model import KeyVaultEvent
+        from rotation.service import handle_key_event
+
+        rotated = estate.keys().rotate_key(estate.key.name)
+        version = str(rotated.properties.version)
+        event = KeyVaultEvent(str(uuid.uuid4()), "KeyNewVersionCreated", estate.key, version, "kv", None, None, None)
+        deps = estate.deps()
+
+        first = handle_key_event(deps, event)
+        again = handle_key_event(deps, event)
+
+        assert first.outcome == "adopted", first.reason
+        assert again.outcome == "duplicate"
+        assert len(estate.versions()) == 2
+        for account in estate.pinned:
+            assert estate.account_version(account) == (version, version)
+        for workspace in estate.workspaces:
+            assert estate.workspace_key(workspace).endswith("/" + version)
+        assert get_rotation(deps, str(first.rotation_id)).status == RotationStatus.AWAITING_RETIREMENT
