@@ -189,6 +189,14 @@ class TestTemplatesAreWellFormed:
         assert missing == []
 
     @pytest.mark.parametrize("name", bicep_files())
+    def test_every_bicep_parameter_is_used(self, name: str) -> None:
+        code = "\n".join(re.sub(r"(^|\s)//.*", "", line) for line in (INFRA / name).read_text().splitlines())
+
+        unused = [p for p in bicep(name)["parameters"] if len(re.findall(rf"\b{p}\b", code)) < 2]
+
+        assert unused == []
+
+    @pytest.mark.parametrize("name", bicep_files())
     def test_every_bicep_parameter_and_output_has_a_description(self, name: str) -> None:
         tree = bicep(name)
 
