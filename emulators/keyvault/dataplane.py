@@ -37,6 +37,7 @@ MAX_BODY = 1024 * 1024
 SERVICE_VERSION = b"1.9.2100.1"
 AUDIENCES = ("https://vault.azure.net", "https://vault.azure.net/")
 CHALLENGE = b'Bearer authorization="https://login.microsoftonline.com/local", resource="https://vault.azure.net"'
+MISSING_TOKEN = "AKV10000: Request is missing a Bearer or PoP token."  # noqa: S105 - an error message
 CRYPTO_PATHS = {
     "wrapkey": "wrapKey",
     "unwrapkey": "unwrapKey",
@@ -133,10 +134,10 @@ class VaultApp:
         counters = service.counters[vault.name]
         try:
             found = route(scope["method"], scope["path"])
-            principal = self._authenticate(scope)
+            principal, problem = self._authenticate(scope)
             if principal is None:
                 counters["unauthorized"] += 1
-                await _respond(send, 401, _challenge_error().body(), vault, challenge=True)
+                await _respond(send, 401, unauthorized(problem).body(), vault, challenge=True)
                 return
             if service.faults and await self._inject_fault(vault, found.operation, send):
                 return
@@ -165,29 +166,30 @@ class VaultApp:
 
     # -- request pipeline -------------------------------------------------------------------------
 
-    def _authenticate(self, scope: Scope) -> str | None:
+    def _authenticate(self, scope: Scope) -> tuple[str | None, str]:
+        """The caller's oid, or None and the 401 message (AKV codes as the service words them)."""
         header = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value
                 break
         if header is None:
-            return None
+            return None, MISSING_TOKEN
         principal = self._principals.get(header)
         if principal is not None:
-            return principal
+            return principal, ""
         text = header.decode("latin-1")
         try:
             principal = principal_from_authorization(text)
         except TokenError:
-            return None
+            return None, MISSING_TOKEN
         audience = _claims(text).get("aud")
         if audience is not None and audience not in AUDIENCES:
-            return None
+            return None, f"AKV10022: Invalid audience. Expected https://vault.azure.net, found: {audience}."
         if len(self._principals) > 10000:
             self._principals.clear()
         self._principals[header] = principal
-        return principal
+        return principal, ""
 
     async def _inject_fault(self, vault: Vault, operation: str, send: Send) -> bool:
         for rule in list(self.service.faults):
@@ -289,10 +291,6 @@ def _claims(header: str) -> dict[str, Any]:
     except (IndexError, ValueError, binascii.Error):
         return {}
     return claims if isinstance(claims, dict) else {}
-
-
-def _challenge_error() -> KeyVaultError:
-    return unauthorized("Request is missing a Bearer or PoP token.")
 
 
 def _rbac_denied(vault: Vault, principal: str, found: Route) -> KeyVaultError:

@@ -58,7 +58,7 @@ def deleted_key_not_found(name: str) -> KeyVaultError:
 
 
 def unauthorized(message: str) -> KeyVaultError:
-    return KeyVaultError(401, "Unauthorized", f"AKV10000: {message}")
+    return KeyVaultError(401, "Unauthorized", message)
 
 
 def throttled(retry_after: int) -> KeyVaultError:

@@ -902,6 +902,17 @@ class TestProtocolErrors:
 
         assert response.status_code == 401
         assert "WWW-Authenticate" in response.headers
+        assert response.json()["error"]["code"] == "Unauthorized"
+
+    def test_token_for_another_audience(self, raw: Callable[..., requests.Response]) -> None:
+        token = make_token("x", audience="https://management.azure.com")
+
+        response = raw("GET", "/keys?api-version=7.6", token=None, headers={"Authorization": f"Bearer {token}"})
+
+        assert response.status_code == 401
+        assert response.json()["error"]["message"] == (
+            "AKV10022: Invalid audience. Expected https://vault.azure.net, found: https://management.azure.com."
+        )
 
     @pytest.mark.parametrize(
         ("method", "path", "kwargs", "message"),
