@@ -249,6 +249,7 @@ class TestExactlyTheDocumentedRoles:
         assert len(versions) == len(before) + 1
         assert [v.enabled for v in versions if v.version in before] == [False]
         assert _account_key_version(world.estate, world.estate.pinned[0]) == new
+        assert world.estate.workspace_key(world.estate.workspaces[0]).endswith(f"/{new}")
         assert rotation_id in {r.rotation_id for r in deps.audit.records()}  # type: ignore[attr-defined]
 
 
