@@ -1,6 +1,6 @@
 """Audit routes: the same reads as ``python -m rotation audit list|show|verify``.
 
-- ``GET /api/audit?key=&since=&status=&limit=``: records, oldest first (the newest ``limit`` matching).
+- ``GET /api/audit?key=&since=&status=&rotation=&limit=``: records, oldest first (the newest ``limit`` matching).
 - ``GET /api/audit/verify``: walk the chain and its signed checkpoints. Always 200; ``ok`` is
   false and ``problem`` names the first broken record when the chain was tampered with.
 - ``GET /api/audit/{id}``: one record (by id, or by sequence number written ``#12`` or ``12``).
@@ -48,16 +48,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("", summary="List audit records", responses=_ERRORS)
 def list_audit_records(
+    *,
     audit: Audit,
     key: Annotated[str | None, Query(max_length=400, description="Versionless key URI")] = None,
     since: Annotated[str | None, Query(max_length=40, description="YYYY-MM-DD or ISO 8601 time")] = None,
     status: Annotated[str | None, Query(max_length=40, description="Outcome, e.g. failed")] = None,
+    rotation: Annotated[str | None, Query(max_length=100, description="Only records of this rotation")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many (the newest)")] = 100,
 ) -> JSONResponse:
-    from rotation.audit.service import list_records, parse_key, parse_since, parse_status
+    from rotation.audit.service import list_records, parse_key, parse_rotation_id, parse_since, parse_status
 
     result = list_records(
-        audit, key_uri=parse_key(key), since=parse_since(since), status=parse_status(status), limit=limit
+        audit,
+        key_uri=parse_key(key),
+        since=parse_since(since),
+        status=parse_status(status),
+        rotation_id=parse_rotation_id(rotation),
+        limit=limit,
     )
     return JSONResponse(result.to_dict())
 

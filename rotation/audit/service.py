@@ -28,7 +28,12 @@ class AuditReader(Protocol):
     """What the reads need from the store (``TableAuditLog`` implements it)."""
 
     def stored(
-        self, *, key_uri: str | None = None, since: datetime | None = None, outcome: str | None = None
+        self,
+        *,
+        key_uri: str | None = None,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        rotation_id: str | None = None,
     ) -> list[StoredRecord]: ...
 
     def get(self, reference: str) -> StoredRecord | None: ...
@@ -76,6 +81,15 @@ def parse_since(text: str | None) -> datetime | None:
     if len(value) == 10:
         parsed = datetime.combine(parsed.date(), time(), UTC)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def parse_rotation_id(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    if len(value) > 100 or not all(c.isalnum() or c in "-_" for c in value):
+        raise InputError("rotation: expected a rotation id (letters, digits, - and _)")
+    return value
 
 
 def parse_status(text: str | None) -> str | None:
@@ -127,12 +141,13 @@ def list_records(
     key_uri: str | None = None,
     since: datetime | None = None,
     status: str | None = None,
+    rotation_id: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> RecordList:
-    """Records of a key / since a time / with an outcome, oldest first, at most ``limit`` (the newest)."""
+    """Records matching every filter given, oldest first: at most ``limit``, the newest of them."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InputError(f"limit: must be from 1 to {MAX_LIMIT}")
-    found = audit.stored(key_uri=key_uri, since=since, outcome=status)
+    found = audit.stored(key_uri=key_uri, since=since, outcome=status, rotation_id=rotation_id)
     return RecordList(records=tuple(found[-limit:]), matched=len(found))
 
 

@@ -409,7 +409,12 @@ class TableAuditLog:
         return [s.record for s in self.stored(key_uri=key_uri, since=since)]
 
     def stored(
-        self, *, key_uri: str | None = None, since: datetime | None = None, outcome: str | None = None
+        self,
+        *,
+        key_uri: str | None = None,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        rotation_id: str | None = None,
     ) -> list[StoredRecord]:
         """Records with their chain position and links, filtered in the Table query."""
         clauses = ["PartitionKey eq @pk"]
@@ -423,6 +428,9 @@ class TableAuditLog:
         if outcome is not None:
             clauses.append("outcome eq @outcome")
             parameters["outcome"] = outcome
+        if rotation_id is not None:
+            clauses.append("rotation_id eq @rotation")
+            parameters["rotation"] = rotation_id
         return [_stored(e) for e in self._query(" and ".join(clauses), parameters)]
 
     def get(self, reference: str) -> StoredRecord | None:

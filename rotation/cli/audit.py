@@ -1,6 +1,7 @@
 """``audit list|show|verify|checkpoint``: read and check the tamper-evident audit trail.
 
-- ``audit list [--key URI] [--since DATE] [--status OUTCOME] [--limit N]``: records, oldest first.
+- ``audit list [--key URI] [--since DATE] [--status OUTCOME] [--rotation ID] [--limit N]``: records,
+  oldest first.
 - ``audit show ID``: one record (by id or ``#seq``) as a timeline of steps and consumer changes.
 - ``audit verify``: walk the hash chain and the signed checkpoints; exit 1 naming the first
   broken record.
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--key", metavar="URI", help="only records of this key (versionless key URI)")
     listing.add_argument("--since", metavar="DATE", help="only records at or after DATE (YYYY-MM-DD or ISO 8601)")
     listing.add_argument("--status", metavar="OUTCOME", help="only records with this outcome, e.g. failed")
+    listing.add_argument("--rotation", metavar="ID", help="only records of this rotation")
     listing.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")
     listing.set_defaults(func=list_command)
 
@@ -56,10 +58,16 @@ def _audit_log() -> TableAuditLog:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from rotation.audit.service import list_records, parse_key, parse_since, parse_status
+    from rotation.audit.service import list_records, parse_key, parse_rotation_id, parse_since, parse_status
 
-    key, since, status = parse_key(args.key), parse_since(args.since), parse_status(args.status)
-    result = list_records(_audit_log(), key_uri=key, since=since, status=status, limit=args.limit)
+    result = list_records(
+        _audit_log(),
+        key_uri=parse_key(args.key),
+        since=parse_since(args.since),
+        status=parse_status(args.status),
+        rotation_id=parse_rotation_id(args.rotation),
+        limit=args.limit,
+    )
 
     def render(payload: dict[str, Any]) -> str:
         rows = [

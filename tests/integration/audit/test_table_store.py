@@ -386,6 +386,9 @@ class TestReads:
         text_code, table_text = cli("audit", "list", "--since", "2000-01-01")
         missing_code, _ = cli("audit", "show", "nope")
         bad_code, _ = cli("audit", "list", "--since", "last week")
+        rotation = store.get(ids[1])
+        assert rotation is not None
+        by_rotation = json.loads(cli("audit", "list", "--json", "--rotation", rotation.record.rotation_id or "")[1])
 
         assert code == 0
         assert [r["record_id"] for r in listed["records"]] == [ids[3]]
@@ -397,6 +400,7 @@ class TestReads:
         assert "6 of 6 matching records" in table_text
         assert missing_code == 2
         assert bad_code == 2
+        assert [r["record_id"] for r in by_rotation["records"]] == [ids[1]]
 
     def test_http_routes(
         self,

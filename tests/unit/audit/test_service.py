@@ -28,7 +28,12 @@ class MemoryReader:
         self.items = records
 
     def stored(
-        self, *, key_uri: str | None = None, since: datetime | None = None, outcome: str | None = None
+        self,
+        *,
+        key_uri: str | None = None,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        rotation_id: str | None = None,
     ) -> list[StoredRecord]:
         return [
             s
@@ -36,6 +41,7 @@ class MemoryReader:
             if (key_uri is None or s.record.key_uri == key_uri)
             and (since is None or (s.record.recorded_at or since) >= since)
             and (outcome is None or s.record.outcome == outcome)
+            and (rotation_id is None or s.record.rotation_id == rotation_id)
         ]
 
     def get(self, reference: str) -> StoredRecord | None:
