@@ -264,12 +264,8 @@ class StorageProvider:
         principal = self.principal_for(account)
         vault = await self._vault(ref.vault_url)
         if not (vault.get("enable_soft_delete") and vault.get("enable_purge_protection")):
-            raise errors.ArmError(
-                400,
-                "KeyVaultSoftDeleteAndPurgeProtectionNotEnabled",
-                f"The key vault '{vault.get('name')}' must have soft delete and purge protection enabled to be used "
-                "for customer-managed keys.",
-            )
+            # Verbatim from service responses quoted in Azure/azure-cli#12346 and #17914.
+            raise errors.ArmError(400, "KeyVaultPolicyError", "Keyvault policy recoverable is not set")
         try:
             info = await self.emulator.kv.check_key(
                 KeyRef(str(vault["url"]).rstrip("/"), ref.name, ref.version), principal

@@ -229,6 +229,21 @@ class TestCreateWithCustomerManagedKey:
         with pytest.raises(ResourceNotFoundError):
             client.storage_accounts.get_properties(world.resource_group, name)
 
+    def test_vault_without_purge_protection_is_refused(self, world: World) -> None:
+        unprotected = world.new_vault(enable_purge_protection=False)
+        world.key_client(unprotected).create_rsa_key(world.key_name, size=2048)
+        identity_id, identity = identity_with_access(world)
+        body = cmk_account_body(world, identity_id, identity)
+        body["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"] = unprotected["url"]
+
+        with pytest.raises(HttpResponseError) as caught:
+            world.storage().storage_accounts.begin_create(world.resource_group, account_name(), body).result()
+
+        assert arm_error(caught.value) == {
+            "code": "KeyVaultPolicyError",
+            "message": "Keyvault policy recoverable is not set",
+        }
+
     def test_key_that_is_not_rsa_is_refused(self, world: World) -> None:
         identity_id, identity = identity_with_access(world)
         ec_key = world.keys.create_ec_key(f"ec-{uuid.uuid4().hex[:4]}", curve="P-256")
