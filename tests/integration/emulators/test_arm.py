@@ -389,6 +389,33 @@ class TestAccountAccess:
         assert after["accessible"] is False
         assert after["reason"].startswith("KeyVaultKeyDisabled")
 
+    @pytest.mark.parametrize("retire", ["expire", "delete", "revoke"])
+    def test_inaccessible_once_version_in_use_expires_is_deleted_or_access_is_revoked(
+        self, world: World, retire: str
+    ) -> None:
+        identity_id, identity = identity_with_access(world)
+        version = world.keys.get_key(world.key_name).properties.version
+        name = account_name()
+        world.storage().storage_accounts.begin_create(
+            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
+        ).result()
+
+        if retire == "expire":
+            world.keys.update_key_properties(world.key_name, version, expires_on=_in_days(-1))
+        elif retire == "delete":
+            world.keys.begin_delete_key(world.key_name).result()
+        else:
+            world.grant_key_access("someone-else")
+
+        access = world.arm_admin.account_access(world.account_id(name))
+        expected = {
+            "expire": "KeyVaultKeyExpired",
+            "delete": "KeyVaultVersionNotFound",
+            "revoke": "KeyVaultAuthenticationFailure",
+        }
+        assert access["accessible"] is False
+        assert access["reason"].startswith(expected[retire])
+
     def test_rotation_that_keeps_the_old_version_enabled_stays_accessible(self, world: World) -> None:
         identity_id, identity = identity_with_access(world)
         name = account_name()
