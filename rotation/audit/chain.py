@@ -128,6 +128,7 @@ def verify(
     *,
     ids_by_seq: Mapping[int, str] | None = None,
     archive: Mapping[int, ArchivedRecord] | None = None,
+    origin: Head | None = None,
 ) -> VerifyReport:
     """Walk the chain and report the first broken record.
 
@@ -140,6 +141,8 @@ def verify(
         ids_by_seq: record ids by sequence number from the id index, to name deleted records.
         archive: the first archived copy of each record by sequence number, when an archive is
             kept; a record that differs from its copy, or a copy with no record, is reported.
+        origin: walk only the records after this already-verified point (``entries`` then start
+            at ``origin.seq + 1``); used to check the segment since the last checkpoint cheaply.
     """
     copies = archive or {}
     ids = {**{seq: copy.record_id for seq, copy in copies.items()}, **(ids_by_seq or {})}
@@ -158,8 +161,10 @@ def verify(
             warnings=tuple(warnings),
         )
 
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
+    expected_seq = 1 if origin is None else origin.seq + 1
+    prev_hash = GENESIS_HASH if origin is None else origin.hash
+    if origin is not None and origin.seq > 0:
+        hashes[origin.seq] = origin.hash
     prev: ChainEntry | None = None
     for entry in entries:
         if entry.position != entry.seq:
@@ -194,7 +199,8 @@ def verify(
             return report(Problem("rewritten", entry.seq, copy.record_id, message))
         if entry.prev_hash != prev_hash:
             if prev is None:
-                message = f"{_describe(entry.seq, entry.record_id)} does not start the chain: its link was changed"
+                after = "start the chain" if origin is None else f"follow the checkpoint at #{origin.seq}"
+                message = f"{_describe(entry.seq, entry.record_id)} does not {after}: the chain was rewritten"
                 return report(Problem("rewritten", entry.seq, entry.record_id, message))
             message = (
                 f"{_describe(prev.seq, prev.record_id)} was rewritten after {_describe(entry.seq, entry.record_id)}"

@@ -249,6 +249,28 @@ class TestTamperDetection:
         assert "#3" in report.problem.message
 
 
+class TestPeriodicCheckpoints:
+    """A periodic checkpoint checks the records since the last one and refuses to sign a broken segment."""
+
+    def test_a_broken_segment_is_not_signed(self, storage_connection: str, table_name: str, raw: TableClient) -> None:
+        signer = LocalCheckpointSigner()
+        store = TableAuditLog(storage_connection, table_name, signer, checkpoint_every=2)
+        for outcome in OUTCOMES[:3]:
+            store.append(make_record(outcome))
+        entity = raw.get_entity(RECORDS, seq_key(3))
+        entity["body"] = entity["body"].replace('"reason":"', '"reason":"edited ', 1)
+        raw.update_entity(entity, mode=UpdateMode.REPLACE)
+
+        with capture_logs() as logs:
+            store.append(make_record("failed"))
+
+        assert [c.seq for c in store.checkpoints()] == [2]
+        failed = [e for e in logs if e["event"] == "audit_checkpoint_failed"]
+        assert len(failed) == 1
+        assert "#3" in failed[0]["problem"]
+        assert signer.signed == 1
+
+
 class TestImmutableArchive:
     """The WORM archive copy of each record catches what the table alone cannot."""
 

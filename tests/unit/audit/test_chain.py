@@ -268,3 +268,26 @@ class TestArchive:
             3,
             entries[2].record_id,
         )
+
+
+class TestSegmentSinceCheckpoint:
+    """Walking only the records after a verified checkpoint finds the same problems in that segment."""
+
+    def test_intact_segment_is_ok(self) -> None:
+        entries = build_chain(6)
+
+        report = verify(entries[3:], head_of(entries), [], None, origin=Head(3, entries[2].hash))
+
+        assert report.ok
+        assert (report.last_seq, report.last_hash) == (6, entries[-1].hash)
+
+    def test_a_segment_that_no_longer_follows_the_checkpoint_is_rewritten(self) -> None:
+        entries = rehash_from(
+            [*build_chain(3), *[replace(e, body=e.body + " ") for e in build_chain(6)[3:]]], 1
+        )  # a different history with the same length
+
+        report = verify(entries[3:], head_of(entries), [], None, origin=Head(3, build_chain(3)[2].hash))
+
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("rewritten", 4)
+        assert "checkpoint at #3" in report.problem.message
