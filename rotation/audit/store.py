@@ -19,9 +19,9 @@ time-based retention policy: ``verify`` compares the table with that witness.
 
 Records are only ever created, never updated. Appends from concurrent rotations (threads,
 processes, Function instances) keep one chain without a lock: a record's RowKey is its sequence
-number, so creating record ``n`` succeeds for exactly one appender, and the loser re-reads and
-tries ``n + 1``. The head is only a hint (it may lag after a crash, never lead); it is moved
-forward with ETag-guarded updates by whoever notices it lagging.
+number, so creating record ``n`` succeeds for exactly one appender, and each loser reads the
+winner's hash and tries ``n + 1`` chained onto it. The head is only a hint where to start (it may
+lag after a crash, never lead); appenders move it forward with ETag-guarded updates, never back.
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ class TableAuditLog:
     def append(self, record: AuditRecord) -> str:
         """Append ``record`` to the chain and return its id; written before this returns.
 
-        Idempotent by record id: appending a record whose id is already stored returns that id
-        and writes nothing. Raises ``TransientError`` if storage keeps failing.
+        Idempotent by record id: appending a record whose id is already indexed returns that id
+        and writes nothing (a crash between the record and its index entry can leave a duplicate
+        record, which the chain still covers). Raises ``TransientError`` if storage keeps failing.
         """
         self._ensure_table()
         record = stamped(record, self._now())
