@@ -16,7 +16,7 @@ from rotation.audit.store import TableAuditLog
 from rotation.domain.model import StepRecord
 from tests.fakes.audit import make_record
 from tests.integration.audit.conftest import session_end
-from tests.integration.audit.secret_scan import find_secrets, scan_audit_tables
+from tests.integration.audit.secret_scan import find_secrets, scan_archive, scan_audit_tables
 
 DRAW = random.Random(7).randbytes
 
@@ -98,7 +98,7 @@ class TestScanOfStoredEntities:
 
 
 class TestSessionScan:
-    """Runs last: every audit entity any test wrote to Azurite this session is free of secrets."""
+    """Runs last: every audit entity and archive line any test wrote to Azurite this session is free of secrets."""
 
     @session_end
     def test_every_audit_entity_written_this_session(self, local_azure: dict[str, Any]) -> None:
@@ -107,7 +107,10 @@ class TestSessionScan:
         log.append(make_record())  # so the scan is never vacuous, even when run alone
 
         tables, entities, findings = scan_audit_tables(connection)
+        lines, archive_findings = scan_archive(connection)
 
         assert tables >= 1
         assert entities >= 2
         assert findings == []
+        assert lines >= 1
+        assert archive_findings == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -197,6 +198,25 @@ class TestTamperDetection:
         assert "BROKEN at record #2" in out
         assert chain[1] in out
         assert "deleted" in out
+
+    def test_the_installed_command_exits_non_zero(
+        self, chain: list[str], raw: TableClient, storage_connection: str, table_name: str
+    ) -> None:
+        raw.delete_entity(RECORDS, seq_key(3))
+        env = {**os.environ, "AzureWebJobsStorage": storage_connection, "ROTATION_AUDIT_TABLE": table_name}
+
+        result = subprocess.run(
+            [sys.executable, "-m", "rotation", "audit", "verify"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 1
+        assert f"BROKEN at record #3: record #3 ({chain[2]}) missing" in result.stdout
 
     def test_deleted_last_record_is_named(self, chain: list[str], raw: TableClient, cli: CliRunner) -> None:
         raw.delete_entity(RECORDS, seq_key(5))
