@@ -523,9 +523,15 @@ def _entry(entity: Any) -> ChainEntry:
 
 
 def _stored(entity: Any) -> StoredRecord:
-    return StoredRecord(
-        seq=int(entity["seq"]),
-        hash=str(entity["hash"]),
-        prev_hash=str(entity["prev_hash"]),
-        record=record_from_dict(json.loads(_body(entity))),
-    )
+    try:
+        return StoredRecord(
+            seq=int(entity["seq"]),
+            hash=str(entity["hash"]),
+            prev_hash=str(entity["prev_hash"]),
+            record=record_from_dict(json.loads(_body(entity))),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise PreconditionFailed(
+            f"audit record at position #{entity.get('RowKey', '?')} is unreadable ({type(exc).__name__}); "
+            "run audit verify"
+        ) from None

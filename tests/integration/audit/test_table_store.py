@@ -199,6 +199,20 @@ class TestTamperDetection:
         assert chain[1] in out
         assert "deleted" in out
 
+    def test_a_corrupt_record_is_reported_not_crashed_on(
+        self, chain: list[str], raw: TableClient, cli: CliRunner
+    ) -> None:
+        entity = raw.get_entity(RECORDS, seq_key(2))
+        entity["body"] = "{not json"
+        raw.update_entity(entity, mode=UpdateMode.REPLACE)
+
+        code, _out = cli("audit", "show", "#2")
+        verify_code, out = cli("audit", "verify")
+
+        assert code == 1
+        assert verify_code == 1
+        assert "BROKEN at record #2" in out
+
     def test_the_installed_command_exits_non_zero(
         self, chain: list[str], raw: TableClient, storage_connection: str, table_name: str
     ) -> None:
