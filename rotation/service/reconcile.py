@@ -20,7 +20,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.plan import uses_key, workspace_uses_key
 from rotation.domain.policy import references_to, retirement_due, should_rotate
-from rotation.domain.steps import ROTATION_TAG, RUNNABLE_STATUSES, RotationState, Step, record_step
+from rotation.domain.steps import ROTATION_TAG, RUNNABLE_STATUSES, RotationState, Step, record_step, with_intent
 from rotation.errors import JournalConflict, RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
@@ -101,8 +101,10 @@ def _retire(deps: Dependencies, execution: _Execution) -> None:
     if old.enabled:
         with execution.side_effect("disable_version", key.uri, state.old_version):
             deps.keys.update_version(key, state.old_version, enabled=False)
-    final = record_step(execution.state, Step.RETIRE, "succeeded", deps.clock.now(), f"disabled {state.old_version}")
-    final = replace(final, status=RotationStatus.RETIRED)
+    now = deps.clock.now()
+    final = record_step(execution.state, Step.RETIRE, "succeeded", now, f"disabled {state.old_version}")
+    # A crashed sweeper may have left the disable's intent; the version is disabled now, so it is resolved.
+    final = replace(with_intent(final, None, now), status=RotationStatus.RETIRED)
     _audit(deps, final, "retired", f"old version {state.old_version} disabled after the grace period")
     execution.commit(final)
     _log.info("version_retired", old_version=state.old_version)

@@ -3,12 +3,15 @@
     python -m tests.integration.workflow.crash_harness start  --env ENV.json --count-file F
     python -m tests.integration.workflow.crash_harness start  --env ENV.json --kill-at 3 --when after
     python -m tests.integration.workflow.crash_harness resume --env ENV.json
+    python -m tests.integration.workflow.crash_harness sweep  --env ENV.json [--kill-at N --when before]
 
 ``start`` runs a rotation inline; the adapters' side-effecting methods are wrapped so the Nth call
 kills the process with SIGKILL just before or just after delegating (nothing is flushed, no
 ``finally`` runs). Without ``--kill-at`` it counts the side effects into ``--count-file``.
 ``resume`` is the next trigger: it finds the interrupted rotation and drives it to the end (or
-starts one when the crash came before the rotation was recorded). It prints the final view as JSON.
+starts one when the crash came before the rotation was recorded). ``sweep`` runs the reconciler
+(retirement) with the same wrapping, repeating until the key's rotation has retired. Each prints the
+final view as JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from rotation.bootstrap import Bootstrap
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.service import build_dependencies, run_rotation, start_rotation
+from rotation.service import RotationView, build_dependencies, list_rotations, run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
 from rotation.service.rotations import holding_rotation
 from rotation.settings import load_settings
@@ -40,6 +43,8 @@ SIDE_EFFECTS = (
     ("data_keys", "begin_rewrap"),
     ("audit", "append"),
 )
+#: With ``--journal``: every journal write is a kill point too (the full, slow matrix).
+JOURNAL_WRITES = (("journal", "save"),)
 
 LEASE_SECONDS = 1.0
 
@@ -74,7 +79,8 @@ def _deps(env: dict[str, str], owner: str) -> Dependencies:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("start", "resume"))
+    parser.add_argument("mode", choices=("start", "resume", "sweep"))
+    parser.add_argument("--journal", action="store_true", help="kill around journal writes too")
     parser.add_argument("--env", required=True)
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--when", choices=("before", "after"), default="before")
@@ -84,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     key_uri = env["ROTATION_MANAGED_KEYS"]
     trigger = Trigger(TriggerKind.CLI, caller="crash-harness")
 
-    if args.mode == "start":
+    if args.mode in ("start", "sweep"):
         deps = _deps(env, f"crashing-{os.getpid()}")
         counter = _Counter(args.kill_at, args.when)
-        for attr, method in SIDE_EFFECTS:
+        for attr, method in SIDE_EFFECTS + (JOURNAL_WRITES if args.journal else ()):
             target = getattr(deps, attr)
             setattr(target, method, counter.wrap(f"{attr}.{method}", getattr(target, method)))
-        view = start_rotation(deps, key_uri, trigger, reason="crash matrix")
+        if args.mode == "start":
+            view = start_rotation(deps, key_uri, trigger, reason="crash matrix")
+        else:
+            view = _sweep_until_retired(deps, key_uri)
         if args.count_file:
             Path(args.count_file).write_text(json.dumps(counter.calls))
         print(json.dumps(view.to_dict()))
@@ -110,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.3)  # the killed process's claim expires after LEASE_SECONDS
     print(json.dumps(view.to_dict()))
     return 0
+
+
+def _sweep_until_retired(deps: Dependencies, key_uri: str) -> RotationView:
+    """Run the reconciler until the key's latest rotation has retired (a crashed sweeper's claim lapses)."""
+    deadline = time.monotonic() + 20
+    while True:
+        sweep(deps, Trigger(TriggerKind.TIMER))
+        view = list_rotations(deps, key_uri, limit=1)[0]
+        if view.status != RotationStatus.AWAITING_RETIREMENT or time.monotonic() > deadline:
+            return view
+        time.sleep(0.3)
 
 
 if __name__ == "__main__":

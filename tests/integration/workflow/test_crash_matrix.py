@@ -32,10 +32,12 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[s
     )
 
 
-def _estate(local_azure: dict[str, Any], directory: Path) -> tuple[RealEstate, Path]:
-    estate = build_estate(local_azure, pinned=1, versionless=1, workspaces=1)
+def _estate(
+    local_azure: dict[str, Any], directory: Path, *, versionless: int = 1, **env: str
+) -> tuple[RealEstate, Path]:
+    estate = build_estate(local_azure, pinned=1, versionless=versionless, workspaces=1)
     env_file = directory / f"{estate.key.name}.json"
-    env_file.write_text(json.dumps(estate.env()))
+    env_file.write_text(json.dumps(estate.env(**env)))
     return estate, env_file
 
 
@@ -64,43 +66,84 @@ def _check(estate: RealEstate, view: dict[str, Any]) -> None:
     assert outcomes == ["succeeded"]
 
 
+def rotation_matrix(local_azure: dict[str, Any], tmp_path: Path, *, journal: bool = False) -> list[tuple[Any, ...]]:
+    """Run the matrix; with ``journal`` every journal write is a kill point too (about 6x the cases)."""
+    extra = ["--journal"] if journal else []
+    estate, env_file = _estate(local_azure, tmp_path)
+    count_file = tmp_path / "count.json"
+    clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file), *extra])
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    _check(estate, json.loads(clean.stdout.strip().splitlines()[-1]))
+    side_effects: list[str] = json.loads(count_file.read_text())
+    cases = [(i, when) for i in range(1, len(side_effects) + 1) for when in ("before", "after")]
+
+    def run_case(case: tuple[int, str]) -> tuple[int, str, str, int, str]:
+        number, when = case
+        estate, env_file = _estate(local_azure, tmp_path)
+        killed = _run(["start", "--env", str(env_file), "--kill-at", str(number), "--when", when, *extra])
+        resumed = _run(["resume", "--env", str(env_file)])
+        name = side_effects[number - 1]
+        if resumed.returncode != 0:
+            return number, when, name, killed.returncode, "resume failed: " + resumed.stderr[-800:]
+        try:
+            _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
+        except AssertionError as exc:
+            return number, when, name, killed.returncode, f"FAILED: {exc}"
+        return number, when, name, killed.returncode, "ok"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(run_case, cases))
+    print(f"\ncrash matrix: {len(side_effects)} side effects x before/after = {len(cases)} cases")
+    for number, when, name, code, outcome in results:
+        print(f"  kill {when:6} #{number} {name:40} exit={code:4} -> {outcome}")
+    return results
+
+
 class TestCrashMatrix:
     """Killed before or after any side effect, a rotation resumes to the same single outcome."""
 
-    def test_matrix(self, local_azure: dict[str, Any], tmp_path: Path) -> None:
-        estate, env_file = _estate(local_azure, tmp_path)
-        count_file = tmp_path / "count.json"
-        clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
+    def test_retirement_matrix(self, local_azure: dict[str, Any], tmp_path: Path) -> None:
+        """The retire step too: killed around disabling the old version or its audit record, the next sweep
+        finishes it: the old version disabled (never deleted), one ``retired`` record."""
+        grace = {"ROTATION_RETIRE_GRACE_HOURS": "0"}
+        _, env_file = _estate(local_azure, tmp_path, versionless=0, **grace)
+        assert _run(["start", "--env", str(env_file)]).returncode == 0
+        count_file = tmp_path / "retire-count.json"
+        clean = _run(["sweep", "--env", str(env_file), "--count-file", str(count_file)])
         assert clean.returncode == 0, clean.stderr[-2000:]
-        _check(estate, json.loads(clean.stdout.strip().splitlines()[-1]))
         side_effects: list[str] = json.loads(count_file.read_text())
-        cases = [(i, when) for i in range(1, len(side_effects) + 1) for when in ("before", "after")]
+        assert side_effects == ["keys.update_version", "audit.append"]
 
-        def run_case(case: tuple[int, str]) -> tuple[int, str, str, int, str]:
+        def run_case(case: tuple[int, str]) -> tuple[str, str, int, str]:
             number, when = case
-            estate, env_file = _estate(local_azure, tmp_path)
-            killed = _run(["start", "--env", str(env_file), "--kill-at", str(number), "--when", when])
-            resumed = _run(["resume", "--env", str(env_file)])
-            if resumed.returncode != 0:
-                return (
-                    number,
-                    when,
-                    side_effects[number - 1],
-                    killed.returncode,
-                    "resume failed: " + resumed.stderr[-800:],
-                )
-            try:
-                _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
-            except AssertionError as exc:
-                return number, when, side_effects[number - 1], killed.returncode, f"FAILED: {exc}"
-            return number, when, side_effects[number - 1], killed.returncode, "ok"
+            estate, env_file = _estate(local_azure, tmp_path, versionless=0, **grace)
+            assert _run(["start", "--env", str(env_file)]).returncode == 0
+            killed = _run(["sweep", "--env", str(env_file), "--kill-at", str(number), "--when", when])
+            resumed = _run(["sweep", "--env", str(env_file)])
+            view = json.loads(resumed.stdout.strip().splitlines()[-1])
+            versions = estate.versions()
+            assert killed.returncode == -9
+            assert view["status"] == RotationStatus.RETIRED.value, view.get("error")
+            assert len(versions) == 2
+            assert versions[0].enabled is False
+            assert versions[1].enabled is True
+            deps = estate.deps()
+            records = [r.outcome for r in deps.audit.records(estate.key.uri) if r.rotation_id == view["rotation_id"]]
+            assert records == ["succeeded", "retired"]
+            state, _ = deps.journal.load(view["rotation_id"])
+            assert state.intent is None
+            return when, side_effects[number - 1], killed.returncode, view["status"]
 
+        cases = [(n, w) for n in range(1, len(side_effects) + 1) for w in ("before", "after")]
         with ThreadPoolExecutor(max_workers=3) as pool:
-            results = list(pool.map(run_case, cases))
+            outcomes = list(pool.map(run_case, cases))
 
-        print(f"\ncrash matrix: {len(side_effects)} side effects x before/after = {len(cases)} cases")
-        for number, when, name, code, outcome in results:
-            print(f"  kill {when:6} #{number} {name:40} exit={code:4} -> {outcome}")
+        print(f"\nretirement crash matrix: {outcomes}")
+
+    def test_matrix(self, local_azure: dict[str, Any], tmp_path: Path) -> None:
+        results = rotation_matrix(local_azure, tmp_path)
+
+        side_effects = [name for _, _, name, _, _ in results]
         assert all(code == -9 for _, _, _, code, _ in results), "every crashing run must die by SIGKILL"
         failures = [r for r in results if r[4] != "ok"]
         assert not failures, failures
