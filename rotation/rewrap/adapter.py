@@ -19,8 +19,12 @@ Contributor and Table Data Contributor on AzureWebJobsStorage.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 MAX_PASSES = 3
+LEASE_S = 120.0  # how long a worker holds a work item without a checkpoint
+STALE_S = 60.0  # an item recorded this long ago and never enqueued lost its message: send it
 PAGE_SIZE = 500
 CHUNK = 100
 
@@ -96,6 +102,7 @@ class BlobDataKeys:
         if not inline:
             self._queue = StorageWorkQueue(storage_queue(settings.storage_connection, settings.rewrap_queue))
         self._containers: dict[tuple[str, str], ContainerClient] = {}
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- the port -----------------------------------------------------------------------------
 
@@ -135,11 +142,11 @@ class BlobDataKeys:
             pending = [i for i in items if i.status == PENDING]
             if self.inline and pending:
                 for item in pending:
-                    self._local.send(WorkMessage(rotation_id, item.item_id))
+                    self.process_item(rotation_id, item.item_id, takeover=True)  # resume after a crash
                 self._drain_local()
             elif pending:
                 for item in pending:
-                    if not item.enqueued:  # recorded, but its message was never sent (a crash between)
+                    if not item.enqueued and item.age_s > STALE_S:  # recorded, but its message never sent
                         self._enqueue(item)
                 break
             elif self._walked(run, items):
@@ -185,7 +192,9 @@ class BlobDataKeys:
             return
         log.error("rewrap_item_poisoned", rotation_id=message.rotation_id, item=message.item)
 
-    def process_item(self, rotation_id: str, item_name: str) -> None:
+    def process_item(self, rotation_id: str, item_name: str, *, takeover: bool = False) -> None:
+        """Re-wrap one page. Safe to repeat: a finished item is skipped, and an item another worker holds
+        (a duplicate message) is left to it unless ``takeover`` (inline resume after a crash)."""
         self.store.ensure_table()
         run = self.store.get_run(rotation_id)
         if run is None:
@@ -196,6 +205,13 @@ class BlobDataKeys:
             raise RotationError(f"unknown re-wrap work item {item_name} of rotation {rotation_id}") from None
         if item.status != PENDING:
             return  # a repeated message: the item is finished
+        now = time.time()
+        if item.owner and item.owner != self._owner and item.lease_until > now and not takeover:
+            log.info("rewrap_item_held_elsewhere", rotation_id=rotation_id, item=item.item_id)
+            return
+        if not self.store.claim_item(item, self._owner, now + LEASE_S):
+            log.info("rewrap_item_claimed_elsewhere", rotation_id=rotation_id, item=item.item_id)
+            return
         location = run.locations[item.location]
         container = self._container(location)
         key, _ = KeyRef.parse(run.key_uri)
@@ -224,6 +240,7 @@ class BlobDataKeys:
                 AlreadyCurrent=base.already_current + (tally.already_current if base.pass_no == 1 else 0),
                 SkippedDeleted=base.skipped_deleted + tally.skipped_deleted,
                 Races=base.races + tally.races,
+                LeaseUntil=time.time() + LEASE_S,
             )
 
         rewrapper.rewrap_blobs(container, todo, self._executor, chunk=self.chunk, on_chunk=checkpoint)
@@ -304,9 +321,10 @@ class BlobDataKeys:
             remaining_on_old_versions=0 if finished else max(run.remaining, 0),
         )
 
-    def _list_all(self, location: DataLocation) -> list[scan.ListedBlob]:
+    def _list_all(self, location: DataLocation) -> Iterator[scan.ListedBlob]:
+        """Every blob of ``location``, a page at a time (memory bounded by one page)."""
         try:
-            return list(scan.iterate(self._container(location), location.prefix))
+            yield from scan.iterate(self._container(location), location.prefix)
         except AzureError as exc:
             raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
 

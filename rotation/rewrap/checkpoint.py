@@ -21,9 +21,11 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from rotation.settings import DataLocation
@@ -63,6 +65,10 @@ class Item:
     already_current: int
     skipped_deleted: int
     races: int
+    owner: str = ""
+    lease_until: float = 0.0  # epoch seconds; a worker holds the item until then (renewed at checkpoints)
+    etag: str | None = None
+    age_s: float = 0.0  # seconds since the entity last changed
 
 
 class CheckpointStore:
@@ -134,6 +140,8 @@ class CheckpointStore:
             "AlreadyCurrent": 0,
             "SkippedDeleted": 0,
             "Races": 0,
+            "Owner": "",
+            "LeaseUntil": 0.0,
         }
         try:
             self._table.create_entity(entity)
@@ -143,6 +151,19 @@ class CheckpointStore:
 
     def get_item(self, rotation_id: str, item: str) -> Item:
         return _item(self._table.get_entity(rotation_id, item))
+
+    def claim_item(self, item: Item, owner: str, lease_until: float) -> bool:
+        """Take the item for ``owner`` if nobody changed it since it was read (ETag); False if someone did."""
+        try:
+            self._table.update_entity(
+                {"PartitionKey": item.rotation_id, "RowKey": item.item_id, "Owner": owner, "LeaseUntil": lease_until},
+                mode=UpdateMode.MERGE,
+                etag=item.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
     def update_item(self, rotation_id: str, item: str, **fields: Any) -> None:
         self._table.update_entity({"PartitionKey": rotation_id, "RowKey": item, **fields}, mode=UpdateMode.MERGE)
@@ -201,6 +222,9 @@ def _run(e: Any) -> Run:
 
 def _item(e: Any) -> Item:
     has_next = {"yes": True, "no": False}.get(str(e.get("HasNext", "unknown")))
+    metadata = getattr(e, "metadata", {}) or {}
+    stamp = metadata.get("timestamp")
+    age = (datetime.now(UTC) - stamp).total_seconds() if isinstance(stamp, datetime) else 0.0
     return Item(
         rotation_id=str(e["PartitionKey"]),
         item_id=str(e["RowKey"]),
@@ -216,4 +240,8 @@ def _item(e: Any) -> Item:
         already_current=int(e["AlreadyCurrent"]),
         skipped_deleted=int(e["SkippedDeleted"]),
         races=int(e["Races"]),
+        owner=str(e.get("Owner", "")),
+        lease_until=float(e.get("LeaseUntil", 0.0)),
+        etag=metadata.get("etag"),
+        age_s=age,
     )

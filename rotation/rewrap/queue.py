@@ -101,6 +101,8 @@ def drain(
 ) -> int:
     """Consume ``queue`` until it has been empty for ``idle_s`` (or ``stop()``); return messages handled."""
     handled = 0
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()  # a worker may start before the first work item is sent
     idle_since = time.monotonic()
     while not stop():
         batch = list(queue.receive_messages(messages_per_page=1, max_messages=1, visibility_timeout=visibility_timeout))

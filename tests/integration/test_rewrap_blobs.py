@@ -280,6 +280,38 @@ class TestQueuedWorkItems:
         assert summary.poison_messages == 0
         keys.close()
 
+    def test_duplicate_message_while_an_item_is_held_does_nothing(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        for i in range(6):
+            upload(container, ring, old, f"d{i}", b"d", "2.0")
+        settings = settings_for(local_azure)
+        first = adapter(local_azure, ring, new, settings=settings, inline=False)
+        second = adapter(local_azure, ring, new, settings=settings, inline=False)
+        first.begin_rewrap("rot-dup", KEY, new, [location_of(container)])
+        item = "item-01-000-000000"
+        body = json.dumps({"rotation_id": "rot-dup", "item": item})
+        duplicates: list[int] = []
+
+        def duplicate_arrives(_kid: str, _encrypted: bytes) -> None:
+            if not duplicates:
+                duplicates.append(ring.unwrap_calls)
+                second.handle_message(body)  # another worker gets the same message meanwhile
+
+        ring.before_unwrap = duplicate_arrives
+
+        first.handle_message(body)
+        second.handle_message(body)  # and once more after the item finished
+        done, summary = first.rewrap_progress("rot-dup")
+
+        assert done is True
+        assert summary.rewrapped == 6
+        assert summary.already_current == 0
+        assert ring.unwrap_calls == 6
+        first.close()
+        second.close()
+
     def test_failing_item_goes_to_the_poison_queue_and_is_reported(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
