@@ -1,0 +1,566 @@
+"""Re-wrap benchmarks (issue 9), side by side in one run against local Azure, printed as JSON.
+
+    python -m bench.rewrap [--quick] [--sections a,b,...]
+
+Starts Azurite and the Key Vault emulator in a temporary directory (throttling off unless a section
+sets a ceiling) and measures, in the same run:
+
+- ``raw``: the Key Vault emulator's raw unwrap rate (CryptographyClient.unwrap_key, the re-wrap's thread
+  count) and Azurite's raw conditional metadata-write rate (Set Blob Metadata with If-Match on the ETag
+  from a listing, same threads).
+- ``size``: for 1 MiB and 8 MiB blobs written with azure-storage-blob client-side encryption (protocol
+  2.0): the naive path (download, decrypt, re-encrypt with the new key, upload, with the SDK's own
+  client-side encryption) against the re-wrap (``BlobDataKeys``, inline), with per-blob request counts:
+  Key Vault from the emulator's counters (``GET /admin/counters``), storage from a ``raw_response_hook``
+  on every blob client the re-wrap builds (counts each HTTP attempt, by operation, and the response
+  bytes of blob downloads).
+- ``throttled``: the vault throttled at a ceiling (``PUT /admin/throttle``); sustained rate, share of
+  429s, blobs lost.
+- ``memory``: peak RSS of a fresh process re-wrapping 10,000 and 100,000 blobs (tiny blobs carrying a real
+  ``encryptiondata``, created in parallel).
+- ``scaleout``: 1, 2 and 4 worker processes draining the work-item queue, with the CPU seconds each
+  process (Azurite, the emulator, the workers) spent, read from /proc.
+
+Blob content is written once with the SDK's client-side encryption and copied byte for byte (content and
+metadata) to the other blobs of a set: every copy is a valid encrypted blob with the same wrapped key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from azure.core import MatchConditions
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.localazure import LocalAzure
+from rotation.adapters.local_credential import LocalDevelopmentCredential
+from rotation.domain.model import KeyRef
+from rotation.rewrap.adapter import BlobDataKeys
+from rotation.rewrap.queue import drain, storage_queue
+from rotation.rewrap.throttle import AdaptiveLimiter
+from rotation.settings import DataLocation, Settings
+
+PRINCIPAL = "bench-rewrap"
+MiB = 1024 * 1024
+SECTIONS = ("raw", "size", "throttled", "memory", "scaleout")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+class VaultKek:
+    """azure-storage-blob's KeyEncryptionKey over a vault key version: wrap locally, unwrap in the vault."""
+
+    def __init__(self, kid: str, ca: str) -> None:
+        self.kid = kid
+        self.client = CryptographyClient(
+            kid, LocalDevelopmentCredential(PRINCIPAL), connection_verify=ca, verify_challenge_resource=False
+        )
+
+    def wrap_key(self, key: bytes) -> bytes:
+        return self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key
+
+    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
+        return self.client.unwrap_key(KeyWrapAlgorithm(algorithm), key).key
+
+    def get_kid(self) -> str:
+        return self.kid
+
+    def get_key_wrap_algorithm(self) -> str:
+        return "RSA-OAEP-256"
+
+
+class StorageCounter:
+    """``raw_response_hook`` counting every storage HTTP attempt by operation, and downloaded bytes."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.content_bytes_read = 0
+        self.content_bytes_written = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, response: Any) -> None:
+        request = response.http_request
+        query = parse_qs(urlsplit(request.url).query)
+        comp = query.get("comp", [""])[0]
+        method = request.method
+        op = {
+            ("GET", "list"): "list_blobs",
+            ("PUT", "metadata"): "set_blob_metadata",
+            ("HEAD", ""): "get_blob_properties",
+            ("GET", ""): "get_blob",
+            ("PUT", ""): "put_blob",
+        }.get((method, comp), f"{method} comp={comp}")
+        with self._lock:
+            self.counts[op] += 1
+            if op == "get_blob":
+                self.content_bytes_read += int(response.http_response.headers.get("Content-Length", 0))
+            if op == "put_blob":
+                self.content_bytes_written += int(request.headers.get("Content-Length", 0))
+
+    def snapshot(self) -> tuple[Counter[str], int, int]:
+        with self._lock:
+            return Counter(self.counts), self.content_bytes_read, self.content_bytes_written
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (not its children), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Env:
+    """One local Azure for the whole run: Azurite, the Key Vault emulator, a vault with old and new versions."""
+
+    def __init__(self, directory: Path) -> None:
+        self.local = LocalAzure(directory, services=["storage", "keyvault"])
+        self.endpoints = self.local.start()
+        self.ca = self.endpoints["ca_bundle"]
+        self.conn = self.endpoints["storage"]["connection_string"]
+        self.admin = KeyVaultAdmin(self.endpoints["keyvault"]["admin"], self.ca)
+        self.vault = self.admin.create_vault(f"bench{uuid.uuid4().hex[:8]}")
+        self.admin.set_throttle(self.vault["name"], enabled=False)
+        self.keys = KeyClient(
+            self.vault["url"], LocalDevelopmentCredential(PRINCIPAL), connection_verify=self.ca,
+            verify_challenge_resource=False,
+        )  # fmt: skip
+        old = self.keys.create_rsa_key("cmk", size=2048)
+        new = self.keys.create_rsa_key("cmk", size=2048)
+        self.old_kid, self.new_kid = str(old.id), str(new.id)
+        self.key, self.new_version = KeyRef.parse(self.new_kid)[0], str(new.properties.version)
+        self.service = BlobServiceClient.from_connection_string(self.conn)
+        self.pids = {p.name: p.popen.pid for p in self.local._processes}
+
+    def close(self) -> None:
+        self.keys.close()
+        self.local.stop()
+
+    def settings(self, concurrency: int, queue: str = "rotation-rewrap") -> Settings:
+        return Settings(
+            storage_connection=self.conn, ca_bundle=self.ca, verify_challenge_resource=False,
+            rewrap_concurrency=concurrency, rewrap_queue=queue,
+        )  # fmt: skip
+
+    def kv_counters(self) -> dict[str, int]:
+        return dict(self.admin.counters().get(self.vault["name"], {}))
+
+    def cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"bench": cpu_seconds(os.getpid())}
+
+    def container(self, prefix: str) -> ContainerClient:
+        client = self.service.get_container_client(f"{prefix}{uuid.uuid4().hex[:10]}")
+        client.create_container()
+        return client
+
+    def location(self, container: ContainerClient) -> DataLocation:
+        return DataLocation(container.url.rsplit("/", 1)[0], container.container_name)
+
+    def template(self, size: int) -> tuple[bytes, dict[str, str]]:
+        """Content and metadata of one blob written with client-side encryption 2.0 under the old version."""
+        scratch = self.container("tpl")
+        writer = ContainerClient.from_container_url(scratch.url, credential=scratch.credential)
+        writer.require_encryption = True
+        writer.key_encryption_key = VaultKek(self.old_kid, self.ca)
+        writer.encryption_version = "2.0"
+        writer.upload_blob("t", os.urandom(size))
+        raw = scratch.download_blob("t").readall()
+        metadata = dict(scratch.get_blob_client("t").get_blob_properties().metadata)
+        scratch.delete_container()
+        return raw, metadata
+
+    def fill(self, container: ContainerClient, count: int, size: int, threads: int = 8) -> float:
+        """``count`` copies of a template blob; returns blobs created per second."""
+        raw, metadata = self.template(size)
+        began = time.perf_counter()
+
+        def put(i: int) -> None:
+            container.upload_blob(f"b{i:07d}", raw, metadata=metadata, overwrite=True, max_concurrency=1)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, range(count)))
+        return count / (time.perf_counter() - began)
+
+
+def timed_threads(threads: int, seconds: float, make: Callable[[int], Callable[[], None]]) -> tuple[int, int, float]:
+    """Run ``make(i)()`` in a loop on ``threads`` threads for ``seconds``; returns (done, errors, elapsed)."""
+    calls = [make(i) for i in range(threads)]
+    done = [0] * threads
+    errors = [0] * threads
+    deadline = time.perf_counter() + seconds
+    began = time.perf_counter()
+
+    def loop(i: int) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                calls[i]()
+                done[i] += 1
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors[i] += 1
+
+    pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(done), sum(errors), time.perf_counter() - began
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+
+def raw_rates(env: Env, threads: int, seconds: float, write_blobs: int) -> dict[str, Any]:
+    """The unavoidable work, each alone: Key Vault unwraps, and Azurite conditional metadata writes."""
+    wrapped = [VaultKek(env.old_kid, env.ca).wrap_key(os.urandom(40)) for _ in range(16)]
+
+    def unwrapper(i: int) -> Callable[[], None]:
+        client = VaultKek(env.old_kid, env.ca).client
+        client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[0])  # challenge and GET key, not timed
+        n = [i]
+
+        def call() -> None:
+            n[0] += 1
+            client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[n[0] % len(wrapped)])
+
+        return call
+
+    before = env.kv_counters().get("unwrapKey", 0)
+    unwraps, unwrap_errors, elapsed = timed_threads(threads, seconds, unwrapper)
+    served = env.kv_counters().get("unwrapKey", 0) - before
+
+    container = env.container("raw")
+    env.fill(container, write_blobs, 16)
+    listed = [(b.name, b.etag, dict(b.metadata)) for b in container.list_blobs(include=["metadata"])]
+    began = time.perf_counter()
+
+    def write(item: tuple[str, str, dict[str, str]]) -> None:
+        name, etag, metadata = item
+        container.get_blob_client(name).set_blob_metadata(
+            {**metadata, "touched": "1"}, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, listed))
+    write_elapsed = time.perf_counter() - began
+    container.delete_container()
+    return {
+        "kv_unwraps_per_s": round(unwraps / elapsed, 1),
+        "kv_unwrap_errors": unwrap_errors,
+        "kv_unwraps_served_by_emulator": served,
+        "azurite_conditional_metadata_writes_per_s": round(len(listed) / write_elapsed, 1),
+        "threads": threads,
+    }
+
+
+def naive(env: Env, container: ContainerClient, threads: int) -> dict[str, Any]:
+    """Download + decrypt (old version unwrap in the vault) + re-encrypt (new version) + upload, per blob."""
+    old_kek, new_kek = VaultKek(env.old_kid, env.ca), VaultKek(env.new_kid, env.ca)
+    client = ContainerClient.from_container_url(container.url, credential=container.credential)
+    client.require_encryption = True
+    client.key_resolver_function = lambda kid: old_kek if kid == old_kek.kid else None
+    client.key_encryption_key = new_kek
+    client.encryption_version = "2.0"
+    names = [b.name for b in container.list_blobs()]
+    began = time.perf_counter()
+
+    def move(name: str) -> None:
+        data = client.download_blob(name, max_concurrency=1).readall()
+        client.upload_blob(name, data, overwrite=True, max_concurrency=1)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(move, names))
+    elapsed = time.perf_counter() - began
+    return {"blobs": len(names), "seconds": round(elapsed, 2), "blobs_per_s": round(len(names) / elapsed, 1)}
+
+
+def rewrap_once(env: Env, container: ContainerClient, threads: int, **adapter_kwargs: Any) -> dict[str, Any]:
+    """One inline re-wrap of ``container`` with per-blob request counts and CPU seconds per process."""
+    counter = StorageCounter()
+    adapter = BlobDataKeys(
+        env.settings(threads), LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": env.ca}, inline=True,
+        storage_kwargs={"raw_response_hook": counter}, **adapter_kwargs,
+    )  # fmt: skip
+    rotation_id = f"bench-{uuid.uuid4().hex[:8]}"
+    kv_before, cpu_before = env.kv_counters(), env.cpu()
+    began = time.perf_counter()
+    adapter.begin_rewrap(rotation_id, env.key, env.new_version, [env.location(container)])
+    processed = time.perf_counter() - began
+    storage_processing, read, written = counter.snapshot()
+    done, summary = adapter.rewrap_progress(rotation_id)
+    total = time.perf_counter() - began
+    kv_after, cpu_after = env.kv_counters(), env.cpu()
+    storage_all, _, _ = counter.snapshot()
+    stats = adapter.limiter.stats()
+    adapter.close()
+    n = max(summary.rewrapped, 1)
+    kv = {k: kv_after.get(k, 0) - kv_before.get(k, 0) for k in set(kv_after) | set(kv_before)}
+    return {
+        "done": done,
+        "rewrapped": summary.rewrapped,
+        "failed": len(summary.failed),
+        "seconds_processing": round(processed, 2),
+        "seconds_with_verification_scan": round(total, 2),
+        "blobs_per_s": round(summary.rewrapped / processed, 1),
+        "blobs_per_s_with_verification_scan": round(summary.rewrapped / total, 1),
+        "per_blob": {
+            "kv_unwrapKey": round(kv.get("unwrapKey", 0) / n, 3),
+            "kv_wrapKey": round(kv.get("wrapKey", 0) / n, 3),
+            "kv_other_calls_total": {k: v for k, v in kv.items() if k not in ("unwrapKey", "wrapKey") and v},
+            "storage_set_blob_metadata": round(storage_processing["set_blob_metadata"] / n, 3),
+            "storage_get_blob_properties": round(storage_processing["get_blob_properties"] / n, 3),
+            "storage_get_blob": round(storage_processing["get_blob"] / n, 3),
+            "storage_put_blob": round(storage_processing["put_blob"] / n, 3),
+            "storage_list_pages_total": storage_processing["list_blobs"],
+            "content_bytes_read": read,
+            "content_bytes_written": written,
+        },
+        "storage_requests_including_verification_scan": dict(storage_all),
+        "kv_throttled_429": kv.get("throttled", 0),
+        "limiter": {
+            "throttled": stats.throttled,
+            "events": stats.throttle_events,
+            "final_rate_per_s": stats.rate_per_s,
+        },
+        "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
+    }
+
+
+def size_section(env: Env, threads: int, sizes: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for size_mib, rewrap_blobs, naive_blobs in sizes:
+        rewrap_container, naive_container = env.container("rw"), env.container("nv")
+        env.fill(rewrap_container, rewrap_blobs, size_mib * MiB)
+        env.fill(naive_container, naive_blobs, size_mib * MiB)
+        naive_result = naive(env, naive_container, threads)
+        rewrap_result = rewrap_once(env, rewrap_container, threads)
+        results[f"{size_mib}MiB"] = {
+            "naive": naive_result,
+            "rewrap": rewrap_result,
+            "speedup_vs_naive": round(rewrap_result["blobs_per_s"] / naive_result["blobs_per_s"], 1),
+        }
+        rewrap_container.delete_container()
+        naive_container.delete_container()
+    return results
+
+
+def throttled_section(env: Env, threads: int, ceiling_per_10s: int, blobs: int) -> dict[str, Any]:
+    container = env.container("th")
+    env.fill(container, blobs, 16)
+    env.admin.set_throttle(env.vault["name"], enabled=True, limit_per_10s=ceiling_per_10s)
+    try:
+        result = rewrap_once(env, container, threads, limiter=AdaptiveLimiter(threads))
+    finally:
+        env.admin.set_throttle(env.vault["name"], enabled=False)
+    container.delete_container()
+    ceiling = ceiling_per_10s / 10
+    served, refused = result["per_blob"]["kv_unwrapKey"] * result["rewrapped"], result["kv_throttled_429"]
+    return {
+        "ceiling_per_s": ceiling,
+        "blobs": blobs,
+        "rewrapped": result["rewrapped"],
+        "blobs_lost": blobs - result["rewrapped"] - result["failed"],
+        "sustained_blobs_per_s": result["blobs_per_s"],
+        "share_of_ceiling": round(result["blobs_per_s"] / ceiling, 3),
+        "kv_requests_throttled_share": round(refused / max(served + refused, 1), 4),
+        "kv_throttled_429": refused,
+        "limiter": result["limiter"],
+        "seconds_processing": result["seconds_processing"],
+    }
+
+
+def _memory_child(conn: str, ca: str, kid: str, location: list[str], out: Any) -> None:
+    """A fresh process re-wrapping one container; reports peak RSS."""
+    settings = Settings(storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=8)
+    adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=True)
+    key, version = KeyRef.parse(kid)
+    rotation_id = f"mem-{uuid.uuid4().hex[:8]}"
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    adapter.begin_rewrap(rotation_id, key, str(version), [DataLocation(*location)])
+    done, summary = adapter.rewrap_progress(rotation_id)
+    elapsed = time.perf_counter() - began
+    adapter.close()
+    out.put({
+        "done": done, "rewrapped": summary.rewrapped, "seconds": round(elapsed, 1),
+        "blobs_per_s": round(summary.rewrapped / elapsed, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_rewrap_mib": round(rss_before / 1024, 1),
+    })  # fmt: skip
+
+
+def memory_section(env: Env, counts: Iterable[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    context = multiprocessing.get_context("spawn")
+    for count in counts:
+        container = env.container("mem")
+        began = time.perf_counter()
+        env.fill(container, count, 16, threads=16)
+        created_s = time.perf_counter() - began
+        out = context.Queue()
+        location = env.location(container)
+        args = (env.conn, env.ca, env.new_kid, [location.account_url, location.container, location.prefix], out)
+        child = context.Process(target=_memory_child, args=args)
+        child.start()
+        result = out.get()
+        child.join()
+        results[str(count)] = {**result, "blobs_created": count, "create_seconds": round(created_s, 1)}
+        container.delete_container()
+    return results
+
+
+def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -> None:
+    """A queue worker process, like one Functions instance: drain the work-item queue."""
+    settings = Settings(
+        storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=threads,
+        rewrap_queue=queue_name,
+    )  # fmt: skip
+    adapter = BlobDataKeys(
+        settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=False, page_size=page_size
+    )
+    queue = storage_queue(conn, queue_name)
+    poison = storage_queue(conn, queue_name + "-poison")
+    drain(queue, poison, adapter.handle_message, idle_s=3.0)
+    adapter.close()
+
+
+def scaleout_section(env: Env, workers: Iterable[int], blobs: int, page_size: int, threads: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    context = multiprocessing.get_context("spawn")
+    for count in workers:
+        container = env.container("so")
+        env.fill(container, blobs, 16)
+        queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
+        settings = env.settings(threads, queue_name)
+        starter = BlobDataKeys(
+            settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": env.ca}, inline=False,
+            page_size=page_size,
+        )  # fmt: skip
+        procs = [
+            context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads))
+            for _ in range(count)
+        ]
+        for proc in procs:
+            proc.start()
+        time.sleep(3.0)  # let the workers import and connect: process start-up is not re-wrap time
+        rotation_id = f"so-{uuid.uuid4().hex[:8]}"
+        cpu_before = env.cpu()
+        worker_cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs if p.pid}
+        began = time.perf_counter()
+        starter.begin_rewrap(rotation_id, env.key, env.new_version, [env.location(container)])
+        done, summary = False, None
+        worker_cpu = dict(worker_cpu_before)
+        deadline = time.monotonic() + 600
+        while not done:
+            if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
+                raise RuntimeError(
+                    f"scale-out with {count} workers did not finish (workers alive: {sum(p.is_alive() for p in procs)})"
+                )
+            time.sleep(0.25)
+            for p in procs:
+                if p.pid and p.is_alive():
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        worker_cpu[p.pid] = cpu_seconds(p.pid)
+            done, summary = starter.rewrap_progress(rotation_id)
+        elapsed = time.perf_counter() - began
+        cpu_after = env.cpu()
+        for proc in procs:
+            proc.join()
+        starter.close()
+        assert summary is not None
+        results[str(count)] = {
+            "workers": count,
+            "rewrapped": summary.rewrapped,
+            "seconds": round(elapsed, 2),
+            "blobs_per_s": round(summary.rewrapped / elapsed, 1),
+            "cpu_seconds": {
+                "azurite": round(cpu_after["azurite"] - cpu_before["azurite"], 1),
+                "keyvault": round(cpu_after["keyvault"] - cpu_before["keyvault"], 1),
+                "workers": round(sum(worker_cpu[p] - worker_cpu_before[p] for p in worker_cpu_before), 1),
+                "coordinator": round(cpu_after["bench"] - cpu_before["bench"], 1),
+            },
+        }
+        container.delete_container()
+    base = results[str(min(int(k) for k in results))]["blobs_per_s"]
+    for entry in results.values():
+        entry["speedup"] = round(entry["blobs_per_s"] / base, 2)
+    return results
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sections = set(args.sections.split(",")) if args.sections else set(SECTIONS)
+    quick = args.quick
+    out: dict[str, Any] = {
+        "benchmark": "rewrap",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "threads": args.threads,
+    }
+
+    def section(name: str, compute: Callable[[], Any]) -> None:
+        if name not in sections:
+            return
+        began = time.perf_counter()
+        try:
+            out[name] = compute()
+        except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps({name: out[name], "seconds": round(time.perf_counter() - began, 1)}), file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="bench-rewrap-") as tmp:
+        env = Env(Path(tmp))
+        try:
+            section("raw", lambda: raw_rates(env, args.threads, 3.0 if quick else 8.0, 300 if quick else 1500))
+            sizes = [(1, 200, 60), (8, 100, 20)] if quick else [(1, 600, 150), (8, 400, 40)]
+            section("size", lambda: size_section(env, args.threads, sizes))
+            if "error" not in out.get("raw", {"error": 1}) and "error" not in out.get("size", {"error": 1}):
+                slower = min(out["raw"]["kv_unwraps_per_s"], out["raw"]["azurite_conditional_metadata_writes_per_s"])
+                out["share_of_slower_raw_rate"] = {
+                    k: round(v["rewrap"]["blobs_per_s"] / slower, 3) for k, v in out["size"].items()
+                }
+            ceiling = args.ceiling_per_10s
+            blobs = int(ceiling / 10 * (15 if quick else 45))
+            section("throttled", lambda: throttled_section(env, args.threads, ceiling, blobs))
+            counts = [1000, 10000] if quick else [int(c) for c in args.memory.split(",")]
+            section("memory", lambda: memory_section(env, counts))
+            section("scaleout", lambda: scaleout_section(env, (1, 2, 4), 600 if quick else 3000, 100, args.threads))
+        finally:
+            env.close()
+    out["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.rewrap", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run, not the figures)")
+    parser.add_argument("--sections", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--ceiling-per-10s", type=int, default=500)
+    parser.add_argument("--memory", default="10000,100000")
+    return run(parser.parse_args(argv if argv is not None else []))
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:]), indent=2))
