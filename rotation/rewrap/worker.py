@@ -91,7 +91,10 @@ class Rewrapper:
                 content_key = cached[1]
             else:
                 try:
-                    unwrap = partial(self.unwrapper.unwrap, wrapped.key_id, wrapped.algorithm, wrapped.encrypted_key)
+                    # The normalised id of the version, never the raw KeyId text: only the rotated key's vault
+                    # is ever called, whatever a blob's metadata says.
+                    kid = self.key.version_uri(str(verdict.version))
+                    unwrap = partial(self.unwrapper.unwrap, kid, wrapped.algorithm, wrapped.encrypted_key)
                     content_key = call_with_retries(self.limiter, unwrap)
                     check_unwrapped(wrapped, content_key)
                 except UnwrapRefused as exc:
