@@ -527,6 +527,24 @@ class TestCrypto:
         assert unwrapped.status_code == 200
         assert b64url_decode(unwrapped.json()["value"]) == data_key
 
+    def test_a256gcm_with_an_oct_hsm_key(self, keys: KeyClient, raw: Callable[..., requests.Response]) -> None:
+        key = keys.create_oct_key("gcm", size=256, hardware_protected=True)
+        path = f"/keys/gcm/{key.properties.version}"
+        aad = b64url(b"context")
+
+        sealed = raw(
+            "POST", f"{path}/encrypt?api-version=7.6", json={"alg": "A256GCM", "value": b64url(b"hi"), "aad": aad}
+        )
+        body = sealed.json()
+        opened = raw("POST", f"{path}/decrypt?api-version=7.6", json={"alg": "A256GCM", **body, "aad": aad})
+        tampered = raw("POST", f"{path}/decrypt?api-version=7.6", json={"alg": "A256GCM", **body, "aad": b64url(b"x")})
+
+        assert sealed.status_code == 200
+        assert len(b64url_decode(body["iv"])) == 12
+        assert len(b64url_decode(body["tag"])) == 16
+        assert b64url_decode(opened.json()["value"]) == b"hi"
+        assert tampered.status_code == 400
+
     def test_encrypt_decrypt(self, keys: KeyClient, make_crypto: Callable[..., CryptographyClient]) -> None:
         key = keys.create_rsa_key("enc")
         client = make_crypto(key)
