@@ -1,4 +1,4 @@
-"""The Azure path over HTTP: a POST enqueues the rotation, the queue triggers carry it to the end.
+"""The Azure path: a POST or a Key Vault event only enqueues the rotation; the queue triggers carry it on.
 
 The app runs as deployed (queued dispatch): ``POST /api/rotations`` records the rotation and puts it
 on ``rotation-run``; a second POST meets the per-key lock (409 with the first rotation's id). The
@@ -9,6 +9,7 @@ the rotation once its re-wrap is done, until the rotation is cut over.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +19,14 @@ import azure.functions as func
 import httpx
 import pytest
 import uvicorn
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from demo.estate import Estate, seed_estate
 from emulators.arm.admin_client import ArmAdmin
+from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import free_port
 from rotation.api import deps as api_deps
 from rotation.api.app import create_app
@@ -100,3 +104,40 @@ class TestQueuedRotationOverHttp:
         assert [row["in use"] for row in estate.consumers() if row["consumer"].startswith("blobs")] == [
             status["new_version"]
         ]
+
+
+class TestQueuedEvent:
+    """In Azure the Event Grid function only records and enqueues: it answers well inside Event Grid's 30 s."""
+
+    def test_event_enqueues_then_queue_triggers_finish_it(self, estate: Estate) -> None:
+        connection = estate.endpoints["storage"]["connection_string"]
+        admin = KeyVaultAdmin(estate.endpoints["keyvault"]["admin"], estate.endpoints["ca_bundle"])
+        admin.run_lifecycle()
+        event = next(
+            e
+            for e in reversed(admin.events()["recent"])
+            if e["eventType"] == "Microsoft.KeyVault.KeyNearExpiry" and e["topic"].endswith(f"/{estate.vault_name}")
+        )
+        decoded = EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
+        started = time.monotonic()
+
+        invoke("on_key_vault_event", decoded)
+        answered_in = time.monotonic() - started
+        before_the_queue_ran = estate.consumers()
+        after = before_the_queue_ran
+        for _ in range(20):
+            _drain(connection, RUN_QUEUE, "run_rotation")
+            _drain(connection, estate.settings()["ROTATION_REWRAP_QUEUE"], "rewrap_worker")
+            invoke("reconcile", TimerRequest())
+            after = estate.consumers()
+            if _moved(after, estate.first_version):
+                break
+
+        assert answered_in < 10
+        assert all(row["in use"] == estate.first_version for row in before_the_queue_ran)  # nothing ran inline
+        assert _moved(after, estate.first_version)
+
+
+def _moved(rows: list[dict[str, str]], old_version: str) -> bool:
+    """Every consumer the rotation moves itself is off the old version (the versionless account moves daily)."""
+    return all(row["in use"] != old_version for row in rows if not row["consumer"].startswith("storage stvl"))
