@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,8 +67,18 @@ class KeyVaultKeyStore:
     """Implements ``rotation.ports.KeyStore``."""
 
     def __init__(
-        self, credential: TokenCredential, transport_kwargs: dict[str, Any], *, verify_challenge_resource: bool = True
+        self,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        *,
+        verify_challenge_resource: bool = True,
+        probe_source: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        """
+        Args:
+            probe_source: random bytes for the wrap/unwrap probe (tests record them to prove they never leak).
+        """
+        self._probe_source = probe_source
         self._credential = credential
         self._kwargs: dict[str, Any] = {
             **TRANSPORT_RETRY,
@@ -148,7 +158,7 @@ class KeyVaultKeyStore:
         return _from_properties(key, updated.properties, updated)
 
     def wrap_unwrap_probe(self, key: KeyRef, version: str) -> None:
-        probe = os.urandom(32)
+        probe = self._probe_source(32)
         crypto = CryptographyClient(key.version_uri(version), self._credential, **self._kwargs)
         try:
             with translated(f"wrap with {key.uri}/{version}", _WRAP):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -189,3 +190,51 @@ class TestAutoRotationEvent:
         for workspace in estate.workspaces:
             assert estate.workspace_key(workspace).endswith("/" + version)
         assert get_rotation(deps, str(first.rotation_id)).status == RotationStatus.AWAITING_RETIREMENT
+
+
+class TestNoSecretsAnywhere:
+    """A full rotation on local Azure leaves no key material, token or connection secret in its JSON logs,
+    its journal entities or its audit records."""
+
+    def test_scan(self, estate: RealEstate, local_azure: dict[str, Any]) -> None:
+        import base64
+        import io
+        import json
+
+        from azure.data.tables import TableClient
+
+        from emulators.localazure import AZURITE_KEY
+        from rotation.adapters.local_credential import LocalDevelopmentCredential
+        from rotation.logs import configure_logging
+
+        probes: list[bytes] = []
+
+        def recording_probe(size: int) -> bytes:
+            probes.append(os.urandom(size))
+            return probes[-1]
+
+        stream = io.StringIO()
+        configure_logging("json", "DEBUG", stream)
+        deps = estate.deps()
+        deps.keys._probe_source = recording_probe  # type: ignore[attr-defined]
+        token = LocalDevelopmentCredential("rotation-operator").get_token("https://vault.azure.net/.default").token
+
+        view = start_rotation(deps, estate.key.uri, CLI, reason="scan")
+
+        connection = local_azure["storage"]["connection_string"]
+        entities = list(TableClient.from_connection_string(connection, estate.journal_table).list_entities())
+        audit = [json.dumps(r, default=str) for r in deps.audit.records(estate.key.uri)]
+        text = stream.getvalue() + json.dumps(entities, default=str) + "".join(audit)
+        assert view.status == RotationStatus.AWAITING_RETIREMENT
+        assert probes, "the wrap/unwrap probe ran"
+        assert "rotation_summary" in stream.getvalue()
+        assert len(entities) >= 2
+        secrets = [AZURITE_KEY, token, token.split(".")[0], token.split(".")[1]]  # any bearer token starts alike
+        for probe in probes:
+            secrets += [
+                probe.hex(),
+                base64.b64encode(probe).decode(),
+                base64.urlsafe_b64encode(probe).decode().rstrip("="),
+            ]
+        leaked = [s[:12] for s in secrets if s in text]
+        assert leaked == []
