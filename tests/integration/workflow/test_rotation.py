@@ -219,7 +219,10 @@ class TestNoSecretsAnywhere:
         deps.keys._probe_source = recording_probe  # type: ignore[attr-defined]
         token = LocalDevelopmentCredential("rotation-operator").get_token("https://vault.azure.net/.default").token
 
-        view = start_rotation(deps, estate.key.uri, CLI, reason="scan")
+        try:
+            view = start_rotation(deps, estate.key.uri, CLI, reason="scan")
+        finally:
+            configure_logging("console", "INFO")  # stop writing into this test's buffer
 
         connection = local_azure["storage"]["connection_string"]
         entities = list(TableClient.from_connection_string(connection, estate.journal_table).list_entities())
