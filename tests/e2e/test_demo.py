@@ -26,7 +26,7 @@ class TestDemo:
         out = result.stdout
         assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
         assert "Microsoft.KeyVault.KeyNearExpiry" in out
-        assert "outcome: started" in out
+        assert "rotations of the key after two deliveries: 1" in out
         assert "retire              succeeded" in out
         assert "(disabled)" in out
         assert "audit chain OK" in out
