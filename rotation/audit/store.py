@@ -457,7 +457,9 @@ class TableAuditLog:
     def get(self, reference: str) -> StoredRecord | None:
         """One record by id, or by sequence number written ``#12`` or ``12``."""
         text = reference.strip()
-        seq = int(text.lstrip("#")) if text.lstrip("#").isdigit() else self._seq_of(text)
+        number = text.removeprefix("#")
+        # ASCII digits only: str.isdigit() also accepts characters such as "³" that int() refuses.
+        seq = int(number) if number.isascii() and number.isdigit() else self._seq_of(text)
         if seq is None:
             return None
         self._ensure_table()

@@ -479,6 +479,7 @@ class TestReads:
         shown = client.get(f"/api/audit/{ids[0]}")
         by_seq = client.get("/api/audit/2")
         missing = client.get("/api/audit/no-such-record")
+        not_ascii = client.get("/api/audit/%C2%B3")  # "³": isdigit() but not a number int() takes
         bad = client.get("/api/audit", params={"since": "yesterday"})
         verified = client.get("/api/audit/verify")
         raw.delete_entity(RECORDS, seq_key(3))
@@ -490,6 +491,7 @@ class TestReads:
         assert shown.json()["seq"] == 1
         assert by_seq.json()["record_id"] == ids[1]
         assert missing.status_code == 404
+        assert not_ascii.status_code == 404
         assert bad.status_code == 400
         assert verified.json()["ok"] is True
         assert broken.json()["ok"] is False
