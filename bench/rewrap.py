@@ -55,6 +55,7 @@ from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import LocalAzure
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
+from rotation.logs import configure_logging
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.queue import drain, storage_queue
 from rotation.rewrap.throttle import AdaptiveLimiter
@@ -390,6 +391,7 @@ def throttled_section(env: Env, threads: int, ceiling_per_10s: int, blobs: int) 
 
 def _memory_child(conn: str, ca: str, kid: str, location: list[str], out: Any) -> None:
     """A fresh process re-wrapping one container; reports peak RSS."""
+    configure_logging("console", "WARNING", stream=sys.stderr)
     settings = Settings(storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=8)
     adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=True)
     key, version = KeyRef.parse(kid)
@@ -430,6 +432,7 @@ def memory_section(env: Env, counts: Iterable[int]) -> dict[str, Any]:
 
 def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -> None:
     """A queue worker process, like one Functions instance: drain the work-item queue."""
+    configure_logging("console", "WARNING", stream=sys.stderr)
     settings = Settings(
         storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=threads,
         rewrap_queue=queue_name,
@@ -510,6 +513,7 @@ def scaleout_section(env: Env, workers: Iterable[int], blobs: int, page_size: in
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    configure_logging("console", "WARNING", stream=sys.stderr)  # stdout carries only the JSON result
     sections = set(args.sections.split(",")) if args.sections else set(SECTIONS)
     quick = args.quick
     out: dict[str, Any] = {
