@@ -49,11 +49,7 @@ def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
     with bound(rotation_id=rotation_id, key=state.key_uri, trigger="timer"):
         execution = _Execution(deps, state, etag)
         now = deps.clock.now()
-        if (
-            state.lease_owner not in (None, deps.owner)
-            and state.lease_expires is not None
-            and state.lease_expires > now
-        ):
+        if state.lease_owner is not None and state.lease_expires is not None and state.lease_expires > now:
             return RotationView.from_state(state)
         execution.claimed = True
         try:
@@ -172,7 +168,18 @@ def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
         return SweepItem(state.key_uri, state.rotation_id, "failed", _safe(exc))
 
 
+#: After a rotation of a key stops for a human, the timer leaves the key alone this long (events and
+#: people can still start one): repeating a refused rotation every tick would only repeat the refusal.
+STOPPED_HOLD_OFF = timedelta(hours=24)
+_STOPPED = (RotationStatus.REFUSED, RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN)
+
+
 def _start_for_expiry(deps: Dependencies, key: KeyRef, trigger: Trigger, reason: str) -> SweepItem:
+    recent = deps.journal.list(key.uri, None, 1)
+    if recent and recent[0].status in _STOPPED and deps.clock.now() - recent[0].updated_at < STOPPED_HOLD_OFF:
+        last = recent[0]
+        why = last.error[1] if last.error else last.status.value
+        return SweepItem(key.uri, last.rotation_id, "skipped", f"last rotation {last.status.value}: {why}"[:500])
     try:
         view = start_rotation(deps, key.uri, trigger, reason=f"reconciler: {reason}")
     except RotationInProgress as exc:

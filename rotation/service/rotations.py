@@ -294,6 +294,8 @@ class _Execution:
         self.etag = etag
         self.key, _ = KeyRef.parse(state.key_uri)
         self.claimed = False
+        # Unique per pass, so two invocations in one worker process never share a claim.
+        self.owner = f"{deps.owner}#{secrets.token_hex(3)}"
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class _Execution:
         state = replace(
             state,
             updated_at=now,
-            lease_owner=self.deps.owner if self.claimed else state.lease_owner,
+            lease_owner=self.owner if self.claimed else state.lease_owner,
             lease_expires=now + timedelta(seconds=self.deps.lease_seconds) if self.claimed else state.lease_expires,
         )
         self.etag = self.deps.journal.save(state, self.etag)
@@ -316,7 +318,7 @@ class _Execution:
         now = self.deps.clock.now()
         if (
             state.lease_owner is not None
-            and state.lease_owner != self.deps.owner
+            and state.lease_owner != self.owner
             and state.lease_expires is not None
             and state.lease_expires > now
         ):
@@ -327,7 +329,7 @@ class _Execution:
         except JournalConflict:
             self.claimed = False
             return False
-        if state.lease_owner is not None and state.lease_owner != self.deps.owner:
+        if state.lease_owner is not None:
             _log.info("rotation_resumed", previous_owner=state.lease_owner, stage=state.stage)
         return True
 

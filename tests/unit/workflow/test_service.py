@@ -454,3 +454,23 @@ class TestNoKeyMaterial:
         assert any(e["event"] == "rotation_summary" for e in logs)
         for marker in secret_markers:
             assert marker not in text
+
+
+class TestSweepHoldOff:
+    """After a rotation stops for a human, the timer does not repeat it every tick; people still can."""
+
+    def test_refused_key_is_skipped_by_the_timer(self) -> None:
+        estate = Estate()
+        estate.keys.add_key(KEY, expires=estate.clock.current + timedelta(days=3))
+        estate.vaults.add("https://kv-main.vault.azure.net", purge_protection=False)
+
+        first = sweep(estate.deps(), TIMER)
+        second = sweep(estate.deps(), TIMER)
+        estate.clock.advance(timedelta(hours=25))
+        later = sweep(estate.deps(), TIMER)
+
+        assert first.count("started") == 1
+        assert second.count("skipped") == 1
+        assert "purge protection" in second.items[0].detail
+        assert later.count("started") == 1
+        assert [r.outcome for r in estate.audit.all] == ["refused", "refused"]
