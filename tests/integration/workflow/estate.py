@@ -41,6 +41,8 @@ class RealEstate:
     versionless: list[str] = field(default_factory=list)
     workspaces: list[str] = field(default_factory=list)
     unrelated: list[str] = field(default_factory=list)  # consumers of the other key
+    identity_id: str = ""  # the user-assigned identity the storage accounts use
+    identity_principal: str = ""
     journal_table: str = field(default_factory=lambda: f"j{uuid.uuid4().hex[:12]}")
     audit_table: str = field(default_factory=lambda: f"a{uuid.uuid4().hex[:12]}")
 
@@ -129,16 +131,17 @@ class RealEstate:
         return sorted(props, key=lambda p: (p.created_on, p.version))
 
 
-def _identity(arm: ArmAdmin, subscription_id: str, group: str) -> str:
+def new_identity(arm: ArmAdmin, subscription_id: str, group: str) -> tuple[str, str]:
+    """A registered user-assigned identity: (ARM id, principal id)."""
     identity_id = (
         f"/subscriptions/{subscription_id}/resourceGroups/{group}"
         f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-{uuid.uuid4().hex[:6]}"
     )
-    arm.register_user_assigned_identity(identity_id)
-    return identity_id
+    registered = arm.register_user_assigned_identity(identity_id)
+    return identity_id, str(registered["principal_id"])
 
 
-def _account_body(vault_url: str, key_name: str, version: str, identity_id: str) -> dict[str, Any]:
+def account_body(vault_url: str, key_name: str, version: str, identity_id: str) -> dict[str, Any]:
     return {
         "location": "eastus",
         "sku": {"name": "Standard_LRS"},
@@ -177,12 +180,13 @@ def build_estate(
     client = estate.keys()
     first = client.create_rsa_key(key.name, size=2048).properties.version or ""
     other_version = client.create_rsa_key(other.name, size=2048).properties.version or ""
-    identity_id = _identity(arm, subscription_id, group)
+    identity_id, principal = new_identity(arm, subscription_id, group)
+    estate.identity_id, estate.identity_principal = identity_id, principal
     storage = estate.storage()
 
     def account(version: str, key_name: str) -> str:
         name = f"sa{uuid.uuid4().hex[:12]}"
-        body = _account_body(vault["url"], key_name, version, identity_id)
+        body = account_body(vault["url"], key_name, version, identity_id)
         return str(storage.storage_accounts.begin_create(group, name, body).result().id)
 
     estate.pinned = [account(first, key.name) for _ in range(pinned)]

@@ -241,3 +241,44 @@ class TestNoSecretsAnywhere:
             ]
         leaked = [s[:12] for s in secrets if s in text]
         assert leaked == []
+
+
+class TestRollbackOnLocalAzure:
+    """A consumer Azure refuses the new version for stays on (is put back on) the old one; the rotation stops
+    rolled back for a human, the old version stays enabled, and the refusal is audited."""
+
+    def test_refused_account_rolls_back(self, estate: RealEstate) -> None:
+        import uuid
+
+        from rotation.adapters.aml_client import AmlWorkspaceClient
+        from rotation.adapters.local_credential import LocalDevelopmentCredential
+        from tests.integration.workflow.estate import OPERATOR, account_body, new_identity
+
+        old = estate.versions()[-1].version
+        identity_id, _ = new_identity(estate.arm_admin, estate.subscription_id, estate.resource_group)
+        body = account_body(estate.vault["url"], estate.key.name, str(old), identity_id)
+        name = f"sa{uuid.uuid4().hex[:12]}"
+        refused = str(estate.storage().storage_accounts.begin_create(estate.resource_group, name, body).result().id)
+        with AmlWorkspaceClient(LocalDevelopmentCredential(OPERATOR), estate.arm_url, connection_verify=estate.ca) as c:
+            workspace_principals = [str(c.get_workspace(w).principal_id) for w in estate.workspaces]
+        users = [estate.identity_principal, *workspace_principals]  # not the new account's identity
+        roles = [{"principal_id": OPERATOR, "role": "Key Vault Crypto Officer"}]
+        roles += [{"principal_id": p, "role": "Key Vault Crypto Service Encryption User"} for p in users]
+        estate.kv_admin.set_role_assignments(estate.vault["name"], roles)
+        deps = estate.deps()
+        try:
+            view = start_rotation(deps, estate.key.uri, CLI)
+        finally:
+            estate.kv_admin.set_role_assignments(estate.vault["name"], [])
+
+        assert view.status == RotationStatus.ROLLED_BACK, view.error
+        assert view.error is not None
+        assert "KeyVault" in view.error["message"]
+        rolled = [c for c in view.consumers if c.status == "rolled_back"]
+        assert [c.resource_id.lower() for c in rolled] == [refused.lower()]
+        assert estate.account_version(refused)[0] == old
+        for account in estate.pinned:
+            assert estate.account_version(account)[0] in (old, view.new_version)
+        assert next(v for v in estate.versions() if v.version == old).enabled
+        outcomes = [r.outcome for r in deps.audit.records(estate.key.uri) if r.rotation_id == view.rotation_id]
+        assert outcomes == ["rolled_back"]
