@@ -108,6 +108,21 @@ class TestReadWorkspaces:
         assert not listed[plain].has_cmk
 
 
+class TestCaseInsensitiveIds:
+    """Workspace ids are compared case-insensitively; the answer keeps the id as created."""
+
+    def test_get_with_shouted_id(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        shouted = created.workspace_id.replace(world.resource_group, world.resource_group.upper()).replace(
+            "/workspaces/" + created.name, "/WORKSPACES/" + created.name.upper()
+        )
+
+        with aml(world) as client:
+            found = client.get_workspace(shouted)
+
+        assert found.workspace_id == created.workspace_id
+
+
 class TestListPages:
     """list_workspaces follows nextLink across pages."""
 
