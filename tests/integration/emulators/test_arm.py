@@ -125,6 +125,11 @@ class World:
 def world(local_azure: dict[str, Any]) -> Iterator[World]:
     arm_admin = ArmAdmin(local_azure["arm"]["admin"], local_azure["ca_bundle"])
     kv_admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
+    # Emulator-wide settings are shared by the session: start from the defaults whatever ran before.
+    arm_admin.set_role_assignments([])
+    arm_admin.set_throttle(None, enabled=False)
+    arm_admin.clear_faults()
+    arm_admin.set_page_size(None)
     subscription_id = str(uuid.uuid4())
     resource_group = f"rg-{uuid.uuid4().hex[:8]}"
     arm_admin.create_resource_group(subscription_id, resource_group)
