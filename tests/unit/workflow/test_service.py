@@ -474,3 +474,44 @@ class TestSweepHoldOff:
         assert "purge protection" in second.items[0].detail
         assert later.count("started") == 1
         assert [r.outcome for r in estate.audit.all] == ["refused", "refused"]
+
+
+class TestPermissions:
+    """A missing permission refuses the rotation before any change, naming the permission."""
+
+    def test_missing_read_permission_refuses(self) -> None:
+        from rotation.errors import PermissionDenied
+
+        estate, _ = standard_estate()
+        estate.storage.faults.add("list_accounts", PermissionDenied("denied", "Microsoft.Storage/storageAccounts/read"))
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert view.status == RotationStatus.REFUSED
+        assert view.error is not None
+        assert view.error["code"] == "PermissionDenied"
+        assert len(estate.keys.all_versions(KEY)) == 1
+
+    def test_missing_write_permission_fails_without_moving_anything_else(self) -> None:
+        from rotation.errors import PermissionDenied
+
+        estate, old = standard_estate()
+        estate.workspaces.faults.add(
+            "set_key_identifier",
+            PermissionDenied(
+                "not allowed: Microsoft.MachineLearningServices/workspaces/write",
+                "Microsoft.MachineLearningServices/workspaces/write",
+            ),
+        )
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert view.status == RotationStatus.FAILED
+        assert view.error is not None
+        assert view.error["code"] == "PermissionDenied"
+        assert "workspaces/write" in view.error["message"]
+        assert all(
+            w.key_identifier.endswith(old) for w in estate.workspaces.workspaces.values() if "/cmk/" in w.key_identifier
+        )
+        assert estate.keys.all_versions(KEY)[0].enabled
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["failed"]
