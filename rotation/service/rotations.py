@@ -459,8 +459,28 @@ class _Execution:
         return self.finish_step(Step.NEW_VERSION, f"{how}: {chosen.version}", state)
 
     def verify_version_step(self) -> StepResult:
-        assert self.state.new_version is not None
-        self.deps.keys.wrap_unwrap_probe(self.key, self.state.new_version)
+        new = self.state.new_version
+        assert new is not None
+        version = self.deps.keys.get_key(self.key, new)
+        if not version.enabled:
+            raise VerificationFailed(f"the new version {new} is disabled; no consumer was moved")
+        try:
+            self.deps.keys.wrap_unwrap_probe(self.key, new)
+        except VerificationFailed as exc:
+            # The unusable version is now the key's latest: versionless consumers would adopt it within a
+            # day. A version this rotation created is disabled (nothing pins it yet); one it adopted is
+            # left for a human, loudly.
+            if version.tags.get(ROTATION_TAG) != self.state.rotation_id:
+                raise NeedsHuman(
+                    f"{exc.message}; version {new} was not created by this rotation and is still enabled: "
+                    "disable it before versionless consumers adopt it"
+                ) from None
+            if version.enabled:
+                with self.side_effect("disable_new_version", self.key.uri, new):
+                    self.deps.keys.update_version(self.key, new, enabled=False)
+            raise VerificationFailed(
+                f"{exc.message}; the new version {new} was disabled, consumers untouched"
+            ) from None
         return self.finish_step(Step.VERIFY_VERSION, "wrap/unwrap round trip matched")
 
     def repoint_storage_step(self) -> StepResult:

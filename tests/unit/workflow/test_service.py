@@ -308,6 +308,11 @@ class TestRollback:
 
         assert result.status == RotationStatus.FAILED
         assert all(consumers_on(estate, old).values())
+        old_version, new_version = estate.keys.all_versions(KEY)
+        assert old_version.enabled
+        assert not new_version.enabled  # versionless consumers must not adopt it
+        assert result.error is not None
+        assert "disabled" in result.error["message"]
 
 
 class TestRewrapAndRetirement:
