@@ -19,6 +19,7 @@ from rotation.domain.model import (
     WorkspaceKey,
 )
 from rotation.domain.policy import version_of
+from rotation.domain.steps import ROTATION_TAG
 
 #: Key types and sizes both Azure Storage and Azure ML accept for customer-managed keys.
 SUPPORTED_KTY = ("RSA", "RSA-HSM")
@@ -106,6 +107,11 @@ def build_plan(observed: Observed, adopt_version: str | None = None) -> Plan:
         versions.append(observed.current)
     latest = versions[-1] if versions else None
     old: KeyVersion | None = latest
+    if latest is not None and not latest.enabled and ROTATION_TAG in latest.tags and adopt_version is None:
+        # A version a stopped rotation of this service disabled (it failed its probe): replace the
+        # newest enabled version instead.
+        enabled = [v for v in versions if v.enabled]
+        old = enabled[-1] if enabled else latest
     if not versions:
         problems.append(f"key {key.uri} has no versions")
     if adopt_version is not None and versions:

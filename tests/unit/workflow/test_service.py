@@ -313,6 +313,14 @@ class TestRollback:
         assert not new_version.enabled  # versionless consumers must not adopt it
         assert result.error is not None
         assert "disabled" in result.error["message"]
+        estate.keys.create_version = original  # type: ignore[method-assign]
+
+        retry = start_rotation(estate.deps(), KEY.uri, CLI, reason="after the failed probe")
+
+        assert retry.status == RotationStatus.AWAITING_RETIREMENT, retry.error
+        assert retry.old_version == old
+        assert len(estate.keys.all_versions(KEY)) == 3
+        assert all(consumers_on(estate, str(retry.new_version)).values())
 
 
 class TestRewrapAndRetirement:
