@@ -528,3 +528,28 @@ class TestPermissions:
         )
         assert estate.keys.all_versions(KEY)[0].enabled
         assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["failed"]
+
+
+class TestOutOfOrderEvents:
+    """Events that arrive late or out of order change nothing."""
+
+    def event(self, event_type: str, version: str | None, event_id: str) -> KeyVaultEvent:
+        return KeyVaultEvent(event_id, event_type, KEY, version, "kv-main", None, None, None)  # type: ignore[arg-type]
+
+    def test_stale_events_after_retirement(self) -> None:
+        estate, old = standard_estate()
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.clock.advance(timedelta(hours=25))
+        sweep(estate.deps(), TIMER)
+
+        late_expiry = handle_key_event(estate.deps(), self.event("KeyNearExpiry", old, "late-1"))
+        late_created = handle_key_event(estate.deps(), self.event("KeyNewVersionCreated", view.new_version, "late-2"))
+        older_created = handle_key_event(estate.deps(), self.event("KeyNewVersionCreated", old, "late-3"))
+
+        assert late_expiry.outcome == "ignored"
+        assert late_created.outcome == "duplicate"
+        assert older_created.outcome == "ignored"
+        assert len(estate.keys.all_versions(KEY)) == 2
+        assert len(estate.journal.list(KEY.uri)) == 1
