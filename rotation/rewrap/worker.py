@@ -129,16 +129,22 @@ class Rewrapper:
         chunk: int = 100,
         on_chunk: Callable[[Tally, str], None] | None = None,
     ) -> Tally:
-        """Re-wrap ``blobs`` concurrently, in listing order, ``chunk`` at a time.
+        """Re-wrap ``blobs`` concurrently; results are taken in listing order.
 
-        After each chunk ``on_chunk(tally_so_far, last_name)`` runs (the checkpoint): every blob up to
-        ``last_name`` is then finished.
+        Every ``chunk`` results (and at the end) ``on_chunk(tally_so_far, last_name)`` runs (the
+        checkpoint): every blob up to ``last_name`` is then finished. The executor's threads keep working
+        meanwhile, so a checkpoint never idles them. If a blob raises, blobs not yet started are cancelled
+        and the error propagates (the item is retried from its last checkpoint).
         """
         tally = Tally()
-        for start in range(0, len(blobs), chunk):
-            part = blobs[start : start + chunk]
-            for result in executor.map(lambda b: self.rewrap_blob(container, b), part):
-                tally.add(result)
-            if on_chunk is not None:
-                on_chunk(tally, part[-1].name)
+        futures = [executor.submit(self.rewrap_blob, container, blob) for blob in blobs]
+        try:
+            for index, future in enumerate(futures):
+                tally.add(future.result())
+                if on_chunk is not None and ((index + 1) % chunk == 0 or index + 1 == len(futures)):
+                    on_chunk(tally, blobs[index].name)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
         return tally

@@ -244,8 +244,10 @@ class TestCrashAndResume:
         assert done is True
         assert summary.failed == ()
         assert summary.rewrapped + summary.already_current == 23
-        # 8 blobs finished before the crash (4 checkpoints of 2); only the crashed one is unwrapped again.
-        assert ring.unwrap_calls - calls_before_resume == 23 - 8
+        # 8 blobs were checkpointed before the crash (4 chunks of 2): none of them is unwrapped again, and
+        # of the rest only the blob that was in flight when the worker died is unwrapped twice.
+        assert ring.unwrap_calls - calls_before_resume <= 23 - 8
+        assert ring.unwrap_calls <= 23 + 1
         reader = decrypting_client(container, ring.resolver(new))
         assert all(reader.download_blob(f"b{i:03d}").readall() == b"%d" % i for i in range(23))
         first.close()
