@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Literal
 
 from rotation.domain.model import (
     ConsumerKind,
@@ -20,7 +21,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.plan import uses_key, workspace_uses_key
 from rotation.domain.policy import references_to, retirement_due, should_rotate
-from rotation.domain.steps import ROTATION_TAG, RUNNABLE_STATUSES, RotationState, Step, record_step, with_intent
+from rotation.domain.steps import ROTATION_TAG, RotationState, Step, record_step, with_intent
 from rotation.errors import JournalConflict, RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
@@ -30,7 +31,6 @@ from rotation.service.rotations import (
     _safe,
     holding_rotation,
     managed_key,
-    run_rotation,
     start_rotation,
 )
 from rotation.service.views import EventOutcome, RotationView, SweepItem, SweepReport
@@ -158,11 +158,17 @@ def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
                 return SweepItem(state.key_uri, state.rotation_id, "retired", f"disabled {state.old_version}")
             detail = next((s.detail for s in view.steps if s.name == Step.RETIRE.value), "")
             return SweepItem(state.key_uri, state.rotation_id, "waiting", detail)
-        view = run_rotation(deps, state.rotation_id)
-        action = "waiting" if view.status in RUNNABLE_STATUSES else "resumed"
+        dispatched = _resumable(deps, state)
+        view = _resume(deps, state)
+        action: Literal["resumed", "waiting", "failed", "in_progress"] = "resumed"
         if view.status in (RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN):
             action = "failed"
-        return SweepItem(state.key_uri, state.rotation_id, action, view.status.value)  # type: ignore[arg-type]
+        elif view.status == RotationStatus.WAITING:
+            action = "waiting"
+        elif view.status == RotationStatus.RUNNING and not dispatched:
+            action = "in_progress"  # an executor is driving it right now
+        detail = view.status.value if not dispatched or view.status != RotationStatus.RUNNING else "dispatched"
+        return SweepItem(state.key_uri, state.rotation_id, action, detail)
     except RotationError as exc:
         _log.warning("sweep_item_failed", rotation_id=state.rotation_id, error_code=exc.code, error=_safe(exc))
         return SweepItem(state.key_uri, state.rotation_id, "failed", _safe(exc))
@@ -219,7 +225,7 @@ def handle_key_event(deps: Dependencies, event: KeyVaultEvent) -> EventOutcome:
         if held is not None:
             if event.version and held.old_version not in (None, event.version):
                 return EventOutcome(event.event_id, "duplicate", "rotation in progress", key.uri, held.rotation_id)
-            view = run_rotation(deps, held.rotation_id) if _resumable(deps, held) else RotationView.from_state(held)
+            view = _resume(deps, held)
             return EventOutcome(event.event_id, "resumed", f"rotation {view.status.value}", key.uri, held.rotation_id)
         if event.version and event.version != latest.version:
             return EventOutcome(event.event_id, "ignored", f"version {event.version} was already replaced", key.uri)
@@ -228,6 +234,17 @@ def handle_key_event(deps: Dependencies, event: KeyVaultEvent) -> EventOutcome:
         except RotationInProgress as exc:
             return EventOutcome(event.event_id, "in_progress", "rotation in progress", key.uri, exc.rotation_id)
         return EventOutcome(event.event_id, "started", event.event_type, key.uri, view.rotation_id)
+
+
+def _resume(deps: Dependencies, state: RotationState) -> RotationView:
+    """Hand an interrupted or waiting rotation to the dispatcher (in-process locally, the queue in Azure).
+
+    A rotation an executor is driving right now (its claim has not lapsed) is left to it.
+    """
+    if _resumable(deps, state):
+        deps.dispatcher.dispatch(state.rotation_id)
+        state, _ = deps.journal.load(state.rotation_id)
+    return RotationView.from_state(state)
 
 
 def _resumable(deps: Dependencies, state: RotationState) -> bool:
