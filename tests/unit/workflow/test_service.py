@@ -553,3 +553,19 @@ class TestOutOfOrderEvents:
         assert older_created.outcome == "ignored"
         assert len(estate.keys.all_versions(KEY)) == 2
         assert len(estate.journal.list(KEY.uri)) == 1
+
+
+class TestQueuedResume:
+    """With a queued dispatcher the sweep hands interrupted rotations to the queue instead of running them."""
+
+    def test_sweep_dispatches(self) -> None:
+        estate, _ = standard_estate()
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+
+        report = sweep(deps, TIMER)
+
+        assert [(i.action, i.detail) for i in report.items] == [("resumed", "dispatched")]
+        assert deps.dispatcher.dispatched == [view.rotation_id, view.rotation_id]  # type: ignore[attr-defined]
+        assert get_rotation(deps, view.rotation_id).status == RotationStatus.RUNNING
+        assert len(estate.keys.all_versions(KEY)) == 1
