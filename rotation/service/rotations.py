@@ -360,7 +360,11 @@ class _Execution:
 
     def drive(self) -> None:
         while (step := next_step(self.state)) is not None:
-            guard(self.state)
+            try:
+                guard(self.state)
+            except NeedsHuman as exc:
+                self.stop(step, RotationStatus.NEEDS_HUMAN, exc, "needs_human")
+                return
             self.commit(record_step(self.state, step, "started", self.deps.clock.now()))
             _log.info("step_started", step=step.value)
             try:

@@ -569,3 +569,26 @@ class TestQueuedResume:
         assert deps.dispatcher.dispatched == [view.rotation_id, view.rotation_id]  # type: ignore[attr-defined]
         assert get_rotation(deps, view.rotation_id).status == RotationStatus.RUNNING
         assert len(estate.keys.all_versions(KEY)) == 1
+
+
+class TestGuard:
+    """An impossible journal state stops the rotation for a human, audited, without touching anything."""
+
+    def test_corrupted_journal_needs_human(self) -> None:
+        from rotation.domain.steps import Step, record_step
+
+        estate, old = standard_estate()
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+        state, etag = estate.journal.load(view.rotation_id)
+        broken = record_step(state, Step.REPOINT_STORAGE, "succeeded", estate.clock.now())  # skipped steps
+        estate.journal.save(broken, etag)
+
+        result = run_rotation(estate.deps(), view.rotation_id)
+
+        assert result.status == RotationStatus.NEEDS_HUMAN
+        assert result.error is not None
+        assert "out of order" in result.error["message"]
+        assert len(estate.keys.all_versions(KEY)) == 1
+        assert all(consumers_on(estate, old).values())
+        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["needs_human"]
