@@ -81,9 +81,13 @@ def render_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _after(change: dict[str, Any]) -> str:
+    return str(change["after"] or ("(new)" if change["status"] == "planned" else ""))
+
+
 def render_rotation(view: dict[str, Any]) -> str:
     lines = [
-        f"rotation: {view['rotation_id']}  ({view['status']}{', dry run' if view['dry_run'] else ''})",
+        f"rotation: {view['rotation_id']}  ({view['status']})",
         f"key:      {view['key_uri']}",
         f"versions: {view['old_version'] or '-'} -> {view['new_version'] or '-'}",
         f"trigger:  {view['trigger']['kind']}" + (f"  reason: {view['reason']}" if view["reason"] else ""),
@@ -96,8 +100,7 @@ def render_rotation(view: dict[str, Any]) -> str:
     if steps:
         lines += ["", table(steps, ["step", "status", "detail"])]
     consumers = [
-        (c["kind"], c["resource_id"].rsplit("/", 1)[-1], c["before"], c["after"], c["status"])
-        for c in view["consumers"]
+        (c["kind"], c["resource_id"].rsplit("/", 1)[-1], c["before"], _after(c), c["status"]) for c in view["consumers"]
     ]
     if consumers:
         lines += ["", table(consumers, ["kind", "consumer", "before", "after", "status"])]
