@@ -584,6 +584,10 @@ class _Execution:
             self.commit(replace(state, status=RotationStatus.WAITING))
             return "waiting"
         state = replace(state, status=RotationStatus.RUNNING)
+        for change in state.consumers:
+            if change.kind == ConsumerKind.DATA_LOCATION:
+                outcome: Literal["changed", "failed"] = "failed" if summary.failed else "changed"
+                state = with_consumer(state, replace(change, status=outcome, after=new, detail=detail))
         return self.finish_step(Step.REWRAP, detail, state)
 
     def verify_consumers_step(self) -> StepResult:

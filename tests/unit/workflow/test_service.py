@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from rotation.domain.model import KeyVaultEvent, RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import ConsumerKind, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
 from rotation.domain.steps import ROTATION_TAG
 from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
 from rotation.service import (
@@ -341,6 +341,8 @@ class TestRewrapAndRetirement:
         assert third.status == RotationStatus.AWAITING_RETIREMENT
         assert third.rewrap is not None
         assert third.rewrap.rewrapped == 10
+        data = next(c for c in third.consumers if c.kind == ConsumerKind.DATA_LOCATION)
+        assert (data.status, data.after) == ("changed", third.new_version)
 
     def test_retirement_waits_for_grace_and_adoption(self) -> None:
         estate, _old = standard_estate()
