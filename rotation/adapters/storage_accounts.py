@@ -107,6 +107,16 @@ class ArmStorageAccounts:
         user_assigned = _get(identity, "encryption_user_assigned_identity")
         if user_assigned:
             encryption["identity"] = {"userAssignedIdentity": user_assigned}
+        services = _get(current, "encryption", "services") or _get(current, "properties", "encryption", "services")
+        kept = {}
+        for service in ("blob", "file", "table", "queue"):
+            found = _get(services, service)
+            key_type = _get(found, "key_type")
+            if found is not None and key_type is not None:
+                kept[service] = {"keyType": str(getattr(key_type, "value", key_type)), "enabled": True}
+        if kept:
+            # As Microsoft's example sends it: the encryption block keeps its services.
+            encryption["services"] = kept
         with translated(f"re-point storage account {name} to {key_name}/{key_version or '(versionless)'}", _WRITE):
             patch = StorageAccountUpdateParameters({"properties": {"encryption": encryption}})
             updated = client.storage_accounts.update(group, name, patch)

@@ -49,6 +49,10 @@ class TestRotationOnLocalAzure:
         assert after[-1].tags == {"rotation-id": view.rotation_id}
         for account in estate.pinned:
             assert estate.account_version(account) == (new, new)
+            _, _, _, _, group, _, _, _, name = account.split("/")
+            encryption = estate.storage().storage_accounts.get_properties(group, name).encryption
+            assert encryption.services.blob.enabled  # the PATCH kept the rest of the encryption block
+            assert encryption.encryption_identity.encryption_user_assigned_identity == estate.identity_id
         for account in estate.versionless:
             assert estate.account_version(account)[0] == ""
         for workspace in estate.workspaces:
