@@ -126,6 +126,7 @@ class KeyVaultUnwrapper:
         self._transport_kwargs = transport_kwargs
         self._verify = verify_challenge_resource
         self._clients: dict[str, CryptographyClient] = {}
+        self._ready: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._factory = client_factory or self._build
 
@@ -134,22 +135,31 @@ class KeyVaultUnwrapper:
             key_id, self._credential, verify_challenge_resource=self._verify, retry_total=0, **self._transport_kwargs
         )
 
-    def _client(self, key_id: str) -> CryptographyClient:
+    def _client(self, key_id: str) -> tuple[CryptographyClient, bool]:
+        """The version's client, and whether this caller created it (and so makes its first call)."""
         client = self._clients.get(key_id)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(key_id)
-                if client is None:
-                    client = self._clients[key_id] = self._factory(key_id)
-        return client
+        if client is not None:
+            return client, False
+        with self._lock:
+            client = self._clients.get(key_id)
+            if client is not None:
+                return client, False
+            self._ready[key_id] = threading.Event()
+            client = self._clients[key_id] = self._factory(key_id)
+            return client, True
 
     def unwrap(self, key_id: str, algorithm: str, encrypted_key: bytes) -> bytes:
         try:
             alg = KeyWrapAlgorithm(algorithm)
         except ValueError:
             raise UnwrapRefused(f"unsupported wrap algorithm {algorithm[:24]!r}") from None
+        client, first = self._client(key_id)
+        if not first:
+            # The client reads the key (GET) on its first call; let that one call finish first so the
+            # read happens once per version, not once per thread.
+            self._ready[key_id].wait(timeout=30)
         try:
-            return bytes(self._client(key_id).unwrap_key(alg, encrypted_key).key)
+            return bytes(client.unwrap_key(alg, encrypted_key).key)
         except AzureError as exc:
             error = _translate(exc, "unwrapping a content key")
             if isinstance(error, TransientError | PermissionDenied):
@@ -157,6 +167,9 @@ class KeyVaultUnwrapper:
             raise UnwrapRefused(str(error)) from None
         except ValueError as exc:  # raised locally by the SDK, e.g. an expired or not-yet-valid version
             raise UnwrapRefused(f"unwrap refused by the client: {str(exc)[:120]}") from None
+        finally:
+            if first:
+                self._ready[key_id].set()
 
     def close(self) -> None:
         with self._lock:
