@@ -122,6 +122,7 @@ class TestRewrapWithKeyVault:
         assert summary.rewrapped == 8
         assert counters.get("unwrapKey") == 8
         assert counters.get("wrapKey", 0) == 0
+        assert counters.get("getKey") == 2  # the new version's public key, and the old version's client once
         new_kek = VaultKek(str(new.id), ca)
         reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
         for name, data in payloads.items():
