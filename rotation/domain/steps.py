@@ -57,8 +57,7 @@ RUN_STEPS: tuple[Step, ...] = (
 
 #: Statuses in which run_rotation still has steps to drive.
 RUNNABLE_STATUSES = frozenset({RotationStatus.RUNNING, RotationStatus.WAITING})
-#: Statuses in which a rotation holds its key: no second rotation of the key may start until the
-#: old version has retired (or the rotation stopped), whoever triggers it.
+#: Statuses in which a rotation may hold its key (see ``holds_key``) and the reconciler has work.
 HOLDING_STATUSES = frozenset({*RUNNABLE_STATUSES, RotationStatus.AWAITING_RETIREMENT})
 ACTIVE_STATUSES = HOLDING_STATUSES
 
@@ -107,6 +106,21 @@ class RotationState:
 
     def step_done(self, step: Step) -> bool:
         return any(r.name == step.value and r.status in ("succeeded", "skipped") for r in self.steps)
+
+
+def holds_key(state: RotationState, now: datetime) -> bool:
+    """Whether ``state`` keeps any other rotation of its key from starting, whoever triggers it.
+
+    A running or waiting rotation holds its key; so does one that cut over, until its grace period
+    ends. After that a new rotation may start even if the old version cannot retire yet (say a
+    versionless account has not adopted, or blobs failed to re-wrap): the old rotation keeps trying to
+    retire its own old version, and a key must never expire because an earlier retirement is stuck.
+    """
+    if state.status in RUNNABLE_STATUSES:
+        return True
+    if state.status == RotationStatus.AWAITING_RETIREMENT:
+        return state.retire_after is None or now < state.retire_after
+    return False
 
 
 def next_step(state: RotationState) -> Step | None:

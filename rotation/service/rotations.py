@@ -39,6 +39,7 @@ from rotation.domain.steps import (
     Step,
     consumer,
     guard,
+    holds_key,
     next_step,
     record_step,
     with_consumer,
@@ -125,7 +126,7 @@ def list_rotations(
 
 
 def holding_rotation(deps: Dependencies, key_uri: str) -> RotationState | None:
-    """The rotation that holds the key's lock, if one is still running, waiting or awaiting retirement."""
+    """The rotation that holds the key's lock, if it still holds the key (``holds_key``)."""
     holder, _ = deps.journal.lock_holder(key_uri)
     if holder is None:
         return None
@@ -133,7 +134,7 @@ def holding_rotation(deps: Dependencies, key_uri: str) -> RotationState | None:
         state, _ = deps.journal.load(holder)
     except RotationNotFound:
         return None
-    return state if state.status in HOLDING_STATUSES else None
+    return state if holds_key(state, deps.clock.now()) else None
 
 
 # -- starting ------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def start_rotation(
 
     Raises:
         UnknownKeyError: not a managed key.
-        RotationInProgress: another rotation of the key is running, waiting or awaiting retirement.
+        RotationInProgress: another rotation of the key is running, waiting, or cut over within its grace period.
     """
     key = managed_key(deps, key_uri)
     now = deps.clock.now()
@@ -172,7 +173,7 @@ def start_rotation(
                 held, _ = deps.journal.load(holder)
             except RotationNotFound:
                 held = None
-            if held is not None and held.status in HOLDING_STATUSES:
+            if held is not None and holds_key(held, now):
                 _log.info("rotation_in_progress", holder=holder)
                 raise RotationInProgress(key.uri, holder)
         state = RotationState(

@@ -594,3 +594,30 @@ class TestGuard:
         assert len(estate.keys.all_versions(KEY)) == 1
         assert all(consumers_on(estate, old).values())
         assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["needs_human"]
+
+
+class TestStuckRetirement:
+    """A retirement that cannot finish never keeps the key from its next rotation after the grace period."""
+
+    def test_next_rotation_after_grace_while_retirement_waits(self) -> None:
+        estate, v1 = standard_estate()
+        first = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+
+        with pytest.raises(RotationInProgress):
+            start_rotation(estate.deps(), KEY.uri, CLI)
+        estate.clock.advance(timedelta(hours=25))
+        stuck = sweep(estate.deps(), TIMER)  # the versionless account has not adopted: v1 stays
+        second = start_rotation(estate.deps(), KEY.uri, CLI, reason="the new version nears expiry")
+        estate.storage.adopt_latest(follows.account_id, KEY, second.new_version or "")
+        estate.clock.advance(timedelta(hours=1))
+        later = sweep(estate.deps(), TIMER)
+
+        assert stuck.count("waiting") == 1
+        assert second.status == RotationStatus.AWAITING_RETIREMENT
+        assert second.old_version == first.new_version
+        assert get_rotation(estate.deps(), first.rotation_id).status == RotationStatus.RETIRED
+        assert [i.action for i in later.items if i.rotation_id == second.rotation_id] == ["waiting"]
+        v1_now, v2_now, v3_now = estate.keys.all_versions(KEY)
+        assert v1_now.version == v1
+        assert (v1_now.enabled, v2_now.enabled, v3_now.enabled) == (False, True, True)
