@@ -50,6 +50,7 @@ log = get_logger(__name__)
 MAX_PASSES = 3
 LEASE_S = 120.0  # how long a worker holds a work item without a checkpoint
 STALE_S = 60.0  # an item recorded this long ago and never enqueued lost its message: send it
+MISSING_CONTAINER = "the data location's container does not exist"
 PAGE_SIZE = 500
 CHUNK = 100
 
@@ -217,6 +218,10 @@ class BlobDataKeys:
         key, _ = KeyRef.parse(run.key_uri)
         try:
             blobs, next_marker = scan.list_page(container, location.prefix, item.marker, self.page_size)
+        except ResourceNotFoundError:
+            # A data location whose container is gone cannot be verified: report it (it blocks retirement).
+            self.store.record_failures(rotation_id, item.location, location.display, [("", MISSING_CONTAINER)])
+            blobs, next_marker = [], None
         except AzureError as exc:
             raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
         if next_marker is not None and not item.has_next:
@@ -325,6 +330,8 @@ class BlobDataKeys:
         """Every blob of ``location``, a page at a time (memory bounded by one page)."""
         try:
             yield from scan.iterate(self._container(location), location.prefix)
+        except ResourceNotFoundError:
+            return  # the container is gone: reported by its work item, nothing to count here
         except AzureError as exc:
             raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
 
