@@ -26,11 +26,11 @@ from rotation.errors import JournalConflict, RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.rotations import (
-    _audit,
-    _Execution,
-    _safe,
+    Execution,
+    audit_outcome,
     holding_rotation,
     managed_key,
+    safe_message,
     start_rotation,
 )
 from rotation.service.views import EventOutcome, RotationView, SweepItem, SweepReport
@@ -47,7 +47,7 @@ def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
     if state.status != RotationStatus.AWAITING_RETIREMENT:
         return RotationView.from_state(state)
     with bound(rotation_id=rotation_id, key=state.key_uri, trigger="timer"):
-        execution = _Execution(deps, state, etag)
+        execution = Execution(deps, state, etag)
         now = deps.clock.now()
         if state.lease_owner is not None and state.lease_expires is not None and state.lease_expires > now:
             return RotationView.from_state(state)
@@ -62,7 +62,7 @@ def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
         return RotationView.from_state(execution.state)
 
 
-def _retire(deps: Dependencies, execution: _Execution) -> None:
+def _retire(deps: Dependencies, execution: Execution) -> None:
     state = execution.state
     key, _ = KeyRef.parse(state.key_uri)
     assert state.old_version is not None
@@ -101,7 +101,7 @@ def _retire(deps: Dependencies, execution: _Execution) -> None:
     final = record_step(execution.state, Step.RETIRE, "succeeded", now, f"disabled {state.old_version}")
     # A crashed sweeper may have left the disable's intent; the version is disabled now, so it is resolved.
     final = replace(with_intent(final, None, now), status=RotationStatus.RETIRED)
-    _audit(deps, final, "retired", f"old version {state.old_version} disabled after the grace period")
+    audit_outcome(deps, final, "retired", f"old version {state.old_version} disabled after the grace period")
     execution.commit(final)
     _log.info("version_retired", old_version=state.old_version)
 
@@ -127,7 +127,7 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
             try:
                 listed = list(deps.keys.list_keys(vault_url))
             except RotationError as exc:
-                items.extend(SweepItem(k.uri, None, "failed", f"list keys: {_safe(exc)}") for k in keys)
+                items.extend(SweepItem(k.uri, None, "failed", f"list keys: {safe_message(exc)}") for k in keys)
                 continue
             list_calls += 1
             for latest in listed:
@@ -170,8 +170,8 @@ def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
         detail = view.status.value if not dispatched or view.status != RotationStatus.RUNNING else "dispatched"
         return SweepItem(state.key_uri, state.rotation_id, action, detail)
     except RotationError as exc:
-        _log.warning("sweep_item_failed", rotation_id=state.rotation_id, error_code=exc.code, error=_safe(exc))
-        return SweepItem(state.key_uri, state.rotation_id, "failed", _safe(exc))
+        _log.warning("sweep_item_failed", rotation_id=state.rotation_id, error_code=exc.code, error=safe_message(exc))
+        return SweepItem(state.key_uri, state.rotation_id, "failed", safe_message(exc))
 
 
 #: After a rotation of a key stops for a human, the timer leaves the key alone this long (events and
@@ -191,7 +191,7 @@ def _start_for_expiry(deps: Dependencies, key: KeyRef, trigger: Trigger, reason:
     except RotationInProgress as exc:
         return SweepItem(key.uri, exc.rotation_id, "in_progress", "a rotation is already running")
     except RotationError as exc:
-        return SweepItem(key.uri, None, "failed", _safe(exc))
+        return SweepItem(key.uri, None, "failed", safe_message(exc))
     return SweepItem(key.uri, view.rotation_id, "started", reason)
 
 

@@ -2,7 +2,7 @@
 
 The imperative shell around ``rotation.domain``: it observes the world through the ports, asks
 the pure core what to do, and applies it, journalling intent before and outcome after every side
-effect (``_Execution.side_effect``). Every step first checks "already done?" against the world and
+effect (``Execution.side_effect``). Every step first checks "already done?" against the world and
 the journal, so running a rotation again after a crash rolls it forward and never repeats a change.
 """
 
@@ -224,7 +224,7 @@ def _dry_run(
         consumers=result.changes,
         error=error,
     )
-    _audit(deps, state, "dry_run", "dry run: " + ("; ".join(result.problems) or "plan is safe to apply"))
+    audit_outcome(deps, state, "dry_run", "dry run: " + ("; ".join(result.problems) or "plan is safe to apply"))
     _log.info("rotation_dry_run", ok=result.ok, consumers=len(result.changes))
     return RotationView.from_state(state)
 
@@ -262,7 +262,7 @@ def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
     """
     state, etag = deps.journal.load(rotation_id)
     with bound(rotation_id=rotation_id, key=state.key_uri, trigger=state.trigger.kind.value):
-        execution = _Execution(deps, state, etag)
+        execution = Execution(deps, state, etag)
         if not execution.claim():
             _log.info("rotation_claimed_elsewhere", owner=state.lease_owner)
             return RotationView.from_state(execution.state)
@@ -286,7 +286,7 @@ def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
         return RotationView.from_state(final)
 
 
-class _Execution:
+class Execution:
     """One executor's pass over one rotation: holds the state and the etag of the journal entry."""
 
     def __init__(self, deps: Dependencies, state: RotationState, etag: str) -> None:
@@ -376,7 +376,7 @@ class _Execution:
                 raise
             except TransientError as exc:
                 # Still failing after the step's retries: leave it resumable for the next trigger/sweep.
-                self.commit(record_step(self.state, step, "failed", self.deps.clock.now(), _safe(exc)))
+                self.commit(record_step(self.state, step, "failed", self.deps.clock.now(), safe_message(exc)))
                 _log.warning("step_interrupted", step=step.value, error_code=exc.code, error=str(exc))
                 return
             except VerificationFailed as exc:
@@ -401,11 +401,13 @@ class _Execution:
 
     def stop(self, step: Step, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
         now = self.deps.clock.now()
-        state = with_intent(record_step(self.state, step, "failed", now, _safe(exc)), None, now)
-        state = replace(state, status=status, error=(exc.code, _safe(exc)))
-        _audit(self.deps, state, outcome, f"{step.value}: {_safe(exc)}")
+        state = with_intent(record_step(self.state, step, "failed", now, safe_message(exc)), None, now)
+        state = replace(state, status=status, error=(exc.code, safe_message(exc)))
+        audit_outcome(self.deps, state, outcome, f"{step.value}: {safe_message(exc)}")
         self.commit(state)
-        _log.warning("rotation_stopped", step=step.value, status=status.value, error_code=exc.code, error=_safe(exc))
+        _log.warning(
+            "rotation_stopped", step=step.value, status=status.value, error_code=exc.code, error=safe_message(exc)
+        )
 
     def finish_step(self, step: Step, detail: str = "", state: RotationState | None = None) -> StepResult:
         now = self.deps.clock.now()
@@ -615,7 +617,7 @@ class _Execution:
         retire_after = self.state.retire_after or now + timedelta(hours=self.deps.settings.retire_grace_hours)
         state = replace(self.state, retire_after=retire_after, status=RotationStatus.AWAITING_RETIREMENT)
         state = record_step(state, Step.CUT_OVER, "succeeded", now, f"old version retires after {retire_after}")
-        _audit(self.deps, state, "succeeded", "every consumer on the new version")
+        audit_outcome(self.deps, state, "succeeded", "every consumer on the new version")
         self.commit(state)
         return "done"
 
@@ -655,27 +657,27 @@ class _Execution:
             if version_of(workspace.key_identifier, self.key.uri) != before:
                 with self.side_effect("rollback_workspace", change.resource_id, before):
                     self.deps.workspaces.set_key_identifier(change.resource_id, self.key.version_uri(before))
-        self._update_consumer(current, "rolled_back", change.before, f"rolled back: {_safe(exc)}")
+        self._update_consumer(current, "rolled_back", change.before, f"rolled back: {safe_message(exc)}")
         step = Step(self.state.stage)
         now = self.deps.clock.now()
-        state = record_step(self.state, step, "failed", now, _safe(exc))
-        state = replace(state, status=RotationStatus.ROLLED_BACK, error=(exc.code, _safe(exc)))
-        _audit(self.deps, state, "rolled_back", f"{change.resource_id}: {_safe(exc)}")
+        state = record_step(self.state, step, "failed", now, safe_message(exc))
+        state = replace(state, status=RotationStatus.ROLLED_BACK, error=(exc.code, safe_message(exc)))
+        audit_outcome(self.deps, state, "rolled_back", f"{change.resource_id}: {safe_message(exc)}")
         self.commit(state)
-        _log.warning("consumer_rolled_back", consumer=change.resource_id, error=_safe(exc))
+        _log.warning("consumer_rolled_back", consumer=change.resource_id, error=safe_message(exc))
         return "stop"
 
 
-_STEPS: dict[Step, Callable[[_Execution], StepResult]] = {
-    Step.PLAN: _Execution.plan_step,
-    Step.NEW_VERSION: _Execution.new_version_step,
-    Step.VERIFY_VERSION: _Execution.verify_version_step,
-    Step.REPOINT_STORAGE: _Execution.repoint_storage_step,
-    Step.REPOINT_WORKSPACES: _Execution.repoint_workspaces_step,
-    Step.TRACK_VERSIONLESS: _Execution.track_versionless_step,
-    Step.REWRAP: _Execution.rewrap_step,
-    Step.VERIFY_CONSUMERS: _Execution.verify_consumers_step,
-    Step.CUT_OVER: _Execution.cut_over_step,
+_STEPS: dict[Step, Callable[[Execution], StepResult]] = {
+    Step.PLAN: Execution.plan_step,
+    Step.NEW_VERSION: Execution.new_version_step,
+    Step.VERIFY_VERSION: Execution.verify_version_step,
+    Step.REPOINT_STORAGE: Execution.repoint_storage_step,
+    Step.REPOINT_WORKSPACES: Execution.repoint_workspaces_step,
+    Step.TRACK_VERSIONLESS: Execution.track_versionless_step,
+    Step.REWRAP: Execution.rewrap_step,
+    Step.VERIFY_CONSUMERS: Execution.verify_consumers_step,
+    Step.CUT_OVER: Execution.cut_over_step,
 }
 
 
@@ -686,7 +688,7 @@ def _record_id(state: RotationState, outcome: str) -> str:
     return f"{state.rotation_id}-{outcome}"
 
 
-def _audit(deps: Dependencies, state: RotationState, outcome: AuditOutcome, reason: str) -> None:
+def audit_outcome(deps: Dependencies, state: RotationState, outcome: AuditOutcome, reason: str) -> None:
     """Append the outcome to the audit trail (before it is reported anywhere else), once per outcome.
 
     A process killed after the append and before the journal write repeats the step; the record id
@@ -713,7 +715,7 @@ def _audit(deps: Dependencies, state: RotationState, outcome: AuditOutcome, reas
     )
 
 
-def _safe(exc: BaseException) -> str:
+def safe_message(exc: BaseException) -> str:
     """An error's message for journal/audit: rotation errors are log-safe by contract; others by type only."""
     if isinstance(exc, RotationError):
         return exc.message[:500]
