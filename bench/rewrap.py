@@ -487,7 +487,11 @@ def memory_section(env: Env, counts: Iterable[int], directory: Path) -> dict[str
                 container.delete_container()
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     return results
 
 
