@@ -73,8 +73,9 @@ def list_page(
     return blobs, next_marker
 
 
-def iterate(container: ContainerClient, prefix: str, page_size: int = 5000) -> Iterator[ListedBlob]:
-    """Every blob under ``prefix``, page by page (memory bounded by one page)."""
+def iterate(container: ContainerClient, prefix: str, page_size: int = 500) -> Iterator[ListedBlob]:
+    """Every blob under ``prefix``, page by page: memory is bounded by one page (a listed blob with its
+    metadata costs ~10 KB of Python objects, so pages stay at the work-item size, not the 5,000 maximum)."""
     marker: str | None = None
     while True:
         blobs, marker = list_page(container, prefix, marker, page_size)
