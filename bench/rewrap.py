@@ -61,7 +61,7 @@ from rotation.logs import configure_logging
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.queue import drain, storage_queue
 from rotation.rewrap.throttle import AdaptiveLimiter
-from rotation.settings import DataLocation, Settings
+from rotation.settings import DataLocation, HostStorageSettings, Settings
 
 PRINCIPAL = "bench-rewrap"
 MiB = 1024 * 1024
@@ -162,8 +162,8 @@ class Env:
 
     def settings(self, concurrency: int, queue: str = "rotation-rewrap") -> Settings:
         return Settings(
-            storage_connection=self.conn, ca_bundle=self.ca, verify_challenge_resource=False,
-            rewrap_concurrency=concurrency, rewrap_queue=queue,
+            storage=HostStorageSettings(connection_string=self.conn), ca_bundle=self.ca,
+            verify_challenge_resource=False, rewrap_concurrency=concurrency, rewrap_queue=queue,
         )  # fmt: skip
 
     def kv_counters(self) -> dict[str, int]:
@@ -404,7 +404,12 @@ def _peak_rss_mib() -> float:
 def _memory_child(conn: str, ca: str, kid: str, locations: list[list[str]], out: Any) -> None:
     """A fresh process re-wrapping the given data locations; reports its peak RSS."""
     configure_logging("console", "WARNING", stream=sys.stderr)
-    settings = Settings(storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=8)
+    settings = Settings(
+        storage=HostStorageSettings(connection_string=conn),
+        ca_bundle=ca,
+        verify_challenge_resource=False,
+        rewrap_concurrency=8,
+    )
     adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=True)
     key, version = KeyRef.parse(kid)
     rotation_id = f"mem-{uuid.uuid4().hex[:8]}"
@@ -499,8 +504,8 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -
     """A queue worker process, like one Functions instance: drain the work-item queue."""
     configure_logging("console", "WARNING", stream=sys.stderr)
     settings = Settings(
-        storage_connection=conn, ca_bundle=ca, verify_challenge_resource=False, rewrap_concurrency=threads,
-        rewrap_queue=queue_name,
+        storage=HostStorageSettings(connection_string=conn), ca_bundle=ca, verify_challenge_resource=False,
+        rewrap_concurrency=threads, rewrap_queue=queue_name,
     )  # fmt: skip
     adapter = BlobDataKeys(
         settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=False, page_size=page_size

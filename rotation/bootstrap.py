@@ -17,6 +17,8 @@ from rotation.settings import Settings, load_settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from rotation.adapters.host_storage import HostStorage
+
 
 class Bootstrap:
     """Holds settings and the clients built from them for one worker process."""
@@ -35,6 +37,25 @@ class Bootstrap:
 
         return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
+    @cached_property
+    def host_storage(self) -> HostStorage:
+        """AzureWebJobsStorage, by connection string or (in Azure) with the app's managed identity."""
+        from rotation.adapters.host_storage import HostStorage
+
+        if self.settings.storage.identity_based:
+            return HostStorage.from_settings(self.settings.storage, self.storage_credential)
+        return HostStorage.from_settings(self.settings.storage, None)
+
+    @cached_property
+    def storage_credential(self) -> TokenCredential:
+        """The identity for AzureWebJobsStorage (``AzureWebJobsStorage__clientId`` picks a user-assigned one)."""
+        client_id = self.settings.storage.client_id
+        if client_id and not self.settings.local_principal:
+            from azure.identity import ManagedIdentityCredential
+
+            return ManagedIdentityCredential(client_id=client_id)
+        return self.credential
+
     def transport_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every Azure SDK client gets (the CA bundle for the local emulators)."""
         return {"connection_verify": self.settings.ca_bundle} if self.settings.ca_bundle else {}
@@ -42,10 +63,9 @@ class Bootstrap:
     def storage_reachable(self, timeout_s: float = 3.0) -> bool:
         """True when AzureWebJobsStorage answers a blob service request."""
         from azure.core.exceptions import AzureError
-        from azure.storage.blob import BlobServiceClient
 
-        client = BlobServiceClient.from_connection_string(
-            self.settings.storage_connection, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0
+        client = self.host_storage.blob_service(
+            connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0, **self.transport_kwargs()
         )
         try:
             client.get_service_properties(timeout=int(max(1, timeout_s)))

@@ -35,10 +35,30 @@ class DataLocation:
 
 
 @dataclass(frozen=True)
+class HostStorageSettings:
+    """Where AzureWebJobsStorage is: a connection string, or identity-based service URIs.
+
+    The identity-based form (``AzureWebJobsStorage__accountName`` or ``__blobServiceUri`` /
+    ``__queueServiceUri`` / ``__tableServiceUri``) is what the deployment uses, with shared keys
+    disabled on the account; the app then reaches storage with its managed identity.
+    """
+
+    connection_string: str | None = field(default=None, repr=False)
+    blob_uri: str | None = None
+    queue_uri: str | None = None
+    table_uri: str | None = None
+    client_id: str | None = None  # AzureWebJobsStorage__clientId: a user-assigned identity
+
+    @property
+    def identity_based(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration of one app instance."""
 
-    storage_connection: str = field(repr=False)
+    storage: HostStorageSettings
     managed_keys: tuple[str, ...] = ()
     subscriptions: tuple[str, ...] = ()
     data_locations: tuple[DataLocation, ...] = ()
@@ -143,20 +163,59 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _storage_connection(env: Mapping[str, str]) -> str:
+def _host_storage(env: Mapping[str, str]) -> HostStorageSettings:
     setting = "AzureWebJobsStorage"
-    expected = "a storage connection string (AccountName=...;AccountKey=...;...) or UseDevelopmentStorage=true"
+    expected = (
+        "a storage connection string (AccountName=...;AccountKey=...;...), UseDevelopmentStorage=true, "
+        "or the identity-based AzureWebJobsStorage__accountName (or __blobServiceUri, __queueServiceUri "
+        "and __tableServiceUri)"
+    )
     value = env.get(setting, "").strip()
     if not value:
-        raise SettingsError(setting, "is missing", expected)
+        return _identity_based_storage(env, expected)
     if value == "UseDevelopmentStorage=true":
-        return value
+        return HostStorageSettings(connection_string=value)
     pairs = [p for p in value.split(";") if p]
     if not all("=" in p for p in pairs) or not any(
         p.split("=", 1)[0] in ("AccountName", "BlobEndpoint", "TableEndpoint") for p in pairs
     ):
         raise SettingsError(setting, "is not a connection string", expected)
-    return value
+    return HostStorageSettings(connection_string=value)
+
+
+def _identity_based_storage(env: Mapping[str, str], expected: str) -> HostStorageSettings:
+    """The ``AzureWebJobsStorage__*`` settings the Functions host reads for identity-based connections."""
+    prefix = "AzureWebJobsStorage__"
+    account = env.get(f"{prefix}accountName", "").strip()
+    uris: dict[str, str] = {}
+    for service in ("blob", "queue", "table"):
+        name = f"{prefix}{service}ServiceUri"
+        uri = env.get(name, "").strip()
+        if uri:
+            uris[service] = _https_url(name, uri, f"an https URL like https://account.{service}.core.windows.net")
+        elif account:
+            if not (3 <= len(account) <= 24 and account.isalnum() and account.islower()):
+                raise SettingsError(
+                    f"{prefix}accountName",
+                    f"{account!r} is not a storage account name",
+                    "3-24 lowercase letters and digits",
+                )
+            uris[service] = f"https://{account}.{service}.core.windows.net"
+    if not uris:
+        raise SettingsError("AzureWebJobsStorage", "is missing", expected)
+    missing = [s for s in ("blob", "queue", "table") if s not in uris]
+    if missing:
+        raise SettingsError(f"{prefix}{missing[0]}ServiceUri", "is missing", expected)
+    credential = env.get(f"{prefix}credential", "").strip()
+    if credential and credential.lower() != "managedidentity":
+        raise SettingsError(f"{prefix}credential", f"{credential!r} is not supported", "managedidentity")
+    client_id = env.get(f"{prefix}clientId", "").strip() or None
+    return HostStorageSettings(
+        blob_uri=uris["blob"].rstrip("/"),
+        queue_uri=uris["queue"].rstrip("/"),
+        table_uri=uris["table"].rstrip("/"),
+        client_id=client_id,
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -174,7 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name)
         return value.strip() if value is not None and value.strip() else None
 
-    values: dict[str, object] = {"storage_connection": _storage_connection(env)}
+    values: dict[str, object] = {"storage": _host_storage(env)}
 
     if (raw := get("ROTATION_MANAGED_KEYS")) is not None:
         keys = tuple(versionless_key_uri("ROTATION_MANAGED_KEYS", k) for k in _split(raw))
@@ -278,6 +337,12 @@ def _check_local_only(settings: Settings) -> None:
 
 def describe(settings: Settings) -> dict[str, object]:
     """A log-safe view of the settings (no connection secrets)."""
-    view = {k: v for k, v in settings.__dict__.items() if k != "storage_connection"}
+    view = {k: v for k, v in settings.__dict__.items() if k != "storage"}
+    view["storage"] = {
+        "identity_based": settings.storage.identity_based,
+        "blob_uri": settings.storage.blob_uri,
+        "queue_uri": settings.storage.queue_uri,
+        "table_uri": settings.storage.table_uri,
+    }
     view["data_locations"] = [d.display for d in settings.data_locations]
     return json.loads(json.dumps(view, default=str))  # type: ignore[no-any-return]

@@ -21,9 +21,10 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from rotation.adapters.azure_errors import translate, translated
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.domain.model import (
     ConsumerChange,
     ConsumerKind,
@@ -152,8 +153,8 @@ def _etag(entity: Any) -> str:
 class TableJournal:
     """Implements ``rotation.ports.Journal``."""
 
-    def __init__(self, connection_string: str, table_name: str, **client_kwargs: Any) -> None:
-        service = TableServiceClient.from_connection_string(connection_string, **{**TRANSPORT_RETRY, **client_kwargs})
+    def __init__(self, connection: StorageConnection, table_name: str, **client_kwargs: Any) -> None:
+        service = host_storage(connection).table_service(**{**TRANSPORT_RETRY, **client_kwargs})
         self._table: TableClient = service.get_table_client(table_name)
         self._table_name = table_name
         self._ready = False

@@ -21,8 +21,9 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, ContainerClient
+from azure.storage.blob import BlobClient
 
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.audit.chain import ArchivedRecord, Checkpoint
 from rotation.audit.codec import canonical_json
 
@@ -32,10 +33,10 @@ DEFAULT_ARCHIVE_CONTAINER = "rotation-audit"
 class BlobArchive:
     """Append-only JSON lines in append blobs under ``<prefix>/`` of one container."""
 
-    def __init__(self, connection_string: str, container: str, prefix: str) -> None:
+    def __init__(self, connection: StorageConnection, container: str, prefix: str) -> None:
         self.container_name = container
         self.prefix = prefix
-        self._container = ContainerClient.from_connection_string(connection_string, container)
+        self._container = host_storage(connection).container_client(container)
 
     def close(self) -> None:
         self._container.close()

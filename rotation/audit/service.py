@@ -55,7 +55,7 @@ def open_audit_log(boot: Bootstrap) -> TableAuditLog:
             boot.transport_kwargs(),
             settings.verify_challenge_resource,
         )
-    return TableAuditLog(settings.storage_connection, settings.audit_table, signer)
+    return TableAuditLog(boot.host_storage, settings.audit_table, signer)
 
 
 # -- input --------------------------------------------------------------------------------------

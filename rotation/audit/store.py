@@ -47,8 +47,9 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import UpdateMode
 
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.audit.archive import DEFAULT_ARCHIVE_CONTAINER, BlobArchive
 from rotation.audit.chain import (
     ArchivedRecord,
@@ -124,7 +125,7 @@ class TableAuditLog:
 
     def __init__(
         self,
-        connection_string: str,
+        connection: StorageConnection,
         table_name: str,
         signer: CheckpointSigner | None = None,
         *,
@@ -136,14 +137,14 @@ class TableAuditLog:
         self.table_name = table_name
         self.signer = signer
         self.checkpoint_every = checkpoint_every
-        self._connection_string = connection_string
+        self._storage = host_storage(connection)
         self._now = now or (lambda: datetime.now(UTC))
         self._max_attempts = max_attempts
-        self._table = TableClient.from_connection_string(connection_string, table_name)
+        self._table = self._storage.table_client(table_name)
         self._ready = False
         self._ready_lock = threading.Lock()
         self._archive = (
-            BlobArchive(connection_string, archive_container, table_name) if archive_container is not None else None
+            BlobArchive(self._storage, archive_container, table_name) if archive_container is not None else None
         )
 
     def close(self) -> None:
@@ -158,7 +159,7 @@ class TableAuditLog:
             if self._ready:
                 return
             with _storage(f"create the audit table {self.table_name}"):
-                service = TableServiceClient.from_connection_string(self._connection_string)
+                service = self._storage.table_service()
                 try:
                     service.create_table_if_not_exists(self.table_name)
                 finally:

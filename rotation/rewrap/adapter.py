@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from rotation.adapters.host_storage import HostStorage
 from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
@@ -97,11 +98,12 @@ class BlobDataKeys:
         self.limiter = limiter or AdaptiveLimiter(settings.rewrap_concurrency)
         self._executor = ThreadPoolExecutor(max_workers=settings.rewrap_concurrency, thread_name_prefix="rewrap")
         self._lock = threading.Lock()
-        self.store = CheckpointStore(settings.storage_connection)
+        self._host_storage = HostStorage.from_settings(settings.storage, credential)
+        self.store = CheckpointStore(self._host_storage)
         self._local = LocalWorkQueue()
         self._queue: WorkQueue = self._local
         if not inline:
-            self._queue = StorageWorkQueue(storage_queue(settings.storage_connection, settings.rewrap_queue))
+            self._queue = StorageWorkQueue(storage_queue(self._host_storage, settings.rewrap_queue))
         self._containers: dict[tuple[str, str], ContainerClient] = {}
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -357,7 +359,7 @@ class BlobDataKeys:
         with self._lock:
             client = self._containers.get(cache_key)
             if client is None:
-                credential: Any = _shared_key_for(self.settings.storage_connection, location.account_url)
+                credential: Any = _shared_key_for(self.settings.storage.connection_string, location.account_url)
                 if credential is None:
                     credential = self._credential
                 client = ContainerClient(
@@ -373,8 +375,13 @@ class BlobDataKeys:
         self.store.close()
 
 
-def _shared_key_for(connection_string: str, account_url: str) -> dict[str, str] | None:
-    """AzureWebJobsStorage's account key when ``account_url`` is that account's blob endpoint (Azurite)."""
+def _shared_key_for(connection_string: str | None, account_url: str) -> dict[str, str] | None:
+    """AzureWebJobsStorage's account key when ``account_url`` is that account's blob endpoint (Azurite).
+
+    With identity-based AzureWebJobsStorage there is no key: data locations use the managed identity.
+    """
+    if connection_string is None:
+        return None
     parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
     endpoint = parts.get("BlobEndpoint", "").rstrip("/")
     if not endpoint and parts.get("AccountName"):

@@ -26,8 +26,9 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.settings import DataLocation
 
 TABLE = "rotationrewrap"
@@ -77,8 +78,8 @@ class CheckpointStore:
     _created: set[str] = set()
     _created_lock = threading.Lock()
 
-    def __init__(self, connection_string: str, table_name: str = TABLE, **client_kwargs: Any) -> None:
-        self._service = TableServiceClient.from_connection_string(connection_string, **client_kwargs)
+    def __init__(self, connection: StorageConnection, table_name: str = TABLE, **client_kwargs: Any) -> None:
+        self._service = host_storage(connection).table_service(**client_kwargs)
         self._table: TableClient = self._service.get_table_client(table_name)
         self._name = table_name
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.logs import get_logger
 
 log = get_logger(__name__)
@@ -63,9 +64,8 @@ class LocalWorkQueue:
         self.messages.append(message)
 
 
-def storage_queue(connection_string: str, name: str, **kwargs: Any) -> QueueClient:
-    return QueueClient.from_connection_string(
-        connection_string,
+def storage_queue(connection: StorageConnection, name: str, **kwargs: Any) -> QueueClient:
+    return host_storage(connection).queue_client(
         name,
         message_encode_policy=TextBase64EncodePolicy(),
         message_decode_policy=TextBase64DecodePolicy(),

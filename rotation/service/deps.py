@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.ports import AuditLog, Clock, DataKeys, Journal, KeyStore, StorageAccounts, Vaults, Workspaces
 from rotation.settings import Settings
 
@@ -53,11 +54,11 @@ class InlineDispatcher:
 class QueueDispatcher:
     """Enqueues ``{"rotation_id": ...}`` on the ``rotation-run`` queue for the queue trigger."""
 
-    def __init__(self, connection_string: str, queue_name: str = RUN_QUEUE, **client_kwargs: Any) -> None:
-        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+    def __init__(self, connection: StorageConnection, queue_name: str = RUN_QUEUE, **client_kwargs: Any) -> None:
+        from azure.storage.queue import TextBase64EncodePolicy
 
-        self._client = QueueClient.from_connection_string(
-            connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(), **client_kwargs
+        self._client = host_storage(connection).queue_client(
+            queue_name, message_encode_policy=TextBase64EncodePolicy(), **client_kwargs
         )
         self._created = False
 
@@ -127,7 +128,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
     credential = boot.credential
     transport = boot.transport_kwargs()
     dispatcher: Dispatcher = (
-        InlineDispatcher() if inline else QueueDispatcher(settings.storage_connection, RUN_QUEUE, **transport)
+        InlineDispatcher() if inline else QueueDispatcher(boot.host_storage, RUN_QUEUE, **transport)
     )
     signer = None
     if settings.audit_signing_key:
@@ -144,7 +145,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         storage_accounts=ArmStorageAccounts(settings.arm_endpoint, credential, transport),
         workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport),
         data_keys=blob_data_keys(settings, credential, transport, inline=inline),
-        journal=TableJournal(settings.storage_connection, settings.journal_table),
-        audit=TableAuditLog(settings.storage_connection, settings.audit_table, signer),
+        journal=TableJournal(boot.host_storage, settings.journal_table),
+        audit=TableAuditLog(boot.host_storage, settings.audit_table, signer),
         dispatcher=dispatcher,
     )

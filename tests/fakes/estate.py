@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from rotation.domain.model import KeyRef
 from rotation.service.deps import Dependencies, InlineDispatcher
-from rotation.settings import DataLocation, Settings
+from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.fakes.arm import SUBSCRIPTION, FakeStorageAccounts, FakeVaults, FakeWorkspaces
 from tests.fakes.audit import FakeAuditLog
 from tests.fakes.clock import FakeClock
@@ -40,7 +40,7 @@ class Estate:
         self.workspaces = FakeWorkspaces(self.vaults)
         self.audit = FakeAuditLog(self.clock.now)
         self.settings = Settings(
-            storage_connection="UseDevelopmentStorage=true",
+            storage=HostStorageSettings(connection_string="UseDevelopmentStorage=true"),
             managed_keys=(KEY.uri, OTHER_KEY.uri),
             subscriptions=(SUBSCRIPTION,),
             retire_grace_hours=24,

@@ -15,7 +15,7 @@ from rotation.domain.model import KeyRef
 from rotation.errors import PermissionDenied
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.queue import drain, storage_queue
-from rotation.settings import DataLocation, Settings
+from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.integration.rewrap_helpers import (
     LocalKeyRing,
     decrypting_client,
@@ -44,7 +44,7 @@ def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
 
 def settings_for(local_azure: dict[str, Any], **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "storage_connection": local_azure["storage"]["connection_string"],
+        "storage": HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
         "rewrap_concurrency": 4,
         "rewrap_queue": f"rewrap-{uuid.uuid4().hex[:8]}",
     }
@@ -288,8 +288,8 @@ class TestQueuedWorkItems:
             upload(container, ring, old, f"q{i:03d}", b"q", "1.0")
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=5)
-        queue = storage_queue(settings.storage_connection, settings.rewrap_queue)
-        poison = storage_queue(settings.storage_connection, settings.rewrap_queue + "-poison")
+        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
+        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
 
         keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
         pending, _ = keys.rewrap_progress("rot-q")
@@ -347,8 +347,8 @@ class TestQueuedWorkItems:
 
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
-        queue = storage_queue(settings.storage_connection, settings.rewrap_queue)
-        poison = storage_queue(settings.storage_connection, settings.rewrap_queue + "-poison")
+        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
+        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
         keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
         queue.send_message("not a work item")
 

@@ -18,7 +18,7 @@ from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.throttle import AdaptiveLimiter
-from rotation.settings import DataLocation, Settings
+from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
 
 PRINCIPAL = "rewrap-tests"
@@ -70,7 +70,7 @@ def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
 
 def data_keys(local_azure: dict[str, Any], **kwargs: Any) -> BlobDataKeys:
     settings = Settings(
-        storage_connection=local_azure["storage"]["connection_string"],
+        storage=HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
         ca_bundle=local_azure["ca_bundle"],
         verify_challenge_resource=False,
         rewrap_concurrency=8,
@@ -207,7 +207,7 @@ class TestQueueTrigger:
         starter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=False)
         starter.page_size = 3
         starter.begin_rewrap("rot-trigger", key, str(new.properties.version), [location_of(container)])
-        queue = storage_queue(settings.storage_connection, queue_name)
+        queue = storage_queue(str(settings.storage.connection_string), queue_name)
         trigger.reset()
         invocations = 0
 

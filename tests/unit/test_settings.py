@@ -48,6 +48,7 @@ class TestValidSettings:
         settings = load_settings({"AzureWebJobsStorage": "AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=x"})
 
         assert "c2VjcmV0" not in repr(settings)
+        assert settings.storage.connection_string is not None
 
 
 class TestInvalidSettings:
@@ -119,3 +120,75 @@ class TestInvalidSettings:
         }
 
         assert load_settings(env).local_principal == "rotator"
+
+
+class TestIdentityBasedStorage:
+    """AzureWebJobsStorage__* (the deployment's identity-based form, shared keys off) is accepted."""
+
+    def test_account_name_gives_the_three_service_uris(self) -> None:
+        settings = load_settings({"AzureWebJobsStorage__accountName": "stcmkrot01"})
+
+        assert settings.storage.identity_based
+        assert settings.storage.connection_string is None
+        assert settings.storage.blob_uri == "https://stcmkrot01.blob.core.windows.net"
+        assert settings.storage.queue_uri == "https://stcmkrot01.queue.core.windows.net"
+        assert settings.storage.table_uri == "https://stcmkrot01.table.core.windows.net"
+
+    def test_explicit_service_uris_and_client_id(self) -> None:
+        env = {
+            "AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.usgovcloudapi.net/",
+            "AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.usgovcloudapi.net",
+            "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.usgovcloudapi.net",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+        }
+
+        settings = load_settings(env)
+
+        assert settings.storage.blob_uri == "https://a.blob.core.usgovcloudapi.net"
+        assert settings.storage.client_id == "11111111-2222-3333-4444-555555555555"
+
+    @pytest.mark.parametrize(
+        ("env", "named"),
+        [
+            ({"AzureWebJobsStorage__accountName": "Not_A_Name"}, "AzureWebJobsStorage__accountName"),
+            (
+                {"AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net"},
+                "AzureWebJobsStorage__queueServiceUri",
+            ),
+            (
+                {"AzureWebJobsStorage__accountName": "abc", "AzureWebJobsStorage__tableServiceUri": "http://x"},
+                "AzureWebJobsStorage__tableServiceUri",
+            ),
+            (
+                {"AzureWebJobsStorage__accountName": "abc", "AzureWebJobsStorage__credential": "secret"},
+                "AzureWebJobsStorage__credential",
+            ),
+        ],
+    )
+    def test_bad_identity_settings_are_named(self, env: dict[str, str], named: str) -> None:
+        with pytest.raises(SettingsError) as caught:
+            load_settings(env)
+
+        assert caught.value.setting == named
+
+    def test_host_storage_builds_token_clients(self) -> None:
+        from azure.core.credentials import AccessToken
+
+        from rotation.adapters.host_storage import HostStorage
+
+        class _Credential:
+            def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+                return AccessToken("t", 0)
+
+        settings = load_settings({"AzureWebJobsStorage__accountName": "stcmkrot01"})
+
+        storage = HostStorage.from_settings(settings.storage, _Credential())  # type: ignore[arg-type]
+
+        assert storage.table_client("rotationjournal").url.startswith("https://stcmkrot01.table.core.windows.net")
+        assert storage.queue_client("rotation-run").url == "https://stcmkrot01.queue.core.windows.net/rotation-run"
+        assert (
+            storage.container_client("rotation-audit").url == "https://stcmkrot01.blob.core.windows.net/rotation-audit"
+        )
+        with pytest.raises(ValueError, match="needs a credential"):
+            HostStorage.from_settings(settings.storage, None)
