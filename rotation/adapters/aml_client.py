@@ -25,13 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    IncompleteReadError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     ContentDecodePolicy,
@@ -51,14 +45,8 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
-from rotation.errors import (
-    InputError,
-    PermissionDenied,
-    PreconditionFailed,
-    RotationError,
-    ThrottledError,
-    TransientError,
-)
+from rotation.adapters.azure_errors import translate
+from rotation.errors import InputError, RotationError, TransientError
 
 API_VERSION = "2025-06-01"
 DEFAULT_SCOPE = "https://management.azure.com/.default"
@@ -70,7 +58,6 @@ _WORKSPACE_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+$",
     re.IGNORECASE,
 )
-_ACTION_IN_MESSAGE = re.compile(r"perform action '([^']+)'")
 
 
 @dataclass(frozen=True)
@@ -147,7 +134,9 @@ class AmlWorkspaceClient:
             TransientError: throttled (ThrottledError), 5xx or a connection error.
         """
         _check_workspace_id(workspace_id)
-        response = self._send(HttpRequest("GET", self._url(workspace_id)), READ_ACTION, workspace_id)
+        response = self._send(
+            HttpRequest("GET", self._url(workspace_id)), f"read workspace {workspace_id}", READ_ACTION
+        )
         return _workspace(_json(response))
 
     def list_workspaces(self, subscription_id: str) -> list[WorkspaceEncryption]:
@@ -158,7 +147,7 @@ class AmlWorkspaceClient:
         scope = f"/subscriptions/{subscription_id}"
         url: str | None = self._url(f"{scope}/providers/Microsoft.MachineLearningServices/workspaces")
         while url:
-            page = _json(self._send(HttpRequest("GET", url), READ_ACTION, scope))
+            page = _json(self._send(HttpRequest("GET", url), f"list the workspaces of {scope}", READ_ACTION))
             for item in page.get("value") or []:
                 yield _workspace(item)
             url = page.get("nextLink") or None
@@ -176,7 +165,7 @@ class AmlWorkspaceClient:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
             content=json.dumps(body),
         )
-        initial = self._run(request, WRITE_ACTION, workspace_id)
+        initial = self._run(request, f"update workspace {workspace_id}", WRITE_ACTION)
         polling = ARMPolling(self._polling_interval)
         return LROPoller(self._client, initial, _deserialize, polling)
 
@@ -200,7 +189,7 @@ class AmlWorkspaceClient:
         try:
             return poller.result()
         except AzureError as exc:
-            raise _translate(exc, POLL_ACTION, workspace_id) from None
+            raise _translate(exc, f"poll the update of workspace {workspace_id}", POLL_ACTION) from None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -209,20 +198,20 @@ class AmlWorkspaceClient:
             return path_or_url
         return f"{self._endpoint}{path_or_url}?api-version={API_VERSION}"
 
-    def _run(self, request: HttpRequest, action: str, resource: str) -> PipelineResponse[HttpRequest, HttpResponse]:
+    def _run(self, request: HttpRequest, what: str, action: str) -> PipelineResponse[HttpRequest, HttpResponse]:
         try:
             pipeline_response: PipelineResponse[HttpRequest, HttpResponse] = self._client._pipeline.run(request)
         except AzureError as exc:
-            raise _translate(exc, action, resource) from None
+            raise _translate(exc, what, action) from None
         response = pipeline_response.http_response
         if response.status_code not in (200, 201, 202, 204):
-            raise _translate(HttpResponseError(response=response), action, resource)
+            raise _translate(HttpResponseError(response=response), what, action)
         return pipeline_response
 
-    def _send(self, request: HttpRequest, action: str, resource: str) -> HttpResponse:
-        response = self._run(request, action, resource).http_response
+    def _send(self, request: HttpRequest, what: str, action: str) -> HttpResponse:
+        response = self._run(request, what, action).http_response
         if response.status_code != 200:
-            raise TransientError(f"ARM answered {response.status_code} to a read of {resource}")
+            raise TransientError(f"could not {what}: ARM answered {response.status_code}")
         return response
 
 
@@ -283,44 +272,8 @@ def _workspace(body: dict[str, Any]) -> WorkspaceEncryption:
     )
 
 
-def _arm_error(exc: HttpResponseError) -> tuple[str, str]:
-    """The ARM error code and message of a failed response, without anything else from the body."""
-    code, message = "", exc.reason or ""
-    response: Any = exc.response  # azure-core types it as its common base; both transports have json()
-    if response is not None:
-        try:
-            error = response.json().get("error") or {}
-            code = str(error.get("code") or "")
-            message = str(error.get("message") or message)
-        except (ValueError, AttributeError, TypeError):
-            pass
-    return code or "Unknown", message
-
-
-def _retry_after(exc: HttpResponseError) -> float | None:
-    response: Any = exc.response
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _translate(exc: AzureError, action: str, resource: str) -> RotationError:
-    """Map an azure-core error to the service's error tree (messages carry no token or key material)."""
-    transport_failure = (ServiceRequestError, ServiceResponseError, IncompleteReadError)
-    if isinstance(exc, transport_failure) or not isinstance(exc, HttpResponseError) or (exc.status_code or 0) < 400:
-        return TransientError(f"ARM request for {resource} failed: {type(exc).__name__}")
-    status = exc.status_code or 0
-    code, message = _arm_error(exc)
-    if status == 429:
-        return ThrottledError(f"ARM throttled the request for {resource}: {code}", retry_after=_retry_after(exc))
-    if status >= 500 or status == 408:
-        return TransientError(f"ARM answered {status} for {resource}: {code}")
-    if status in (401, 403):
-        named = _ACTION_IN_MESSAGE.search(message)
-        permission = named.group(1) if named else action
-        return PermissionDenied(f"not allowed to {permission} on {resource}: {code}: {message}", permission)
-    if status == 404:
-        return PreconditionFailed(f"workspace {resource} not found: {code}: {message}")
-    return PreconditionFailed(f"ARM refused the request for {resource} ({status} {code}): {message}")
+def _translate(exc: AzureError, what: str, action: str) -> RotationError:
+    """An azure-core error as a rotation error; ARM's refusal of a key stays PreconditionFailed here
+    (``ArmWorkspaces`` decides what it means, looking for "key" in the message: ``what`` must not name one),
+    and a failure on a non-error status is transient."""
+    return translate(exc, what, action, refused_key_fails_verification=False, non_error_status_transient=True)

@@ -7,22 +7,15 @@ service's identity can use for ``sign``. Rewriting the whole chain then needs th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
+from rotation.adapters.azure_errors import NotFound, translated
 from rotation.domain.model import KeyRef
-from rotation.errors import InputError, PermissionDenied, PreconditionFailed, TransientError
+from rotation.errors import InputError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -102,29 +95,16 @@ class KeyVaultCheckpointSigner:
         try:
             with _translated("verify an audit checkpoint", "keys/verify/action", key_id):
                 return bool(self._client(key_id).verify(SignatureAlgorithm.rs256, digest, signature).is_valid)
-        except PreconditionFailed as exc:
-            if isinstance(exc.__cause__, ResourceNotFoundError):
-                return False  # that version no longer exists: the signature cannot be vouched for
-            raise
+        except NotFound:
+            return False  # that version no longer exists: the signature cannot be vouched for
 
 
-@contextmanager
-def _translated(action: str, permission: str, key_id: str) -> Iterator[None]:
-    """Turn azure-core errors into ``rotation.errors`` (messages carry no secrets)."""
-    try:
-        yield
-    except ResourceNotFoundError as exc:
-        raise PreconditionFailed(f"cannot {action}: {key_id} was not found") from exc
-    except ClientAuthenticationError as exc:
-        raise PermissionDenied(f"cannot {action}: the service identity could not authenticate", permission) from exc
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"cannot {action} now: Key Vault did not answer ({type(exc).__name__})") from exc
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status in (401, 403):
-            raise PermissionDenied(
-                f"cannot {action}: the service identity lacks {permission} on {key_id}", permission
-            ) from exc
-        if status in (408, 429) or status >= 500:
-            raise TransientError(f"cannot {action} now: Key Vault answered {status}") from exc
-        raise PreconditionFailed(f"cannot {action}: Key Vault refused ({status})") from exc
+def _translated(action: str, permission: str, key_id: str) -> AbstractContextManager[None]:
+    """Turn azure-core errors into ``rotation.errors`` naming ``permission`` as this signer's docs do."""
+    return translated(
+        f"{action} with {key_id}",
+        permission,
+        named_action=False,
+        credential_failure_denied=True,
+        refused_key_fails_verification=False,
+    )

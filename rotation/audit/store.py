@@ -32,8 +32,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +41,13 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import UpdateMode
 
+from rotation.adapters.azure_errors import translated
 from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.audit.archive import DEFAULT_ARCHIVE_CONTAINER, BlobArchive
 from rotation.audit.chain import (
@@ -63,7 +62,7 @@ from rotation.audit.chain import (
 from rotation.audit.codec import GENESIS_HASH, chain_hash, fit_body, record_from_dict, record_to_dict, stamped
 from rotation.audit.signing import CheckpointSigner
 from rotation.domain.model import AuditRecord
-from rotation.errors import PermissionDenied, PreconditionFailed, TransientError
+from rotation.errors import PreconditionFailed, TransientError
 from rotation.logs import get_logger
 
 log = get_logger("rotation.audit")
@@ -100,24 +99,19 @@ class StoredRecord:
         return {"seq": self.seq, "hash": self.hash, "prev_hash": self.prev_hash, **record_to_dict(self.record)}
 
 
-@contextmanager
-def _storage(action: str) -> Iterator[None]:
-    """Translate azure-core errors raised while talking to Table storage into ``rotation.errors``."""
-    try:
-        yield
-    except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError):
-        raise  # expected outcomes of conditional writes and point reads; callers branch on them
-    except ClientAuthenticationError as exc:
-        raise PermissionDenied(f"cannot {action}: storage refused the credentials", "table data access") from exc
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status == 403:
-            raise PermissionDenied(f"cannot {action}: storage answered 403", "table data access") from exc
-        if status in (408, 429) or status >= 500:
-            raise TransientError(f"cannot {action} now: storage answered {status}") from exc
-        raise PreconditionFailed(f"cannot {action}: storage answered {status}") from exc
-    except AzureError as exc:
-        raise TransientError(f"cannot {action} now: {type(exc).__name__}") from exc
+def _storage(action: str) -> AbstractContextManager[None]:
+    """Translate azure-core errors raised while talking to Table storage into ``rotation.errors``.
+
+    Conflicts, misses and lost ETag races are let through: they are the expected outcomes of
+    conditional writes and point reads, and callers branch on them.
+    """
+    return translated(
+        action,
+        "table data access",
+        let_through=(ResourceExistsError, ResourceNotFoundError, ResourceModifiedError),
+        credential_failure_denied=True,
+        refused_key_fails_verification=False,
+    )
 
 
 class TableAuditLog:
