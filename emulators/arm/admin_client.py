@@ -9,39 +9,19 @@ admin.account_access(account_id)           # -> {"accessible": bool, "reason": s
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
+from emulators.admin_http import AdminApiError, AdminHttpClient
 
-class ArmAdminError(RuntimeError):
+
+class ArmAdminError(AdminApiError):
     """The admin API answered with an error status."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
 
-
-class ArmAdmin:
-    def __init__(self, admin_url: str, ca_bundle: str | None = None, timeout: float = 30.0) -> None:
-        self.admin_url = admin_url.rstrip("/")
-        self.timeout = timeout
-        self._context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - admin URL of the local emulator
-            self.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:  # noqa: S310
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise ArmAdminError(exc.code, exc.read().decode(errors="replace")) from None
-        return json.loads(raw) if raw else None
+class ArmAdmin(AdminHttpClient):
+    error_type = ArmAdminError
+    unwrap_error_message = False
 
     # -- clock ------------------------------------------------------------------------------
 
