@@ -16,8 +16,9 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json, iso, obj, opt_str, tags
+from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
 from emulators.arm.keyvault import KeyProblem
+from emulators.arm.provider import ResourceProvider
 from emulators.arm.versions import ML_LEGACY
 
 TYPE = "Microsoft.MachineLearningServices/workspaces"
@@ -58,35 +59,19 @@ def workspace_id(call: Call) -> str:
     return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/{TYPE}/{p['name']}"
 
 
-class MlProvider:
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+class MlProvider(ResourceProvider):
+    TYPE = TYPE
+    NOUN = "workspace"
 
     @property
     def workspaces(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.workspaces
 
-    def _find(self, call: Call) -> dict[str, Any]:
-        workspace = self.workspaces.get(workspace_id(call).lower())
-        if workspace is None:
-            raise errors.resource_not_found(TYPE, call.params["name"], call.params["rg"])
-        return workspace
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return self.workspaces
 
-    async def get(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        return arm_json(self.render(self._find(call)))
-
-    async def list_by_resource_group(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-        return self._list(call, prefix)
-
-    async def list(self, call: Call) -> Response:
-        return self._list(call, f"/subscriptions/{call.params['sub']}/".lower())
-
-    def _list(self, call: Call, prefix: str) -> Response:
-        found = [w for key, w in sorted(self.workspaces.items()) if key.startswith(prefix)]
-        return self.emulator.page(call, [self.render(w) for w in found])
+    def resource_id(self, call: Call) -> str:
+        return workspace_id(call)
 
     async def create(self, call: Call) -> Response:
         body = call.json()
@@ -215,30 +200,6 @@ class MlProvider:
             )
             self.emulator.store.save()
         return Response(status_code=202, headers=headers)
-
-    async def delete(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        async with self.emulator.write_lock:
-            removed = self.workspaces.pop(workspace_id(call).lower(), None)
-            self.emulator.store.save()
-        return Response(status_code=200 if removed else 204)
-
-    async def operation_status(self, call: Call) -> Response:
-        done, operation = self.emulator.poll_operation(call.params["op"])
-        if not done:
-            return Response(
-                status_code=202,
-                headers={
-                    "Location": f"{call.base_url}{call.path}?api-version={call.api_version}",
-                    "Retry-After": str(int(self.emulator.state.lro.retry_after_s)),
-                },
-            )
-        workspace = self.workspaces.get(operation["resource_id"])
-        if workspace is None:
-            raise errors.ArmError(404, "ResourceNotFound", "The workspace of this operation no longer exists.")
-        workspace["provisioningState"] = "Succeeded"
-        self.emulator.store.save()
-        return arm_json(self.render(workspace))
 
     # -- encryption -------------------------------------------------------------------------
 

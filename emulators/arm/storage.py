@@ -14,8 +14,9 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json, iso, obj, opt_str, tags
+from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
 from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef
+from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.Storage/storageAccounts"
 DAY = 86400
@@ -62,41 +63,24 @@ def account_id(call: Call) -> str:
     return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/Microsoft.Storage/storageAccounts/{p['name']}"
 
 
-class StorageProvider:
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+class StorageProvider(ResourceProvider):
+    TYPE = TYPE
+    NOUN = "storage account"
 
     @property
     def accounts(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.storage_accounts
 
-    def _find(self, call: Call) -> dict[str, Any]:
-        account = self.accounts.get(account_id(call).lower())
-        if account is None:
-            raise errors.resource_not_found(TYPE, call.params["name"], call.params["rg"])
-        return account
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return self.accounts
+
+    def resource_id(self, call: Call) -> str:
+        return account_id(call)
+
+    async def refresh(self, resource: dict[str, Any]) -> None:
+        await self.daily_check(resource)
 
     # -- operations -------------------------------------------------------------------------
-
-    async def get(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        account = self._find(call)
-        await self.daily_check(account)
-        return arm_json(self.render(account))
-
-    async def list_by_resource_group(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-        return await self._list(call, prefix)
-
-    async def list(self, call: Call) -> Response:
-        return await self._list(call, f"/subscriptions/{call.params['sub']}/".lower())
-
-    async def _list(self, call: Call, prefix: str) -> Response:
-        found = [a for key, a in sorted(self.accounts.items()) if key.startswith(prefix)]
-        for account in found:
-            await self.daily_check(account)
-        return self.emulator.page(call, [self.render(a) for a in found])
 
     async def create(self, call: Call) -> Response:
         body = call.json()
@@ -209,30 +193,6 @@ class StorageProvider:
             await self._apply_properties(account, properties, now)
             self.accounts[account_id(call).lower()] = account
             self.emulator.store.save()
-        return arm_json(self.render(account))
-
-    async def delete(self, call: Call) -> Response:
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        async with self.emulator.write_lock:
-            removed = self.accounts.pop(account_id(call).lower(), None)
-            self.emulator.store.save()
-        return Response(status_code=200 if removed else 204)
-
-    async def operation_status(self, call: Call) -> Response:
-        done, operation = self.emulator.poll_operation(call.params["op"])
-        if not done:
-            return Response(
-                status_code=202,
-                headers={
-                    "Location": f"{call.base_url}{call.path}?api-version={call.api_version}",
-                    "Retry-After": str(int(self.emulator.state.lro.retry_after_s)),
-                },
-            )
-        account = self.accounts.get(operation["resource_id"])
-        if account is None:
-            raise errors.ArmError(404, "ResourceNotFound", "The storage account of this operation no longer exists.")
-        account["provisioningState"] = "Succeeded"
-        self.emulator.store.save()
         return arm_json(self.render(account))
 
     # -- encryption -------------------------------------------------------------------------

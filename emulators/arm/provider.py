@@ -1,0 +1,90 @@
+"""What the emulator's resource providers (storage accounts, ML workspaces) do alike.
+
+A resource is a dict kept in ``State`` under its lower-cased ARM id. A provider looks one up from the
+call's path, lists them by resource group or subscription, deletes one, and answers the polls of its
+long-running creates and updates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from starlette.responses import Response
+
+from emulators.arm import errors
+from emulators.arm.core import Call, Emulator, arm_json
+
+
+class ResourceProvider:
+    #: The ARM resource type, e.g. ``Microsoft.Storage/storageAccounts``.
+    TYPE: ClassVar[str]
+    #: How a resource is named in messages, e.g. ``storage account``.
+    NOUN: ClassVar[str]
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """This type's resources by lower-cased ARM id."""
+        raise NotImplementedError
+
+    def resource_id(self, call: Call) -> str:
+        """The ARM id the call's path names."""
+        raise NotImplementedError
+
+    def render(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """The resource as ARM returns it."""
+        raise NotImplementedError
+
+    async def refresh(self, resource: dict[str, Any]) -> None:
+        """Bring a resource up to date with the emulator's clock before it is read (nothing by default)."""
+
+    def _find(self, call: Call) -> dict[str, Any]:
+        resource = self.resources().get(self.resource_id(call).lower())
+        if resource is None:
+            raise errors.resource_not_found(self.TYPE, call.params["name"], call.params["rg"])
+        return resource
+
+    async def get(self, call: Call) -> Response:
+        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        resource = self._find(call)
+        await self.refresh(resource)
+        return arm_json(self.render(resource))
+
+    async def list_by_resource_group(self, call: Call) -> Response:
+        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
+        return await self._list(call, prefix)
+
+    async def list(self, call: Call) -> Response:
+        return await self._list(call, f"/subscriptions/{call.params['sub']}/".lower())
+
+    async def _list(self, call: Call, prefix: str) -> Response:
+        found = [r for key, r in sorted(self.resources().items()) if key.startswith(prefix)]
+        for resource in found:
+            await self.refresh(resource)
+        return self.emulator.page(call, [self.render(r) for r in found])
+
+    async def delete(self, call: Call) -> Response:
+        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        async with self.emulator.write_lock:
+            removed = self.resources().pop(self.resource_id(call).lower(), None)
+            self.emulator.store.save()
+        return Response(status_code=200 if removed else 204)
+
+    async def operation_status(self, call: Call) -> Response:
+        done, operation = self.emulator.poll_operation(call.params["op"])
+        if not done:
+            return Response(
+                status_code=202,
+                headers={
+                    "Location": f"{call.base_url}{call.path}?api-version={call.api_version}",
+                    "Retry-After": str(int(self.emulator.state.lro.retry_after_s)),
+                },
+            )
+        resource = self.resources().get(operation["resource_id"])
+        if resource is None:
+            raise errors.ArmError(404, "ResourceNotFound", f"The {self.NOUN} of this operation no longer exists.")
+        resource["provisioningState"] = "Succeeded"
+        self.emulator.store.save()
+        return arm_json(self.render(resource))
