@@ -138,11 +138,11 @@ def _data_locations(setting: str, value: str) -> tuple[DataLocation, ...]:
         parts = urlsplit(item)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise SettingsError(setting, f"{item!r} is not a URL", expected)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise SettingsError(setting, f"{item!r} uses http to a non-loopback host", expected)
         segments = [s for s in parts.path.split("/") if s]
         # Azurite (path-style) URLs carry the account name as the first path segment.
-        account_segments = 1 if _is_loopback(parts.hostname) else 0
+        account_segments = 1 if is_loopback(parts.hostname) else 0
         if len(segments) <= account_segments:
             raise SettingsError(setting, f"{item!r} names no container", expected)
         base = f"{parts.scheme}://{parts.netloc}" + "".join("/" + s for s in segments[:account_segments])
@@ -154,7 +154,8 @@ def _data_locations(setting: str, value: str) -> tuple[DataLocation, ...]:
     return tuple(locations)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -326,7 +327,7 @@ def _check_local_only(settings: Settings) -> None:
     if settings.local_principal is None:
         return
     endpoints = [settings.arm_endpoint, *settings.managed_keys]
-    remote = [e for e in endpoints if not _is_loopback(urlsplit(e).hostname or "")]
+    remote = [e for e in endpoints if not is_loopback(urlsplit(e).hostname or "")]
     if remote:
         raise SettingsError(
             "ROTATION_LOCAL_PRINCIPAL",

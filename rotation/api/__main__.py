@@ -7,18 +7,10 @@ in-process (no queue trigger runs locally). Settings come from the environment, 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Sequence
 
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from rotation.settings import is_loopback
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7071, help="port (default 7071, as `func start`)")
     args = parser.parse_args(argv)
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         parser.error("the local server has no function key: it listens on loopback addresses only")
 
     import uvicorn
