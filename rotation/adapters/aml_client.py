@@ -45,11 +45,11 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+from rotation.adapters.arm_common import arm_scope
 from rotation.adapters.azure_errors import translate
 from rotation.errors import InputError, RotationError, TransientError
 
 API_VERSION = "2025-06-01"
-DEFAULT_SCOPE = "https://management.azure.com/.default"
 READ_ACTION = "Microsoft.MachineLearningServices/workspaces/read"
 WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/write"
 POLL_ACTION = "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read"
@@ -93,7 +93,7 @@ class AmlWorkspaceClient:
                 sends no Retry-After, default 30) and ``credential_scopes``.
         """
         self._polling_interval = float(client_kwargs.pop("polling_interval", 30))
-        scopes = client_kwargs.pop("credential_scopes", None) or [_default_scope(arm_endpoint)]
+        scopes = client_kwargs.pop("credential_scopes", None) or [arm_scope(arm_endpoint)]
         self._endpoint = arm_endpoint.rstrip("/")
         policies = [
             RequestIdPolicy(**client_kwargs),
@@ -213,13 +213,6 @@ class AmlWorkspaceClient:
         if response.status_code != 200:
             raise TransientError(f"could not {what}: ARM answered {response.status_code}")
         return response
-
-
-def _default_scope(arm_endpoint: str) -> str:
-    host = (urlsplit(arm_endpoint).hostname or "").lower()
-    if host in ("localhost", "127.0.0.1", "::1", "management.azure.com"):
-        return DEFAULT_SCOPE
-    return f"{arm_endpoint.rstrip('/')}/.default"
 
 
 def _check_workspace_id(workspace_id: str) -> None:
