@@ -197,12 +197,7 @@ class KeyVaultService:
     # -- operations -------------------------------------------------------------------------------
 
     async def create_key(self, vault: Vault, name: str, body: Any) -> dict[str, Any]:
-        if not KEY_NAME.match(name):
-            raise bad_parameter(f"The key name '{name}' is invalid: use 1-127 letters, digits and hyphens.")
-        if name.lower() in vault.deleted:
-            raise conflict_deleted(name)
-        if not isinstance(body, dict):
-            raise bad_parameter("The request body must be a JSON object.")
+        body = _new_key_request(vault, name, body)
         kty = body.get("kty")
         if kty not in crypto.KEY_TYPES:
             raise bad_parameter(f"The value of the parameter 'kty' is invalid: {kty!r}.")
@@ -233,22 +228,14 @@ class KeyVaultService:
         loop = asyncio.get_running_loop()
         material = await loop.run_in_executor(None, crypto.generate, kty, key_size, curve, exponent)
         now = int(self.clock.now())
-        key = vault.keys.get(name.lower())
-        if key is None:
-            key = Key(name)
-            vault.keys[name.lower()] = key
+        key = _key_named(vault, name)
         version = self._add_version(
             vault, key, material, key_ops, True if enabled is None else enabled, nbf, exp, tags, now
         )
         return self.bundle(vault, key, version)
 
     async def import_key(self, vault: Vault, name: str, body: Any) -> dict[str, Any]:
-        if not KEY_NAME.match(name):
-            raise bad_parameter(f"The key name '{name}' is invalid: use 1-127 letters, digits and hyphens.")
-        if name.lower() in vault.deleted:
-            raise conflict_deleted(name)
-        if not isinstance(body, dict):
-            raise bad_parameter("The request body must be a JSON object.")
+        body = _new_key_request(vault, name, body)
         hsm = body.get("Hsm", False)
         if not isinstance(hsm, bool):
             raise bad_parameter("The parameter 'Hsm' must be a boolean.")
@@ -258,10 +245,7 @@ class KeyVaultService:
         enabled, nbf, exp = _attributes(body.get("attributes"))
         tags = _tags(body.get("tags"))
         now = int(self.clock.now())
-        key = vault.keys.get(name.lower())
-        if key is None:
-            key = Key(name)
-            vault.keys[name.lower()] = key
+        key = _key_named(vault, name)
         enabled = True if enabled is None else enabled
         version = self._add_version(vault, key, material, key_ops, enabled, nbf, exp, tags, now)
         return self.bundle(vault, key, version)
@@ -471,6 +455,26 @@ class KeyVaultService:
                     due = None
                 if due is not None and now >= due and vault.keys.get(key.name.lower()) is key:
                     await self._rotate(vault, key)
+
+
+def _new_key_request(vault: Vault, name: str, body: Any) -> dict[str, Any]:
+    """The body of a create or import request, checked: a valid key name no deleted key holds, a JSON object."""
+    if not KEY_NAME.match(name):
+        raise bad_parameter(f"The key name '{name}' is invalid: use 1-127 letters, digits and hyphens.")
+    if name.lower() in vault.deleted:
+        raise conflict_deleted(name)
+    if not isinstance(body, dict):
+        raise bad_parameter("The request body must be a JSON object.")
+    return body
+
+
+def _key_named(vault: Vault, name: str) -> Key:
+    """The vault's key ``name``, added (with no versions yet) if the vault has none of that name."""
+    key = vault.keys.get(name.lower())
+    if key is None:
+        key = Key(name)
+        vault.keys[name.lower()] = key
+    return key
 
 
 def _key_ops(value: object, default: list[str]) -> list[str]:
