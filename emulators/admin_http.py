@@ -1,4 +1,4 @@
-"""The JSON-over-HTTPS call behind the emulators' admin clients (ARM and Key Vault)."""
+"""What the emulators' admin clients (ARM and Key Vault) share: the JSON-over-HTTPS call and the clock."""
 
 from __future__ import annotations
 
@@ -46,3 +46,14 @@ class AdminHttpClient:
                     detail = json.loads(detail)["error"]["message"]
             raise self.error_type(exc.code, detail) from None
         return json.loads(raw) if raw else None
+
+    # -- the emulator's clock (both emulators have one) ---------------------------------------
+
+    def now(self) -> float:
+        return float(self._call("GET", "/admin/clock")["now"])
+
+    def set_clock(self, now: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"now": now})["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        return float(self._call("PUT", "/admin/clock", {"advance_seconds": seconds})["now"])

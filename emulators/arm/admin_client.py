@@ -23,17 +23,6 @@ class ArmAdmin(AdminHttpClient):
     error_type = ArmAdminError
     unwrap_error_message = False
 
-    # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> float:
-        return float(self._call("GET", "/admin/clock")["now"])
-
-    def set_clock(self, now: float) -> float:
-        return float(self._call("PUT", "/admin/clock", {"now": now})["now"])
-
-    def advance_clock(self, seconds: float) -> float:
-        return float(self._call("PUT", "/admin/clock", {"advance_seconds": seconds})["now"])
-
     # -- RBAC -------------------------------------------------------------------------------
 
     def set_role_assignments(self, assignments: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,16 +35,7 @@ class KeyVaultAdmin(AdminHttpClient):
     def get_vault(self, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/admin/vaults/{name}"))
 
-    # clock
-    def now(self) -> float:
-        return float(self._call("GET", "/admin/clock")["now"])
-
-    def set_clock(self, now: float) -> float:
-        return float(self._call("PUT", "/admin/clock", {"now": now})["now"])
-
-    def advance_clock(self, seconds: float) -> float:
-        return float(self._call("PUT", "/admin/clock", {"advance_seconds": seconds})["now"])
-
+    # clock: now, set_clock and advance_clock come from AdminHttpClient; lifecycle runs on it
     def run_lifecycle(self) -> None:
         self._call("POST", "/admin/lifecycle", {})
 
