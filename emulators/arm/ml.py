@@ -129,15 +129,7 @@ class MlProvider(ResourceProvider):
                 kept["encryption"] = _stored_encryption(encryption)
             workspace["properties"] = kept
             workspace["provisioningState"] = "Creating" if existing is None else "Updating"
-            self.workspaces[key] = workspace
-            headers = self.emulator.start_operation(
-                call,
-                f"Microsoft.MachineLearningServices/locations/{location}/workspaceOperationsStatus",
-                workspace["id"],
-                "ml",
-            )
-            self.emulator.store.save()
-        return Response(status_code=202, headers=headers)
+            return self._accepted(call, workspace, location)
 
     async def update(self, call: Call) -> Response:
         body = call.json()
@@ -191,14 +183,18 @@ class MlProvider(ResourceProvider):
                 self.emulator.store.save()
                 return arm_json(self.render(workspace))
             workspace["provisioningState"] = "Updating"
-            self.workspaces[key] = workspace
-            headers = self.emulator.start_operation(
-                call,
-                f"Microsoft.MachineLearningServices/locations/{workspace['location']}/workspaceOperationsStatus",
-                workspace["id"],
-                "ml",
-            )
-            self.emulator.store.save()
+            return self._accepted(call, workspace, workspace["location"])
+
+    def _accepted(self, call: Call, workspace: dict[str, Any], location: str) -> Response:
+        """Store the workspace and answer 202 with the operation-status URL clients poll (write lock held)."""
+        self.workspaces[workspace_id(call).lower()] = workspace
+        headers = self.emulator.start_operation(
+            call,
+            f"Microsoft.MachineLearningServices/locations/{location}/workspaceOperationsStatus",
+            workspace["id"],
+            "ml",
+        )
+        self.emulator.store.save()
         return Response(status_code=202, headers=headers)
 
     # -- encryption -------------------------------------------------------------------------
