@@ -44,6 +44,8 @@ class FakeStorageAccounts:
         self.refuse_versions: set[str] = set()  # versions Azure refuses (identity cannot use the key)
         self.writes: list[tuple[str, str]] = []
         self.faults = Faults()
+        self._key_writes = 0  # calls of set_key_version
+        self._refused_write: tuple[int, str] | None = None  # (call number, version it may still write)
 
     def add(self, name: str, key: KeyRef, version: str, *, in_use: str | None = None) -> StorageAccountKey:
         account_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/"
@@ -67,9 +69,17 @@ class FakeStorageAccounts:
         self.faults.check("get_account")
         return self.accounts[account_id.lower()]
 
+    def refuse_nth_key_write(self, n: int, *, unless: str) -> None:
+        """Azure refuses the ``n``-th ``set_key_version`` from now, unless it writes ``unless`` (e.g. a rollback)."""
+        self._refused_write = (self._key_writes + n, unless)
+
     def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+        self._key_writes += 1
         self.faults.check("set_key_version")
-        if key_version in self.refuse_versions:
+        refused = self._refused_write
+        if key_version in self.refuse_versions or (
+            refused is not None and self._key_writes == refused[0] and key_version != refused[1]
+        ):
             raise VerificationFailed(f"the account identity cannot use key version {key_version}")
         account = self.accounts[account_id.lower()]
         current = f"{vault_url}/keys/{key_name}/{key_version}" if key_version else account.current_versioned_key_id

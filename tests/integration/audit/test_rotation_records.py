@@ -107,19 +107,7 @@ class TestEachOutcomeWritesItsRecord:
         estate, old = estate_with(audit)
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, CALLER)
-        original = estate.storage.set_key_version
-        calls = {"n": 0}
-
-        def refuse_second(account_id: str, vault_url: str, key_name: str, key_version: str):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if calls["n"] == 2 and key_version != old:
-                estate.storage.refuse_versions.add(key_version)
-            try:
-                return original(account_id, vault_url, key_name, key_version)
-            finally:
-                estate.storage.refuse_versions.clear()
-
-        estate.storage.set_key_version = refuse_second  # type: ignore[method-assign]
+        estate.storage.refuse_nth_key_write(2, unless=old)
 
         result = run_rotation(deps, view.rotation_id)
 
