@@ -63,7 +63,14 @@ def _looks_random(token: str) -> bool:
     body = token.rstrip("=")
     if all(c in "0123456789abcdefABCDEF" for c in body):
         return False  # hex: hashes, Key Vault versions and record ids are hex by design
-    if not (any(c.isupper() for c in body) and any(c.islower() for c in body) and any(c.isdigit() for c in body)):
+    classes = sum(
+        (any(c.isupper() for c in body), any(c.islower() for c in body), any(c.isdigit() for c in body),
+         any(c in "+/-_" for c in body))
+    )  # fmt: skip
+    if token.endswith("="):
+        # base64 padding: encoded bytes (a 32-byte key is 44 characters ending in "="), never a name
+        return classes >= 2
+    if classes < 3:
         return False
     counts: dict[str, int] = {}
     for c in body:
