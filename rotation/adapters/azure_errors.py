@@ -32,6 +32,9 @@ from rotation.errors import (
     VerificationFailed,
 )
 
+#: The least role a storage account's or workspace's own identity needs on its customer-managed key.
+CONSUMER_KEY_ROLE = "Key Vault Crypto Service Encryption User"
+
 _ACTION_IN_MESSAGE = re.compile(r"[Aa]ction:? '([^']+)'|perform action '([^']+)'")
 _SECRETISH = re.compile(r"(AccountKey|SharedAccessSignature|sig|Bearer)[=: ]\S+", re.IGNORECASE)
 
@@ -125,7 +128,14 @@ def translate(
         return NotFound(f"could not {what}: not found ({code})")
     if refused_key_fails_verification and status == 400 and "key" in code.lower():
         # Azure checked the key as the resource's identity and refused it: the consumer stays where it was.
-        return VerificationFailed(f"could not {what}: the key was refused ({code}): {message}")
+        hint = ""
+        if code == "KeyVaultAuthenticationFailure":
+            # Azure tried the key as the consumer's own managed identity and was refused.
+            hint = (
+                " (the consumer's managed identity needs keys get, wrapKey and unwrapKey on the key:"
+                f" role {CONSUMER_KEY_ROLE})"
+            )
+        return VerificationFailed(f"could not {what}: the key was refused ({code}){hint}: {message}")
     return PreconditionFailed(f"could not {what}: refused ({status} {code}): {message}")
 
 

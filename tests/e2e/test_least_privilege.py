@@ -23,6 +23,7 @@ from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
 from azure.mgmt.storage import StorageManagementClient
 
 from emulators.arm.admin_client import ArmAdmin
+from rotation.adapters.azure_errors import CONSUMER_KEY_ROLE
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationError
@@ -271,6 +272,7 @@ class TestEachRoleIsNeeded:
         }
         if missing.identity == "consumer identity":
             assert CONSUMER_KEY_REFUSED.lower() in message, f"{missing.label}: {message}"
+            assert CONSUMER_KEY_ROLE.lower() in message, f"{missing.label}: {message}"
             assert "storage account" in message or "workspace" in message, message
         else:
             assert named, f"{missing.label}: {message}"
