@@ -8,10 +8,11 @@ STAMP_NODE := node_modules/.installed
 
 .PHONY: deps demo test test-unit test-integration lint typecheck bench package clean
 
-$(STAMP_PY): requirements.txt requirements-dev.txt
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the cmk-rotation console script
 	@touch $@
 
 $(STAMP_NODE): package.json package-lock.json
