@@ -50,10 +50,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from azure.core import MatchConditions
 from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.keyvault.kek import VaultKek
 from emulators.localazure import AZURITE_ACCOUNT, REPO, LocalAzure, azurite_connection_string, free_port
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
@@ -70,28 +71,6 @@ PER_CONTAINER = 10_000
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-class VaultKek:
-    """azure-storage-blob's KeyEncryptionKey over a vault key version: wrap locally, unwrap in the vault."""
-
-    def __init__(self, kid: str, ca: str) -> None:
-        self.kid = kid
-        self.client = CryptographyClient(
-            kid, LocalDevelopmentCredential(PRINCIPAL), connection_verify=ca, verify_challenge_resource=False
-        )
-
-    def wrap_key(self, key: bytes) -> bytes:
-        return self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key
-
-    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
-        return self.client.unwrap_key(KeyWrapAlgorithm(algorithm), key).key
-
-    def get_kid(self) -> str:
-        return self.kid
-
-    def get_key_wrap_algorithm(self) -> str:
-        return "RSA-OAEP-256"
 
 
 class StorageCounter:
@@ -185,7 +164,7 @@ class Env:
         scratch = self.container("tpl")
         writer = ContainerClient.from_container_url(scratch.url, credential=scratch.credential)
         writer.require_encryption = True
-        writer.key_encryption_key = VaultKek(self.old_kid, self.ca)
+        writer.key_encryption_key = VaultKek(self.old_kid, self.ca, PRINCIPAL)
         writer.encryption_version = "2.0"
         writer.upload_blob("t", os.urandom(size))
         raw = scratch.download_blob("t").readall()
@@ -235,10 +214,10 @@ def timed_threads(threads: int, seconds: float, make: Callable[[int], Callable[[
 
 def raw_rates(env: Env, threads: int, seconds: float, write_blobs: int) -> dict[str, Any]:
     """The unavoidable work, each alone: Key Vault unwraps, and Azurite conditional metadata writes."""
-    wrapped = [VaultKek(env.old_kid, env.ca).wrap_key(os.urandom(40)) for _ in range(16)]
+    wrapped = [VaultKek(env.old_kid, env.ca, PRINCIPAL).wrap_key(os.urandom(40)) for _ in range(16)]
 
     def unwrapper(i: int) -> Callable[[], None]:
-        client = VaultKek(env.old_kid, env.ca).client
+        client = VaultKek(env.old_kid, env.ca, PRINCIPAL).client
         client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[0])  # challenge and GET key, not timed
         n = [i]
 
@@ -278,7 +257,7 @@ def raw_rates(env: Env, threads: int, seconds: float, write_blobs: int) -> dict[
 
 def naive(env: Env, container: ContainerClient, threads: int) -> dict[str, Any]:
     """Download + decrypt (old version unwrap in the vault) + re-encrypt (new version) + upload, per blob."""
-    old_kek, new_kek = VaultKek(env.old_kid, env.ca), VaultKek(env.new_kid, env.ca)
+    old_kek, new_kek = VaultKek(env.old_kid, env.ca, PRINCIPAL), VaultKek(env.new_kid, env.ca, PRINCIPAL)
     client = ContainerClient.from_container_url(container.url, credential=container.credential)
     client.require_encryption = True
     client.key_resolver_function = lambda kid: old_kek if kid == old_kek.kid else None

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from azure.storage.blob import ContainerClient
 
 from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.keyvault.kek import VaultKek
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
@@ -22,28 +22,6 @@ from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
 
 PRINCIPAL = "rewrap-tests"
-
-
-class VaultKek:
-    """The SDK's KeyEncryptionKey over a Key Vault key version (wrap runs locally, unwrap in the vault)."""
-
-    def __init__(self, kid: str, ca: str) -> None:
-        self.kid = kid
-        self.client = CryptographyClient(
-            kid, LocalDevelopmentCredential(PRINCIPAL), connection_verify=ca, verify_challenge_resource=False
-        )
-
-    def wrap_key(self, key: bytes) -> bytes:
-        return self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key
-
-    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
-        return self.client.unwrap_key(KeyWrapAlgorithm(algorithm), key).key
-
-    def get_kid(self) -> str:
-        return self.kid
-
-    def get_key_wrap_algorithm(self) -> str:
-        return "RSA-OAEP-256"
 
 
 @pytest.fixture
@@ -105,7 +83,7 @@ class TestRewrapWithKeyVault:
         old = keys.create_rsa_key("cmk", size=2048)
         payloads = {f"p{protocol}-{i}": os.urandom(3000 + i) for protocol in ("1.0", "2.0") for i in range(4)}
         for name, data in payloads.items():
-            writer = encrypted_client(container, VaultKek(str(old.id), ca), name[1:4])
+            writer = encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), name[1:4])
             writer.upload_blob(name, data)
         new = keys.create_rsa_key("cmk", size=2048)
         key, _ = KeyRef.parse(str(new.id))
@@ -115,7 +93,7 @@ class TestRewrapWithKeyVault:
         adapter.begin_rewrap("rot-kv", key, str(new.properties.version), [location_of(container)])
         done, summary = adapter.rewrap_progress("rot-kv")
         counters = admin.counters().get(created["name"], {})
-        probe = VaultKek(str(old.id), ca).wrap_key(os.urandom(32))
+        probe = VaultKek(str(old.id), ca, PRINCIPAL).wrap_key(os.urandom(32))
         keys.update_key_properties("cmk", str(old.properties.version), enabled=False)
 
         assert done is True
@@ -123,12 +101,12 @@ class TestRewrapWithKeyVault:
         assert counters.get("unwrapKey") == 8
         assert counters.get("wrapKey", 0) == 0
         assert counters.get("getKey") == 2  # the new version's public key, and the old version's client once
-        new_kek = VaultKek(str(new.id), ca)
+        new_kek = VaultKek(str(new.id), ca, PRINCIPAL)
         reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
         for name, data in payloads.items():
             assert reader.download_blob(name).readall() == data
         with pytest.raises(HttpResponseError):  # the old version really is disabled
-            VaultKek(str(old.id), ca).unwrap_key(probe, "RSA-OAEP-256")
+            VaultKek(str(old.id), ca, PRINCIPAL).unwrap_key(probe, "RSA-OAEP-256")
         adapter.close()
 
 
@@ -146,7 +124,9 @@ class TestThrottledVault:
         ca = local_azure["ca_bundle"]
         old = keys.create_rsa_key("cmk", size=2048)
         for i in range(30):
-            encrypted_client(container, VaultKek(str(old.id), ca), "2.0").upload_blob(f"t{i:02d}", b"t%d" % i)
+            encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), "2.0").upload_blob(
+                f"t{i:02d}", b"t%d" % i
+            )
         new = keys.create_rsa_key("cmk", size=2048)
         key, _ = KeyRef.parse(str(new.id))
         admin.set_faults(
@@ -188,7 +168,7 @@ class TestQueueTrigger:
         ca = local_azure["ca_bundle"]
         old = keys.create_rsa_key("cmk", size=2048)
         for i in range(7):
-            encrypted_client(container, VaultKek(str(old.id), ca), "2.0").upload_blob(f"w{i}", b"w%d" % i)
+            encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), "2.0").upload_blob(f"w{i}", b"w%d" % i)
         new = keys.create_rsa_key("cmk", size=2048)
         key, _ = KeyRef.parse(str(new.id))
         queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
@@ -223,7 +203,7 @@ class TestQueueTrigger:
         assert invocations == 3
         assert done is True
         assert summary.rewrapped == 7
-        new_kek = VaultKek(str(new.id), ca)
+        new_kek = VaultKek(str(new.id), ca, PRINCIPAL)
         reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
         assert [reader.download_blob(f"w{i}").readall() for i in range(7)] == [b"w%d" % i for i in range(7)]
         starter.close()
