@@ -57,9 +57,10 @@ from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from emulators.localazure import AZURITE_ACCOUNT, REPO, LocalAzure, azurite_connection_string, free_port
 from rotation.adapters.local_credential import LocalDevelopmentCredential
+from rotation.bootstrap import transport_kwargs
 from rotation.domain.model import KeyRef
 from rotation.logs import configure_logging
-from rotation.rewrap.adapter import BlobDataKeys
+from rotation.rewrap.adapter import PAGE_SIZE, BlobDataKeys
 from rotation.rewrap.queue import drain, storage_queue
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.settings import DataLocation, HostStorageSettings, Settings
@@ -124,15 +125,16 @@ class Env:
         self.admin = KeyVaultAdmin(self.endpoints["keyvault"]["admin"], self.ca)
         self.vault = self.admin.create_vault(f"bench{uuid.uuid4().hex[:8]}")
         self.admin.set_throttle(self.vault["name"], enabled=False)
+        # Every client, the baselines' included, uses the transport settings the service uses.
+        self.transport = transport_kwargs(self.ca)
         self.keys = KeyClient(
-            self.vault["url"], LocalDevelopmentCredential(PRINCIPAL), connection_verify=self.ca,
-            verify_challenge_resource=False,
-        )  # fmt: skip
+            self.vault["url"], LocalDevelopmentCredential(PRINCIPAL), verify_challenge_resource=False, **self.transport
+        )
         old = self.keys.create_rsa_key("cmk", size=2048)
         new = self.keys.create_rsa_key("cmk", size=2048)
         self.old_kid, self.new_kid = str(old.id), str(new.id)
         self.key, self.new_version = KeyRef.parse(self.new_kid)[0], str(new.properties.version)
-        self.service = BlobServiceClient.from_connection_string(self.conn)
+        self.service = BlobServiceClient.from_connection_string(self.conn, **self.transport)
         self.pids = {p.name: p.popen.pid for p in self.local._processes}
 
     def close(self) -> None:
@@ -144,6 +146,9 @@ class Env:
             storage=HostStorageSettings(connection_string=self.conn), ca_bundle=self.ca,
             verify_challenge_resource=False, rewrap_concurrency=concurrency, rewrap_queue=queue,
         )  # fmt: skip
+
+    def kek(self, kid: str) -> VaultKek:
+        return VaultKek(kid, self.ca, PRINCIPAL, **_lean(self.ca))
 
     def kv_counters(self) -> dict[str, int]:
         return dict(self.admin.counters().get(self.vault["name"], {}))
@@ -164,7 +169,7 @@ class Env:
         scratch = self.container("tpl")
         writer = ContainerClient.from_container_url(scratch.url, credential=scratch.credential)
         writer.require_encryption = True
-        writer.key_encryption_key = VaultKek(self.old_kid, self.ca, PRINCIPAL)
+        writer.key_encryption_key = self.kek(self.old_kid)
         writer.encryption_version = "2.0"
         writer.upload_blob("t", os.urandom(size))
         raw = scratch.download_blob("t").readall()
@@ -212,75 +217,153 @@ def timed_threads(threads: int, seconds: float, make: Callable[[int], Callable[[
 # -- sections --------------------------------------------------------------------------------------
 
 
-def raw_rates(env: Env, threads: int, seconds: float, write_blobs: int) -> dict[str, Any]:
-    """The unavoidable work, each alone: Key Vault unwraps, and Azurite conditional metadata writes."""
-    wrapped = [VaultKek(env.old_kid, env.ca, PRINCIPAL).wrap_key(os.urandom(40)) for _ in range(16)]
+def _gang(target: Callable[..., None], per_process: list[tuple[Any, ...]]) -> tuple[list[Any], float]:
+    """Run ``target(*args, ready, go, out)`` in one spawned process per ``args``; they start work together.
 
-    def unwrapper(i: int) -> Callable[[], None]:
-        client = VaultKek(env.old_kid, env.ca, PRINCIPAL).client
+    Each process builds its clients, reports ready, waits for the start signal, works, and puts its result.
+    Returns the results and the wall seconds from the start signal to the last result (start-up untimed).
+    """
+    context = multiprocessing.get_context("spawn")
+    ready, go, out = context.Queue(), context.Event(), context.Queue()
+    procs = [context.Process(target=target, args=(*args, ready, go, out)) for args in per_process]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=120)
+        began = time.perf_counter()
+        go.set()
+        results = [out.get(timeout=1800) for _ in procs]
+        elapsed = time.perf_counter() - began
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    return results, elapsed
+
+
+def _shares(items: list[Any], parts: int) -> list[list[Any]]:
+    return [items[i::parts] for i in range(parts)]
+
+
+def _lean(ca: str) -> dict[str, Any]:
+    """The service's transport settings without the CA bundle (``VaultKek`` takes that itself)."""
+    return {k: v for k, v in transport_kwargs(ca).items() if k != "connection_verify"}
+
+
+def _raw_unwrap_child(ca: str, kid: str, wrapped: list[bytes], threads: int, seconds: float, *sync: Any) -> None:
+    ready, go, out = sync
+    configure_logging("console", "WARNING", stream=sys.stderr)
+    clients = [VaultKek(kid, ca, PRINCIPAL, **_lean(ca)).client for _ in range(threads)]
+    for client in clients:
         client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[0])  # challenge and GET key, not timed
+
+    def make(i: int) -> Callable[[], None]:
         n = [i]
 
         def call() -> None:
             n[0] += 1
-            client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[n[0] % len(wrapped)])
+            clients[i].unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[n[0] % len(wrapped)])
 
         return call
 
-    before = env.kv_counters().get("unwrapKey", 0)
-    unwraps, unwrap_errors, elapsed = timed_threads(threads, seconds, unwrapper)
-    served = env.kv_counters().get("unwrapKey", 0) - before
+    ready.put(os.getpid())
+    go.wait()
+    out.put(timed_threads(threads, seconds, make))
 
-    container = env.container("raw")
-    env.fill(container, write_blobs, 16)
-    listed = [(b.name, b.etag, dict(b.metadata)) for b in container.list_blobs(include=["metadata"])]
-    began = time.perf_counter()
+
+def _raw_write_child(
+    conn: str, container: str, items: list[tuple[str, str, dict[str, str]]], threads: int, *sync: Any
+) -> None:
+    ready, go, out = sync
+    configure_logging("console", "WARNING", stream=sys.stderr)
+    client = ContainerClient.from_connection_string(conn, container, **transport_kwargs(None))
 
     def write(item: tuple[str, str, dict[str, str]]) -> None:
         name, etag, metadata = item
-        container.get_blob_client(name).set_blob_metadata(
+        client.get_blob_client(name).set_blob_metadata(
             {**metadata, "touched": "1"}, etag=etag, match_condition=MatchConditions.IfNotModified
         )
 
+    ready.put(os.getpid())
+    go.wait()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(write, listed))
-    write_elapsed = time.perf_counter() - began
+        list(pool.map(write, items))
+    out.put(len(items))
+
+
+def raw_rates(env: Env, threads: int, seconds: float, write_blobs: int, processes: int) -> dict[str, Any]:
+    """The unavoidable work, each alone: Key Vault unwraps, and Azurite conditional metadata writes.
+
+    Each is measured from ``processes`` client processes of ``threads`` threads (one Python process is
+    bound by its interpreter lock before either service is saturated).
+    """
+    wrapped = [env.kek(env.old_kid).wrap_key(os.urandom(40)) for _ in range(16)]
+    before = env.kv_counters().get("unwrapKey", 0)
+    results, _ = _gang(_raw_unwrap_child, [(env.ca, env.old_kid, wrapped, threads, seconds)] * processes)
+    served = env.kv_counters().get("unwrapKey", 0) - before
+    unwraps, unwrap_errors = sum(r[0] for r in results), sum(r[1] for r in results)
+    elapsed = max(r[2] for r in results)
+
+    container = env.container("raw")
+    env.fill(container, write_blobs, 16)
+    listed = [(b.name, str(b.etag), dict(b.metadata)) for b in container.list_blobs(include=["metadata"])]
+    written, write_elapsed = _gang(
+        _raw_write_child, [(env.conn, container.container_name, share, threads) for share in _shares(listed, processes)]
+    )
     container.delete_container()
     return {
         "kv_unwraps_per_s": round(unwraps / elapsed, 1),
         "kv_unwrap_errors": unwrap_errors,
         "kv_unwraps_served_by_emulator": served,
-        "azurite_conditional_metadata_writes_per_s": round(len(listed) / write_elapsed, 1),
-        "threads": threads,
+        "azurite_conditional_metadata_writes_per_s": round(sum(written) / write_elapsed, 1),
+        "processes": processes,
+        "threads_per_process": threads,
     }
 
 
-def naive(env: Env, container: ContainerClient, threads: int) -> dict[str, Any]:
-    """Download + decrypt (old version unwrap in the vault) + re-encrypt (new version) + upload, per blob."""
-    old_kek, new_kek = VaultKek(env.old_kid, env.ca, PRINCIPAL), VaultKek(env.new_kid, env.ca, PRINCIPAL)
-    client = ContainerClient.from_container_url(container.url, credential=container.credential)
+def _naive_child(  # noqa: PLR0917 - a process target takes its arguments by position
+    conn: str, ca: str, container: str, kids: tuple[str, str], names: list[str], threads: int, *sync: Any
+) -> None:
+    """Move ``names`` from key version ``kids[0]`` to ``kids[1]``: download, decrypt, re-encrypt, upload."""
+    ready, go, out = sync
+    configure_logging("console", "WARNING", stream=sys.stderr)
+    keks = {kid: VaultKek(kid, ca, PRINCIPAL, **_lean(ca)) for kid in kids}
+    client = ContainerClient.from_connection_string(conn, container, **transport_kwargs(ca))
     client.require_encryption = True
-    client.key_resolver_function = lambda kid: old_kek if kid == old_kek.kid else None
-    client.key_encryption_key = new_kek
+    client.key_resolver_function = keks.get
+    client.key_encryption_key = keks[kids[1]]
     client.encryption_version = "2.0"
-    names = [b.name for b in container.list_blobs()]
-    began = time.perf_counter()
 
     def move(name: str) -> None:
         data = client.download_blob(name, max_concurrency=1).readall()
         client.upload_blob(name, data, overwrite=True, max_concurrency=1)
 
+    ready.put(os.getpid())
+    go.wait()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(move, names))
-    elapsed = time.perf_counter() - began
-    return {"blobs": len(names), "seconds": round(elapsed, 2), "blobs_per_s": round(len(names) / elapsed, 1)}
+    out.put(len(names))
+
+
+def naive(env: Env, container: ContainerClient, threads: int, processes: int, kids: tuple[str, str]) -> dict[str, Any]:
+    """Download + decrypt (unwrap in the vault) + re-encrypt + upload, per blob, with the SDK's own client-side
+    encryption, from ``processes`` processes of ``threads`` threads; moves the blobs from ``kids[0]`` to ``kids[1]``."""
+    names = [b.name for b in container.list_blobs()]
+    args = [(env.conn, env.ca, container.container_name, kids, share, threads) for share in _shares(names, processes)]
+    moved, elapsed = _gang(_naive_child, args)
+    return {
+        "processes": processes, "threads_per_process": threads, "blobs": sum(moved), "seconds": round(elapsed, 2),
+        "blobs_per_s": round(sum(moved) / elapsed, 1),
+    }  # fmt: skip
 
 
 def rewrap_once(env: Env, container: ContainerClient, threads: int, **adapter_kwargs: Any) -> dict[str, Any]:
     """One inline re-wrap of ``container`` with per-blob request counts and CPU seconds per process."""
     counter = StorageCounter()
     adapter = BlobDataKeys(
-        env.settings(threads), LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": env.ca}, inline=True,
+        env.settings(threads), LocalDevelopmentCredential(PRINCIPAL), env.transport, inline=True,
         storage_kwargs={"raw_response_hook": counter}, **adapter_kwargs,
     )  # fmt: skip
     rotation_id = f"bench-{uuid.uuid4().hex[:8]}"
@@ -328,18 +411,37 @@ def rewrap_once(env: Env, container: ContainerClient, threads: int, **adapter_kw
     }
 
 
-def size_section(env: Env, threads: int, sizes: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
+def size_section(env: Env, threads: int, processes: int, sizes: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
+    """Naive against re-wrap, per blob size, in two shapes measured side by side:
+
+    - one process: the re-wrap inline (as the CLI runs it), the naive path in one process;
+    - ``processes`` processes: the re-wrap's work items on the queue, drained by that many worker processes
+      (the Function app with ``FUNCTIONS_WORKER_PROCESS_COUNT``), the naive path split over as many.
+
+    The second shape moves the blobs back to the old version: the same work per blob (one unwrap, one local
+    wrap, one conditional write; for the naive path one download and one upload), so one set serves both.
+    """
     results: dict[str, Any] = {}
+    old_version = env.old_kid.rsplit("/", 1)[1]
     for size_mib, rewrap_blobs, naive_blobs in sizes:
         rewrap_container, naive_container = env.container("rw"), env.container("nv")
         env.fill(rewrap_container, rewrap_blobs, size_mib * MiB)
         env.fill(naive_container, naive_blobs, size_mib * MiB)
-        naive_result = naive(env, naive_container, threads)
-        rewrap_result = rewrap_once(env, rewrap_container, threads)
+        naive_one = naive(env, naive_container, threads, 1, (env.old_kid, env.new_kid))
+        naive_many = naive(env, naive_container, threads, processes, (env.new_kid, env.old_kid))
+        rewrap_one = rewrap_once(env, rewrap_container, threads)
+        rewrap_many = queued_rewrap(env, rewrap_container, processes, PAGE_SIZE, threads, version=old_version)
         results[f"{size_mib}MiB"] = {
-            "naive": naive_result,
-            "rewrap": rewrap_result,
-            "speedup_vs_naive": round(rewrap_result["blobs_per_s"] / naive_result["blobs_per_s"], 1),
+            "one_process": {
+                "naive": naive_one,
+                "rewrap": rewrap_one,
+                "speedup_vs_naive": round(rewrap_one["blobs_per_s"] / naive_one["blobs_per_s"], 1),
+            },
+            f"{processes}_processes": {
+                "naive": naive_many,
+                "rewrap_queued": rewrap_many,
+                "speedup_vs_naive": round(rewrap_many["blobs_per_s"] / naive_many["blobs_per_s"], 1),
+            },
         }
         rewrap_container.delete_container()
         naive_container.delete_container()
@@ -389,7 +491,7 @@ def _memory_child(conn: str, ca: str, kid: str, locations: list[list[str]], out:
         verify_challenge_resource=False,
         rewrap_concurrency=8,
     )
-    adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=True)
+    adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), transport_kwargs(ca), inline=True)
     key, version = KeyRef.parse(kid)
     rotation_id = f"mem-{uuid.uuid4().hex[:8]}"
     rss_before = _peak_rss_mib()
@@ -487,7 +589,7 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -
         rewrap_concurrency=threads, rewrap_queue=queue_name,
     )  # fmt: skip
     adapter = BlobDataKeys(
-        settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, inline=False, page_size=page_size
+        settings, LocalDevelopmentCredential(PRINCIPAL), transport_kwargs(ca), inline=False, page_size=page_size
     )
     queue = storage_queue(conn, queue_name)
     poison = storage_queue(conn, queue_name + "-poison")
@@ -495,67 +597,96 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -
     adapter.close()
 
 
+def queued_rewrap(
+    env: Env, container: ContainerClient, workers: int, page_size: int, threads: int, *, version: str | None = None
+) -> dict[str, Any]:
+    """The deployed shape: ``workers`` processes (Functions worker processes) drain the work-item queue,
+    moving every blob to ``version`` (the new version unless given).
+
+    Timed from ``begin_rewrap`` to ``rewrap_progress`` reporting done (its verification scan included);
+    the workers are started, imported and connected before the clock starts.
+    """
+    context = multiprocessing.get_context("spawn")
+    queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
+    starter = BlobDataKeys(
+        env.settings(threads, queue_name), LocalDevelopmentCredential(PRINCIPAL), env.transport, inline=False,
+        page_size=page_size,
+    )  # fmt: skip
+    procs = [
+        context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads)) for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    time.sleep(3.0)  # let the workers import and connect: process start-up is not re-wrap time
+    rotation_id = f"q-{uuid.uuid4().hex[:8]}"
+    kv_before, cpu_before = env.kv_counters(), env.cpu()
+    worker_cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs if p.pid}
+    began = time.perf_counter()
+    starter.begin_rewrap(rotation_id, env.key, version or env.new_version, [env.location(container)])
+    done, summary = False, None
+    worker_cpu = dict(worker_cpu_before)
+    deadline = time.monotonic() + 900
+    while not done:
+        if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
+            raise RuntimeError(
+                f"queued re-wrap with {workers} workers did not finish (alive: {sum(p.is_alive() for p in procs)})"
+            )
+        time.sleep(0.1)
+        for p in procs:
+            if p.pid and p.is_alive():
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    worker_cpu[p.pid] = cpu_seconds(p.pid)
+        done, summary = starter.rewrap_progress(rotation_id)
+    elapsed = time.perf_counter() - began
+    kv_after, cpu_after = env.kv_counters(), env.cpu()
+    for proc in procs:
+        proc.join()
+    starter.close()
+    assert summary is not None
+    n = max(summary.rewrapped, 1)
+    return {
+        "workers": workers,
+        "threads_per_worker": threads,
+        "page_size": page_size,
+        "rewrapped": summary.rewrapped,
+        "failed": len(summary.failed),
+        "seconds_with_verification_scan": round(elapsed, 2),
+        "blobs_per_s": round(summary.rewrapped / elapsed, 1),
+        "per_blob_kv_unwrapKey": round((kv_after.get("unwrapKey", 0) - kv_before.get("unwrapKey", 0)) / n, 3),
+        "per_blob_kv_wrapKey": round((kv_after.get("wrapKey", 0) - kv_before.get("wrapKey", 0)) / n, 3),
+        "cpu_ms_per_blob": {
+            "azurite": round((cpu_after["azurite"] - cpu_before["azurite"]) * 1000 / n, 2),
+            "keyvault": round((cpu_after["keyvault"] - cpu_before["keyvault"]) * 1000 / n, 2),
+            "workers": round(sum(worker_cpu[p] - worker_cpu_before[p] for p in worker_cpu_before) * 1000 / n, 2),
+            "coordinator": round((cpu_after["bench"] - cpu_before["bench"]) * 1000 / n, 2),
+        },
+    }
+
+
 def scaleout_section(env: Env, workers: Iterable[int], blobs: int, page_size: int, threads: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    context = multiprocessing.get_context("spawn")
     for count in workers:
         container = env.container("so")
         env.fill(container, blobs, 16)
-        queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
-        settings = env.settings(threads, queue_name)
-        starter = BlobDataKeys(
-            settings, LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": env.ca}, inline=False,
-            page_size=page_size,
-        )  # fmt: skip
-        procs = [
-            context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads))
-            for _ in range(count)
-        ]
-        for proc in procs:
-            proc.start()
-        time.sleep(3.0)  # let the workers import and connect: process start-up is not re-wrap time
-        rotation_id = f"so-{uuid.uuid4().hex[:8]}"
-        cpu_before = env.cpu()
-        worker_cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs if p.pid}
-        began = time.perf_counter()
-        starter.begin_rewrap(rotation_id, env.key, env.new_version, [env.location(container)])
-        done, summary = False, None
-        worker_cpu = dict(worker_cpu_before)
-        deadline = time.monotonic() + 600
-        while not done:
-            if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
-                raise RuntimeError(
-                    f"scale-out with {count} workers did not finish (workers alive: {sum(p.is_alive() for p in procs)})"
-                )
-            time.sleep(0.25)
-            for p in procs:
-                if p.pid and p.is_alive():
-                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                        worker_cpu[p.pid] = cpu_seconds(p.pid)
-            done, summary = starter.rewrap_progress(rotation_id)
-        elapsed = time.perf_counter() - began
-        cpu_after = env.cpu()
-        for proc in procs:
-            proc.join()
-        starter.close()
-        assert summary is not None
-        results[str(count)] = {
-            "workers": count,
-            "rewrapped": summary.rewrapped,
-            "seconds": round(elapsed, 2),
-            "blobs_per_s": round(summary.rewrapped / elapsed, 1),
-            "cpu_seconds": {
-                "azurite": round(cpu_after["azurite"] - cpu_before["azurite"], 1),
-                "keyvault": round(cpu_after["keyvault"] - cpu_before["keyvault"], 1),
-                "workers": round(sum(worker_cpu[p] - worker_cpu_before[p] for p in worker_cpu_before), 1),
-                "coordinator": round(cpu_after["bench"] - cpu_before["bench"], 1),
-            },
-        }
+        results[str(count)] = queued_rewrap(env, container, count, page_size, threads)
         container.delete_container()
     base = results[str(min(int(k) for k in results))]["blobs_per_s"]
     for entry in results.values():
         entry["speedup"] = round(entry["blobs_per_s"] / base, 2)
     return results
+
+
+def share_of_slower_raw_rate(raw: dict[str, Any], size: dict[str, Any], processes: int) -> dict[str, Any]:
+    """Each shape's re-wrap rate over the slower of the two raw rates measured in the same shape."""
+    shares: dict[str, Any] = {}
+    for shape, rewrap_key in (("one_process", "rewrap"), (f"{processes}_processes", "rewrap_queued")):
+        rates = raw[shape]
+        slower = min(rates["kv_unwraps_per_s"], rates["azurite_conditional_metadata_writes_per_s"])
+        shares[shape] = {
+            "slower_raw_rate_per_s": slower,
+            **{k: round(v[shape][rewrap_key]["blobs_per_s"] / slower, 3) for k, v in size.items()},
+        }
+    return shares
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -582,23 +713,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps({name: out[name], "seconds": round(time.perf_counter() - began, 1)}), file=sys.stderr)
 
+    processes = args.processes
+    out["processes"] = processes
     with tempfile.TemporaryDirectory(prefix="bench-rewrap-") as tmp:
         env = Env(Path(tmp))
         try:
-            section("raw", lambda: raw_rates(env, args.threads, 3.0 if quick else 8.0, 300 if quick else 1500))
-            sizes = [(1, 200, 60), (8, 100, 20)] if quick else [(1, 600, 150), (8, 400, 40)]
-            section("size", lambda: size_section(env, args.threads, sizes))
+            seconds, write_blobs = (3.0, 600) if quick else (8.0, 3000)
+            section("raw", lambda: {
+                "one_process": raw_rates(env, args.threads, seconds, write_blobs, 1),
+                f"{processes}_processes": raw_rates(env, args.threads, seconds, write_blobs, processes),
+            })  # fmt: skip
+            sizes = [(1, 400, 60), (8, 200, 20)] if quick else [(1, 1500, 150), (8, 600, 40)]
+            section("size", lambda: size_section(env, args.threads, processes, sizes))
             if "error" not in out.get("raw", {"error": 1}) and "error" not in out.get("size", {"error": 1}):
-                slower = min(out["raw"]["kv_unwraps_per_s"], out["raw"]["azurite_conditional_metadata_writes_per_s"])
-                out["share_of_slower_raw_rate"] = {
-                    k: round(v["rewrap"]["blobs_per_s"] / slower, 3) for k, v in out["size"].items()
-                }
+                out["share_of_slower_raw_rate"] = share_of_slower_raw_rate(out["raw"], out["size"], processes)
             ceiling = args.ceiling_per_10s
             blobs = int(ceiling / 10 * (15 if quick else 45))
             section("throttled", lambda: throttled_section(env, args.threads, ceiling, blobs))
             counts = [1000, 10000] if quick else [int(c) for c in args.memory.split(",")]
             section("memory", lambda: memory_section(env, counts, Path(tmp)))
-            section("scaleout", lambda: scaleout_section(env, (1, 2, 4), 600 if quick else 3000, 100, args.threads))
+            scaleout_blobs = 600 if quick else 3000
+            section("scaleout", lambda: scaleout_section(env, (1, 2, 4), scaleout_blobs, PAGE_SIZE, args.threads))
         finally:
             env.close()
     out["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -609,7 +744,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.rewrap", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run, not the figures)")
     parser.add_argument("--sections", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="threads per process")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="processes of the second shape")
     parser.add_argument("--ceiling-per-10s", type=int, default=500)
     parser.add_argument("--memory", default="10000,100000")
     return run(parser.parse_args(argv if argv is not None else []))

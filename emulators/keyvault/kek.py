@@ -6,6 +6,8 @@ tests and benchmarks to write and read client-side-encrypted blobs against the K
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from rotation.adapters.local_credential import LocalDevelopmentCredential
@@ -14,11 +16,12 @@ from rotation.adapters.local_credential import LocalDevelopmentCredential
 class VaultKek:
     """azure-storage-blob's KeyEncryptionKey duck type over one key version (``kid``)."""
 
-    def __init__(self, kid: str, ca: str, principal: str) -> None:
+    def __init__(self, kid: str, ca: str, principal: str, **client_kwargs: Any) -> None:
         self.kid = kid
         self.client = CryptographyClient(
-            kid, LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False
-        )
+            kid, LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False,
+            **client_kwargs,
+        )  # fmt: skip
 
     def wrap_key(self, key: bytes) -> bytes:
         return self.client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key

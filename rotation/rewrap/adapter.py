@@ -32,6 +32,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from rotation.adapters.host_storage import HostStorage
+from rotation.adapters.http_session import direct_session_kwargs
 from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
@@ -88,8 +89,12 @@ class BlobDataKeys:
         self._credential = credential
         self._transport_kwargs = dict(transport_kwargs)
         self._storage_kwargs = {**self._transport_kwargs, **(storage_kwargs or {})}
+        self._pool_maxsize = settings.rewrap_concurrency + 2  # every thread keeps its connection
         self._unwrapper = unwrapper or KeyVaultUnwrapper(
-            credential, self._transport_kwargs, verify_challenge_resource=settings.verify_challenge_resource
+            credential,
+            self._transport_kwargs,
+            verify_challenge_resource=settings.verify_challenge_resource,
+            pool_maxsize=self._pool_maxsize,
         )
         self._fixed_wrapper = wrapper
         self._wrappers: dict[str, Wrapper] = {}
@@ -362,9 +367,8 @@ class BlobDataKeys:
                 credential: Any = _shared_key_for(self.settings.storage.connection_string, location.account_url)
                 if credential is None:
                     credential = self._credential
-                client = ContainerClient(
-                    location.account_url, location.container, credential=credential, **self._storage_kwargs
-                )
+                kwargs = direct_session_kwargs(self._storage_kwargs, self._pool_maxsize)
+                client = ContainerClient(location.account_url, location.container, credential=credential, **kwargs)
                 self._containers[cache_key] = client
             return client
 

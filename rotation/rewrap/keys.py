@@ -23,6 +23,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from rotation.adapters.http_session import direct_session_kwargs
 from rotation.domain.model import KeyRef
 from rotation.errors import PermissionDenied, PreconditionFailed, ThrottledError, TransientError
 
@@ -121,8 +122,10 @@ class KeyVaultUnwrapper:
         *,
         verify_challenge_resource: bool = True,
         client_factory: Callable[[str], CryptographyClient] | None = None,
+        pool_maxsize: int = 10,
     ) -> None:
         self._credential = credential
+        self._pool_maxsize = pool_maxsize
         self._transport_kwargs = transport_kwargs
         self._verify = verify_challenge_resource
         self._clients: dict[str, CryptographyClient] = {}
@@ -131,8 +134,9 @@ class KeyVaultUnwrapper:
         self._factory = client_factory or self._build
 
     def _build(self, key_id: str) -> CryptographyClient:
+        kwargs = direct_session_kwargs(self._transport_kwargs, self._pool_maxsize)
         return CryptographyClient(
-            key_id, self._credential, verify_challenge_resource=self._verify, retry_total=0, **self._transport_kwargs
+            key_id, self._credential, verify_challenge_resource=self._verify, retry_total=0, **kwargs
         )
 
     def _client(self, key_id: str) -> tuple[CryptographyClient, bool]:
