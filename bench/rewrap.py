@@ -56,11 +56,12 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from emulators.localazure import AZURITE_ACCOUNT, REPO, LocalAzure, azurite_connection_string, free_port
+from rotation.adapters.http_session import direct_session_kwargs
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.bootstrap import transport_kwargs
 from rotation.domain.model import KeyRef
 from rotation.logs import configure_logging
-from rotation.rewrap.adapter import PAGE_SIZE, BlobDataKeys
+from rotation.rewrap.adapter import ITEMS_IN_FLIGHT, PAGE_SIZE, BlobDataKeys
 from rotation.rewrap.queue import drain, storage_queue
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.settings import DataLocation, HostStorageSettings, Settings
@@ -252,10 +253,16 @@ def _lean(ca: str) -> dict[str, Any]:
     return {k: v for k, v in transport_kwargs(ca).items() if k != "connection_verify"}
 
 
+def _hot_path(kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
+    """``kwargs`` with the HTTP session the re-wrap's own clients use: every path measured here (raw rates,
+    naive, re-wrap) sends through the same client stack."""
+    return direct_session_kwargs(kwargs, threads + 2)
+
+
 def _raw_unwrap_child(ca: str, kid: str, wrapped: list[bytes], threads: int, seconds: float, *sync: Any) -> None:
     ready, go, out = sync
     configure_logging("console", "WARNING", stream=sys.stderr)
-    clients = [VaultKek(kid, ca, PRINCIPAL, **_lean(ca)).client for _ in range(threads)]
+    clients = [VaultKek(kid, ca, PRINCIPAL, **_hot_path(_lean(ca), threads)).client for _ in range(threads)]
     for client in clients:
         client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped[0])  # challenge and GET key, not timed
 
@@ -278,7 +285,7 @@ def _raw_write_child(
 ) -> None:
     ready, go, out = sync
     configure_logging("console", "WARNING", stream=sys.stderr)
-    client = ContainerClient.from_connection_string(conn, container, **transport_kwargs(None))
+    client = ContainerClient.from_connection_string(conn, container, **_hot_path(transport_kwargs(None), threads))
 
     def write(item: tuple[str, str, dict[str, str]]) -> None:
         name, etag, metadata = item
@@ -329,8 +336,8 @@ def _naive_child(  # noqa: PLR0917 - a process target takes its arguments by pos
     """Move ``names`` from key version ``kids[0]`` to ``kids[1]``: download, decrypt, re-encrypt, upload."""
     ready, go, out = sync
     configure_logging("console", "WARNING", stream=sys.stderr)
-    keks = {kid: VaultKek(kid, ca, PRINCIPAL, **_lean(ca)) for kid in kids}
-    client = ContainerClient.from_connection_string(conn, container, **transport_kwargs(ca))
+    keks = {kid: VaultKek(kid, ca, PRINCIPAL, **_hot_path(_lean(ca), threads)) for kid in kids}
+    client = ContainerClient.from_connection_string(conn, container, **_hot_path(transport_kwargs(ca), threads))
     client.require_encryption = True
     client.key_resolver_function = keks.get
     client.key_encryption_key = keks[kids[1]]
@@ -430,7 +437,9 @@ def size_section(env: Env, threads: int, processes: int, sizes: Iterable[tuple[i
         naive_one = naive(env, naive_container, threads, 1, (env.old_kid, env.new_kid))
         naive_many = naive(env, naive_container, threads, processes, (env.new_kid, env.old_kid))
         rewrap_one = rewrap_once(env, rewrap_container, threads)
-        rewrap_many = queued_rewrap(env, rewrap_container, processes, PAGE_SIZE, threads, version=old_version)
+        # Pages small enough that every worker gets several (the product's default is 500 blobs a page).
+        page_size = min(PAGE_SIZE, max(50, rewrap_blobs // (4 * processes)))
+        rewrap_many = queued_rewrap(env, rewrap_container, processes, page_size, threads, version=old_version)
         results[f"{size_mib}MiB"] = {
             "one_process": {
                 "naive": naive_one,
@@ -593,7 +602,8 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -
     )
     queue = storage_queue(conn, queue_name)
     poison = storage_queue(conn, queue_name + "-poison")
-    drain(queue, poison, adapter.handle_message, idle_s=3.0)
+    # Two messages at once, as the Functions host runs a batch of queue messages concurrently per worker.
+    drain(queue, poison, adapter.handle_message, idle_s=3.0, concurrency=ITEMS_IN_FLIGHT)
     adapter.close()
 
 
@@ -631,7 +641,7 @@ def queued_rewrap(
             raise RuntimeError(
                 f"queued re-wrap with {workers} workers did not finish (alive: {sum(p.is_alive() for p in procs)})"
             )
-        time.sleep(0.1)
+        time.sleep(0.25)
         for p in procs:
             if p.pid and p.is_alive():
                 with contextlib.suppress(FileNotFoundError, ProcessLookupError):

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -55,6 +55,7 @@ STALE_S = 60.0  # an item recorded this long ago and never enqueued lost its mes
 MISSING_CONTAINER = "the data location's container does not exist"
 PAGE_SIZE = 500
 CHUNK = 100
+ITEMS_IN_FLIGHT = 2  # inline: while one page's blobs are re-wrapped, the next page is listed
 
 
 class BlobDataKeys:
@@ -272,9 +273,25 @@ class BlobDataKeys:
         self.store.update_item(item.rotation_id, item.item_id, Enqueued=True)
 
     def _drain_local(self) -> None:
-        while self._local.messages:
-            message = self._local.messages.popleft()
-            self.process_item(message.rotation_id, message.item)
+        """Run the local queue's items, ``ITEMS_IN_FLIGHT`` at a time, as the Functions host runs queued
+        messages concurrently: an item hands its next page on before re-wrapping its own blobs, so the
+        next page is listed while the re-wrap threads work. The first failure is raised once the other
+        item in flight has finished (both are checkpointed)."""
+        with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT, thread_name_prefix="rewrap-item") as runners:
+            running: set[Future[None]] = set()
+            failure: BaseException | None = None
+            while running or (self._local.messages and failure is None):
+                while failure is None and self._local.messages and len(running) < ITEMS_IN_FLIGHT:
+                    message = self._local.messages.popleft()
+                    running.add(runners.submit(self.process_item, message.rotation_id, message.item))
+                # A short timeout: an item in flight enqueues its follower while it runs.
+                finished, running = wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    error = future.exception()
+                    if error is not None and failure is None:
+                        failure = error
+            if failure is not None:
+                raise failure
 
     @staticmethod
     def _walked(run: Run, items: list[Item]) -> bool:

@@ -17,7 +17,9 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError
@@ -98,8 +100,21 @@ def drain(
     retry_delay_s: int = 0,
     max_dequeue: int = MAX_DEQUEUE,
     stop: Callable[[], bool] = lambda: False,
+    concurrency: int = 1,
 ) -> int:
-    """Consume ``queue`` until it has been empty for ``idle_s`` (or ``stop()``); return messages handled."""
+    """Consume ``queue`` until it has been empty for ``idle_s`` (or ``stop()``); return messages handled.
+
+    ``concurrency`` messages are handled at once (each by its own receive loop), as the Functions host
+    runs a batch of queue messages concurrently in one worker process.
+    """
+    if concurrency > 1:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="drain") as loops:
+            loop = partial(
+                drain, queue, poison, handle, idle_s=idle_s, visibility_timeout=visibility_timeout,
+                retry_delay_s=retry_delay_s, max_dequeue=max_dequeue, stop=stop,
+            )  # fmt: skip
+            futures = [loops.submit(loop) for _ in range(concurrency)]
+            return sum(future.result() for future in futures)
     handled = 0
     with contextlib.suppress(ResourceExistsError):
         queue.create_queue()  # a worker may start before the first work item is sent

@@ -303,6 +303,30 @@ class TestQueuedWorkItems:
         assert summary.poison_messages == 0
         keys.close()
 
+    def test_concurrent_consumers_in_one_process_finish_the_run_once(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        for i in range(23):
+            upload(container, ring, old, f"c{i:03d}", b"c%d" % i, "2.0")
+        settings = settings_for(local_azure)
+        keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=4)
+        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
+        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        calls_before = ring.unwrap_calls
+
+        keys.begin_rewrap("rot-cc", KEY, new, [location_of(container)])
+        handled = drain(queue, poison, keys.handle_message, idle_s=0.5, concurrency=3)
+        done, summary = keys.rewrap_progress("rot-cc")
+
+        assert handled == 6  # pages of 4 x 5 and 3
+        assert done is True
+        assert summary.rewrapped == 23
+        assert ring.unwrap_calls - calls_before == 23  # no blob unwrapped twice
+        reader = decrypting_client(container, ring.resolver(new))
+        assert all(reader.download_blob(f"c{i:03d}").readall() == b"c%d" % i for i in range(23))
+        keys.close()
+
     def test_duplicate_message_while_an_item_is_held_does_nothing(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
