@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from bench.azurite_sql import sql_available, sql_azurite
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from emulators.localazure import AZURITE_ACCOUNT, REPO, LocalAzure, azurite_connection_string, free_port
@@ -189,6 +190,13 @@ class Env:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(put, range(count)))
         return count / (time.perf_counter() - began)
+
+
+def settle() -> None:
+    """Write out dirty pages (blob content Azurite just stored) before a timed run, so the kernel's
+    writeback of one step does not land in the next step's timing."""
+    os.sync()
+    time.sleep(0.5)
 
 
 def timed_threads(threads: int, seconds: float, make: Callable[[int], Callable[[], None]]) -> tuple[int, int, float]:
@@ -434,9 +442,13 @@ def size_section(env: Env, threads: int, processes: int, sizes: Iterable[tuple[i
         rewrap_container, naive_container = env.container("rw"), env.container("nv")
         env.fill(rewrap_container, rewrap_blobs, size_mib * MiB)
         env.fill(naive_container, naive_blobs, size_mib * MiB)
+        settle()
         naive_one = naive(env, naive_container, threads, 1, (env.old_kid, env.new_kid))
+        settle()
         naive_many = naive(env, naive_container, threads, processes, (env.new_kid, env.old_kid))
+        settle()
         rewrap_one = rewrap_once(env, rewrap_container, threads)
+        settle()
         # Pages small enough that every worker gets several (the product's default is 500 blobs a page).
         page_size = min(PAGE_SIZE, max(50, rewrap_blobs // (4 * processes)))
         rewrap_many = queued_rewrap(env, rewrap_container, processes, page_size, threads, version=old_version)
@@ -517,12 +529,7 @@ def _memory_child(conn: str, ca: str, kid: str, locations: list[list[str]], out:
 
 
 def memory_azurite(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A second Azurite with ``--inMemoryPersistence`` for the 100,000-blob sets.
-
-    The shared Azurite persists its LokiJS database to disk every few seconds; with 100,000 blobs each
-    carrying ~700 bytes of ``encryptiondata`` that rewrite dominates and creation slows to ~15 blobs/s
-    on this machine. Kept in memory, the blob store behaves the same for the re-wrap.
-    """
+    """A second Azurite with ``--inMemoryPersistence``: the memory sets' store when MariaDB is not installed."""
     ports = {svc: free_port() for svc in ("blob", "queue", "table")}
     while len(set(ports.values())) < 3:
         ports = {svc: free_port() for svc in ("blob", "queue", "table")}
@@ -550,21 +557,43 @@ def memory_azurite(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, azurite_connection_string(urls["blob"], urls["queue"], urls["table"])
 
 
+@contextlib.contextmanager
+def memory_store(directory: Path) -> Iterator[tuple[str, str]]:
+    """The blob store for the memory sets: (connection string, what it is).
+
+    Azurite with its blob metadata in MariaDB (``bench.azurite_sql``) when MariaDB is installed: LokiJS,
+    Azurite's default store, scans every blob of the account per blob operation, so 100,000 blobs take
+    hours to create. Without MariaDB, an in-memory LokiJS Azurite (fine for 10,000).
+    """
+    if sql_available() is None:
+        with sql_azurite(directory / "sql-azurite") as conn:
+            yield conn, "Azurite 3.35.0, blob metadata in MariaDB (AZURITE_DB)"
+        return
+    proc, conn = memory_azurite(directory)
+    try:
+        yield conn, "Azurite 3.35.0, LokiJS in memory"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def memory_section(env: Env, counts: Iterable[int], directory: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     context = multiprocessing.get_context("spawn")
-    proc, conn = memory_azurite(directory)
-    try:
-        service = BlobServiceClient.from_connection_string(conn)
+    with memory_store(directory) as (conn, store):
+        service = BlobServiceClient.from_connection_string(conn, **env.transport)
         for count in counts:
-            # Azurite's cost per blob operation grows with the blobs in a container, so large sets are
-            # spread over containers of at most PER_CONTAINER blobs, each a data location of the rotation.
+            # Sets are spread over containers of at most PER_CONTAINER blobs, each a data location of the rotation.
             containers = []
             began = time.perf_counter()
             for start in range(0, count, PER_CONTAINER):
                 container = service.get_container_client(f"mem{uuid.uuid4().hex[:10]}")
                 container.create_container()
-                env.fill(container, min(PER_CONTAINER, count - start), 16, threads=16)
+                env.fill(container, min(PER_CONTAINER, count - start), 16)
                 containers.append(container)
             created_s = time.perf_counter() - began
             out = context.Queue()
@@ -575,18 +604,11 @@ def memory_section(env: Env, counts: Iterable[int], directory: Path) -> dict[str
             child.join()
             results[str(count)] = {
                 **result, "blobs_created": count, "create_blobs_per_s": round(count / created_s, 1),
-                "data_locations": len(containers), "azurite": "in-memory persistence",
+                "data_locations": len(containers), "blob_store": store,
             }  # fmt: skip
             print(json.dumps({"memory": {str(count): results[str(count)]}}), file=sys.stderr, flush=True)
             for container in containers:
                 container.delete_container()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return results
 
 
