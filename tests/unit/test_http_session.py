@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
 from rotation.adapters.http_session import DirectSession, direct_session_kwargs
+from tests.local_http import serving
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -49,13 +49,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     seen: list[dict[str, Any]] = []
-    handler = type("Handler", (_Echo,), {"seen": seen})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(type("Handler", (_Echo,), {"seen": seen})) as url:
+        yield url, seen
 
 
 def _client(url: str, **transport: Any) -> PipelineClient[Any, Any]:

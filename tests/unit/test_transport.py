@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
 from rotation.bootstrap import transport_kwargs
+from tests.local_http import serving
 
 
 class _RecordingProxy(http.server.BaseHTTPRequestHandler):
@@ -32,13 +32,8 @@ class _RecordingProxy(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
-    handler = type("Handler", (_RecordingProxy,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    with serving(type("Handler", (_RecordingProxy,), {"seen": seen})) as url:
+        yield url, seen
 
 
 def _list_containers(kwargs: dict[str, Any]) -> None:

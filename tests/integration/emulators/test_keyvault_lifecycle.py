@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from azure.storage.queue import QueueClient
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import REPO, LocalAzure
 from rotation.adapters.local_credential import LocalDevelopmentCredential
+from tests.local_http import serving
 
 DAY = 86400
 SAMPLES = Path(__file__).parent / "test_keyvault_samples"
@@ -100,13 +100,8 @@ def failures() -> list[int]:
 @pytest.fixture
 def http_sink(failures: list[int]) -> Iterator[tuple[str, list[tuple[dict[str, str], Any]]]]:
     received: list[tuple[dict[str, str], Any]] = []
-    handler = type("Collector", (_Collector,), {"received": received, "failures": failures})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/events", received
-    server.shutdown()
-    server.server_close()
+    with serving(type("Collector", (_Collector,), {"received": received, "failures": failures})) as url:
+        yield f"{url}/events", received
 
 
 class TestEventsToQueue:
