@@ -613,7 +613,7 @@ def memory_section(env: Env, counts: Iterable[int], directory: Path) -> dict[str
     return results
 
 
-def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -> None:
+def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int, stop: Any) -> None:  # noqa: PLR0917 - a process target
     """A queue worker process, like one Functions instance: drain the work-item queue."""
     configure_logging("console", "WARNING", stream=sys.stderr)
     settings = Settings(
@@ -626,7 +626,7 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int) -
     queue = storage_queue(conn, queue_name)
     poison = storage_queue(conn, queue_name + "-poison")
     # Two messages at once, as the Functions host runs a batch of queue messages concurrently per worker.
-    drain(queue, poison, adapter.handle_message, idle_s=3.0, concurrency=ITEMS_IN_FLIGHT)
+    drain(queue, poison, adapter.handle_message, idle_s=900.0, concurrency=ITEMS_IN_FLIGHT, stop=stop.is_set)
     adapter.close()
 
 
@@ -645,8 +645,10 @@ def queued_rewrap(
         env.settings(threads, queue_name), LocalDevelopmentCredential(PRINCIPAL), env.transport, inline=False,
         page_size=page_size,
     )  # fmt: skip
+    stop = context.Event()  # the workers drain until the run is done (like Functions instances, they idle)
     procs = [
-        context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads)) for _ in range(workers)
+        context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads, stop))
+        for _ in range(workers)
     ]
     for proc in procs:
         proc.start()
@@ -664,24 +666,27 @@ def queued_rewrap(
             raise RuntimeError(
                 f"queued re-wrap with {workers} workers did not finish (alive: {sum(p.is_alive() for p in procs)})"
             )
-        time.sleep(0.1)
+        time.sleep(0.5)
         for p in procs:
             if p.pid and p.is_alive():
                 with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                     worker_cpu[p.pid] = cpu_seconds(p.pid)
         if processed is None:
-            # Processing ends when every page item is done and the listing was walked to its end; then
-            # rewrap_progress runs the verification scan (timed separately, as in the inline shape).
+            # Processing ends when every page item is done and the listing was walked to its end: the last
+            # item's table timestamp says when (so polling can be slow and cheap). Then rewrap_progress runs
+            # the verification scan, timed separately as in the inline shape.
+            read_at = time.perf_counter()
             run, items, _ = starter.store.partition(rotation_id)
             current = [i for i in items if run is not None and i.pass_no == run.pass_no]
             if current and all(i.status == DONE for i in current) and any(i.has_next is False for i in current):
-                processed = time.perf_counter() - began
+                processed = read_at - min(i.age_s for i in current) - began
             continue
         done, summary = starter.rewrap_progress(rotation_id)
     elapsed = time.perf_counter() - began
     kv_after, cpu_after = env.kv_counters(), env.cpu()
+    stop.set()
     for proc in procs:
-        proc.join()
+        proc.join(timeout=30)
     starter.close()
     assert summary is not None
     n = max(summary.rewrapped, 1)
@@ -776,7 +781,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             counts = [1000, 10000] if quick else [int(c) for c in args.memory.split(",")]
             section("memory", lambda: memory_section(env, counts, Path(tmp)))
             scaleout_blobs = 600 if quick else 3000
-            section("scaleout", lambda: scaleout_section(env, (1, 2, 4), scaleout_blobs, PAGE_SIZE, args.threads))
+            scaleout_page = min(PAGE_SIZE, scaleout_blobs // 16)  # several pages for each of 4 workers
+            section("scaleout", lambda: scaleout_section(env, (1, 2, 4), scaleout_blobs, scaleout_page, args.threads))
         finally:
             env.close()
     out["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
