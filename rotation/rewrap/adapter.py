@@ -51,10 +51,11 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 MAX_PASSES = 3
 LEASE_S = 120.0  # how long a worker holds a work item without a checkpoint
-STALE_S = 60.0  # an item recorded this long ago and never enqueued lost its message: send it
+STALE_S = 60.0  # a pending item untouched this long, never sent or never claimed, lost its message: send it
 MISSING_CONTAINER = "the data location's container does not exist"
 PAGE_SIZE = 500
 CHUNK = 100
+CLAIM_TRIES = 5
 ITEMS_IN_FLIGHT = 2  # inline: while one page's blobs are re-wrapped, the next page is listed
 
 
@@ -155,7 +156,9 @@ class BlobDataKeys:
                 self._drain_local()
             elif pending:
                 for item in pending:
-                    if not item.enqueued and item.age_s > STALE_S:  # recorded, but its message never sent
+                    # Recorded but its message never sent, or sent and never claimed for STALE_S (the message
+                    # was lost): send it (again). A duplicate of a live message finds the item held or done.
+                    if item.age_s > STALE_S and (not item.enqueued or not item.owner):
                         self._enqueue(item)
                 break
             elif self._walked(run, items):
@@ -208,18 +211,8 @@ class BlobDataKeys:
         run = self.store.get_run(rotation_id)
         if run is None:
             raise RotationError(f"re-wrap work item for unknown rotation {rotation_id}")
-        try:
-            item = self.store.get_item(rotation_id, item_name)
-        except ResourceNotFoundError:
-            raise RotationError(f"unknown re-wrap work item {item_name} of rotation {rotation_id}") from None
-        if item.status != PENDING:
-            return  # a repeated message: the item is finished
-        now = time.time()
-        if item.owner and item.owner != self._owner and item.lease_until > now and not takeover:
-            log.info("rewrap_item_held_elsewhere", rotation_id=rotation_id, item=item.item_id)
-            return
-        if not self.store.claim_item(item, self._owner, now + LEASE_S):
-            log.info("rewrap_item_claimed_elsewhere", rotation_id=rotation_id, item=item.item_id)
+        item = self._claim(rotation_id, item_name, takeover=takeover)
+        if item is None:
             return
         location = run.locations[item.location]
         container = self._container(location)
@@ -261,6 +254,33 @@ class BlobDataKeys:
         log.info("rewrap_item_done", rotation_id=rotation_id, item=item.item_id, blobs=len(blobs))
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _claim(self, rotation_id: str, item_name: str, *, takeover: bool) -> Item | None:
+        """Take the item for this worker; None when there is nothing to do (finished, or held by another
+        worker whose lease runs). The claim is ETag-guarded: when it loses to a write that did not take
+        the item (the sender marking it enqueued right after sending its message, a checkpoint of a
+        lease that just ran out), the item is read again and claimed again, never dropped, since the
+        message that brought us here is deleted once this returns.
+
+        Raises:
+            RotationError: the item does not exist.
+            TransientError: still contended after a few tries (the message is delivered again).
+        """
+        for _ in range(CLAIM_TRIES):
+            try:
+                item = self.store.get_item(rotation_id, item_name)
+            except ResourceNotFoundError:
+                raise RotationError(f"unknown re-wrap work item {item_name} of rotation {rotation_id}") from None
+            if item.status != PENDING:
+                return None  # a repeated message: the item is finished
+            now = time.time()
+            if item.owner and item.owner != self._owner and item.lease_until > now and not takeover:
+                log.info("rewrap_item_held_elsewhere", rotation_id=rotation_id, item=item.item_id)
+                return None
+            if self.store.claim_item(item, self._owner, now + LEASE_S):
+                return item
+            log.info("rewrap_item_claim_raced", rotation_id=rotation_id, item=item.item_id)
+        raise TransientError(f"re-wrap work item {item_name} kept changing while being claimed; try again")
 
     def _start_pass(self, run: Run, pass_no: int) -> None:
         for index in range(len(run.locations)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -358,6 +359,66 @@ class TestQueuedWorkItems:
         assert ring.unwrap_calls == 6
         first.close()
         second.close()
+
+    def test_a_claim_that_loses_to_a_harmless_write_is_retried_not_dropped(
+        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
+    ) -> None:
+        """The sender marks an item enqueued right after sending its message; a fast worker that read the
+        item before that write lands loses its ETag-guarded claim. Its message is deleted when handling
+        returns, so dropping the item there would leave it pending forever (found by the scale-out bench)."""
+        old, new = ring.new_version(), ring.new_version()
+        for i in range(4):
+            upload(container, ring, old, f"r{i}", b"r", "2.0")
+        settings = settings_for(local_azure)
+        keys = adapter(local_azure, ring, new, settings=settings, inline=False)
+        keys.begin_rewrap("rot-claim", KEY, new, [location_of(container)])
+        item = "item-01-000-000000"
+        claim = keys.store.claim_item
+        raced: list[str] = []
+
+        def sender_marks_it_enqueued_first(read: Any, owner: str, lease_until: float) -> bool:
+            if not raced:
+                raced.append(read.item_id)
+                keys.store.update_item("rot-claim", read.item_id, Enqueued=True)  # changes the ETag
+            return claim(read, owner, lease_until)
+
+        keys.store.claim_item = sender_marks_it_enqueued_first  # type: ignore[method-assign]
+
+        keys.handle_message(json.dumps({"rotation_id": "rot-claim", "item": item}))
+        done, summary = keys.rewrap_progress("rot-claim")
+
+        assert raced == [item]
+        assert done is True
+        assert summary.rewrapped == 4
+        keys.close()
+
+    def test_a_lost_message_is_sent_again(
+        self,
+        local_azure: dict[str, Any],
+        ring: LocalKeyRing,
+        container: ContainerClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        old, new = ring.new_version(), ring.new_version()
+        upload(container, ring, old, "lost", b"l", "2.0")
+        settings = settings_for(local_azure)
+        keys = adapter(local_azure, ring, new, settings=settings, inline=False)
+        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
+        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        monkeypatch.setattr("rotation.rewrap.adapter.STALE_S", 0.5)
+        keys.begin_rewrap("rot-lost", KEY, new, [location_of(container)])
+        queue.clear_messages()  # the item's message is gone; the item says it was enqueued
+
+        time.sleep(1.0)
+        before, _ = keys.rewrap_progress("rot-lost")  # notices the unclaimed item and sends it again
+        handled = drain(queue, poison, keys.handle_message, idle_s=0.3)
+        done, summary = keys.rewrap_progress("rot-lost")
+
+        assert before is False
+        assert handled == 1
+        assert done is True
+        assert summary.rewrapped == 1
+        keys.close()
 
     def test_failing_item_goes_to_the_poison_queue_and_is_reported(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
