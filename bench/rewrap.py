@@ -776,7 +776,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "one_process": raw_rates(env, args.threads, seconds, write_blobs, 1),
                 f"{processes}_processes": raw_rates(env, args.threads, seconds, write_blobs, processes),
             })  # fmt: skip
-            sizes = [(1, 400, 60), (8, 200, 20)] if quick else [(1, 1500, 150), (8, 600, 40)]
+            sizes = [(1, 400, 60), (8, 200, 20)] if quick else [(1, 1500, 150), (8, 1500, 40)]
             section("size", lambda: size_section(env, args.threads, processes, sizes))
             if "error" not in out.get("raw", {"error": 1}) and "error" not in out.get("size", {"error": 1}):
                 out["share_of_slower_raw_rate"] = share_of_slower_raw_rate(out["raw"], out["size"], processes)
