@@ -631,7 +631,12 @@ def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int, s
     queue = storage_queue(conn, queue_name)
     poison = storage_queue(conn, queue_name + "-poison")
     # Two messages at once, as the Functions host runs a batch of queue messages concurrently per worker.
-    drain(queue, poison, adapter.handle_message, idle_s=900.0, concurrency=ITEMS_IN_FLIGHT, stop=stop.is_set)
+    # Polls back off to 0.25 s (the host goes to maxPollingInterval, 2 s, when idle; a run starts on an idle
+    # queue, and its first message should not wait for the back-off).
+    drain(
+        queue, poison, adapter.handle_message, idle_s=900.0, concurrency=ITEMS_IN_FLIGHT, stop=stop.is_set,
+        max_poll_s=0.25,
+    )  # fmt: skip
     adapter.close()
 
 

@@ -30,6 +30,8 @@ from rotation.logs import get_logger
 
 log = get_logger(__name__)
 MAX_DEQUEUE = 5  # host.json queues.maxDequeueCount default
+MIN_POLL_S = 0.05
+MAX_POLL_S = 2.0  # host.json queues.maxPollingInterval
 
 
 @dataclass(frozen=True)
@@ -101,17 +103,20 @@ def drain(
     max_dequeue: int = MAX_DEQUEUE,
     stop: Callable[[], bool] = lambda: False,
     concurrency: int = 1,
+    max_poll_s: float = MAX_POLL_S,
 ) -> int:
     """Consume ``queue`` until it has been empty for ``idle_s`` (or ``stop()``); return messages handled.
 
     ``concurrency`` messages are handled at once (each by its own receive loop), as the Functions host
-    runs a batch of queue messages concurrently in one worker process.
+    runs a batch of queue messages concurrently in one worker process. An empty queue is polled with
+    exponential back-off from 50 ms up to ``max_poll_s`` (host.json ``maxPollingInterval``), as the host
+    does, so idle loops cost little.
     """
     if concurrency > 1:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="drain") as loops:
             loop = partial(
                 drain, queue, poison, handle, idle_s=idle_s, visibility_timeout=visibility_timeout,
-                retry_delay_s=retry_delay_s, max_dequeue=max_dequeue, stop=stop,
+                retry_delay_s=retry_delay_s, max_dequeue=max_dequeue, stop=stop, max_poll_s=max_poll_s,
             )  # fmt: skip
             futures = [loops.submit(loop) for _ in range(concurrency)]
             return sum(future.result() for future in futures)
@@ -119,14 +124,18 @@ def drain(
     with contextlib.suppress(ResourceExistsError):
         queue.create_queue()  # a worker may start before the first work item is sent
     idle_since = time.monotonic()
+    poll_s = MIN_POLL_S
     while not stop():
         batch = list(queue.receive_messages(messages_per_page=1, max_messages=1, visibility_timeout=visibility_timeout))
         if not batch:
-            if time.monotonic() - idle_since >= idle_s:
+            idle_for = time.monotonic() - idle_since
+            if idle_for >= idle_s:
                 return handled
-            time.sleep(0.05)
+            time.sleep(min(poll_s, max(idle_s - idle_for, 0.0)))
+            poll_s = min(max_poll_s, poll_s * 2)
             continue
         idle_since = time.monotonic()
+        poll_s = MIN_POLL_S
         for msg in batch:
             body = str(msg.content)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -359,6 +360,29 @@ class TestQueuedWorkItems:
         assert ring.unwrap_calls == 6
         first.close()
         second.close()
+
+    def test_an_empty_queue_is_polled_with_back_off(self, local_azure: dict[str, Any]) -> None:
+        settings = settings_for(local_azure)
+        polls: list[float] = []
+
+        def count_receives(response: Any) -> None:
+            if response.http_request.method == "GET" and "/messages" in response.http_request.url:
+                polls.append(time.monotonic())
+
+        name = f"idle-{uuid.uuid4().hex[:8]}"
+        queue = storage_queue(str(settings.storage.connection_string), name, raw_response_hook=count_receives)
+        poison = storage_queue(str(settings.storage.connection_string), name + "-poison")
+
+        began = time.monotonic()
+        handled = drain(queue, poison, lambda _body, _count: None, idle_s=1.5, max_poll_s=0.4)
+        waited = time.monotonic() - began
+
+        gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
+        assert handled == 0
+        assert 1.5 <= waited < 4.0
+        assert 3 <= len(polls) <= 10  # 50, 100, 200, 400, 400 ... ms apart, not every 50 ms (30 polls)
+        assert max(gaps) >= 0.35
+        queue.delete_queue()
 
     def test_a_claim_that_loses_to_a_harmless_write_is_retried_not_dropped(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
