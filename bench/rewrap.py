@@ -57,7 +57,7 @@ from bench.azurite_sql import sql_available, sql_azurite
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from emulators.localazure import AZURITE_ACCOUNT, REPO, LocalAzure, azurite_connection_string, free_port
-from rotation.adapters.http_session import direct_session_kwargs
+from rotation.adapters.http_session import direct_session_kwargs, pool_for
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.bootstrap import transport_kwargs
 from rotation.domain.model import KeyRef
@@ -266,7 +266,7 @@ def _lean(ca: str) -> dict[str, Any]:
 def _hot_path(kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
     """``kwargs`` with the HTTP session the re-wrap's own clients use: every path measured here (raw rates,
     naive, re-wrap) sends through the same client stack."""
-    return direct_session_kwargs(kwargs, threads + 2)
+    return direct_session_kwargs(kwargs, pool_for(threads))
 
 
 def _raw_unwrap_child(ca: str, kid: str, wrapped: list[bytes], threads: int, seconds: float, *sync: Any) -> None:

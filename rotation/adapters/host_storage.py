@@ -10,7 +10,7 @@ forms work everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -46,30 +46,27 @@ class HostStorage:
             credential=credential,
         )
 
-    def table_service(self, **kwargs: Any) -> TableServiceClient:
+    def _client(self, client_type: Any, uri: str | None, *names: str, **kwargs: Any) -> Any:
+        """``client_type`` for this storage: from the connection string, or at ``uri`` with the credential.
+        Every SDK client here takes the same two forms (``from_connection_string`` or URL + credential)."""
         if self.connection_string is not None:
-            return TableServiceClient.from_connection_string(self.connection_string, **kwargs)
-        return TableServiceClient(str(self.table_uri), credential=self.credential, **kwargs)
+            return client_type.from_connection_string(self.connection_string, *names, **kwargs)
+        return client_type(str(uri), *names, credential=self.credential, **kwargs)
+
+    def table_service(self, **kwargs: Any) -> TableServiceClient:
+        return cast(TableServiceClient, self._client(TableServiceClient, self.table_uri, **kwargs))
 
     def table_client(self, table_name: str, **kwargs: Any) -> TableClient:
-        if self.connection_string is not None:
-            return TableClient.from_connection_string(self.connection_string, table_name, **kwargs)
-        return TableClient(str(self.table_uri), table_name, credential=self.credential, **kwargs)
+        return cast(TableClient, self._client(TableClient, self.table_uri, table_name, **kwargs))
 
     def queue_client(self, queue_name: str, **kwargs: Any) -> QueueClient:
-        if self.connection_string is not None:
-            return QueueClient.from_connection_string(self.connection_string, queue_name, **kwargs)
-        return QueueClient(str(self.queue_uri), queue_name, credential=self.credential, **kwargs)
+        return cast(QueueClient, self._client(QueueClient, self.queue_uri, queue_name, **kwargs))
 
     def blob_service(self, **kwargs: Any) -> BlobServiceClient:
-        if self.connection_string is not None:
-            return BlobServiceClient.from_connection_string(self.connection_string, **kwargs)
-        return BlobServiceClient(str(self.blob_uri), credential=self.credential, **kwargs)
+        return cast(BlobServiceClient, self._client(BlobServiceClient, self.blob_uri, **kwargs))
 
     def container_client(self, container: str, **kwargs: Any) -> ContainerClient:
-        if self.connection_string is not None:
-            return ContainerClient.from_connection_string(self.connection_string, container, **kwargs)
-        return ContainerClient(str(self.blob_uri), container, credential=self.credential, **kwargs)
+        return cast(ContainerClient, self._client(ContainerClient, self.blob_uri, container, **kwargs))
 
 
 #: What adapters of the app's own storage accept: a connection string (tests, Azurite) or a HostStorage.

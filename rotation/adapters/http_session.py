@@ -90,6 +90,12 @@ class DirectSession(requests.Session):
         return response
 
 
+def pool_for(threads: int) -> int:
+    """Connections to keep per host for ``threads`` concurrent callers: one each, plus two spare, so no
+    thread opens and discards connections (urllib3 warns "Connection pool is full")."""
+    return threads + 2
+
+
 def direct_session_kwargs(client_kwargs: Mapping[str, Any], pool_maxsize: int) -> dict[str, Any]:
     """``client_kwargs`` plus a fresh ``DirectSession`` (owned by the client's transport), unless the
     environment configures a proxy (``use_env_settings`` left on): then the kwargs are returned as given."""

@@ -32,7 +32,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from rotation.adapters.host_storage import HostStorage
-from rotation.adapters.http_session import direct_session_kwargs
+from rotation.adapters.http_session import direct_session_kwargs, pool_for
 from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
@@ -91,7 +91,7 @@ class BlobDataKeys:
         self._credential = credential
         self._transport_kwargs = dict(transport_kwargs)
         self._storage_kwargs = {**self._transport_kwargs, **(storage_kwargs or {})}
-        self._pool_maxsize = settings.rewrap_concurrency + 2  # every thread keeps its connection
+        self._pool_maxsize = pool_for(settings.rewrap_concurrency)
         self._unwrapper = unwrapper or KeyVaultUnwrapper(
             credential,
             self._transport_kwargs,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
 
 from rotation.domain.model import KeyRef
 from rotation.errors import PermissionDenied
@@ -64,6 +65,12 @@ def adapter(local_azure: dict[str, Any], ring: LocalKeyRing, new: str, **kwargs:
     settings = kwargs.pop("settings", None) or settings_for(local_azure)
     return BlobDataKeys(settings, credential=None, transport_kwargs={}, inline=inline,  # type: ignore[arg-type]
                         unwrapper=kwargs.pop("unwrapper", ring), wrapper=ring.wrapper(new), **kwargs)  # fmt: skip
+
+
+def work_queues(settings: Settings, name: str | None = None, **kwargs: Any) -> tuple[QueueClient, QueueClient]:
+    """The re-wrap's work-item queue (``settings.rewrap_queue`` unless named) and its poison queue."""
+    connection, name = str(settings.storage.connection_string), name or settings.rewrap_queue
+    return storage_queue(connection, name, **kwargs), storage_queue(connection, name + "-poison")
 
 
 def upload(container: ContainerClient, ring: LocalKeyRing, version: str, name: str, data: bytes, protocol: str) -> None:  # noqa: PLR0917 - reads like the SDK call it wraps
@@ -290,8 +297,7 @@ class TestQueuedWorkItems:
             upload(container, ring, old, f"q{i:03d}", b"q", "1.0")
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=5)
-        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
-        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        queue, poison = work_queues(settings)
 
         keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
         pending, _ = keys.rewrap_progress("rot-q")
@@ -313,8 +319,7 @@ class TestQueuedWorkItems:
             upload(container, ring, old, f"c{i:03d}", b"c%d" % i, "2.0")
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=4)
-        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
-        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        queue, poison = work_queues(settings)
         calls_before = ring.unwrap_calls
 
         keys.begin_rewrap("rot-cc", KEY, new, [location_of(container)])
@@ -370,8 +375,7 @@ class TestQueuedWorkItems:
                 polls.append(time.monotonic())
 
         name = f"idle-{uuid.uuid4().hex[:8]}"
-        queue = storage_queue(str(settings.storage.connection_string), name, raw_response_hook=count_receives)
-        poison = storage_queue(str(settings.storage.connection_string), name + "-poison")
+        queue, poison = work_queues(settings, name, raw_response_hook=count_receives)
 
         began = time.monotonic()
         handled = drain(queue, poison, lambda _body, _count: None, idle_s=1.5, max_poll_s=0.4)
@@ -427,8 +431,7 @@ class TestQueuedWorkItems:
         upload(container, ring, old, "lost", b"l", "2.0")
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False)
-        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
-        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        queue, poison = work_queues(settings)
         monkeypatch.setattr("rotation.rewrap.adapter.STALE_S", 0.5)
         keys.begin_rewrap("rot-lost", KEY, new, [location_of(container)])
         queue.clear_messages()  # the item's message is gone; the item says it was enqueued
@@ -456,8 +459,7 @@ class TestQueuedWorkItems:
 
         settings = settings_for(local_azure)
         keys = adapter(local_azure, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
-        queue = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue)
-        poison = storage_queue(str(settings.storage.connection_string), settings.rewrap_queue + "-poison")
+        queue, poison = work_queues(settings)
         keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
         queue.send_message("not a work item")
 
