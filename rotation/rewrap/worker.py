@@ -7,6 +7,10 @@ Content bytes are never read or written.
 Concurrent writers: on 412 (ETag changed) the blob's properties are read again and the decision is
 made afresh: a blob rewritten by its owner under the new version is left alone, one still on an old
 version is re-wrapped from its new metadata. A blob deleted meanwhile (404) is skipped and counted.
+
+A blob whose own state refuses the write (a lease, an immutability policy, a legal hold, the archive
+tier: ``rotation.rewrap.refusals``) is that blob's failure, by name and error code; the rest of the page
+goes on.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ from enum import StrEnum
 from functools import partial
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from rotation.domain.model import KeyRef
+from rotation.logs import get_logger
 from rotation.rewrap.keys import Unwrapper, UnwrapRefused, Wrapper
 from rotation.rewrap.metadata import MalformedEncryptionData, check_unwrapped, rewrapped_metadata
+from rotation.rewrap.refusals import blob_write_refusal, error_code
 from rotation.rewrap.scan import ListedBlob, Status, classify
 from rotation.rewrap.throttle import AdaptiveLimiter, call_with_retries
 
+log = get_logger(__name__)
 MAX_RACES = 5  # ETag races on one blob before it is reported instead of retried
 
 
@@ -78,7 +85,8 @@ class Rewrapper:
     limiter: AdaptiveLimiter
 
     def rewrap_blob(self, container: ContainerClient, blob: ListedBlob) -> BlobResult:
-        """Bring one blob to the new version. Safe to repeat; raises only for systemic failures."""
+        """Bring one blob to the new version. Safe to repeat; raises only for systemic failures (a refusal
+        by the blob's own state is its result, ``FAILED`` with the error code)."""
         cached: tuple[bytes, bytes] | None = None  # (wrapped, unwrapped) across ETag races
         for races in range(MAX_RACES + 1):
             verdict = classify(blob, self.key, self.new_version)
@@ -117,6 +125,12 @@ class Rewrapper:
                 continue
             except ResourceNotFoundError:
                 return BlobResult(blob.name, Outcome.DELETED, races=races)
+            except HttpResponseError as exc:
+                refusal = blob_write_refusal(exc)
+                if refusal is None:
+                    raise
+                log.warning("rewrap_blob_refused", blob=blob.name, status=exc.status_code, code=error_code(exc))
+                return BlobResult(blob.name, Outcome.FAILED, refusal, races)
             return BlobResult(blob.name, Outcome.REWRAPPED, races=races)
         return BlobResult(blob.name, Outcome.FAILED, f"changed concurrently {MAX_RACES} times; try again", MAX_RACES)
 
