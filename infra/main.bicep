@@ -6,7 +6,7 @@
 // this was built; tests/unit/test_infra.py checks the two declare the same things).
 //
 // Every role assignment carries a description "CMK rotation: <role> on <scope>" that matches a row
-// of the step-to-permission table in README.md (## Deploy); tests compare the two.
+// of the step-to-permission table in docs/permissions.md; tests compare the two.
 
 targetScope = 'resourceGroup'
 

@@ -1,6 +1,6 @@
 """Typed settings, read from app settings (environment variables) and validated at start.
 
-Every setting the app reads is declared here, documented in the README and listed in
+Every setting the app reads is declared here, documented in docs/configuration.md and listed in
 ``local.settings.sample.json``. A missing or malformed value raises :class:`SettingsError`
 naming the setting and the form it expects.
 """

@@ -1,5 +1,5 @@
 // The custom roles of the CMK rotation service: each grants exactly the actions one group of steps
-// needs (README.md, ## Deploy, step-to-permission table). Definitions only; assignments are made at
+// needs (docs/permissions.md, step-to-permission table). Definitions only; assignments are made at
 // the narrowest scope by the other modules.
 
 targetScope = 'subscription'

@@ -1,6 +1,6 @@
 """The service runs with exactly the documented roles, and stops naming the permission when one is gone.
 
-The roles come from the README's step-to-permission table (the same table tests/unit/test_infra.py
+The roles come from the step-to-permission table in docs/permissions.md (the same table tests/unit/test_infra.py
 checks the templates against). Each row the local emulators enforce is turned into a role assignment
 in the Key Vault or ARM emulator; the service's identity then gets those and nothing else. Rows the
 emulators cannot enforce are listed in ``NOT_ENFORCED_LOCALLY`` with the reason, so a new row in the
@@ -40,7 +40,7 @@ KEY_VAULT_PREFIX = "Microsoft.KeyVault/vaults/"
 # it as this error code (the emulator does too), and the service passes it on naming the consumer.
 CONSUMER_KEY_REFUSED = "KeyVaultAuthenticationFailure"
 
-# (identity, role, scope) rows of the README table that have no local enforcement, and why.
+# (identity, role, scope) rows of the permissions table that have no local enforcement, and why.
 NOT_ENFORCED_LOCALLY = {
     ("function app", "Storage Blob Data Contributor", "data container"): "Azurite authorises by shared key, not RBAC",
     ("function app", "Storage Table Data Contributor", "function storage account"): "Azurite: shared key only",
@@ -53,7 +53,7 @@ NOT_ENFORCED_LOCALLY = {
 
 @dataclass(frozen=True)
 class Row:
-    """One (identity, role, scope) of the README table and every permission the table lists for it."""
+    """One (identity, role, scope) of the permissions table and every permission the table lists for it."""
 
     identity: str
     role: str
@@ -66,9 +66,7 @@ class Row:
 
 
 def documented_rows() -> list[Row]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("\n## Deploy\n", 1)[1]
-    lines = section.splitlines()
+    lines = (REPO / "docs" / "permissions.md").read_text().splitlines()
     start = lines.index("| step | identity | role | scope | permissions | why |") + 2
     merged: dict[tuple[str, str, str], set[str]] = {}
     for line in lines[start:]:

@@ -1,9 +1,9 @@
-"""The deployment templates in infra/: well-formed, least privilege, and in step with the README.
+"""The deployment templates in infra/: well-formed, least privilege, and in step with docs/permissions.md.
 
 There is no Bicep compiler on the machines that build this project, so the ARM JSON beside the
 Bicep is a hand translation. These tests parse both (Bicep with pycep, the parser checkov uses) and
 check that they declare the same parameters, resources, role assignments and event filters, and that
-both match the step-to-permission table in README.md.
+both match the step-to-permission table in docs/permissions.md.
 """
 
 from __future__ import annotations
@@ -115,10 +115,9 @@ def arm_template_for_bicep(name: str) -> dict[str, Any]:
 
 
 @cache
-def readme_tables() -> dict[str, list[dict[str, str]]]:
-    """Every Markdown table in the README's Deploy section, keyed by its header line."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+def permission_doc_tables() -> dict[str, list[dict[str, str]]]:
+    """Every Markdown table in docs/permissions.md, keyed by its header line."""
+    section = (REPO / "docs" / "permissions.md").read_text()
     tables: dict[str, list[dict[str, str]]] = {}
     lines = section.splitlines()
     for i, line in enumerate(lines):
@@ -134,11 +133,11 @@ def readme_tables() -> dict[str, list[dict[str, str]]]:
 
 
 def permission_table() -> list[dict[str, str]]:
-    return readme_tables()["step | identity | role | scope | permissions | why"]
+    return permission_doc_tables()["step | identity | role | scope | permissions | why"]
 
 
 def builtin_roles() -> dict[str, str]:
-    return {r["built-in role"]: r["id"].strip("`") for r in readme_tables()["built-in role | id"]}
+    return {r["built-in role"]: r["id"].strip("`") for r in permission_doc_tables()["built-in role | id"]}
 
 
 def permissions(cell: str) -> set[str]:
@@ -428,7 +427,7 @@ class TestLeastPrivilege:
 
 
 class TestReadmeTableMatchesTheTemplates:
-    """The README's step-to-permission table is what the templates assign, role by role and scope by scope."""
+    """docs/permissions.md's step-to-permission table is what the templates assign, by role and scope."""
 
     def test_every_assignment_in_the_templates_is_a_row_and_every_row_is_assigned(self) -> None:
         rows = {(r["role"], r["scope"]) for r in permission_table()}
@@ -479,16 +478,16 @@ class TestReadmeTableMatchesTheTemplates:
 class TestEventSubscription:
     """Event Grid delivers the three Key Vault key events to the event function, with retries and dead letters."""
 
-    def test_filter_is_the_three_key_events_in_both_templates_and_the_readme(self) -> None:
+    def test_filter_is_the_three_key_events_in_both_templates_and_the_docs(self) -> None:
         arm_subscription = next(r for r in arm_resources() if r["type"] == EVENT_SUBSCRIPTION)
         bicep_subscription = body(bicep_resources("modules/eventSubscription.bicep")["keyEvents"])
-        readme = {r["event type"].strip("`") for r in readme_tables()["event type | why"]}
+        documented = {r["event type"].strip("`") for r in permission_doc_tables()["event type | why"]}
 
         in_arm = arm_subscription["properties"]["filter"]["includedEventTypes"]
         in_bicep = bicep_subscription["properties"]["filter"]["includedEventTypes"]
 
         assert sorted(in_arm) == sorted(in_bicep) == sorted(KEY_EVENTS)
-        assert readme == KEY_EVENTS
+        assert documented == KEY_EVENTS
 
     def test_delivery_goes_to_the_event_function_with_retry_and_dead_letter(self) -> None:
         subscription = next(r for r in arm_resources() if r["type"] == EVENT_SUBSCRIPTION)["properties"]

@@ -1,4 +1,4 @@
-"""The audit record's log line reaches Application Insights as JSON the README's KQL can parse."""
+"""The audit record's log line reaches Application Insights as JSON the KQL in docs/audit.md can parse."""
 
 from __future__ import annotations
 
