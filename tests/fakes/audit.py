@@ -1,8 +1,9 @@
 """Audit fakes: an in-memory ``AuditLog``, a local ``CheckpointSigner`` and a record builder.
 
 - ``FakeAuditLog`` keeps every record, in append order. It keeps real state: records are stored
-  as appended (stamped with ``recorded_at`` when the caller left it unset), never updated, and read
-  back in chain order with the same filters the Table-backed store applies.
+  as appended (stamped with ``recorded_at`` when the caller left it unset), never updated (a repeated
+  id is a no-op, as in the Table store), and read back in chain order with the same filters the
+  Table-backed store applies. ``tests/contracts/test_audit_log.py`` holds both to the same tests.
 - ``LocalCheckpointSigner`` signs checkpoints with an RSA key generated in memory (RS256).
 - ``make_record(outcome)`` builds a realistic record of one rotation outcome.
 """
@@ -28,10 +29,16 @@ class FakeAuditLog:
         self._lock = threading.Lock()
 
     def append(self, record: AuditRecord) -> str:
-        """Store ``record`` at the end of the chain; a repeated record id is refused (append-only)."""
+        """Store ``record`` at the end of the chain and return its id, as ``TableAuditLog`` does.
+
+        Idempotent by record id: a repeated id writes nothing and returns the id (records are never
+        updated). A record without an id is given one.
+        """
         with self._lock:
+            if not record.record_id:
+                record = replace(record, record_id=uuid.uuid4().hex)
             if any(r.record_id == record.record_id for r in self._records):
-                raise ValueError(f"audit record {record.record_id} already exists; records are never updated")
+                return record.record_id
             if record.recorded_at is None:
                 record = replace(record, recorded_at=self._now())
             self._records.append(record)
