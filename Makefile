@@ -36,6 +36,7 @@ test-integration: deps
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache  # import layers and no cycles: [tool.importlinter] in pyproject.toml
 
 typecheck: $(STAMP_PY)
 	$(VENV)/bin/mypy

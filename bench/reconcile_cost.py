@@ -32,8 +32,8 @@ def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
 
     from emulators.arm.admin_client import ArmAdmin
     from emulators.keyvault.admin_client import KeyVaultAdmin
+    from rotation import bootstrap
     from rotation.adapters.local_credential import LocalDevelopmentCredential
-    from rotation.api import deps as api_deps
     from tests.functions_host import invoke
 
     ca = endpoints["ca_bundle"]
@@ -71,17 +71,16 @@ def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
             "ROTATION_LOG_LEVEL": "WARNING",
         }
     )
-    from rotation import bootstrap
 
     bootstrap.override(None)
-    api_deps.override(None)
-    api_deps.use_inline_dispatch(True)
+    bootstrap.override_dependencies(None)
+    bootstrap.use_inline_dispatch(True)
     kv.reset_counters()
     started = time.monotonic()
     try:
         invoke("reconcile", TimerRequest())
     finally:
-        api_deps.use_inline_dispatch(False)
+        bootstrap.use_inline_dispatch(False)
     swept_s = time.monotonic() - started
     counters = dict(kv.counters().get(vault["name"], {}))
     return {

@@ -75,11 +75,11 @@ def _story(endpoints: dict[str, Any]) -> int:
         ROTATION_RETIRE_GRACE_HOURS="0",
         ROTATION_AUDIT_SIGNING_KEY=estate.signing_key_uri,
     )
-    from rotation.api.deps import use_inline_dispatch
+    from rotation import bootstrap
     from tests.functions_host import http, invoke
 
     # No queue trigger runs locally: started rotations and re-wrap work run in this process.
-    use_inline_dispatch(True)
+    bootstrap.use_inline_dispatch(True)
 
     say("Key Vault's lifecycle run: the key is inside its Notify window, so Key Vault emits KeyNearExpiry")
     kv_admin = KeyVaultAdmin(endpoints["keyvault"]["admin"], endpoints["ca_bundle"])
@@ -152,12 +152,11 @@ def _story(endpoints: dict[str, Any]) -> int:
     print(f"  key versions now: {versions}")
 
     say("the audit trail (python -m rotation audit list / show / checkpoint / verify)")
-    from rotation import bootstrap
-    from rotation.audit.service import list_records, open_audit_log
+    from rotation.audit.service import list_records
     from rotation.cli import main as cli
 
     cli(["audit", "list", "--key", estate.key_uri])
-    records = list_records(open_audit_log(bootstrap.current()), key_uri=estate.key_uri).records
+    records = list_records(bootstrap.open_audit_log(bootstrap.current()), key_uri=estate.key_uri).records
     if records:
         print()
         cli(["audit", "show", records[0].record.record_id])

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from rotation.errors import SettingsError
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+#: The queue a started rotation is handed to in Azure; fixed, because the ``run_rotation`` binding names it.
+RUN_QUEUE = "rotation-run"
 
 
 @dataclass(frozen=True)

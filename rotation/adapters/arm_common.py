@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rotation.errors import InputError
-from rotation.service.retry import TRANSPORT_RETRY
+from rotation.retry import TRANSPORT_RETRY
 
 DEFAULT_SCOPE = "https://management.azure.com/.default"
 

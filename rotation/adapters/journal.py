@@ -25,6 +25,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from rotation.adapters.azure_errors import translate, translated
 from rotation.adapters.host_storage import StorageConnection, host_storage
+from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
     ConsumerChange,
     ConsumerKind,
@@ -37,8 +38,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.steps import Intent, RotationState
 from rotation.errors import JournalConflict, RotationNotFound
-from rotation.service.retry import TRANSPORT_RETRY
-from rotation.service.views import jsonable
+from rotation.retry import TRANSPORT_RETRY
 
 LOCK_ROW = "~lock"
 _CHUNK = 30_000  # characters per State property (Table storage allows 64 KiB, UTF-16)

@@ -21,7 +21,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
 from rotation.errors import VerificationFailed
-from rotation.service.retry import TRANSPORT_RETRY
+from rotation.retry import TRANSPORT_RETRY
 
 API_VERSION = "7.6"  # spoken by Key Vault and by the local emulator
 LIST_PAGE_SIZE = 25

@@ -20,7 +20,7 @@ from rotation.adapters.arm_common import arm_scope
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, VaultProperties
 from rotation.errors import PreconditionFailed, TransientError
-from rotation.service.retry import TRANSPORT_RETRY
+from rotation.retry import TRANSPORT_RETRY
 
 API_VERSION = "2024-11-01"
 _READ = "Microsoft.KeyVault/vaults/read"

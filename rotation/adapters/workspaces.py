@@ -15,7 +15,7 @@ from azure.core.credentials import TokenCredential
 from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
 from rotation.domain.model import WorkspaceKey
 from rotation.errors import PermissionDenied, PreconditionFailed, VerificationFailed
-from rotation.service.retry import TRANSPORT_RETRY
+from rotation.retry import TRANSPORT_RETRY
 
 
 def _workspace(found: WorkspaceEncryption) -> WorkspaceKey:

@@ -25,7 +25,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rotation import bootstrap
     from rotation.api.app import create_app
-    from rotation.api.deps import use_inline_dispatch
     from rotation.errors import SettingsError
 
     try:
@@ -33,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    use_inline_dispatch(True)
+    bootstrap.use_inline_dispatch(True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 

@@ -39,7 +39,7 @@ _HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def create_app() -> FastAPI:
-    """Build the API. Routes reach services through ``rotation.api.deps.get_dependencies()`` at request time."""
+    """Build the API. Routes reach services through ``rotation.bootstrap.dependencies()`` at request time."""
     api = FastAPI(
         title="CMK rotation service",
         version=__version__,

@@ -8,35 +8,23 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
+from rotation.bootstrap import audit_log
 from rotation.errors import AuditRecordNotFound
 
 if TYPE_CHECKING:
     from rotation.audit.service import AuditReader
-    from rotation.bootstrap import Bootstrap
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
-_lock = threading.Lock()
-_built: tuple[Bootstrap, AuditReader] | None = None
-
 
 def get_audit_log() -> AuditReader:
-    """The process's audit log, built once per bootstrap (override with ``app.dependency_overrides``)."""
-    global _built  # noqa: PLW0603 (one audit client per worker process, rebuilt if the bootstrap changes)
-    from rotation import bootstrap
-    from rotation.audit.service import open_audit_log
-
-    boot = bootstrap.current()
-    with _lock:
-        if _built is None or _built[0] is not boot:
-            _built = (boot, open_audit_log(boot))
-        return _built[1]
+    """The process's audit log, from the composition root (override with ``app.dependency_overrides``)."""
+    return audit_log()
 
 
 Audit = Annotated["AuditReader", Depends(get_audit_log)]

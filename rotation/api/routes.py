@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from rotation.api.deps import get_dependencies
 from rotation.api.identity import caller_identity
 from rotation.api.models import (
     MAX_KEY_URI_CHARS,
@@ -24,6 +23,7 @@ from rotation.api.models import (
     RotationOut,
     StartRotation,
 )
+from rotation.bootstrap import dependencies
 from rotation.domain.model import KeyRef, Trigger, TriggerKind
 from rotation.errors import InputError
 
@@ -42,7 +42,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not a managed key, or no such rotation"}
 }
 
-Deps = Annotated["Dependencies", Depends(get_dependencies)]
+Deps = Annotated["Dependencies", Depends(dependencies)]
 KeyQuery = Annotated[
     str,
     Query(

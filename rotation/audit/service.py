@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import Any, Protocol, get_args
 
 from rotation.audit.chain import VerifyReport
-from rotation.audit.signing import KeyVaultCheckpointSigner
-from rotation.audit.store import StoredRecord, TableAuditLog
+from rotation.audit.store import StoredRecord
 from rotation.domain.model import AuditOutcome, KeyRef
 from rotation.errors import AuditRecordNotFound, InputError
-
-if TYPE_CHECKING:
-    from rotation.bootstrap import Bootstrap
 
 OUTCOMES: tuple[str, ...] = get_args(AuditOutcome)
 DEFAULT_LIMIT = 100
@@ -39,23 +35,6 @@ class AuditReader(Protocol):
     def get(self, reference: str) -> StoredRecord | None: ...
 
     def verify(self) -> VerifyReport: ...
-
-
-def open_audit_log(boot: Bootstrap) -> TableAuditLog:
-    """The app's audit log: ``ROTATION_AUDIT_TABLE`` in AzureWebJobsStorage.
-
-    Checkpoints are signed with ``ROTATION_AUDIT_SIGNING_KEY`` when it is set.
-    """
-    settings = boot.settings
-    signer = None
-    if settings.audit_signing_key:
-        signer = KeyVaultCheckpointSigner(
-            settings.audit_signing_key,
-            boot.credential,
-            boot.transport_kwargs(),
-            settings.verify_challenge_resource,
-        )
-    return TableAuditLog(boot.host_storage, settings.audit_table, signer)
 
 
 # -- input --------------------------------------------------------------------------------------

@@ -52,9 +52,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _audit_log() -> TableAuditLog:
     from rotation import bootstrap
-    from rotation.audit.service import open_audit_log
 
-    return open_audit_log(bootstrap.current())
+    return bootstrap.open_audit_log(bootstrap.current())
 
 
 def list_command(args: argparse.Namespace) -> int:

@@ -52,9 +52,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _deps() -> Dependencies:
     from rotation import bootstrap
-    from rotation.service.deps import build_dependencies
 
-    return build_dependencies(bootstrap.current(), inline=True)
+    return bootstrap.build_dependencies(bootstrap.current(), inline=True)
 
 
 def _caller() -> str:

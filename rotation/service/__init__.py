@@ -3,7 +3,7 @@
 Each takes ``Dependencies`` (``rotation.service.deps``) first; nothing here builds a client.
 """
 
-from rotation.service.deps import Dependencies, Dispatcher, InlineDispatcher, build_dependencies
+from rotation.service.deps import Dependencies, Dispatcher, InlineDispatcher
 from rotation.service.reconcile import handle_key_event, retire_if_due, sweep
 from rotation.service.rotations import get_rotation, list_rotations, plan, run_rotation, start_rotation
 from rotation.service.views import EventOutcome, PlanView, RotationView, SweepItem, SweepReport
@@ -17,7 +17,6 @@ __all__ = [
     "RotationView",
     "SweepItem",
     "SweepReport",
-    "build_dependencies",
     "get_rotation",
     "handle_key_event",
     "list_rotations",

@@ -1,30 +1,21 @@
-"""The collaborators every service function receives, and how the real ones are built.
+"""The collaborators every service function receives.
 
-``build_dependencies(boot, inline=...)`` is the one place that wires adapters over the official
-Azure SDKs. Tests build ``Dependencies`` from fakes (``tests/fakes``) instead.
+The real ones are built and wired in the composition root (``rotation.bootstrap``); tests build
+``Dependencies`` from fakes (``tests/fakes``). Nothing here imports an adapter or an SDK.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import json
 import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.ports import AuditLog, Clock, DataKeys, Journal, KeyStore, StorageAccounts, Vaults, Workspaces
 from rotation.settings import Settings
-
-if TYPE_CHECKING:
-    from rotation.bootstrap import Bootstrap
-
-RUN_QUEUE = "rotation-run"
 
 
 class Dispatcher(Protocol):
@@ -39,40 +30,20 @@ class SystemClock:
 
 
 class InlineDispatcher:
-    """Runs the rotation in this process, now (CLI, local server, tests)."""
+    """Runs the rotation in this process, now (CLI, local server, tests).
 
-    def __init__(self) -> None:
-        self.runner: Callable[[str], object] | None = None
+    ``runner`` is set by whoever wires the dependencies (``rotation.bootstrap.wire_inline``); without
+    one a dispatch is only recorded.
+    """
+
+    def __init__(self, runner: Callable[[str], object] | None = None) -> None:
+        self.runner = runner
         self.dispatched: list[str] = []
 
     def dispatch(self, rotation_id: str) -> None:
         self.dispatched.append(rotation_id)
         if self.runner is not None:
             self.runner(rotation_id)
-
-
-class QueueDispatcher:
-    """Enqueues ``{"rotation_id": ...}`` on the ``rotation-run`` queue for the queue trigger."""
-
-    def __init__(self, connection: StorageConnection, queue_name: str = RUN_QUEUE, **client_kwargs: Any) -> None:
-        from azure.storage.queue import TextBase64EncodePolicy
-
-        self._client = host_storage(connection).queue_client(
-            queue_name, message_encode_policy=TextBase64EncodePolicy(), **client_kwargs
-        )
-        self._created = False
-
-    def dispatch(self, rotation_id: str) -> None:
-        from rotation.adapters.azure_errors import translated
-
-        with translated("enqueue the rotation run", "Microsoft.Storage/storageAccounts/queueServices/queues/write"):
-            if not self._created:
-                from azure.core.exceptions import ResourceExistsError
-
-                with contextlib.suppress(ResourceExistsError):
-                    self._client.create_queue()
-                self._created = True
-            self._client.send_message(json.dumps({"rotation_id": rotation_id}))
 
 
 def default_owner() -> str:
@@ -100,52 +71,3 @@ class Dependencies:
     sleep: Callable[[float], None] = time.sleep
     #: Upper bound on step attempts for transient failures.
     step_attempts: int = 5
-
-    def __post_init__(self) -> None:
-        if isinstance(self.dispatcher, InlineDispatcher) and self.dispatcher.runner is None:
-            from rotation.service.rotations import run_rotation
-
-            self.dispatcher.runner = lambda rotation_id: run_rotation(self, rotation_id)
-
-
-def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
-    """Real adapters over the Azure SDKs, from the bootstrap's settings and credential.
-
-    Args:
-        inline: run dispatched rotations and re-wrap work in this process (CLI, local server)
-            instead of through the queues (the Function app).
-    """
-    from rotation.adapters.journal import TableJournal
-    from rotation.adapters.keyvault import KeyVaultKeyStore
-    from rotation.adapters.storage_accounts import ArmStorageAccounts
-    from rotation.adapters.vaults import ArmVaults
-    from rotation.adapters.workspaces import ArmWorkspaces
-    from rotation.audit.store import TableAuditLog
-
-    # The re-wrap adapter lands separately (issue 9); imported by name so this module type-checks before it.
-    blob_data_keys: Any = importlib.import_module("rotation.rewrap.adapter").BlobDataKeys
-    settings = boot.settings
-    credential = boot.credential
-    transport = boot.transport_kwargs()
-    dispatcher: Dispatcher = (
-        InlineDispatcher() if inline else QueueDispatcher(boot.host_storage, RUN_QUEUE, **transport)
-    )
-    signer = None
-    if settings.audit_signing_key:
-        from rotation.audit.signing import KeyVaultCheckpointSigner
-
-        signer = KeyVaultCheckpointSigner(
-            settings.audit_signing_key, credential, transport, settings.verify_challenge_resource
-        )
-    return Dependencies(
-        settings=settings,
-        clock=SystemClock(),
-        keys=KeyVaultKeyStore(credential, transport, verify_challenge_resource=settings.verify_challenge_resource),
-        vaults=ArmVaults(settings.arm_endpoint, credential, transport),
-        storage_accounts=ArmStorageAccounts(settings.arm_endpoint, credential, transport),
-        workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport),
-        data_keys=blob_data_keys(settings, credential, transport, inline=inline),
-        journal=TableJournal(boot.host_storage, settings.journal_table),
-        audit=TableAuditLog(boot.host_storage, settings.audit_table, signer),
-        dispatcher=dispatcher,
-    )

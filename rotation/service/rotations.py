@@ -58,8 +58,8 @@ from rotation.errors import (
     VerificationFailed,
 )
 from rotation.logs import bound, get_logger
+from rotation.retry import run_step_with_retries
 from rotation.service.deps import Dependencies
-from rotation.service.retry import run_step_with_retries
 from rotation.service.views import PlanView, RotationView
 
 _log = get_logger("rotation.workflow")

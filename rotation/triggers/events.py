@@ -25,7 +25,7 @@ from typing import Any
 
 import azure.functions as func
 
-from rotation.api.deps import get_dependencies
+from rotation import bootstrap
 from rotation.domain.events import EventScope, IgnoredEvent, MalformedEvent, describe, parse_fields
 from rotation.errors import InputError, RotationError, RotationInProgress, SettingsError, TransientError
 from rotation.logs import bound, get_logger
@@ -71,7 +71,7 @@ def handle_delivery(event: Any) -> dict[str, Any]:
     """
     from rotation import service  # noqa: PLC0415 - imported per call to keep `import function_app` fast
 
-    deps = get_dependencies()
+    deps = bootstrap.dependencies()
     scope = EventScope.from_settings(deps.settings.managed_keys, deps.settings.allowed_vaults)
     fields = _fields(event)
     record: dict[str, Any]

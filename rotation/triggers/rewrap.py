@@ -8,50 +8,21 @@ out over pages. A failure re-raises: the host makes the message visible again an
 read. On that last try the worker first marks the item poisoned in the checkpoint table, so the rotation
 reports it (``RewrapSummary.poison_messages``) and does not finish.
 
-One ``BlobDataKeys`` per worker process, so its Key Vault clients, the new version's public key and the
-adaptive limiter are shared by every invocation the process runs.
+One ``BlobDataKeys`` per worker process (``rotation.bootstrap.rewrap_data_keys``), so its Key Vault
+clients, the new version's public key and the adaptive limiter are shared by every invocation the
+process runs.
 """
 
 from __future__ import annotations
-
-import threading
-from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from rotation import bootstrap
 from rotation.logs import bound, get_logger
 
-if TYPE_CHECKING:
-    from rotation.rewrap.adapter import BlobDataKeys
-
 log = get_logger("rotation.triggers.rewrap")
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
-
-_lock = threading.Lock()
-_adapter: BlobDataKeys | None = None
-
-
-def data_keys() -> BlobDataKeys:
-    """The worker process's queued ``BlobDataKeys`` (built on first use)."""
-    global _adapter  # noqa: PLW0603 - one adapter per worker process, like the bootstrap
-    with _lock:
-        if _adapter is None:
-            from rotation.rewrap.adapter import BlobDataKeys  # noqa: PLC0415 - keeps `import function_app` cheap
-
-            boot = bootstrap.current()
-            _adapter = BlobDataKeys(boot.settings, boot.credential, boot.transport_kwargs(), inline=False)
-        return _adapter
-
-
-def reset() -> None:
-    """Forget the process's adapter (tests, settings changes)."""
-    global _adapter  # noqa: PLW0603 - see data_keys()
-    with _lock:
-        if _adapter is not None:
-            _adapter.close()
-        _adapter = None
 
 
 @bp.function_name("rewrap_worker")
@@ -61,7 +32,7 @@ def rewrap_worker(msg: func.QueueMessage) -> None:
     body = msg.get_body().decode("utf-8", errors="replace")
     with bound(trigger="queue", message_id=msg.id, dequeue_count=msg.dequeue_count):
         try:
-            data_keys().handle_message(body, int(msg.dequeue_count or 1))
+            bootstrap.rewrap_data_keys().handle_message(body, int(msg.dequeue_count or 1))
         except ValueError:
             log.error("rewrap_message_malformed")
             raise

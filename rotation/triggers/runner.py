@@ -14,12 +14,12 @@ import json
 
 import azure.functions as func
 
+from rotation import bootstrap
 from rotation.errors import InputError, RotationError, RotationNotFound
 from rotation.logs import bound, get_logger
+from rotation.settings import RUN_QUEUE
 
 log = get_logger("rotation.triggers.runner")
-
-RUN_QUEUE = "rotation-run"
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 
@@ -44,7 +44,6 @@ def rotation_id_of(body: bytes) -> str:
 def run_rotation_message(msg: func.QueueMessage) -> None:
     """Run (or resume) the rotation the message names."""
     from rotation import service  # noqa: PLC0415 - imported per call to keep `import function_app` fast
-    from rotation.api.deps import get_dependencies  # noqa: PLC0415
 
     try:
         rotation_id = rotation_id_of(msg.get_body())
@@ -53,7 +52,7 @@ def run_rotation_message(msg: func.QueueMessage) -> None:
         return  # retrying a malformed message cannot help
     with bound(rotation_id=rotation_id, trigger="queue"):
         try:
-            view = service.run_rotation(get_dependencies(), rotation_id)
+            view = service.run_rotation(bootstrap.dependencies(), rotation_id)
         except RotationNotFound:
             log.error("run_unknown_rotation")
             return  # nothing to run; retrying cannot help

@@ -18,7 +18,7 @@ from typing import Any
 
 import azure.functions as func
 
-from rotation.api.deps import get_dependencies
+from rotation import bootstrap
 from rotation.domain.model import Trigger, TriggerKind
 from rotation.errors import RotationError
 from rotation.logs import bound, get_logger
@@ -55,7 +55,7 @@ def run_sweep(*, past_due: bool = False) -> dict[str, Any]:
         if past_due:
             log.warning("reconcile_past_due")
         try:
-            report = service.sweep(get_dependencies(), Trigger(kind=TriggerKind.TIMER))
+            report = service.sweep(bootstrap.dependencies(), Trigger(kind=TriggerKind.TIMER))
         except RotationError as exc:
             log.error("reconcile_failed", code=exc.code, message=exc.message)
             raise

@@ -28,9 +28,8 @@ from demo.estate import Estate, seed_estate
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import free_port
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.api.app import create_app
-from rotation.triggers import rewrap as rewrap_trigger
 from tests.functions_host import invoke
 
 RUN_QUEUE = "rotation-run"
@@ -42,11 +41,11 @@ def estate(local_azure: dict[str, Any]) -> Iterator[Estate]:
     saved = arm.role_assignments()
     seeded = seed_estate(local_azure, blobs=4)
     seeded.apply(ROTATION_LOG_FORMAT="console", ROTATION_LOG_LEVEL="WARNING")
-    api_deps.override(None)
-    api_deps.use_inline_dispatch(False)
-    rewrap_trigger.reset()
+    bootstrap.override_dependencies(None)
+    bootstrap.use_inline_dispatch(False)
+    bootstrap.reset_rewrap_data_keys()
     yield seeded
-    rewrap_trigger.reset()
+    bootstrap.reset_rewrap_data_keys()
     arm.set_role_assignments(saved)
 
 

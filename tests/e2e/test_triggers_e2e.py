@@ -25,8 +25,8 @@ from demo.estate import Estate, seed_estate
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import free_port
+from rotation import bootstrap
 from rotation.adapters.local_credential import LocalDevelopmentCredential
-from rotation.api import deps as api_deps
 from rotation.api.app import create_app
 from tests.functions_host import invoke
 
@@ -44,10 +44,10 @@ def arm_roles_restored(local_azure: dict[str, Any]) -> Iterator[None]:
 def estate(local_azure: dict[str, Any], arm_roles_restored: None) -> Iterator[Estate]:
     seeded = seed_estate(local_azure, blobs=6)
     seeded.apply(ROTATION_LOG_FORMAT="console", ROTATION_LOG_LEVEL="WARNING")
-    api_deps.override(None)
-    api_deps.use_inline_dispatch(True)
+    bootstrap.override_dependencies(None)
+    bootstrap.use_inline_dispatch(True)
     yield seeded
-    api_deps.use_inline_dispatch(False)
+    bootstrap.use_inline_dispatch(False)
 
 
 def _keys(estate: Estate) -> KeyClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from rotation.bootstrap import wire_inline
 from rotation.domain.model import KeyRef
 from rotation.service.deps import Dependencies, InlineDispatcher
 from rotation.settings import DataLocation, HostStorageSettings, Settings
@@ -56,19 +57,21 @@ class Estate:
         dispatcher = self.dispatcher if inline else InlineDispatcher()
         if not inline:
             dispatcher.runner = lambda _rotation_id: None  # queued: nothing runs until run_rotation is called
-        return Dependencies(
-            settings=self.settings,
-            clock=self.clock,
-            keys=self.keys,
-            vaults=self.vaults,
-            storage_accounts=self.storage,
-            workspaces=self.workspaces,
-            data_keys=self.data_keys,
-            journal=self.journal,
-            audit=self.audit,
-            dispatcher=dispatcher,
-            owner=owner,
-            sleep=self.clock.sleep,
+        return wire_inline(
+            Dependencies(
+                settings=self.settings,
+                clock=self.clock,
+                keys=self.keys,
+                vaults=self.vaults,
+                storage_accounts=self.storage,
+                workspaces=self.workspaces,
+                data_keys=self.data_keys,
+                journal=self.journal,
+                audit=self.audit,
+                dispatcher=dispatcher,
+                owner=owner,
+                sleep=self.clock.sleep,
+            )
         )
 
 

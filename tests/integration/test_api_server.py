@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR, OPENAPI_31_VALIDATOR
 
 from emulators.localazure import free_port
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.api.app import create_app
 from tests.fakes.estate import KEY, Estate, standard_estate
 
@@ -67,9 +67,9 @@ def estate(local_azure: dict[str, Any], server: _Server) -> Iterator[Estate]:
     os.environ["AzureWebJobsStorage"] = local_azure["storage"]["connection_string"]
     os.environ["ROTATION_LOG_FORMAT"] = "console"
     fakes, _ = standard_estate()
-    api_deps.override(fakes.deps())
+    bootstrap.override_dependencies(fakes.deps())
     yield fakes
-    api_deps.override(None)
+    bootstrap.override_dependencies(None)
 
 
 class TestOverHttp:

@@ -159,9 +159,9 @@ class TestQueueTrigger:
     ) -> None:
         import azure.functions as func
 
+        from rotation import bootstrap
         from rotation.rewrap.queue import storage_queue
         from rotation.settings import load_settings
-        from rotation.triggers import rewrap as trigger
         from tests.functions_host import invoke
 
         _admin, _created, keys = vault
@@ -188,17 +188,17 @@ class TestQueueTrigger:
         starter.page_size = 3
         starter.begin_rewrap("rot-trigger", key, str(new.properties.version), [location_of(container)])
         queue = storage_queue(str(settings.storage.connection_string), queue_name)
-        trigger.reset()
+        bootstrap.reset_rewrap_data_keys()
         invocations = 0
 
         while messages := list(queue.receive_messages(max_messages=1)):
             for message in messages:
-                trigger.data_keys().page_size = 3
+                bootstrap.rewrap_data_keys().page_size = 3
                 invoke("rewrap_worker", func.QueueMessage(id=message.id, body=message.content.encode()))
                 queue.delete_message(message)
                 invocations += 1
         done, summary = starter.rewrap_progress("rot-trigger")
-        trigger.reset()
+        bootstrap.reset_rewrap_data_keys()
 
         assert invocations == 3
         assert done is True

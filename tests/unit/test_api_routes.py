@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.api.identity import ANONYMOUS_CALLER
 from rotation.domain.model import RotationStatus
 from rotation.errors import ThrottledError
@@ -25,9 +25,9 @@ JSON = {"content-type": "application/json"}
 @pytest.fixture
 def estate() -> Iterator[tuple[Estate, str]]:
     arranged = standard_estate()
-    api_deps.override(arranged[0].deps())
+    bootstrap.override_dependencies(arranged[0].deps())
     yield arranged
-    api_deps.override(None)
+    bootstrap.override_dependencies(None)
 
 
 def _post(body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -82,7 +82,7 @@ class TestStartRotation:
         fakes, _ = estate
         deps = fakes.deps()
         deps.settings = type(deps.settings)(**{**deps.settings.__dict__, "trust_client_principal_headers": True})
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
 
         _post({"key": KEY.uri}, {"X-MS-CLIENT-PRINCIPAL-NAME": "oncall@contoso.com", "X-MS-CLIENT-PRINCIPAL-ID": "42"})
 
@@ -138,7 +138,7 @@ class TestRefusals:
     def test_rotation_in_progress_is_409_with_its_id(self, estate: tuple[Estate, str]) -> None:
         fakes, _ = estate
         queued = fakes.deps(inline=False)  # the first rotation stays running: nothing drives it
-        api_deps.override(queued)
+        bootstrap.override_dependencies(queued)
         _, first, _ = _post({"key": KEY.uri})
 
         status, reply, _ = _post({"key": KEY.uri})
@@ -170,7 +170,7 @@ class TestRefusals:
 
         deps = fakes.deps()
         deps.journal = Throttled()  # type: ignore[assignment]
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
 
         resp = http("POST", "/api/rotations", body=json.dumps({"key": KEY.uri}).encode(), headers=JSON)
 
@@ -189,7 +189,7 @@ class TestRefusals:
 
         deps = fakes.deps()
         deps.journal = Broken()  # type: ignore[assignment]
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
 
         with capture_logs() as logs:
             status, reply, headers = _post({"key": KEY.uri})
@@ -266,7 +266,7 @@ class TestFuzzedBodies:
     )
     def test_no_server_error(self, estate: tuple[Estate, str], body: bytes) -> None:
         fakes, _ = estate
-        api_deps.override(fakes.deps(inline=False))
+        bootstrap.override_dependencies(fakes.deps(inline=False))
 
         resp = http("POST", "/api/rotations", body=body, headers=JSON)
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.domain.model import RotationStatus
 from rotation.errors import TransientError
 from tests.fakes.estate import KEY, Estate, standard_estate
@@ -38,9 +38,9 @@ def _event(event_type: str = "KeyNearExpiry", *, version: str, schema: str = "ev
 @pytest.fixture
 def estate() -> Iterator[tuple[Estate, str]]:
     arranged = standard_estate()
-    api_deps.override(arranged[0].deps())
+    bootstrap.override_dependencies(arranged[0].deps())
     yield arranged
-    api_deps.override(None)
+    bootstrap.override_dependencies(None)
 
 
 def _deliver(payload: Any) -> list[dict[str, Any]]:
@@ -117,7 +117,7 @@ class TestActingOnKeyEvents:
 
         deps = fakes.deps()
         deps.journal = Unavailable()  # type: ignore[assignment]
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
 
         with pytest.raises(TransientError):
             invoke("on_key_vault_event", _decode(_event(version=old)))
@@ -201,14 +201,14 @@ class TestFuzzedDeliveries:
     )
     def test_fuzzed_data_field(self, field: str, value: Any, schema: str) -> None:
         fakes, old = standard_estate()
-        api_deps.override(fakes.deps())
+        bootstrap.override_dependencies(fakes.deps())
         payload = _event(version=old, schema=schema)
         payload["data"][field] = value
 
         try:
             logs = _deliver(payload)
         finally:
-            api_deps.override(None)
+            bootstrap.override_dependencies(None)
 
         assert logs[-1]["event"] in ("key_event_handled", "key_event_ignored", "key_event_malformed")
 

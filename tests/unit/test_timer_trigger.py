@@ -10,7 +10,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 from structlog.testing import capture_logs
 
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.domain.model import TriggerKind
 from rotation.errors import TransientError
 from rotation.triggers.timer import DEFAULT_SCHEDULE, SCHEDULE_SETTING, schedule_binding
@@ -26,9 +26,9 @@ def near_expiry() -> Iterator[Estate]:
     old = estate.keys.add_key(KEY, expires=now + timedelta(days=10)).version
     estate.keys.add_key(OTHER_KEY, expires=now + timedelta(days=365))
     estate.storage.add("pinned", KEY, old)
-    api_deps.override(estate.deps())
+    bootstrap.override_dependencies(estate.deps())
     yield estate
-    api_deps.override(None)
+    bootstrap.override_dependencies(None)
 
 
 class TestBinding:
@@ -83,7 +83,7 @@ class TestReconcile:
 
         deps = near_expiry.deps()
         deps.journal = Down()  # type: ignore[assignment]
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
 
         with capture_logs() as logs, pytest.raises(TransientError):
             invoke("reconcile", TimerRequest())

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rotation.bootstrap import Bootstrap
+from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.service import RotationView, build_dependencies, list_rotations, run_rotation, start_rotation, sweep
+from rotation.service import RotationView, list_rotations, run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
 from rotation.service.rotations import holding_rotation
 from rotation.settings import load_settings

@@ -20,9 +20,9 @@ from azure.mgmt.storage import StorageManagementClient
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
-from rotation.bootstrap import Bootstrap
+from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import KeyRef
-from rotation.service.deps import Dependencies, build_dependencies
+from rotation.service.deps import Dependencies
 from rotation.settings import Settings, load_settings
 
 ARM_SCOPE = "https://management.azure.com/.default"

@@ -9,11 +9,11 @@ from typing import Any
 import azure.functions as func
 from azure.storage.queue import QueueClient
 
-from rotation.api import deps as api_deps
-from rotation.bootstrap import Bootstrap
+from rotation import bootstrap
+from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.service import build_dependencies, get_rotation, start_rotation
-from rotation.service.deps import RUN_QUEUE
+from rotation.service import get_rotation, start_rotation
+from rotation.settings import RUN_QUEUE
 from rotation.triggers.runner import run_rotation_message
 from tests.integration.workflow.estate import build_estate
 
@@ -31,11 +31,11 @@ class TestQueuedDispatch:
         assert len(messages) == 1
         body = _decode(messages[0].content)
         queue.delete_message(messages[0])
-        api_deps.override(deps)
+        bootstrap.override_dependencies(deps)
         try:
             run_rotation_message(func.QueueMessage(body=body.encode()))
         finally:
-            api_deps.override(None)
+            bootstrap.override_dependencies(None)
 
         assert view.status == RotationStatus.RUNNING
         assert json.loads(body) == {"rotation_id": view.rotation_id}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import azure.functions as func
 import pytest
 
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.cli import EXIT_FAILED, EXIT_OK, main
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import InputError
@@ -95,11 +95,11 @@ class TestRunnerTrigger:
         estate, _ = standard_estate()
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, Trigger(TriggerKind.EVENT))
-        api_deps.override(estate.deps())
+        bootstrap.override_dependencies(estate.deps())
         try:
             runner.run_rotation_message(func.QueueMessage(body=json.dumps({"rotation_id": view.rotation_id})))
         finally:
-            api_deps.override(None)
+            bootstrap.override_dependencies(None)
 
         assert view.status == RotationStatus.RUNNING
         assert get_rotation(deps, view.rotation_id).status == RotationStatus.AWAITING_RETIREMENT
@@ -112,11 +112,11 @@ class TestRunnerTrigger:
 
     def test_unknown_rotation_is_dropped(self) -> None:
         estate, _ = standard_estate()
-        api_deps.override(estate.deps())
+        bootstrap.override_dependencies(estate.deps())
         try:
             runner.run_rotation_message(func.QueueMessage(body=b'{"rotation_id": "rot-missing"}'))
         finally:
-            api_deps.override(None)
+            bootstrap.override_dependencies(None)
 
         assert estate.journal.writes == 0
 

@@ -1,4 +1,4 @@
-"""The one place that builds real clients, lazily, from validated settings.
+"""The process's identity and connections, built lazily from validated settings.
 
 Nothing here runs at import time: ``function_app`` imports this module, and the Functions host
 must index the app quickly. Each accessor builds its client on first use and caches it for the
@@ -8,13 +8,11 @@ life of the worker process.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from rotation.logs import configure_logging
-from rotation.settings import Settings, load_settings
+from rotation.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -102,29 +100,3 @@ def transport_kwargs(ca_bundle: str | None, environ: Mapping[str, str] | None = 
     if verify:
         kwargs["connection_verify"] = verify
     return kwargs
-
-
-_lock = threading.Lock()
-_current: Bootstrap | None = None
-
-
-def current() -> Bootstrap:
-    """The process-wide bootstrap, built from the environment on first use.
-
-    Raises:
-        SettingsError: a setting is missing or malformed.
-    """
-    global _current
-    with _lock:
-        if _current is None:
-            settings = load_settings()
-            configure_logging(settings.log_format, settings.log_level)
-            _current = Bootstrap(settings)
-        return _current
-
-
-def override(bootstrap: Bootstrap | None) -> None:
-    """Replace the process-wide bootstrap (tests, the local server, the CLI)."""
-    global _current
-    with _lock:
-        _current = bootstrap
