@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: deps demo test test-unit test-integration lint typecheck bench package clean
+.PHONY: deps worker-deps demo test test-unit test-integration test-worker lint typecheck bench package clean
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -21,11 +21,33 @@ $(STAMP_NODE): package.json package-lock.json
 
 deps: $(STAMP_PY) $(STAMP_NODE)
 
-demo: deps
+# The worker lane: Python 3.13 with the real worker library (azure-functions-runtime) in .venv-worker.
+# tests/worker/host.py starts the worker from it as the Functions host would. Found as python3.13 on
+# PATH or under pyenv; the app's runtime dependencies come from requirements.txt without its
+# azure-functions 1.x pin (see requirements-worker.txt).
+PYTHON_WORKER ?= $(shell for p in python3.13 "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV_WORKER := .venv-worker
+STAMP_WORKER := $(VENV_WORKER)/.installed
+
+$(STAMP_WORKER): requirements.txt requirements-worker.txt
+	@test -n "$(PYTHON_WORKER)" || { echo "need Python 3.13 (python3.13 on PATH or under pyenv) for the worker lane"; exit 1; }
+	@test -x $(VENV_WORKER)/bin/python || $(PYTHON_WORKER) -m venv $(VENV_WORKER)
+	grep -v '^azure-functions==' requirements.txt > $(VENV_WORKER)/app-requirements.txt
+	$(VENV_WORKER)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r $(VENV_WORKER)/app-requirements.txt -r requirements-worker.txt
+	@touch $@
+
+worker-deps: $(STAMP_WORKER)
+
+demo: deps worker-deps
 	$(PY) -m demo
 
-test: deps lint typecheck
+test: deps worker-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-worker: deps worker-deps
+	$(PY) -m pytest -m worker $(PYTEST_ARGS)
 
 test-unit: deps
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

@@ -1,8 +1,12 @@
 """Structured logging: structlog over stdlib logging.
 
-In Azure the Functions host forwards stdlib log records to Application Insights, so every event
-is rendered as one JSON line through a stdlib handler. Locally (``ROTATION_LOG_FORMAT=console``)
-the same events render for people. Context (``rotation_id``, ``key``, ``trigger``) is bound once
+In Azure the app runs inside the Python language worker, which puts its own handler on the root
+logger and sends every stdlib record to the Functions host over gRPC with the record's level (the
+host forwards it to Application Insights). There each event goes out once, through that handler, as
+one JSON object; nothing is written to stderr, which the host would forward a second time as
+``Host.Function.Console`` with a level guessed from the text. Elsewhere (CLI, local server, tests) a
+stderr handler of this module renders the events: JSON lines, or for people with
+``ROTATION_LOG_FORMAT=console``. Context (``rotation_id``, ``key``, ``trigger``) is bound once
 per invocation with :func:`bound` and rides on every line logged inside it.
 
 A redaction processor drops the values of fields whose names say they hold secrets; it is a
@@ -64,13 +68,25 @@ def json_for_foreign_handlers(
     return _JsonEventDict(event_dict)
 
 
+# Packages of the Python language worker: the 3.11/3.12 worker, and the library the 3.13+ worker loads.
+_WORKER_MODULES = ("azure_functions_worker", "azure_functions_runtime")
+
+
+def in_functions_worker() -> bool:
+    """Whether this process is an Azure Functions Python worker (its root handler talks to the host)."""
+    return any(name in sys.modules for name in _WORKER_MODULES)
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None) -> None:
     """Route structlog through stdlib logging with one renderer for every record.
+
+    Inside the Functions worker with no ``stream`` given, no handler is added: the worker's own
+    handler sends each record to the host (see the module docstring).
 
     Args:
         fmt: ``json`` (one JSON object per line, for Application Insights) or ``console``.
         level: the minimum stdlib level.
-        stream: where the handler writes (default ``sys.stderr``).
+        stream: where the handler writes (default ``sys.stderr``, or nowhere inside the worker).
     """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -83,7 +99,13 @@ def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, json_for_foreign_handlers, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            *shared,
+            # The worker's handler only calls str() on the event: tracebacks must be text before it.
+            structlog.processors.format_exc_info,
+            json_for_foreign_handlers,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
@@ -96,13 +118,14 @@ def configure_logging(fmt: str = "json", level: str = "INFO", stream: Any = None
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(formatter)
-    handler.set_name("rotation")
     root = logging.getLogger()
     for existing in [h for h in root.handlers if h.get_name() == "rotation"]:
         root.removeHandler(existing)
-    root.addHandler(handler)
+    if stream is not None or not in_functions_worker():
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(formatter)
+        handler.set_name("rotation")
+        root.addHandler(handler)
     root.setLevel(level)
     # The Azure SDKs log every HTTP request at INFO, headers included; keep them to warnings.
     logging.getLogger("azure").setLevel(logging.WARNING)

@@ -21,6 +21,7 @@ from rotation.errors import SettingsError
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 #: The queue a started rotation is handed to in Azure; fixed, because the ``run_rotation`` binding names it.
 RUN_QUEUE = "rotation-run"
+DEFAULT_REWRAP_QUEUE = "rotation-rewrap"  # also the rewrap_worker binding when ROTATION_REWRAP_QUEUE is unset
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Settings:
     wrap_algorithm: str = "RSA-OAEP-256"
     journal_table: str = "rotationjournal"
     audit_table: str = "rotationaudit"
-    rewrap_queue: str = "rotation-rewrap"
+    rewrap_queue: str = DEFAULT_REWRAP_QUEUE
     audit_signing_key: str | None = None
     trust_client_principal_headers: bool = False
     log_format: Literal["json", "console"] = "json"

@@ -45,9 +45,9 @@ def _isolated_bootstrap() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder, so ``-m unit``, ``-m integration`` and ``-m e2e`` select them."""
+    """Mark each test by its folder, so ``-m unit``, ``-m integration``, ``-m e2e``, ``-m worker`` select them."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for marker in ("unit", "integration", "e2e"):
+        for marker in ("unit", "integration", "e2e", "worker"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))

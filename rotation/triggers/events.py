@@ -43,15 +43,22 @@ def on_key_vault_event(event: func.EventGridEvent) -> None:
 
 
 def _fields(event: Any) -> dict[str, Any]:
-    """The envelope fields of either binding type, read defensively (the binding does not validate them)."""
-    if isinstance(event, func.CloudEvent):
+    """The envelope fields of a delivery, read defensively (the binding does not validate them).
+
+    The schema is decided by the payload, not by the binding's class: a CloudEvent carries
+    ``specversion``. ``func.CloudEvent`` exists only from azure-functions 1.25, and a worker may put
+    an older azure-functions first on the path (Core Tools does); naming the class would fail every
+    delivery there, ignored events included.
+    """
+    data = event.get_json() if callable(getattr(event, "get_json", None)) else None
+    if getattr(event, "specversion", None) is not None:
         return {
-            "event_id": event.id,
-            "event_type": event.type,
-            "subject": event.subject,
-            "source": event.source,
-            "event_time": event.time,
-            "data": event.get_json(),
+            "event_id": getattr(event, "id", None),
+            "event_type": getattr(event, "type", None),
+            "subject": getattr(event, "subject", None),
+            "source": getattr(event, "source", None),
+            "event_time": getattr(event, "time", None),
+            "data": data,
         }
     return {
         "event_id": getattr(event, "id", None),
@@ -59,7 +66,7 @@ def _fields(event: Any) -> dict[str, Any]:
         "subject": getattr(event, "subject", None),
         "source": getattr(event, "topic", None),
         "event_time": getattr(event, "event_time", None),
-        "data": event.get_json() if hasattr(event, "get_json") else None,
+        "data": data,
     }
 
 

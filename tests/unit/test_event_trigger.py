@@ -217,3 +217,42 @@ def test_cloud_event_type_is_what_the_binding_produces() -> None:
     decoded = _decode(key_event(schema="cloudevents"))
 
     assert isinstance(decoded, func.CloudEvent)
+
+
+class TestSchemaByPayload:
+    """The schema is read from the delivery (``specversion``), never from azure-functions' classes.
+
+    A worker may load an azure-functions older than 1.25 (Core Tools puts its own first on the path),
+    which has no ``func.CloudEvent``; Event Grid deliveries must still be handled there.
+    """
+
+    def test_event_grid_delivery_without_the_cloud_event_class(
+        self, estate: tuple[Estate, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        decoded = _decode(key_event(vault="elsewhere"))
+        monkeypatch.delattr(func, "CloudEvent")  # the module as azure-functions < 1.25 ships it
+
+        with capture_logs() as logs:
+            invoke("on_key_vault_event", decoded)
+
+        assert [(e["event"], e["event_type"]) for e in logs] == [
+            ("key_event_ignored", "Microsoft.KeyVault.KeyNearExpiry")
+        ]
+
+    def test_cloud_event_of_another_class_is_read_as_a_cloud_event(self, estate: tuple[Estate, str]) -> None:
+        payload = key_event(vault="elsewhere", schema="cloudevents")
+
+        class OtherCloudEvent:  # a CloudEvents 1.0 delivery from a binding type other than func.CloudEvent
+            specversion = payload["specversion"]
+            id, type, source = payload["id"], payload["type"], payload["source"]
+            subject, time = payload["subject"], None
+
+            def get_json(self) -> Any:
+                return payload["data"]
+
+        with capture_logs() as logs:
+            invoke("on_key_vault_event", OtherCloudEvent())
+
+        assert [(e["event"], e["event_type"]) for e in logs] == [
+            ("key_event_ignored", "Microsoft.KeyVault.KeyNearExpiry")
+        ]
