@@ -123,7 +123,8 @@ class KeyVaultKeyStore:
             policy = self._client(key.vault_url).get_key_rotation_policy(key.name)
         rotate_after = rotate_before = notify_before = None
         for action in policy.lifetime_actions or ():
-            kind = str(action.action).lower()
+            # KeyRotationPolicyAction is a (str, Enum): str() of it is "KeyRotationPolicyAction.rotate".
+            kind = str(getattr(action.action, "value", action.action)).lower()
             if kind == "rotate":
                 rotate_after = action.time_after_create or rotate_after
                 rotate_before = action.time_before_expiry or rotate_before

@@ -8,13 +8,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from rotation.adapters.azure_errors import NotFound
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
-from rotation.errors import InputError, PreconditionFailed, VerificationFailed
+from rotation.errors import InputError, VerificationFailed
 from tests.fakes.faults import Faults
-
-
-class KeyNotFound(PreconditionFailed):
-    code = "KeyNotFound"
 
 
 class FakeKeyStore:
@@ -87,13 +84,13 @@ class FakeKeyStore:
     def _find(self, key: KeyRef, version: str | None) -> KeyVersion:
         versions = self.versions.get(self._ref(key))
         if not versions:
-            raise KeyNotFound(f"key {key.uri} not found")
+            raise NotFound(f"key {key.uri} not found")
         if version is None:
             return versions[-1]
         for v in versions:
             if v.version == version:
                 return v
-        raise KeyNotFound(f"version {version} of {key.uri} not found")
+        raise NotFound(f"version {version} of {key.uri} not found")
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -107,14 +104,17 @@ class FakeKeyStore:
         return list(self.versions[self._ref(key)])
 
     def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
+        """Each key's current attributes; like Key Vault's list, no version and no key properties."""
         self._count("list_keys")
         for ref, versions in sorted(self.versions.items()):
             if ref.vault_url == vault_url.lower():
-                yield versions[-1]
+                yield replace(versions[-1], version="", key_size=None, key_ops=())
 
     def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:
         self._count("get_rotation_policy")
-        return self.policies.get(self._ref(key))
+        self._find(key, None)
+        # A key without a policy answers Key Vault's default: notify 30 days before expiry.
+        return self.policies.get(self._ref(key), RotationPolicy(notify_before_expiry="P30D"))
 
     def rotate(self, key: KeyRef) -> KeyVersion:
         self._count("rotate")
