@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from rotation.adapters.azure_errors import NotFound
 from rotation.domain.model import KeyRef, StorageAccountKey, VaultProperties, WorkspaceKey
 from rotation.errors import PreconditionFailed, VerificationFailed
 from tests.fakes.faults import Faults
@@ -65,9 +66,15 @@ class FakeStorageAccounts:
         self.faults.check("list_accounts")
         return [a for a in self.accounts.values() if _sub(a.account_id) == subscription_id]
 
+    def _get(self, account_id: str) -> StorageAccountKey:
+        account = self.accounts.get(account_id.lower())
+        if account is None:
+            raise NotFound(f"could not read storage account {account_id.rsplit('/', 1)[-1]}: not found")
+        return account
+
     def get_account(self, account_id: str) -> StorageAccountKey:
         self.faults.check("get_account")
-        return self.accounts[account_id.lower()]
+        return self._get(account_id)
 
     def refuse_nth_key_write(self, n: int, *, unless: str) -> None:
         """Azure refuses the ``n``-th ``set_key_version`` from now, unless it writes ``unless`` (e.g. a rollback)."""
@@ -81,7 +88,7 @@ class FakeStorageAccounts:
             refused is not None and self._key_writes == refused[0] and key_version != refused[1]
         ):
             raise VerificationFailed(f"the account identity cannot use key version {key_version}")
-        account = self.accounts[account_id.lower()]
+        account = self._get(account_id)
         current = f"{vault_url}/keys/{key_name}/{key_version}" if key_version else account.current_versioned_key_id
         updated = replace(
             account, vault_url=vault_url, key_name=key_name, key_version=key_version, current_versioned_key_id=current
@@ -98,6 +105,7 @@ class FakeWorkspaces:
     def __init__(self, vaults: FakeVaults) -> None:
         self.vaults = vaults
         self.workspaces: dict[str, WorkspaceKey] = {}
+        self.refuse_versions: set[str] = set()  # versions Azure refuses (identity cannot use the key)
         self.writes: list[tuple[str, str]] = []
         self.faults = Faults()
 
@@ -115,13 +123,21 @@ class FakeWorkspaces:
         self.faults.check("list_workspaces")
         return [w for w in self.workspaces.values() if _sub(w.workspace_id) == subscription_id]
 
+    def _get(self, workspace_id: str) -> WorkspaceKey:
+        workspace = self.workspaces.get(workspace_id.lower())
+        if workspace is None:
+            raise NotFound(f"could not read workspace {workspace_id.rsplit('/', 1)[-1]}: not found")
+        return workspace
+
     def get_workspace(self, workspace_id: str) -> WorkspaceKey:
         self.faults.check("get_workspace")
-        return self.workspaces[workspace_id.lower()]
+        return self._get(workspace_id)
 
     def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
         self.faults.check("set_key_identifier")
-        workspace = self.workspaces[workspace_id.lower()]
+        if key_identifier.rstrip("/").rsplit("/", 1)[-1] in self.refuse_versions:
+            raise VerificationFailed(f"the workspace identity cannot use key {key_identifier}")
+        workspace = self._get(workspace_id)
         updated = replace(workspace, key_identifier=key_identifier)
         self.workspaces[workspace_id.lower()] = updated
         self.writes.append((workspace_id, key_identifier))

@@ -4,8 +4,9 @@ It keeps real state, so the workflow can be tested against re-wrap outcomes (blo
 cannot be moved and still need the old version, a re-wrap still in progress, poison messages)
 without Azure. It follows the port's contract:
 
-- ``survey`` counts blobs of the key by version; ``""`` counts blobs with problems (malformed
-  ``encryptiondata``, unwrap failing) or wrapped by another key.
+- ``survey`` counts blobs of the key by the version their ``KeyId`` names (a blob whose data key
+  does not unwrap still counts there); ``""`` counts blobs without a readable ``KeyId`` (no or
+  malformed ``encryptiondata``: put them with ``key_id=None``) or wrapped by another key.
 - ``begin_rewrap`` is idempotent per rotation id; the work happens as ``rewrap_progress`` is polled
   (like the queue-triggered worker), ``per_poll`` blobs at a time, not at all while ``paused``.
 - A blob with a problem is never changed: it is reported in ``failed`` by name and reason and stays
@@ -86,8 +87,9 @@ class FakeDataKeys:
         self.calls.append(("survey", ""))
         counts: dict[str, int] = {}
         for _, _, blob in self._blobs(locations):
-            version = _version_of(key, blob.key_id)
-            bucket = "" if blob.problem is not None or version is None else version
+            # As the real survey, which reads metadata only: a blob whose KeyId names a version counts
+            # there even if its data key would not unwrap (it still needs that version).
+            bucket = _version_of(key, blob.key_id) or ""
             counts[bucket] = counts.get(bucket, 0) + 1
         return counts
 
