@@ -1,5 +1,6 @@
 """The admin API (``/admin/...`` on the ARM port): clock, RBAC, throttle, faults, LRO timing,
-counters, resource groups, user-assigned identities and storage-account access.
+counters, resource groups, user-assigned identities, storage-account access, and (``estate_admin``)
+generic resources, key access of registries and disk encryption sets, and the Resource Graph quota.
 
 Same shapes as the Key Vault emulator's admin API where both have the concept. No auth: it is
 for tests and the demo, on loopback only.
@@ -15,7 +16,10 @@ from starlette.responses import JSONResponse, Response
 
 from emulators.arm import errors
 from emulators.arm.core import Emulator
+from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
+from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
+from emulators.arm.registries import RegistryProvider
 from emulators.arm.state import State
 from emulators.arm.storage import StorageProvider
 
@@ -27,9 +31,16 @@ def _bad(message: str) -> errors.ArmError:
 
 
 class AdminApi:
-    def __init__(self, emulator: Emulator, storage: StorageProvider) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        storage: StorageProvider,
+        registries: RegistryProvider,
+        disk_encryption_sets: DiskEncryptionSetProvider,
+    ) -> None:
         self.emulator = emulator
         self.storage = storage
+        self.estate = EstateAdmin(emulator, registries, disk_encryption_sets)
 
     @property
     def state(self) -> State:
@@ -68,6 +79,7 @@ class AdminApi:
             ("POST", "/admin/resource-groups"): self._add_group,
             ("POST", "/admin/user-assigned-identities"): self._add_identity,
             ("GET", "/admin/storage-accounts/access"): self._access,
+            **self.estate.routes(),
         }.get((method, path))
         if handler is None:
             raise errors.ArmError(404, "NotFound", f"no admin route {method} {request.url.path}")

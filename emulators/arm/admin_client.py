@@ -90,3 +90,29 @@ class ArmAdmin(AdminHttpClient):
         """``{"accessible": bool, "reason": str | None, "key_in_use": str | None}``, judged live against the vault."""
         query = urllib.parse.urlencode({"id": account_id})
         return dict(self._call("GET", f"/admin/storage-accounts/access?{query}"))
+
+    # -- the wider estate ---------------------------------------------------------------------
+
+    def put_generic_resource(
+        self, resource_id: str, properties: dict[str, Any], *, location: str = "eastus", kind: str = ""
+    ) -> dict[str, Any]:
+        """Seed a resource of a type the emulator does not model; Resource Graph returns it."""
+        body = {"id": resource_id, "properties": properties, "location": location, "kind": kind}
+        return dict(self._call("POST", "/admin/generic-resources", body))
+
+    def delete_generic_resource(self, resource_id: str) -> None:
+        query = urllib.parse.urlencode({"id": resource_id})
+        self._call("DELETE", f"/admin/generic-resources?{query}")
+
+    def key_access(self, resource_id: str) -> dict[str, Any]:
+        """A registry's or disk encryption set's ``{"accessible", "reason", "keys_in_use"}``, judged live."""
+        query = urllib.parse.urlencode({"id": resource_id})
+        return dict(self._call("GET", f"/admin/key-access?{query}"))
+
+    def auto_rotate(self, resource_id: str) -> dict[str, Any]:
+        """Run a registry's or disk encryption set's automatic key-version check now: ``{"changed", "resource"}``."""
+        return dict(self._call("POST", "/admin/auto-rotate", {"id": resource_id}))
+
+    def set_graph_quota(self, queries: int = 15, window_s: float = 5) -> dict[str, Any]:
+        """Resource Graph queries allowed per caller per window (Azure's default: 15 per 5 s)."""
+        return dict(self._call("PUT", "/admin/resource-graph", {"queries": queries, "window_s": window_s}))

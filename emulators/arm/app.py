@@ -25,8 +25,11 @@ from starlette.routing import Route
 from emulators.arm import errors, versions
 from emulators.arm.admin import AdminApi
 from emulators.arm.core import Call, Emulator, arm_json
+from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
+from emulators.arm.graph import ResourceGraph, rendered
 from emulators.arm.ml import MlProvider
 from emulators.arm.rbac import is_allowed
+from emulators.arm.registries import RegistryProvider
 from emulators.arm.resources import ResourcesProvider
 from emulators.arm.storage import StorageProvider
 from emulators.auth import TokenError, principal_from_authorization
@@ -42,6 +45,9 @@ _KNOWN_NAMESPACES = {
     "microsoft.machinelearningservices": "Microsoft.MachineLearningServices",
     "microsoft.keyvault": "Microsoft.KeyVault",
     "microsoft.resources": "Microsoft.Resources",
+    "microsoft.containerregistry": "Microsoft.ContainerRegistry",
+    "microsoft.compute": "Microsoft.Compute",
+    "microsoft.resourcegraph": "Microsoft.ResourceGraph",
 }
 
 
@@ -55,7 +61,8 @@ class Operation:
     api_versions: tuple[str, ...]
     resource_type: str
     write: bool = False
-    # "resource": the request path is the scope; "operation": the resource the polled operation is about
+    # "resource": the request path is the scope; "operation": the resource the polled operation is about;
+    # "none": no RBAC check on the call itself (Resource Graph filters its rows by the caller's RBAC)
     scope: str = "resource"
 
 
@@ -173,7 +180,96 @@ class ArmApp:
                 ),
             ),
         ]
-        self.admin = AdminApi(emulator, storage)
+        self.routes += self._estate_routes(ml)
+        self.admin = AdminApi(emulator, storage, self.registries, self.disk_encryption_sets)
+
+    def _estate_routes(self, ml: MlProvider) -> list[RouteSpec]:
+        """Container registries, disk encryption sets and Resource Graph over every resource."""
+        acr = self.registries = RegistryProvider(self.emulator)
+        des = self.disk_encryption_sets = DiskEncryptionSetProvider(self.emulator)
+        cr, ds = "Microsoft.ContainerRegistry/registries", "Microsoft.Compute/diskEncryptionSets"
+        self.graph = ResourceGraph(
+            self.emulator, [rendered(p) for p in (self.storage, ml, acr, des)] + [self._generic_resources]
+        )
+        return [
+            self._route(
+                _RG + r"/providers/microsoft\.containerregistry/registries/(?P<name>[^/]+)",
+                GET=Operation("Registries_Get", f"{cr}/read", acr.get, versions.CONTAINER_REGISTRY, cr),
+                PUT=Operation("Registries_Create", f"{cr}/write", acr.create, versions.CONTAINER_REGISTRY, cr, True),
+                PATCH=Operation("Registries_Update", f"{cr}/write", acr.update, versions.CONTAINER_REGISTRY, cr, True),
+                DELETE=Operation(
+                    "Registries_Delete", f"{cr}/delete", acr.delete, versions.CONTAINER_REGISTRY, cr, True
+                ),
+            ),
+            self._route(
+                _RG
+                + r"/providers/microsoft\.containerregistry/registries/(?P<name>[^/]+)"
+                + r"/operationstatuses/(?P<op>[^/]+)",
+                GET=Operation(
+                    "Registries_OperationStatus", f"{cr}/read", acr.operation_status, versions.CONTAINER_REGISTRY, cr
+                ),
+            ),
+            self._route(
+                _RG + r"/providers/microsoft\.containerregistry/registries",
+                GET=Operation(
+                    "Registries_ListByResourceGroup",
+                    f"{cr}/read",
+                    acr.list_by_resource_group,
+                    versions.CONTAINER_REGISTRY,
+                    cr,
+                ),
+            ),
+            self._route(
+                _SUB + r"/providers/microsoft\.containerregistry/registries",
+                GET=Operation("Registries_List", f"{cr}/read", acr.list, versions.CONTAINER_REGISTRY, cr),
+            ),
+            self._route(
+                _RG + r"/providers/microsoft\.compute/diskencryptionsets/(?P<name>[^/]+)",
+                GET=Operation("DiskEncryptionSets_Get", f"{ds}/read", des.get, versions.DISK, ds),
+                PUT=Operation("DiskEncryptionSets_CreateOrUpdate", f"{ds}/write", des.create, versions.DISK, ds, True),
+                PATCH=Operation("DiskEncryptionSets_Update", f"{ds}/write", des.update, versions.DISK, ds, True),
+                DELETE=Operation("DiskEncryptionSets_Delete", f"{ds}/delete", des.delete, versions.DISK, ds, True),
+            ),
+            self._route(
+                _RG + r"/providers/microsoft\.compute/diskencryptionsets",
+                GET=Operation(
+                    "DiskEncryptionSets_ListByResourceGroup",
+                    f"{ds}/read",
+                    des.list_by_resource_group,
+                    versions.DISK,
+                    ds,
+                ),
+            ),
+            self._route(
+                _SUB + r"/providers/microsoft\.compute/diskencryptionsets",
+                GET=Operation("DiskEncryptionSets_List", f"{ds}/read", des.list, versions.DISK, ds),
+            ),
+            self._route(
+                _SUB + r"/providers/microsoft\.compute/locations/(?P<loc>[^/]+)/diskoperations/(?P<op>[^/]+)",
+                GET=Operation(
+                    "DiskEncryptionSets_OperationStatus",
+                    f"{ds}/read",
+                    des.operation_status,
+                    versions.DISK,
+                    ds,
+                    scope="operation",
+                ),
+            ),
+            self._route(
+                r"/providers/microsoft\.resourcegraph/resources",
+                POST=Operation(
+                    "ResourceGraph_Resources",
+                    "Microsoft.ResourceGraph/resources/read",
+                    self.graph.resources,
+                    versions.RESOURCE_GRAPH,
+                    "Microsoft.ResourceGraph/resources",
+                    scope="none",
+                ),
+            ),
+        ]
+
+    async def _generic_resources(self) -> list[dict[str, Any]]:
+        return [dict(r) for _, r in sorted(self.emulator.state.generic_resources.items())]
 
     @staticmethod
     def _route(pattern: str, **operations: Operation) -> RouteSpec:
@@ -217,21 +313,23 @@ class ArmApp:
         if operation is None:
             raise errors.method_not_allowed(request.method, path)
         params = {k: v for k, v in match.groupdict().items() if v is not None}
-        if not _GUID.match(params["sub"]):
+        if "sub" in params and not _GUID.match(params["sub"]):
             raise errors.ArmError(
                 400,
                 "InvalidSubscriptionId",
                 f"The provided subscription identifier '{params['sub']}' is malformed or invalid.",
             )
         api_version = self._api_version(request, operation)
-        if operation.write:
+        if operation.write and "sub" in params:
             self._throttle(params["sub"], principal)
         scope = path.rstrip("/")
         if operation.scope == "operation":
             # The poll is authorised on the resource the operation changes (see docs/emulators/arm.md).
             polled = self.emulator.state.operations.get(params.get("op", ""))
             scope = polled["resource_id"] if polled else f"/subscriptions/{params['sub']}"
-        if not is_allowed(self.emulator.state.role_assignments, principal, operation.action, scope):
+        if operation.scope != "none" and not is_allowed(
+            self.emulator.state.role_assignments, principal, operation.action, scope
+        ):
             raise errors.authorization_failed(principal, operation.action, scope)
         call = Call(
             method=request.method,

@@ -38,6 +38,11 @@ class State:
     resource_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     storage_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disk_encryption_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Resources of types the emulator does not model, seeded through the admin API (read by Resource Graph).
+    generic_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph_quota: dict[str, float] = field(default_factory=lambda: {"queries": 15, "window_s": 5.0})
     role_assignments: list[dict[str, Any]] = field(default_factory=list)
     user_identities: dict[str, dict[str, Any]] = field(default_factory=dict)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -30,6 +30,12 @@ RESOURCES = (
     "2025-03-01",
     "2025-04-01",
 )
+# azure-mgmt-containerregistry 15.0.0's default is 2025-11-01.
+CONTAINER_REGISTRY = ("2023-07-01", "2025-04-01", "2025-11-01")
+# Disk RP versions; azure-mgmt-compute 39.0.0 sends 2026-03-02 for disk encryption sets.
+DISK = ("2022-07-02", "2023-04-02", "2024-03-02", "2025-01-02", "2026-03-02")
+# azure-mgmt-resourcegraph 8.0.1 sends 2021-03-01; 2024-04-01 is the newest stable in the specs.
+RESOURCE_GRAPH = ("2021-03-01", "2024-04-01")
 KEYVAULT = ("2022-07-01", "2023-02-01", "2023-07-01", "2024-11-01")
 
 _WELL_FORMED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview|-alpha|-beta|-privatepreview)?$")
