@@ -22,6 +22,7 @@ from rotation.domain.model import (
     VaultProperties,
     WorkspaceKey,
 )
+from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
 from rotation.domain.steps import RotationState
 from rotation.settings import DataLocation
 
@@ -117,6 +118,47 @@ class Workspaces(Protocol):
         """PATCH encryption.keyVaultProperties.keyIdentifier, a long-running operation polled to the end.
 
         workspaces/write. Safe to repeat (absolute value).
+        """
+        ...
+
+
+class ContainerRegistries(Protocol):
+    """Container registries' customer-managed keys through ARM (Microsoft.ContainerRegistry)."""
+
+    def get_registry(self, registry_id: str) -> RegistryKey:
+        """registries/read. Safe to repeat."""
+        ...
+
+    def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
+        """PATCH encryption.keyVaultProperties.keyIdentifier (keeping its identity), polled to the end.
+
+        A versionless identifier makes the registry follow the key's newest version itself.
+        registries/write. Safe to repeat (absolute value). Azure checks the registry identity can use the key.
+        """
+        ...
+
+
+class DiskEncryptionSets(Protocol):
+    """Disk encryption sets' active keys through ARM (Microsoft.Compute)."""
+
+    def get_set(self, set_id: str) -> DiskEncryptionSetKey:
+        """diskEncryptionSets/read. Safe to repeat."""
+        ...
+
+    def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
+        """PATCH activeKey.keyUrl (a versioned key URL, keeping sourceVault), a long-running operation polled
+        to the end. diskEncryptionSets/write. Safe to repeat (absolute value)."""
+        ...
+
+
+class KeyReferences(Protocol):
+    """Every resource that names a key, across every subscription the identity can read (Resource Graph)."""
+
+    def find(self, key: KeyRef) -> list[KeyReference]:
+        """References to ``key`` (any version, any case, with or without :443), paged to the end.
+
+        Needs read access on the resources (e.g. Reader); resources the identity cannot read are not
+        seen. Safe to repeat.
         """
         ...
 

@@ -1,0 +1,88 @@
+"""The ``DiskEncryptionSets`` port: a disk encryption set's active key through ARM, api-version 2026-03-02.
+
+Wire shapes as azure-mgmt-compute 39.0.0 sends them (``DiskEncryptionSets_Get``,
+``DiskEncryptionSets_Update``: PATCH, 200 or 202 + ``Location``, polled to the end). The key URL must
+be versioned; ``sourceVault`` is kept as it was. Permissions: ``Microsoft.Compute/diskEncryptionSets/read``
+and ``.../write``. ARM's refusal of a key the set's identity cannot use (400) is ``VerificationFailed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+
+from rotation.adapters.arm_common import parse_resource_id
+from rotation.adapters.arm_rest import ArmRest
+from rotation.adapters.registries import parse_timestamp
+from rotation.domain.model import KeyRef
+from rotation.domain.references import DiskEncryptionSetKey
+from rotation.errors import InputError, PreconditionFailed
+
+API_VERSION = "2026-03-02"
+READ = "Microsoft.Compute/diskEncryptionSets/read"
+WRITE = "Microsoft.Compute/diskEncryptionSets/write"
+
+
+def set_key(body: dict[str, Any]) -> DiskEncryptionSetKey:
+    properties = body.get("properties") or {}
+    active = properties.get("activeKey") or {}
+    if not active.get("keyUrl"):
+        raise PreconditionFailed(f"disk encryption set {body.get('name')} has no active key")
+    error = properties.get("autoKeyRotationError") or {}
+    return DiskEncryptionSetKey(
+        set_id=str(body.get("id", "")),
+        name=str(body.get("name", "")),
+        key_url=str(active["keyUrl"]),
+        source_vault_id=(active.get("sourceVault") or {}).get("id") or None,
+        previous_key_urls=tuple(str(k["keyUrl"]) for k in properties.get("previousKeys") or [] if k.get("keyUrl")),
+        auto_rotation=bool(properties.get("rotationToLatestKeyVersionEnabled", False)),
+        identity_principal_id=(body.get("identity") or {}).get("principalId") or None,
+        last_key_rotation=parse_timestamp(properties.get("lastKeyRotationTimestamp")),
+        auto_rotation_error=f"{error.get('code')}: {error.get('message')}" if error else None,
+    )
+
+
+def active_key_body(key_url: str, source_vault_id: str | None) -> dict[str, Any]:
+    """The ``DiskEncryptionSetUpdate`` that re-points the active key, keeping ``sourceVault``."""
+    active: dict[str, Any] = {"keyUrl": key_url}
+    if source_vault_id:
+        active["sourceVault"] = {"id": source_vault_id}
+    return {"properties": {"activeKey": active}}
+
+
+def _check(set_id: str) -> str:
+    parse_resource_id(set_id)
+    if "/providers/microsoft.compute/diskencryptionsets/" not in set_id.lower():
+        raise InputError(f"{set_id!r} is not a disk encryption set id")
+    return set_id
+
+
+class ArmDiskEncryptionSets:
+    """Implements ``rotation.ports.DiskEncryptionSets``."""
+
+    def __init__(self, rest: ArmRest) -> None:
+        self._rest = rest
+
+    @classmethod
+    def connect(
+        cls, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any], **options: Any
+    ) -> ArmDiskEncryptionSets:
+        return cls(ArmRest(arm_endpoint, credential, transport_kwargs, **options))
+
+    def get_set(self, set_id: str) -> DiskEncryptionSetKey:
+        return set_key(self._rest.get(_check(set_id), API_VERSION, f"read disk encryption set {set_id}", READ))
+
+    def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
+        if KeyRef.parse(key_url)[1] is None:
+            raise InputError(f"{key_url!r} has no version: a disk encryption set needs a versioned key URL")
+        current = self.get_set(set_id)
+        return self._rest.long_running(
+            "PATCH",
+            set_id,
+            API_VERSION,
+            active_key_body(key_url, current.source_vault_id),
+            result=set_key,
+            what=f"re-point disk encryption set {current.name}",
+            action=WRITE,
+        )

@@ -1,0 +1,100 @@
+"""The ``ContainerRegistries`` port: a registry's customer-managed key through ARM, api-version 2025-11-01.
+
+Wire shapes as azure-mgmt-containerregistry 15.0.0 sends them (``Registries_Get``,
+``Registries_Update``: PATCH, 200 or 201 + ``Azure-AsyncOperation``, polled to the end). The key is
+changed with the identity the registry already uses for it (``keyVaultProperties.identity``), as
+``az acr encryption rotate-key`` does. Permissions: ``Microsoft.ContainerRegistry/registries/read``
+and ``.../write``. ARM's refusal of a key the registry cannot use (400) is ``VerificationFailed``:
+the registry stays on the key it had.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+
+from rotation.adapters.arm_common import parse_resource_id
+from rotation.adapters.arm_rest import ArmRest
+from rotation.domain.references import RegistryKey
+from rotation.errors import InputError, PreconditionFailed
+
+API_VERSION = "2025-11-01"
+READ = "Microsoft.ContainerRegistry/registries/read"
+WRITE = "Microsoft.ContainerRegistry/registries/write"
+
+
+def registry_key(body: dict[str, Any]) -> RegistryKey:
+    """The CMK settings of a registry body; PreconditionFailed when it has none."""
+    encryption = (body.get("properties") or {}).get("encryption") or {}
+    kvp = encryption.get("keyVaultProperties") or {}
+    if str(encryption.get("status", "")).lower() != "enabled" or not kvp.get("keyIdentifier"):
+        raise PreconditionFailed(f"container registry {body.get('name')} does not use a customer-managed key")
+    return RegistryKey(
+        registry_id=str(body.get("id", "")),
+        name=str(body.get("name", "")),
+        key_identifier=str(kvp["keyIdentifier"]),
+        versioned_key_identifier=kvp.get("versionedKeyIdentifier") or None,
+        identity_client_id=kvp.get("identity") or None,
+        last_key_rotation=parse_timestamp(kvp.get("lastKeyRotationTimestamp")),
+    )
+
+
+def key_update_body(key_identifier: str, identity_client_id: str | None) -> dict[str, Any]:
+    """The ``RegistryUpdateParameters`` that re-points the key, keeping the identity used for it."""
+    kvp: dict[str, Any] = {"keyIdentifier": key_identifier}
+    if identity_client_id:
+        kvp["identity"] = identity_client_id
+    return {"properties": {"encryption": {"status": "enabled", "keyVaultProperties": kvp}}}
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ARM timestamp (ISO 8601, Z or offset, up to 7 fractional digits), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, tail = text.partition(".")
+    if dot:
+        digits = "".join(c for c in tail if c.isdigit())
+        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _check(registry_id: str) -> str:
+    parse_resource_id(registry_id)
+    if "/providers/microsoft.containerregistry/registries/" not in registry_id.lower():
+        raise InputError(f"{registry_id!r} is not a container registry id")
+    return registry_id
+
+
+class ArmContainerRegistries:
+    """Implements ``rotation.ports.ContainerRegistries``."""
+
+    def __init__(self, rest: ArmRest) -> None:
+        self._rest = rest
+
+    @classmethod
+    def connect(
+        cls, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any], **options: Any
+    ) -> ArmContainerRegistries:
+        return cls(ArmRest(arm_endpoint, credential, transport_kwargs, **options))
+
+    def get_registry(self, registry_id: str) -> RegistryKey:
+        body = self._rest.get(_check(registry_id), API_VERSION, f"read container registry {registry_id}", READ)
+        return registry_key(body)
+
+    def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
+        current = self.get_registry(registry_id)
+        return self._rest.long_running(
+            "PATCH",
+            registry_id,
+            API_VERSION,
+            key_update_body(key_identifier, current.identity_client_id),
+            result=registry_key,
+            what=f"re-point container registry {current.name}",
+            action=WRITE,
+        )
