@@ -23,7 +23,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from rotation.adapters.azure_errors import translate, translated
+from rotation.adapters.azure_errors import NotFound, translate, translated
 from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
@@ -211,10 +211,14 @@ class TableJournal:
 
     def save(self, state: RotationState, etag: str) -> str:
         table = self._ensure()
-        with translated(f"save rotation {state.rotation_id}", _PERMISSION):
-            result = table.update_entity(
-                _entity(state), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+        try:
+            with translated(f"save rotation {state.rotation_id}", _PERMISSION):
+                result = table.update_entity(
+                    _entity(state), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except NotFound:
+            # The entry is gone since it was read: it is not at ``etag`` any more, as the port says.
+            raise JournalConflict(f"rotation {state.rotation_id} no longer exists in the journal") from None
         return str(result["etag"])
 
     def list(

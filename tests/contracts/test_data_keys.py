@@ -4,7 +4,8 @@
 (malformed or missing ``encryptiondata``, another key); a re-wrap moves every healthy blob on an old
 version to the new one, counts those already there, names each bad blob (location and name) and
 touches it not; ``begin_rewrap`` is idempotent per rotation; a rotation never begun reports
-``(False, RewrapSummary())``; only blobs under the location's prefix are seen.
+``(False, RewrapSummary())``; only blobs under the location's prefix are seen; a location whose
+container does not exist is reported as a failure (it cannot be verified, so it blocks retirement).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Blobs:
     old: str
     new: str
     location: DataLocation
+    missing: DataLocation  # a location whose container does not exist
     put: Callable[[str, str], None]  # (name, version): a healthy blob wrapped by that version of ``key``
     put_foreign: Callable[[str], None]  # a healthy blob wrapped by another key
     put_malformed: Callable[[str], None]  # encryptiondata that is not JSON
@@ -66,6 +68,7 @@ def fake_blobs() -> Blobs:
         old=old,
         new=new,
         location=location,
+        missing=DataLocation(location.account_url, f"gone{uuid.uuid4().hex[:8]}"),
         put=lambda name, version: fake.put_blob(location, name, key.version_uri(version)),
         put_foreign=lambda name: fake.put_blob(location, name, other.version_uri(uuid.uuid4().hex)),
         put_malformed=lambda name: fake.put_blob(location, name, None, problem="malformed encryptiondata"),
@@ -123,6 +126,7 @@ def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
         old=str(old.properties.version),
         new=str(new.properties.version),
         location=location,
+        missing=DataLocation(location.account_url, f"gone{uuid.uuid4().hex[:8]}"),
         put=lambda name, version: put_wrapped(name, key.version_uri(version)),
         put_foreign=lambda name: put_wrapped(name, str(foreign.id)),
         put_malformed=lambda name: container.upload_blob(name, b"x", metadata={"encryptiondata": "{not json"}),
@@ -197,6 +201,18 @@ class TestRewrap:
         assert (summary.rewrapped, [f.blob for f in summary.failed]) == (1, ["in/bad-unwrap"])
         assert summary.failed[0].reason.startswith("unwrap failed")
         assert blobs.data_keys.survey(blobs.key, [blobs.location]) == {blobs.new: 1, blobs.old: 1}
+
+    def test_a_missing_container_is_reported(self, blobs: Blobs) -> None:
+        rotation_id = f"rot-{uuid.uuid4().hex[:8]}"
+
+        blobs.data_keys.begin_rewrap(rotation_id, blobs.key, blobs.new, [blobs.missing])
+        done, summary = blobs.data_keys.rewrap_progress(rotation_id)
+
+        assert done is True
+        assert [(f.location, f.blob, f.reason) for f in summary.failed] == [
+            (blobs.missing.display, "", "the data location's container does not exist")
+        ]
+        assert blobs.data_keys.survey(blobs.key, [blobs.missing]) == {}
 
     def test_a_rotation_never_begun_is_not_done(self, blobs: Blobs) -> None:
         progress = blobs.data_keys.rewrap_progress(f"rot-{uuid.uuid4().hex[:8]}")

@@ -111,6 +111,15 @@ class TestGuardedSaves:
 
         assert journal.load(created.rotation_id) == (replace(loaded, stage="new_version"), newer)
 
+    def test_save_of_a_rotation_never_begun_is_a_conflict(self, journal: Journal) -> None:
+        begun = state(new_key())
+        etag = journal.begin(begun, None)
+
+        with pytest.raises(JournalConflict):
+            journal.save(state(begun.key_uri), etag)
+
+        assert [s.rotation_id for s in journal.list(begun.key_uri)] == [begun.rotation_id]
+
     def test_begin_returns_the_etag_load_reads(self, journal: Journal) -> None:
         created = state(new_key())
 

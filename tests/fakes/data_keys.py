@@ -9,6 +9,8 @@ without Azure. It follows the port's contract:
   malformed ``encryptiondata``: put them with ``key_id=None``) or wrapped by another key.
 - ``begin_rewrap`` is idempotent per rotation id; the work happens as ``rewrap_progress`` is polled
   (like the queue-triggered worker), ``per_poll`` blobs at a time, not at all while ``paused``.
+- A location whose container does not exist is reported in ``failed`` (blob ``""``), as it cannot be
+  verified.
 - A blob with a problem is never changed: it is reported in ``failed`` by name and reason and stays
   on its version, so the old version must not be retired while ``failed`` is non-empty.
 """
@@ -22,6 +24,7 @@ from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
 from rotation.settings import DataLocation
 
 _Container = tuple[str, str]  # (account_url, container)
+MISSING_CONTAINER = "the data location's container does not exist"  # BlobDataKeys' reason, word for word
 
 
 @dataclass
@@ -56,6 +59,10 @@ class FakeDataKeys:
         self.calls: list[tuple[str, str]] = []
 
     # -- arranging state ---------------------------------------------------------------------
+
+    def create_container(self, location: DataLocation) -> None:
+        """An empty container (a location whose container was never created is reported as missing)."""
+        self.containers.setdefault((location.account_url, location.container), {})
 
     def put_blob(self, location: DataLocation, name: str, key_id: str | None, *, problem: str | None = None) -> None:
         """Create or overwrite a blob (its owner writing it) wrapped by ``key_id``."""
@@ -98,7 +105,12 @@ class FakeDataKeys:
         if rotation_id in self.runs:
             return
         pending = [(location, name) for location, name, _ in self._blobs(locations)]
-        self.runs[rotation_id] = _Run(key, new_version, tuple(locations), pending)
+        run = _Run(key, new_version, tuple(locations), pending)
+        for location in locations:
+            if (location.account_url, location.container) not in self.containers:
+                # As BlobDataKeys: a location that cannot be listed cannot be verified; it blocks retirement.
+                run.failed.append(RewrapFailure(location.display, "", MISSING_CONTAINER))
+        self.runs[rotation_id] = run
 
     def rewrap_progress(self, rotation_id: str) -> tuple[bool, RewrapSummary]:
         self.calls.append(("rewrap_progress", rotation_id))

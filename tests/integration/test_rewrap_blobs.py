@@ -172,27 +172,6 @@ class TestBadDataIsReportedNotTouched:
         keys.close()
 
 
-class TestMissingContainer:
-    """A data location whose container does not exist is reported as a failure (so the old version stays
-    enabled) instead of failing the rotation over and over."""
-
-    def test_missing_container_is_reported(
-        self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
-    ) -> None:
-        _old, new = ring.new_version(), ring.new_version()
-        missing = DataLocation(location_of(container).account_url, f"gone{uuid.uuid4().hex[:8]}")
-        keys = adapter(local_azure, ring, new)
-
-        keys.begin_rewrap("rot-missing", KEY, new, [missing])
-        done, summary = keys.rewrap_progress("rot-missing")
-
-        assert done is True
-        assert [(f.location, f.reason) for f in summary.failed] == [
-            (missing.display, "the data location's container does not exist")
-        ]
-        keys.close()
-
-
 class TestConcurrentWriters:
     """An ETag mismatch re-reads and retries; a blob rewritten by its owner under the new version is left
     alone; a blob deleted meanwhile is skipped and counted."""
