@@ -18,6 +18,9 @@ Quota: Resource Graph allows each user a number of queries per window and report
 throttled requests in Azure Resource Graph"). When none is left the next page waits for the reset
 (injectable ``sleep``); a 429 that outlasts the transport retries is ``ThrottledError`` carrying the
 reset time. Permission: read on the resources (e.g. Reader); the query itself needs no action.
+
+The consumer units of one plan (or one retirement check) each ask for the same key's references;
+an answer is reused for ``reuse_s`` seconds (default 30) so that they cost one query per key.
 """
 
 from __future__ import annotations
@@ -119,11 +122,20 @@ class ArmKeyReferences:
     """Implements ``rotation.ports.KeyReferences``."""
 
     def __init__(
-        self, rest: ArmRest, *, sleep: Callable[[float], None] = time.sleep, page_size: int = PAGE_SIZE
+        self,
+        rest: ArmRest,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        page_size: int = PAGE_SIZE,
+        reuse_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rest = rest
         self._sleep = sleep
         self._page_size = page_size
+        self._reuse_s = reuse_s
+        self._monotonic = monotonic
+        self._recent: dict[str, tuple[float, list[KeyReference]]] = {}
 
     @classmethod
     def connect(
@@ -132,6 +144,17 @@ class ArmKeyReferences:
         return cls(ArmRest(arm_endpoint, credential, transport_kwargs), **options)
 
     def find(self, key: KeyRef) -> list[KeyReference]:
+        cache_key = f"{key.vault_url}/keys/{key.name.lower()}"
+        now = self._monotonic()
+        recent = self._recent.get(cache_key)
+        if recent is not None and now - recent[0] < self._reuse_s:
+            return list(recent[1])
+        found = self._query_all(key)
+        self._recent = {k: v for k, v in self._recent.items() if now - v[0] < self._reuse_s}
+        self._recent[cache_key] = (now, found)
+        return list(found)
+
+    def _query_all(self, key: KeyRef) -> list[KeyReference]:
         query = reference_query(key)
         found: list[KeyReference] = []
         token: str | None = None

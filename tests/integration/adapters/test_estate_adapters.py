@@ -203,3 +203,19 @@ class TestKeyReferences:
         assert all(w >= 1 for w in waits)
         counters: dict[str, Any] = world.arm_admin.counters()
         assert counters.get("ResourceGraph_Throttled", 0) == throttled_before
+
+    def test_one_query_per_key_within_the_reuse_window(self, world: World) -> None:
+        world.arm_admin.set_graph_quota(queries=1000, window_s=5)
+        key = KeyRef(f"https://kv{uuid.uuid4().hex[:8]}.vault.azure.net", "cmk")
+        now = [100.0]
+        references = ArmKeyReferences(rest(world), reuse_s=30, monotonic=lambda: now[0])
+        before = world.arm_admin.counters().get("ResourceGraph_Resources", 0)
+
+        references.find(key)
+        references.find(key)
+        reused = world.arm_admin.counters().get("ResourceGraph_Resources", 0)
+        now[0] += 31
+        references.find(key)
+        after = world.arm_admin.counters().get("ResourceGraph_Resources", 0)
+
+        assert (reused - before, after - reused) == (1, 1)
