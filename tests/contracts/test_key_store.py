@@ -154,8 +154,13 @@ class TestReads:
             vault.store.get_key(key, uuid.uuid4().hex)
         with pytest.raises(PreconditionFailed) as missing_update:
             vault.store.update_version(key, uuid.uuid4().hex, enabled=False)
+        with pytest.raises(PreconditionFailed) as missing_versions:
+            vault.store.list_versions(KeyRef(vault.vault_url, f"missing{uuid.uuid4().hex[:6]}"))
+        with pytest.raises(PreconditionFailed) as missing_policy:
+            vault.store.get_rotation_policy(KeyRef(vault.vault_url, f"missing{uuid.uuid4().hex[:6]}"))
 
-        assert {e.value.code for e in (missing_key, missing_version, missing_update)} == {"NotFound"}
+        raised = (missing_key, missing_version, missing_update, missing_versions, missing_policy)
+        assert {e.value.code for e in raised} == {"NotFound"}
 
     def test_list_keys_gives_each_key_once_without_a_version(self, vault: Vault) -> None:
         expires = whole_seconds(datetime.now(UTC) + timedelta(days=10))
