@@ -186,6 +186,22 @@ def broken_links(p: Page) -> list[str]:
     return broken
 
 
+class TestFrontDoor:
+    """The README stays a front door: short, with the two commands for a fresh machine."""
+
+    def test_readme_is_under_10_kb(self) -> None:
+        size = len(page("README.md").text.encode())
+
+        assert size < 10 * 1024
+
+    def test_readme_gives_the_two_commands(self) -> None:
+        section = page("README.md").text.split("\n## Two commands\n", 1)[1].split("\n## ", 1)[0]
+
+        commands = [line.split("#", 1)[0].strip() for line in FENCE.findall(section)[0].splitlines()[1:-1]]
+
+        assert commands == ["make demo", "make test"]
+
+
 class TestLinks:
     """Every relative link in the README and docs/ resolves to a file, and to a heading when it names one."""
 
@@ -331,6 +347,14 @@ class TestReference:
 
         assert len(named) >= 7
         assert named <= routes, sorted(named - routes)
+
+    def test_runbook_covers_every_rotation_status(self) -> None:
+        from rotation.domain.model import RotationStatus
+
+        text = page("docs/runbook.md").text
+        documented = [row[0].strip("`") for row in table_rows(text, "| status | means | what to do |")]
+
+        assert sorted(documented) == sorted(s.value for s in RotationStatus)
 
     def test_runbook_events_are_emitted(self) -> None:
         text = page("docs/runbook.md").text
