@@ -1,0 +1,172 @@
+"""In-memory container registries, disk encryption sets and Resource Graph over them (and anything else).
+
+``FakeKeyReferences`` reads the registries and sets of the other two fakes plus resources added with
+``add_resource`` (any type, any subscription), and finds references the way the adapter does
+(``rotation.adapters.resource_graph.references_in``, a pure function over one row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from rotation.adapters.azure_errors import NotFound
+from rotation.adapters.resource_graph import references_in
+from rotation.domain.model import KeyRef
+from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
+from rotation.errors import InputError, VerificationFailed
+from tests.fakes.arm import SUBSCRIPTION
+from tests.fakes.faults import Faults
+
+
+def _rid(provider: str, name: str, subscription: str = SUBSCRIPTION) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/rg/providers/{provider}/{name}"
+
+
+class FakeContainerRegistries:
+    """Implements ``rotation.ports.ContainerRegistries``. Versionless registries adopt on ``auto_rotate``."""
+
+    def __init__(self) -> None:
+        self.registries: dict[str, RegistryKey] = {}
+        self.refuse_versions: set[str] = set()
+        self.writes: list[tuple[str, str]] = []
+        self.faults = Faults()
+
+    def add(self, name: str, key: KeyRef, version: str | None, *, in_use: str | None = None) -> RegistryKey:
+        """A registry pinned to ``version``, or versionless (None) using ``in_use``."""
+        identifier = key.version_uri(version) if version else key.uri
+        used = version or in_use
+        registry = RegistryKey(
+            _rid("Microsoft.ContainerRegistry/registries", name),
+            name,
+            identifier,
+            key.version_uri(used) if used else None,
+            "client-id",
+        )
+        self.registries[registry.registry_id.lower()] = registry
+        return registry
+
+    def auto_rotate(self, registry_id: str, key: KeyRef, version: str) -> None:
+        """The registry's own hourly check: a versionless registry starts using ``version``."""
+        registry = self.registries[registry_id.lower()]
+        assert registry.versionless
+        self.registries[registry_id.lower()] = replace(registry, versioned_key_identifier=key.version_uri(version))
+
+    def get_registry(self, registry_id: str) -> RegistryKey:
+        self.faults.check("get_registry")
+        registry = self.registries.get(registry_id.lower())
+        if registry is None:
+            raise NotFound(f"could not read container registry {registry_id.rsplit('/', 1)[-1]}: not found")
+        return registry
+
+    def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
+        self.faults.check("set_key_identifier")
+        registry = self.get_registry(registry_id)
+        _, version = KeyRef.parse(key_identifier)
+        if version in self.refuse_versions:
+            raise VerificationFailed(f"could not re-point container registry {registry.name}: the key was refused")
+        in_use = key_identifier if version else (registry.versioned_key_identifier or None)
+        updated = replace(registry, key_identifier=key_identifier, versioned_key_identifier=in_use)
+        self.registries[registry_id.lower()] = updated
+        self.writes.append((registry_id, key_identifier))
+        return updated
+
+
+class FakeDiskEncryptionSets:
+    """Implements ``rotation.ports.DiskEncryptionSets``. Sets with auto rotation adopt on ``auto_rotate``."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, DiskEncryptionSetKey] = {}
+        self.refuse_versions: set[str] = set()
+        self.writes: list[tuple[str, str]] = []
+        self.faults = Faults()
+
+    def add(self, name: str, key: KeyRef, version: str, *, auto_rotation: bool = False) -> DiskEncryptionSetKey:
+        des = DiskEncryptionSetKey(
+            _rid("Microsoft.Compute/diskEncryptionSets", name), name, key.version_uri(version), None, (), auto_rotation
+        )
+        self.sets[des.set_id.lower()] = des
+        return des
+
+    def auto_rotate(self, set_id: str, key: KeyRef, version: str, *, finished: bool = False) -> None:
+        """The set's own check moves it to ``version``; the old key stays in previousKeys until ``finished``."""
+        des = self.sets[set_id.lower()]
+        previous = () if finished else (des.key_url,)
+        self.sets[set_id.lower()] = replace(des, key_url=key.version_uri(version), previous_key_urls=previous)
+
+    def get_set(self, set_id: str) -> DiskEncryptionSetKey:
+        self.faults.check("get_set")
+        des = self.sets.get(set_id.lower())
+        if des is None:
+            raise NotFound(f"could not read disk encryption set {set_id.rsplit('/', 1)[-1]}: not found")
+        return des
+
+    def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
+        self.faults.check("set_active_key")
+        des = self.get_set(set_id)
+        _, version = KeyRef.parse(key_url)
+        if version is None:
+            raise InputError(f"{key_url!r} has no version")
+        if version in self.refuse_versions:
+            raise VerificationFailed(f"could not re-point disk encryption set {des.name}: the key was refused")
+        updated = replace(des, key_url=key_url, previous_key_urls=())
+        self.sets[set_id.lower()] = updated
+        self.writes.append((set_id, key_url))
+        return updated
+
+
+class FakeKeyReferences:
+    """Implements ``rotation.ports.KeyReferences`` over the other fakes and any added resource."""
+
+    def __init__(
+        self, registries: FakeContainerRegistries | None = None, sets: FakeDiskEncryptionSets | None = None
+    ) -> None:
+        self.registries = registries
+        self.sets = sets
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.queries = 0
+        self.faults = Faults()
+
+    def add_resource(
+        self, resource_type: str, name: str, properties: dict[str, Any], *, subscription: str = SUBSCRIPTION
+    ) -> str:
+        """A resource of any type whose ``properties`` may name a key; returns its id."""
+        resource_id = _rid(resource_type, name, subscription)
+        self.resources[resource_id.lower()] = {
+            "id": resource_id,
+            "type": resource_type.lower(),
+            "subscriptionId": subscription,
+            "properties": properties,
+        }
+        return resource_id
+
+    def remove_resource(self, resource_id: str) -> None:
+        del self.resources[resource_id.lower()]
+
+    def _rows(self) -> list[dict[str, Any]]:
+        rows = list(self.resources.values())
+        for registry in self.registries.registries.values() if self.registries else ():
+            kvp = {
+                "keyIdentifier": registry.key_identifier,
+                "versionedKeyIdentifier": registry.versioned_key_identifier,
+            }
+            rows.append(self._row(registry.registry_id, {"encryption": {"keyVaultProperties": kvp}}))
+        for des in self.sets.sets.values() if self.sets else ():
+            previous = [{"keyUrl": url} for url in des.previous_key_urls]
+            rows.append(self._row(des.set_id, {"activeKey": {"keyUrl": des.key_url}, "previousKeys": previous}))
+        return rows
+
+    @staticmethod
+    def _row(resource_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        parts = resource_id.split("/")
+        return {
+            "id": resource_id,
+            "type": f"{parts[6]}/{parts[7]}".lower(),
+            "subscriptionId": parts[2],
+            "properties": properties,
+        }
+
+    def find(self, key: KeyRef) -> list[KeyReference]:
+        self.faults.check("find")
+        self.queries += 1
+        return [ref for row in self._rows() for ref in references_in(row, key)]
