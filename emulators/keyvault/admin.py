@@ -1,4 +1,5 @@
-"""The admin API (its own loopback port, JSON, no auth): vaults, clock, roles, throttling, faults, counters, events.
+"""The admin API (its own loopback port, JSON, no auth): vaults, modes, clock, roles, throttling, faults, counters,
+events.
 
 Documented in ``docs/emulators/keyvault.md``; used by tests, the demo and the ARM emulator.
 """
@@ -14,7 +15,7 @@ from emulators.keyvault import events, rbac
 from emulators.keyvault.dataplane import Receive, Scope, Send
 from emulators.keyvault.faults import FaultRule
 from emulators.keyvault.service import KeyVaultService
-from emulators.keyvault.store import Vault
+from emulators.keyvault.store import MODES, Vault, set_modes
 from emulators.keyvault.throttle import Throttle
 
 log = logging.getLogger("emulators.keyvault.admin")
@@ -79,6 +80,13 @@ class AdminApp:
                 return 201, vault.describe()
         if len(path) == 2 and path[0] == "vaults" and method == "GET":
             return 200, self._vault(path[1]).describe()
+        if len(path) == 3 and path[0] == "vaults" and path[2] == "modes":
+            vault = self._vault(path[1])
+            if method == "PUT":
+                _checked(lambda: set_modes(vault, _object(body)))
+                service.changed()
+            if method in ("GET", "PUT"):
+                return 200, {name: getattr(vault, name) for name in MODES}
         if len(path) == 3 and path[0] == "vaults" and path[2] == "role-assignments":
             vault = self._vault(path[1])
             if method == "PUT":

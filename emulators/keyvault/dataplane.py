@@ -235,7 +235,7 @@ class VaultApp:
         if op in ("wrapKey", "unwrapKey", "encrypt", "decrypt", "sign", "verify"):
             return 200, service.crypto_operation(vault, name, found.version, op, body)
         if op == "getKey":
-            key, version = service.find_version(vault, name, found.version)
+            key, version = service.readable_version(vault, name, found.version)
             return 200, service.bundle(vault, key, version)
         if op == "createKey":
             return 200, await service.create_key(vault, name, body)

@@ -25,7 +25,7 @@ from emulators.keyvault.errors import (
 )
 from emulators.keyvault.faults import FaultRule
 from emulators.keyvault.policy import DAY, action_trigger, duration_seconds, validate_policy
-from emulators.keyvault.store import Clock, Key, KeyVersion, StateFile, Vault, new_version_id
+from emulators.keyvault.store import MODES, Clock, Key, KeyVersion, StateFile, Vault, new_version_id, set_modes
 from emulators.keyvault.throttle import Throttle
 
 log = logging.getLogger("emulators.keyvault")
@@ -113,6 +113,7 @@ class KeyVaultService:
                 setattr(vault, field_name, body[field_name])
         if not 7 <= vault.soft_delete_retention_days <= 90:
             raise ValueError("'soft_delete_retention_days' must be from 7 to 90")
+        set_modes(vault, {k: body[k] for k in MODES if body.get(k) is not None})
         return vault
 
     # -- rendering --------------------------------------------------------------------------------
@@ -192,6 +193,16 @@ class KeyVaultService:
         found = key.versions.get(version.lower())
         if found is None:
             raise key_not_found(name)
+        return key, found
+
+    def readable_version(self, vault: Vault, name: str, version: str) -> tuple[Key, KeyVersion]:
+        """The version a getKey names; in the ``disabled_version_get: forbidden`` mode a disabled one is
+        refused as Azure refuses a disabled secret version: 403 ``Forbidden`` "Operation get is not allowed on
+        a disabled secret." with inner ``SecretDisabled`` (Azure/azure-sdk-for-js#24756, a recorded service
+        answer), here worded for a key (inner ``KeyDisabled``). Whether keys behave so is not verified."""
+        key, found = self.find_version(vault, name, version)
+        if not found.enabled and vault.disabled_version_get == "forbidden":
+            raise disabled_key("get")
         return key, found
 
     # -- operations -------------------------------------------------------------------------------

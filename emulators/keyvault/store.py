@@ -138,6 +138,9 @@ class Vault:
     deleted: dict[str, Key] = field(default_factory=dict)
     roles: list[RoleAssignment] = field(default_factory=list)
     throttle: Throttle = field(default_factory=Throttle)
+    #: GET of a disabled version: "allowed" (200, as this emulator always did) or "forbidden" (403, inner
+    #: ``KeyDisabled``), as Azure answers for a disabled *secret* version; for keys it is not verified.
+    disabled_version_get: str = "allowed"
 
     @property
     def url(self) -> str:
@@ -168,6 +171,7 @@ class Vault:
             "enable_purge_protection": self.enable_purge_protection,
             "soft_delete_retention_days": self.soft_delete_retention_days,
             "arm_id": self.arm_id,
+            "disabled_version_get": self.disabled_version_get,
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -191,6 +195,7 @@ class Vault:
             enable_purge_protection=data["enable_purge_protection"],
             soft_delete_retention_days=data["soft_delete_retention_days"],
             port=data.get("port", 0),
+            disabled_version_get=data.get("disabled_version_get", "allowed"),
         )
         for item in data.get("keys", []):
             key = Key.from_state(item)
@@ -201,6 +206,22 @@ class Vault:
         vault.roles = [RoleAssignment(**r) for r in data.get("roles", [])]
         vault.throttle = Throttle(**data.get("throttle", {}))
         return vault
+
+
+#: Behaviours whose Azure answer is not verified, selectable per vault (admin ``PUT /admin/vaults/{name}/modes``).
+MODES: dict[str, tuple[str, ...]] = {"disabled_version_get": ("allowed", "forbidden")}
+
+
+def set_modes(vault: Vault, modes: dict[str, Any]) -> None:
+    """Apply ``{"mode": "value"}``; raises ValueError naming an unknown mode or value (nothing applied then)."""
+    for name, value in modes.items():
+        allowed = MODES.get(name)
+        if allowed is None:
+            raise ValueError(f"unknown mode {name!r}; known: {sorted(MODES)}")
+        if value not in allowed:
+            raise ValueError(f"mode {name!r} must be one of {list(allowed)}")
+    for name, value in modes.items():
+        setattr(vault, name, value)
 
 
 def new_version_id() -> str:

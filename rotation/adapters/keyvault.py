@@ -20,9 +20,11 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
-from rotation.errors import VerificationFailed
+from rotation.errors import PermissionDenied, RotationError, VerificationFailed
+from rotation.logs import get_logger
 from rotation.retry import TRANSPORT_RETRY
 
+_log = get_logger(__name__)
 API_VERSION = "7.6"  # spoken by Key Vault and by the local emulator
 LIST_PAGE_SIZE = 25
 
@@ -102,9 +104,36 @@ class KeyVaultKeyStore:
             client.close()
 
     def get_key(self, key: KeyRef, version: str | None = None) -> KeyVersion:
-        with translated(f"read {key.uri}{'/' + version if version else ''}", _READ):
-            found = self._client(key.vault_url).get_key(key.name, version)
+        """One version (the latest without ``version``). Needs keys/read; safe to repeat.
+
+        Azure answers a GET of a disabled *secret* version with 403 (inner ``SecretDisabled``); for keys
+        that is not verified. A 403 on a version the version list shows disabled is therefore that
+        version, disabled, read from the list's attributes (``kty``, size and ``key_ops`` are not in the
+        list and come back as their defaults); any other 403 stays ``PermissionDenied``.
+        """
+        try:
+            with translated(f"read {key.uri}{'/' + version if version else ''}", _READ):
+                found = self._client(key.vault_url).get_key(key.name, version)
+        except PermissionDenied:
+            listed = self._disabled_version(key, version) if version else None
+            if listed is None:
+                raise
+            return listed
         return _from_properties(key, found.properties, found)
+
+    def _disabled_version(self, key: KeyRef, version: str) -> KeyVersion | None:
+        """``version`` as the version list shows it, when the list shows it disabled; otherwise None."""
+        try:
+            listed = self.list_versions(key)
+        except RotationError:
+            return None  # the list is refused too: the 403 was the caller's permission, report that
+        match = next((v for v in listed if v.version.lower() == version.lower()), None)
+        if match is None or match.enabled:
+            return None
+        _log.info(
+            "key_version_read_from_list", key=key.uri, version=version, reason="GET of a disabled version refused"
+        )
+        return match
 
     def list_versions(self, key: KeyRef) -> list[KeyVersion]:
         with translated(f"list the versions of {key.uri}", _READ):

@@ -151,4 +151,32 @@ class TestCrashMatrix:
         assert {"workspaces.set_key_identifier", "audit.append"} <= set(side_effects)
 
 
+class TestRetireResumesWhenGetOfADisabledVersionIsRefused:
+    """Killed right after disabling the old version, the next sweep retires cleanly whether Key Vault
+    answers a GET of the disabled version with its bundle or with 403 (unknown for keys; the emulator's
+    ``disabled_version_get`` mode): the old version disabled, the rotation retired, one ``retired`` record."""
+
+    @pytest.mark.parametrize("mode", ["allowed", "forbidden"])
+    def test_resumed_retire_is_clean(self, local_azure: dict[str, Any], tmp_path: Path, mode: str) -> None:
+        estate, env_file = _estate(local_azure, tmp_path, versionless=0, ROTATION_RETIRE_GRACE_HOURS="0")
+        estate.kv_admin.set_modes(estate.vault["name"], disabled_version_get=mode)
+        assert _run(["start", "--env", str(env_file)]).returncode == 0
+
+        killed = _run(["sweep", "--env", str(env_file), "--kill-at", "1", "--when", "after"])
+        disabled_at_the_crash = [v.enabled for v in estate.versions()]
+        resumed = _run(["sweep", "--env", str(env_file)])
+
+        assert killed.returncode == -9
+        assert disabled_at_the_crash == [False, True]
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        view = json.loads(resumed.stdout.strip().splitlines()[-1])
+        assert view["status"] == RotationStatus.RETIRED.value, view.get("error")
+        assert [v.enabled for v in estate.versions()] == [False, True]
+        deps = estate.deps()
+        records = [r.outcome for r in deps.audit.records(estate.key.uri) if r.rotation_id == view["rotation_id"]]
+        assert records == ["succeeded", "retired"]
+        state, _ = deps.journal.load(view["rotation_id"])
+        assert state.intent is None
+
+
 pytestmark = pytest.mark.timeout(600)
