@@ -1,7 +1,9 @@
 """Start local Azure on free loopback ports: one piece of code for tests, the demo, benchmarks and CI.
 
 Services:
-- ``storage``: Azurite (npm package, pinned in package-lock.json) for blobs, queues and tables.
+- ``storage``: Azurite (npm package, pinned in package-lock.json) for blobs, queues and tables, plus the
+  blob proxy in front of it (``python -m emulators.blobproxy``: immutability policies, legal holds and the
+  archive tier's refusal of metadata writes, which Azurite 3.35 lacks).
 - ``keyvault``: the Key Vault emulator (``python -m emulators.keyvault``).
 - ``arm``: the ARM emulator (``python -m emulators.arm``), which consults the Key Vault emulator.
 
@@ -9,7 +11,8 @@ Each HTTPS emulator is started with the shared TLS files and ``--ready-file``; i
 file (JSON describing its URLs) once it is listening. When every service answers,
 ``DIR/endpoints.json`` is written::
 
-    {"storage": {"connection_string", "blob", "queue", "table", "account"},
+    {"storage": {"connection_string", "blob", "queue", "table", "account",
+                 "blob_proxy", "proxy_connection_string"},   # the same account, blobs through the proxy
      "keyvault": {"vaults": {name: url}, "admin": url},
      "arm": {"url": url, "admin": url},
      "ca_bundle": path}
@@ -100,6 +103,7 @@ class LocalAzure:
         try:
             if "storage" in self.services:
                 self.endpoints["storage"] = self._start_azurite()
+                self.endpoints["storage"].update(self._start_blob_proxy(self.endpoints["storage"]))
             if "keyvault" in self.services:
                 args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
                 for vault in self.vaults:
@@ -165,6 +169,14 @@ class LocalAzure:
             **urls,
             "account": AZURITE_ACCOUNT,
             "connection_string": azurite_connection_string(urls["blob"], urls["queue"], urls["table"]),
+        }
+
+    def _start_blob_proxy(self, storage: dict[str, str]) -> dict[str, str]:
+        origin = storage["blob"].rsplit("/", 1)[0]
+        url = str(self._start_python("blobproxy", ["--upstream", origin])["blob"])
+        return {
+            "blob_proxy": url,
+            "proxy_connection_string": azurite_connection_string(url, storage["queue"], storage["table"]),
         }
 
     def _start_python(self, name: str, extra: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from emulators.asgi import read_body
 from emulators.keyvault import events, rbac
 from emulators.keyvault.dataplane import Receive, Scope, Send
 from emulators.keyvault.faults import FaultRule
@@ -182,13 +183,7 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 async def _read_body(receive: Receive) -> Any:
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    raw = b"".join(chunks)
+    raw = await read_body(receive)
     if not raw:
         return None
     try:

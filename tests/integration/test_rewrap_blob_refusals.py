@@ -5,7 +5,10 @@ one blob in the middle of a page: the re-wrap records it by name and error code,
 blob of the page and of the run, finishes (done, with the failure listed, which keeps the old version
 enabled) and never poisons the work item.
 
-Shapes and where they come from: a lease (Azurite itself answers 412 ``LeaseIdMissing``).
+Shapes and where they come from: a lease (Azurite itself answers 412 ``LeaseIdMissing``); a legal hold
+(409 ``BlobImmutableDueToLegalHold``), an immutability policy (409 ``BlobImmutableDueToPolicy``) and the
+archive tier (409 ``BlobArchived``) from the blob proxy in front of Azurite (``emulators/blobproxy``), set
+through the SDK's own calls. Every blob is reached through the proxy.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient, ImmutabilityPolicy
 from azure.storage.queue import QueueClient
 
 from rotation.rewrap.queue import drain
-from tests.integration.rewrap_helpers import LocalKeyRing, decrypting_client, new_container
+from rotation.settings import HostStorageSettings
+from tests.integration.rewrap_helpers import LocalKeyRing, decrypting_client
 from tests.integration.test_rewrap_blobs import KEY, adapter, location_of, settings_for, upload, work_queues
 
 BLOBS = [f"b{i:02d}" for i in range(9)]
@@ -49,8 +54,37 @@ def _break_lease(blob: BlobClient) -> None:
     BlobLeaseClient(blob).break_lease(lease_break_period=0)
 
 
+def _legal_hold(blob: BlobClient) -> None:
+    blob.set_legal_hold(True)
+
+
+def _clear_legal_hold(blob: BlobClient) -> None:
+    blob.set_legal_hold(False)
+
+
+def _retention_policy(blob: BlobClient) -> None:
+    blob.set_immutability_policy(
+        ImmutabilityPolicy(expiry_time=datetime.now(UTC) + timedelta(days=1), policy_mode="Unlocked")
+    )
+
+
+def _delete_retention_policy(blob: BlobClient) -> None:
+    blob.delete_immutability_policy()
+
+
+def _archive(blob: BlobClient) -> None:
+    blob.set_standard_blob_tier("Archive")
+
+
+def _nothing(_blob: BlobClient) -> None:
+    """An archived blob may be deleted with its container."""
+
+
 SHAPES = [
     Shape("leased", 412, "LeaseIdMissing", _lease, _break_lease),
+    Shape("legal-hold", 409, "BlobImmutableDueToLegalHold", _legal_hold, _clear_legal_hold),
+    Shape("retention-policy", 409, "BlobImmutableDueToPolicy", _retention_policy, _delete_retention_policy),
+    Shape("archived", 409, "BlobArchived", _archive, _nothing),
 ]
 
 
@@ -61,7 +95,10 @@ def ring() -> LocalKeyRing:
 
 @pytest.fixture
 def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    client = new_container(local_azure)
+    """A new container, reached through the blob proxy."""
+    service = BlobServiceClient.from_connection_string(local_azure["storage"]["proxy_connection_string"])
+    client = service.get_container_client(f"refusals{uuid.uuid4().hex[:12]}")
+    client.create_container()
     yield client
     client.delete_container()
 
@@ -98,7 +135,8 @@ class TestARefusingBlobIsItsOwnFailure:
         refusing = container.get_blob_client(REFUSING)
         wrapped_before = json.loads(refusing.get_blob_properties().metadata["encryptiondata"])["WrappedContentKey"]
         shape.apply(refusing)
-        settings = settings_for(local_azure)
+        proxied = HostStorageSettings(connection_string=local_azure["storage"]["proxy_connection_string"])
+        settings = settings_for(local_azure, storage=proxied)
         keys = adapter(local_azure, ring, new, settings=settings, inline=not queued, page_size=6, chunk=2)
         location = location_of(container)
         rotation_id = f"rot-{shape.name}-{uuid.uuid4().hex[:8]}"
