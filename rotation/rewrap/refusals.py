@@ -10,7 +10,7 @@ Blob's state, from Azure's "Blob Storage error codes" (learn.microsoft.com/rest/
 blob-service-error-codes):
 
 - **412 ``LeaseIdMissing``**: the blob has an active lease and the request named none. The re-wrap
-  never takes a lease it does not own: the owner releases it, then the re-wrap is run again.
+  never takes a lease it does not own.
 - **409 ``BlobImmutableDueToPolicy``** / **``BlobImmutableDueToLegalHold``**: immutable storage forbids
   Set Blob Metadata while a time-based retention interval runs or a legal hold is set
   (learn.microsoft.com/azure/storage/blobs/immutable-storage-overview).
@@ -29,12 +29,12 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError
 
 _EXPLAINED = {
-    "LeaseIdMissing": "the blob is leased; release the lease, then run the re-wrap again",
+    "LeaseIdMissing": "the blob is leased; the re-wrap never takes a lease it does not hold",
     "LeaseIdMismatchWithBlobOperation": "the blob is leased by someone else",
     "BlobImmutableDueToPolicy": "the blob is immutable under a time-based retention policy",
     "BlobImmutableDueToLegalHold": "the blob is under a legal hold",
-    "BlobArchived": "the blob is in the archive tier; rehydrate it, then run the re-wrap again",
-    "BlobBeingRehydrated": "the blob is being rehydrated from archive; run the re-wrap again once it is online",
+    "BlobArchived": "the blob is in the archive tier; its metadata is read-only until it is rehydrated",
+    "BlobBeingRehydrated": "the blob is being rehydrated from the archive tier",
 }
 _BLOB_STATE_STATUSES = frozenset({409, 412})
 _ETAG_RACE = "ConditionNotMet"
