@@ -13,6 +13,11 @@ from tests.fakes.faults import Faults
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 
 
+def _vault_url(vault_url: str) -> str:
+    """As ArmVaults compares vault URLs: Key Vault identifiers ignore case, a trailing slash and ":443"."""
+    return KeyRef.parse(f"{vault_url.rstrip('/')}/keys/x")[0].vault_url
+
+
 def _sub(resource_id: str) -> str:
     return resource_id.split("/")[2]
 
@@ -26,12 +31,12 @@ class FakeVaults:
     def add(self, vault_url: str, *, soft_delete: bool = True, purge_protection: bool = True) -> VaultProperties:
         name = vault_url.split("//", 1)[1].split(".", 1)[0].split(":", 1)[0]
         arm_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{name}"
-        vault = VaultProperties(vault_url.rstrip("/").lower(), arm_id, soft_delete, purge_protection)
+        vault = VaultProperties(_vault_url(vault_url), arm_id, soft_delete, purge_protection)
         self.vaults[vault.vault_url] = vault
         return vault
 
     def get_vault(self, vault_url: str, subscriptions: Sequence[str]) -> VaultProperties:
-        vault = self.vaults.get(vault_url.rstrip("/").lower())
+        vault = self.vaults.get(_vault_url(vault_url))
         if vault is None or _sub(vault.arm_id) not in subscriptions:
             raise PreconditionFailed(f"vault {vault_url} not found in the configured subscriptions")
         return vault
