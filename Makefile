@@ -25,7 +25,8 @@ deps: $(STAMP_PY) $(STAMP_NODE)
 # tests/worker/host.py starts the worker from it as the Functions host would. Found as python3.13 on
 # PATH or under pyenv; the app's runtime dependencies come from requirements.txt without its
 # azure-functions 1.x pin (see requirements-worker.txt).
-PYTHON_WORKER ?= $(shell for p in python3.13 "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13; do \
+PYTHON_WORKER ?= $(shell for p in python3.13 "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 \
+	"$$HOME"/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV_WORKER := .venv-worker
 STAMP_WORKER := $(VENV_WORKER)/.installed

@@ -4,14 +4,16 @@
 2. Seed an estate (``demo/estate.py``): a vault with a CMK expiring in 20 days, a storage account
    pinned to its version, one following it versionless, an AML workspace, a container of
    client-side-encrypted blobs.
-3. Key Vault notices the key is near expiry and emits ``Microsoft.KeyVault.KeyNearExpiry``; the
+3. The Function app starts in the real Python worker (``azure-functions-runtime`` on Python 3.13),
+   driven over gRPC by the host stand-in of ``tests/worker``: indexed, checked, loaded.
+4. Key Vault notices the key is near expiry and emits ``Microsoft.KeyVault.KeyNearExpiry``; the
    event (Key Vault's own, real shape) is delivered to the Event Grid function ``on_key_vault_event``
-   exactly as the Functions host would: decoded by the binding into a ``func.EventGridEvent``, and
-   delivered twice (Event Grid delivers at least once): one rotation.
-4. The rotation runs: new version, re-point, re-wrap. Storage adopts versionless keys once a day,
-   so a day passes on the ARM emulator's clock and the ``reconcile`` timer function carries the
-   rotation on, then retires the old version (the demo sets the grace period to 0 h; Azure: 24 h).
-5. The steps, the consumers before and after, a blob decrypted with the new version only, the HTTP
+   through the worker, twice (Event Grid delivers at least once): one rotation, enqueued.
+5. The rotation runs as in Azure: the queue listener delivers ``rotation-run`` and re-wrap messages
+   to ``run_rotation`` and ``rewrap_worker``, the ``reconcile`` timer resumes it. Storage adopts
+   versionless keys once a day, so a day passes on the ARM emulator's clock and ``reconcile``
+   retires the old version (the demo sets the grace period to 0 h; Azure: 24 h).
+6. The steps, the consumers before and after, a blob decrypted with the new version only, the HTTP
    API's view of the rotation, and the audit record with its chain verified.
 
 Runs in about half a minute after set-up; exits non-zero if any part of the story fails.
@@ -55,12 +57,7 @@ def main() -> int:
 
 
 def _story(endpoints: dict[str, Any]) -> int:
-    from azure.functions import meta
-    from azure.functions.eventgrid import EventGridEventInConverter
-
     from demo.estate import seed_estate
-    from emulators.arm.admin_client import ArmAdmin
-    from emulators.keyvault.admin_client import KeyVaultAdmin
 
     say("seeding the estate: vault + CMK expiring in 20 days, pinned and versionless storage, AML workspace, blobs")
     estate = seed_estate(endpoints, blobs=12)
@@ -69,17 +66,37 @@ def _story(endpoints: dict[str, Any]) -> int:
     before = estate.consumers()
     show_table(before)
 
-    estate.apply(
-        ROTATION_LOG_FORMAT="console",
-        ROTATION_LOG_LEVEL="WARNING",
-        ROTATION_RETIRE_GRACE_HOURS="0",
-        ROTATION_AUDIT_SIGNING_KEY=estate.signing_key_uri,
-    )
-    from rotation import bootstrap
-    from tests.functions_host import http, invoke
+    overrides = {
+        "ROTATION_LOG_FORMAT": "console",
+        "ROTATION_LOG_LEVEL": "WARNING",
+        "ROTATION_RETIRE_GRACE_HOURS": "0",
+        "ROTATION_AUDIT_SIGNING_KEY": estate.signing_key_uri,
+    }
+    estate.apply(**overrides)  # for the audit CLI at the end, which runs in this process
 
-    # No queue trigger runs locally: started rotations and re-wrap work run in this process.
-    bootstrap.use_inline_dispatch(True)
+    from tests.worker.host import WorkerHost
+    from tests.worker.queues import QueueListener
+
+    say("starting the Function app in the Python worker (host stand-in over gRPC, as the Functions host does)")
+    settings = {"FUNCTIONS_WORKER_RUNTIME": "python", **estate.settings(**overrides)}
+    with WorkerHost(settings) as host, QueueListener(host) as listener:
+        meta = host.init_response.worker_metadata
+        print(f"  worker: azure-functions-runtime {meta.worker_version} on Python {meta.runtime_version}")
+        for name, function in sorted(host.functions.items()):
+            trigger = function.trigger
+            where = trigger.get("queueName") or trigger.get("schedule") or trigger.get("route") or ""
+            print(f"  indexed {name:<20} {trigger['type']:<17} {where}")
+        return _through_worker(endpoints, estate, host, listener, before)
+
+
+def _through_worker(endpoints: dict[str, Any], estate: Any, host: Any, listener: Any, before: Any) -> int:
+    from emulators.arm.admin_client import ArmAdmin
+    from emulators.keyvault.admin_client import KeyVaultAdmin
+    from tests.worker import triggers
+    from tests.worker.queues import settle
+
+    def http(method: str, path: str) -> Any:
+        return triggers.http(host, method, path)
 
     say("Key Vault's lifecycle run: the key is inside its Notify window, so Key Vault emits KeyNearExpiry")
     kv_admin = KeyVaultAdmin(endpoints["keyvault"]["admin"], endpoints["ca_bundle"])
@@ -97,11 +114,13 @@ def _story(endpoints: dict[str, Any]) -> int:
         return 1
     print("  " + json.dumps(event, indent=2).replace("\n", "\n  "))
 
-    say("delivering it to the Event Grid function on_key_vault_event (decoded by the Functions binding), twice")
-    delivered = EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
-    invoke("on_key_vault_event", delivered)
-    invoke("on_key_vault_event", delivered)  # Event Grid delivers at least once: a repeat changes nothing
-    listed = json.loads(http("GET", f"/api/rotations?key={quote(estate.key_uri, safe='')}").get_body())["rotations"]
+    say("delivering it to the Event Grid function on_key_vault_event through the worker, twice")
+    for _ in range(2):  # Event Grid delivers at least once: a repeat changes nothing
+        delivery = triggers.event_grid(host, "on_key_vault_event", event)
+        if not delivery.succeeded:
+            print(f"  FAILED: the invocation failed: {delivery.error}")
+            return 1
+    listed = http("GET", f"/api/rotations?key={quote(estate.key_uri, safe='')}").json()["rotations"]
     print(f"  rotations of the key after two deliveries: {len(listed)}")
     if len(listed) != 1:
         print("  FAILED: expected exactly one rotation")
@@ -110,18 +129,33 @@ def _story(endpoints: dict[str, Any]) -> int:
     print(f"  rotation {rotation_id}, triggered by event {listed[0]['trigger']['event_id']}")
 
     status = _rotation(http, rotation_id)
-    print(f"  status after the event: {status['status']} (stage {status['stage']})")
+    print(f"  status after the event: {status['status']} (stage {status['stage']}): enqueued on rotation-run")
+
+    say("the queue triggers run it: rotation-run -> run_rotation, re-wrap work items -> rewrap_worker")
+    delivered, ticks = settle(
+        host, listener, lambda: _rotation(http, rotation_id)["status"] not in ("running", "waiting")
+    )
+    for function in sorted({d.function for d in delivered}):
+        done = [d for d in delivered if d.function == function]
+        print(f"  {function}: {len(done)} message(s), {sum(d.outcome == 'completed' for d in done)} completed")
+    print(f"  reconcile ticks: {len(ticks)}")
+    status = _rotation(http, rotation_id)
+    print(f"  status: {status['status']} (stage {status['stage']})")
+
     say("a day passes on the ARM emulator: Storage's daily check moves the versionless account to the new version")
     ArmAdmin(endpoints["arm"]["admin"], endpoints["ca_bundle"]).advance_clock(86400 + 60)
     say("the reconcile timer function runs: resumes what is unfinished, retires the old version once nothing uses it")
-    from azure.functions.timer import TimerRequest
-
     for _ in range(3):
-        invoke("reconcile", TimerRequest())
+        triggers.timer(host, "reconcile")
         status = _rotation(http, rotation_id)
         if status["status"] in ("retired", "failed", "rolled_back", "needs_human", "refused"):
             break
     print(f"  status: {status['status']}")
+    levels = {}
+    for log in host.logs():
+        level = host.pb2.RpcLog.Level.Name(log.level)
+        levels[level] = levels.get(level, 0) + 1
+    print(f"  worker log lines received over gRPC (RpcLog) by level: {levels}; on its stderr: {len(host.stderr)}")
 
     say("the rotation's steps (GET /api/rotations/{id} through the Function app's HTTP function)")
     show_table(
@@ -152,6 +186,7 @@ def _story(endpoints: dict[str, Any]) -> int:
     print(f"  key versions now: {versions}")
 
     say("the audit trail (python -m rotation audit list / show / checkpoint / verify)")
+    from rotation import bootstrap
     from rotation.audit.service import list_records
     from rotation.cli import main as cli
 
@@ -173,7 +208,7 @@ def _story(endpoints: dict[str, Any]) -> int:
 
 def _rotation(http: Any, rotation_id: str) -> dict[str, Any]:
     response = http("GET", f"/api/rotations/{rotation_id}")
-    body: dict[str, Any] = json.loads(response.get_body())
+    body: dict[str, Any] = response.json()
     if response.status_code != 200:
         raise RuntimeError(f"GET /api/rotations/{rotation_id}: {response.status_code} {body}")
     return body

@@ -2,12 +2,13 @@
 
 Each test seeds its own estate under random names (``demo/estate.py``: vault, CMK, pinned and
 versionless storage accounts, an AML workspace, client-side-encrypted blobs) in the session's
-local Azure, points the app's settings at it and calls the functions as the host would.
+local Azure and points the app's settings at it. Key Vault events go through the real worker
+(``tests/worker``: host stand-in over gRPC, queued dispatch as deployed, queue listener and timer
+ticks); the HTTP API is also served locally (uvicorn), the way ``python -m rotation`` serves it.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from azure.functions import meta
-from azure.functions.eventgrid import EventGridEventInConverter
 from azure.keyvault.keys import KeyClient
 
 from bench.reconcile_cost import measure_sweep
@@ -28,7 +27,9 @@ from emulators.localazure import free_port
 from rotation import bootstrap
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.api.app import create_app
-from tests.functions_host import invoke
+from tests.worker import triggers
+from tests.worker.host import WorkerHost
+from tests.worker.queues import QueueListener, settle
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ def _kv_event(estate: Estate, event_type: str) -> dict[str, Any]:
     )
 
 
-def _deliver(payload: dict[str, Any], *, cloud_events: bool = False) -> None:
+def _deliver(host: WorkerHost, payload: dict[str, Any], *, cloud_events: bool = False) -> None:
+    """Deliver one event through the worker, in Event Grid schema or as a CloudEvent."""
     if cloud_events:
         payload = {
             "specversion": "1.0",
@@ -86,18 +88,28 @@ def _deliver(payload: dict[str, Any], *, cloud_events: bool = False) -> None:
             "time": payload["eventTime"],
             "data": payload["data"],
         }
-    event = EventGridEventInConverter.decode(meta.Datum(json.dumps(payload), "json"), trigger_metadata={})
-    invoke("on_key_vault_event", event)
+    delivery = triggers.event_grid(host, "on_key_vault_event", payload)
+    assert delivery.succeeded, delivery.error
+
+
+def _moved(estate: Estate) -> bool:
+    """Every consumer the rotation moves itself is off the first version (the versionless one moves daily)."""
+    rows = estate.consumers()
+    return all(row["in use"] != estate.first_version for row in rows if not row["consumer"].startswith("storage stvl"))
 
 
 class TestKeyVaultEvents:
     """Key Vault's own events, delivered to on_key_vault_event, carry a rotation through every consumer."""
 
-    def test_near_expiry_rotates_every_consumer(self, estate: Estate) -> None:
+    def test_near_expiry_rotates_every_consumer(
+        self, estate: Estate, worker_app: tuple[WorkerHost, QueueListener]
+    ) -> None:
+        host, listener = worker_app
         event = _kv_event(estate, "KeyNearExpiry")
 
-        _deliver(event)
-        _deliver(event)  # Event Grid delivers at least once
+        _deliver(host, event)
+        _deliver(host, event)  # Event Grid delivers at least once
+        settle(host, listener, lambda: _moved(estate))
 
         versions = _versions(estate)
         assert len(versions) == 2  # one new version, not one per delivery
@@ -110,11 +122,15 @@ class TestKeyVaultEvents:
         assert [row["in use"] for row in blobs] == [versions[1]]
         assert estate.read_blob(estate.blob_names[0]).startswith(b"row 0:")
 
-    def test_auto_rotated_version_is_adopted_from_a_cloud_event(self, estate: Estate) -> None:
+    def test_auto_rotated_version_is_adopted_from_a_cloud_event(
+        self, estate: Estate, worker_app: tuple[WorkerHost, QueueListener]
+    ) -> None:
+        host, listener = worker_app
         rotated = _keys(estate).rotate_key(estate.key_name)
         event = _kv_event(estate, "KeyNewVersionCreated")
 
-        _deliver(event, cloud_events=True)
+        _deliver(host, event, cloud_events=True)
+        settle(host, listener, lambda: _moved(estate))
 
         assert event["data"]["Version"] == rotated.properties.version
         assert _versions(estate) == [estate.first_version, rotated.properties.version]  # nothing else created

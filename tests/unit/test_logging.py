@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import sys
+import types
+
+import pytest
 
 from rotation.logs import REDACTED, bound, configure_logging, get_logger
 
@@ -31,8 +36,6 @@ class TestJsonLogLines:
         assert "rotation_id" not in lines[2]
 
     def test_stdlib_records_render_as_json_too(self) -> None:
-        import logging
-
         stream = io.StringIO()
         configure_logging("json", "INFO", stream=stream)
 
@@ -53,3 +56,31 @@ class TestJsonLogLines:
         assert line["encrypted_key"] == REDACTED
         assert line["kid"] == "https://kv/keys/a/1"
         assert "c2VjcmV0" not in stream.getvalue()
+
+
+class TestInsideTheFunctionsWorker:
+    """In a worker process the worker's root handler carries each record once; this module adds none.
+
+    ``tests/worker`` proves it with the real worker library over gRPC; this is the quick check.
+    """
+
+    def test_no_stderr_handler_and_the_record_reaches_the_worker_handler_once(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        received: list[logging.LogRecord] = []
+
+        class WorkerHandler(logging.Handler):  # what the worker puts on the root logger
+            def emit(self, record: logging.LogRecord) -> None:
+                received.append(record)
+
+        root = logging.getLogger()
+        monkeypatch.setattr(root, "handlers", [WorkerHandler()])
+        monkeypatch.setitem(sys.modules, "azure_functions_runtime", types.ModuleType("azure_functions_runtime"))
+
+        configure_logging("json", "INFO")
+        get_logger("rotation.test").info("reconcile_key_failed_but_only_a_name", attempt=1)
+
+        assert [h.get_name() for h in root.handlers] == [None]  # only the worker's
+        assert len(received) == 1
+        assert received[0].levelno == logging.INFO
+        assert json.loads(received[0].getMessage())["event"] == "reconcile_key_failed_but_only_a_name"

@@ -100,7 +100,8 @@ def http(
 ) -> HttpResult:
     """One HTTP request through ``function`` (the ASGI app), as the host's HTTP trigger sends it."""
     query = dict(params or {})
-    url = f"http://localhost{path}" + (f"?{urlencode(query)}" if query else "")
+    base = path if path.startswith(("http://", "https://")) else f"http://localhost{path}"  # a Location as given
+    url = base + (f"?{urlencode(query)}" if query else "")
     request = host.pb2.RpcHttp(
         method=method,
         url=url,
