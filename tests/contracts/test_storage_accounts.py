@@ -11,38 +11,32 @@ from __future__ import annotations
 import pytest
 
 from rotation.errors import PreconditionFailed, VerificationFailed
-from tests.contracts.arm_world import ArmWorld, fake_world, real_world
-from tests.contracts.conftest import BOTH
-
-
-@pytest.fixture(params=BOTH)
-def world(request: pytest.FixtureRequest) -> ArmWorld:
-    return fake_world() if request.param == "fake" else real_world(request.getfixturevalue("local_azure"))
+from tests.contracts.arm_world import ArmWorld
 
 
 class TestReads:
     """Listing finds every CMK account of the subscription, each as ``get_account`` reads it."""
 
-    def test_list_and_get(self, world: ArmWorld) -> None:
-        listed = {a.account_id.lower(): a for a in world.storage.list_accounts(world.subscription)}
+    def test_list_and_get(self, arm: ArmWorld) -> None:
+        listed = {a.account_id.lower(): a for a in arm.storage.list_accounts(arm.subscription)}
 
-        pinned, versionless = listed[world.pinned.lower()], listed[world.versionless.lower()]
+        pinned, versionless = listed[arm.pinned.lower()], listed[arm.versionless.lower()]
 
-        assert set(listed) == {world.pinned.lower(), world.versionless.lower(), world.unrelated.lower()}
+        assert set(listed) == {arm.pinned.lower(), arm.versionless.lower(), arm.unrelated.lower()}
         assert (pinned.vault_url, pinned.key_name, pinned.key_version) == (
-            world.key.vault_url,
-            world.key.name,
-            world.old,
+            arm.key.vault_url,
+            arm.key.name,
+            arm.old,
         )
-        assert pinned.current_versioned_key_id == world.key.version_uri(world.old)
-        assert (versionless.key_name, versionless.key_version, versionless.versionless) == (world.key.name, "", True)
-        assert listed[world.unrelated.lower()].key_name == world.other_key.name
-        assert world.storage.get_account(world.pinned) == pinned
-        assert world.storage.list_accounts("00000000-0000-0000-0000-00000000dead") == []
+        assert pinned.current_versioned_key_id == arm.key.version_uri(arm.old)
+        assert (versionless.key_name, versionless.key_version, versionless.versionless) == (arm.key.name, "", True)
+        assert listed[arm.unrelated.lower()].key_name == arm.other_key.name
+        assert arm.storage.get_account(arm.pinned) == pinned
+        assert arm.storage.list_accounts("00000000-0000-0000-0000-00000000dead") == []
 
-    def test_unknown_account_is_not_found(self, world: ArmWorld) -> None:
+    def test_unknown_account_is_not_found(self, arm: ArmWorld) -> None:
         with pytest.raises(PreconditionFailed) as caught:
-            world.storage.get_account(world.missing_id("Microsoft.Storage/storageAccounts"))
+            arm.storage.get_account(arm.missing_id("Microsoft.Storage/storageAccounts"))
 
         assert caught.value.code == "NotFound"
 
@@ -50,29 +44,29 @@ class TestReads:
 class TestSetKeyVersion:
     """The PATCH is absolute, safe to repeat, and reads back."""
 
-    def test_repoint_reads_back_and_repeats(self, world: ArmWorld) -> None:
-        first = world.storage.set_key_version(world.pinned, world.key.vault_url, world.key.name, world.new)
-        again = world.storage.set_key_version(world.pinned, world.key.vault_url, world.key.name, world.new)
+    def test_repoint_reads_back_and_repeats(self, arm: ArmWorld) -> None:
+        first = arm.storage.set_key_version(arm.pinned, arm.key.vault_url, arm.key.name, arm.new)
+        again = arm.storage.set_key_version(arm.pinned, arm.key.vault_url, arm.key.name, arm.new)
 
-        read = world.storage.get_account(world.pinned)
+        read = arm.storage.get_account(arm.pinned)
 
         assert first == again == read
-        assert (read.key_version, read.current_versioned_key_id) == (world.new, world.key.version_uri(world.new))
-        assert world.storage.get_account(world.unrelated).key_name == world.other_key.name
+        assert (read.key_version, read.current_versioned_key_id) == (arm.new, arm.key.version_uri(arm.new))
+        assert arm.storage.get_account(arm.unrelated).key_name == arm.other_key.name
 
-    def test_versionless(self, world: ArmWorld) -> None:
-        updated = world.storage.set_key_version(world.pinned, world.key.vault_url, world.key.name, "")
+    def test_versionless(self, arm: ArmWorld) -> None:
+        updated = arm.storage.set_key_version(arm.pinned, arm.key.vault_url, arm.key.name, "")
 
-        read = world.storage.get_account(world.pinned)
+        read = arm.storage.get_account(arm.pinned)
 
         assert updated == read
         assert (read.key_version, read.versionless) == ("", True)
 
-    def test_a_refused_version_leaves_the_account(self, world: ArmWorld) -> None:
-        refused = world.refusing_version()
+    def test_a_refused_version_leaves_the_account(self, arm: ArmWorld) -> None:
+        refused = arm.refusing_version()
 
         with pytest.raises(VerificationFailed):
-            world.storage.set_key_version(world.pinned, world.key.vault_url, world.key.name, refused)
+            arm.storage.set_key_version(arm.pinned, arm.key.vault_url, arm.key.name, refused)
 
-        read = world.storage.get_account(world.pinned)
-        assert (read.key_version, read.current_versioned_key_id) == (world.old, world.key.version_uri(world.old))
+        read = arm.storage.get_account(arm.pinned)
+        assert (read.key_version, read.current_versioned_key_id) == (arm.old, arm.key.version_uri(arm.old))

@@ -22,12 +22,12 @@ from tests.contracts.conftest import BOTH
 @dataclass
 class Subscription:
     vaults: Vaults
-    subscription: str
+    id: str
     add: Callable[[bool], tuple[str, str]]  # (purge protection) -> (vault URL, ARM id)
 
 
 @pytest.fixture(params=BOTH)
-def world(request: pytest.FixtureRequest) -> Subscription:
+def subscription(request: pytest.FixtureRequest) -> Subscription:
     return fake_subscription() if request.param == "fake" else real_subscription(request.getfixturevalue("local_azure"))
 
 
@@ -71,32 +71,34 @@ def real_subscription(local_azure: dict[str, Any]) -> Subscription:
 class TestGetVault:
     """The vault is found whatever the form of its URL, with its protection settings."""
 
-    def test_found_with_its_settings(self, world: Subscription) -> None:
-        protected_url, protected_id = world.add(True)
-        unprotected_url, _ = world.add(False)
+    def test_found_with_its_settings(self, subscription: Subscription) -> None:
+        protected_url, protected_id = subscription.add(True)
+        unprotected_url, _ = subscription.add(False)
 
-        protected = world.vaults.get_vault(protected_url, [world.subscription])
-        unprotected = world.vaults.get_vault(unprotected_url, [world.subscription])
+        protected = subscription.vaults.get_vault(protected_url, [subscription.id])
+        unprotected = subscription.vaults.get_vault(unprotected_url, [subscription.id])
 
         assert protected.vault_url == protected_url.rstrip("/").lower()
         assert protected.arm_id.lower() == protected_id.lower()
         assert (protected.soft_delete_enabled, protected.purge_protection_enabled) == (True, True)
         assert (unprotected.soft_delete_enabled, unprotected.purge_protection_enabled) == (True, False)
 
-    def test_url_forms(self, world: Subscription) -> None:
-        url, _ = world.add(True)
+    def test_url_forms(self, subscription: Subscription) -> None:
+        url, _ = subscription.add(True)
         host = url.split("//", 1)[1].rstrip("/")
 
         forms = [f"https://{host.upper()}/", f"https://{host}"]
         if ":" not in host:  # the default port written out (the emulators' vaults have their own port)
             forms.append(f"https://{host}:443")
 
-        assert {world.vaults.get_vault(f, [world.subscription]).vault_url for f in forms} == {f"https://{host}".lower()}
+        assert {subscription.vaults.get_vault(f, [subscription.id]).vault_url for f in forms} == {
+            f"https://{host}".lower()
+        }
 
-    def test_outside_the_subscriptions_is_refused(self, world: Subscription) -> None:
-        url, _ = world.add(True)
+    def test_outside_the_subscriptions_is_refused(self, subscription: Subscription) -> None:
+        url, _ = subscription.add(True)
 
         with pytest.raises(PreconditionFailed):
-            world.vaults.get_vault(url, [str(uuid.uuid4())])
+            subscription.vaults.get_vault(url, [str(uuid.uuid4())])
         with pytest.raises(PreconditionFailed):
-            world.vaults.get_vault(f"https://missing{uuid.uuid4().hex[:6]}.vault.azure.net", [world.subscription])
+            subscription.vaults.get_vault(f"https://missing{uuid.uuid4().hex[:6]}.vault.azure.net", [subscription.id])

@@ -11,31 +11,25 @@ from __future__ import annotations
 import pytest
 
 from rotation.errors import PreconditionFailed, VerificationFailed
-from tests.contracts.arm_world import ArmWorld, fake_world, real_world
-from tests.contracts.conftest import BOTH
-
-
-@pytest.fixture(params=BOTH)
-def world(request: pytest.FixtureRequest) -> ArmWorld:
-    return fake_world() if request.param == "fake" else real_world(request.getfixturevalue("local_azure"))
+from tests.contracts.arm_world import ArmWorld
 
 
 class TestReads:
     """Listing finds the subscription's CMK workspaces, each as ``get_workspace`` reads it."""
 
-    def test_list_and_get(self, world: ArmWorld) -> None:
-        listed = {w.workspace_id.lower(): w for w in world.workspaces.list_workspaces(world.subscription)}
+    def test_list_and_get(self, arm: ArmWorld) -> None:
+        listed = {w.workspace_id.lower(): w for w in arm.workspaces.list_workspaces(arm.subscription)}
 
-        found = listed[world.workspace.lower()]
+        found = listed[arm.workspace.lower()]
 
-        assert found.key_identifier == world.key.version_uri(world.old)
-        assert found.key_vault_arm_id.lower() == world.vault_arm_id.lower()
-        assert world.workspaces.get_workspace(world.workspace) == found
-        assert world.workspaces.list_workspaces("00000000-0000-0000-0000-00000000dead") == []
+        assert found.key_identifier == arm.key.version_uri(arm.old)
+        assert found.key_vault_arm_id.lower() == arm.vault_arm_id.lower()
+        assert arm.workspaces.get_workspace(arm.workspace) == found
+        assert arm.workspaces.list_workspaces("00000000-0000-0000-0000-00000000dead") == []
 
-    def test_unknown_workspace_is_not_found(self, world: ArmWorld) -> None:
+    def test_unknown_workspace_is_not_found(self, arm: ArmWorld) -> None:
         with pytest.raises(PreconditionFailed) as caught:
-            world.workspaces.get_workspace(world.missing_id("Microsoft.MachineLearningServices/workspaces"))
+            arm.workspaces.get_workspace(arm.missing_id("Microsoft.MachineLearningServices/workspaces"))
 
         assert caught.value.code == "NotFound"
 
@@ -43,20 +37,20 @@ class TestReads:
 class TestSetKeyIdentifier:
     """The PATCH is absolute, safe to repeat, and reads back; a refused key changes nothing."""
 
-    def test_repoint_reads_back_and_repeats(self, world: ArmWorld) -> None:
-        kid = world.key.version_uri(world.new)
+    def test_repoint_reads_back_and_repeats(self, arm: ArmWorld) -> None:
+        kid = arm.key.version_uri(arm.new)
 
-        first = world.workspaces.set_key_identifier(world.workspace, kid)
-        again = world.workspaces.set_key_identifier(world.workspace, kid)
+        first = arm.workspaces.set_key_identifier(arm.workspace, kid)
+        again = arm.workspaces.set_key_identifier(arm.workspace, kid)
 
-        read = world.workspaces.get_workspace(world.workspace)
+        read = arm.workspaces.get_workspace(arm.workspace)
         assert first == again == read
         assert read.key_identifier == kid
 
-    def test_a_refused_key_leaves_the_workspace(self, world: ArmWorld) -> None:
-        refused = world.key.version_uri(world.refusing_version())
+    def test_a_refused_key_leaves_the_workspace(self, arm: ArmWorld) -> None:
+        refused = arm.key.version_uri(arm.refusing_version())
 
         with pytest.raises(VerificationFailed):
-            world.workspaces.set_key_identifier(world.workspace, refused)
+            arm.workspaces.set_key_identifier(arm.workspace, refused)
 
-        assert world.workspaces.get_workspace(world.workspace).key_identifier == world.key.version_uri(world.old)
+        assert arm.workspaces.get_workspace(arm.workspace).key_identifier == arm.key.version_uri(arm.old)
