@@ -36,7 +36,7 @@ from rotation.domain.model import (
     Trigger,
     TriggerKind,
 )
-from rotation.domain.steps import Intent, RotationState
+from rotation.domain.steps import HISTORICAL_RUN_STEPS, Intent, RotationState
 from rotation.errors import JournalConflict, RotationNotFound
 from rotation.retry import TRANSPORT_RETRY
 
@@ -118,6 +118,8 @@ def decode_state(text: str) -> RotationState:
         lease_owner=data.get("lease_owner"),
         lease_expires=_time(data.get("lease_expires")),
         history=tuple(data.get("history", [])),
+        # An entry written before the journal recorded the step list ran the historical list.
+        run_steps=tuple(str(s) for s in data["run_steps"]) if "run_steps" in data else HISTORICAL_RUN_STEPS,
     )
 
 

@@ -14,6 +14,7 @@ with the outcome after it, so a process killed in between leaves a record of wha
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -42,8 +43,10 @@ class Step(StrEnum):
     RETIRE = "retire"
 
 
-#: The steps ``run_rotation`` drives, in order. ``retire`` is the reconciler's.
-RUN_STEPS: tuple[Step, ...] = (
+#: The steps ``run_rotation`` drives, in order, in this build. ``retire`` is the reconciler's.
+#: A rotation records the list it started with (``RotationState.run_steps``) and keeps following it,
+#: so a deploy that inserts or reorders steps never strands a rotation in flight.
+RUN_STEPS: tuple[str, ...] = (
     Step.PLAN,
     Step.NEW_VERSION,
     Step.VERIFY_VERSION,
@@ -53,6 +56,20 @@ RUN_STEPS: tuple[Step, ...] = (
     Step.REWRAP,
     Step.VERIFY_CONSUMERS,
     Step.CUT_OVER,
+)
+
+#: The list every rotation followed before the journal recorded it: what a journal entry without
+#: ``run_steps`` started with. Never change it.
+HISTORICAL_RUN_STEPS: tuple[str, ...] = (
+    "plan",
+    "new_version",
+    "verify_version",
+    "repoint_storage",
+    "repoint_workspaces",
+    "track_versionless",
+    "rewrap",
+    "verify_consumers",
+    "cut_over",
 )
 
 #: Statuses in which run_rotation still has steps to drive.
@@ -99,13 +116,15 @@ class RotationState:
     lease_owner: str | None = None
     lease_expires: datetime | None = None
     history: tuple[str, ...] = field(default=())  # compact log-safe log of intents/outcomes
+    #: The run steps this rotation started with, in order (see ``RUN_STEPS``).
+    run_steps: tuple[str, ...] = HISTORICAL_RUN_STEPS
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    def step_done(self, step: Step) -> bool:
-        return any(r.name == step.value and r.status in ("succeeded", "skipped") for r in self.steps)
+    def step_done(self, step: str) -> bool:
+        return any(r.name == step and r.status in ("succeeded", "skipped") for r in self.steps)
 
 
 def holds_key(state: RotationState, now: datetime) -> bool:
@@ -123,26 +142,37 @@ def holds_key(state: RotationState, now: datetime) -> bool:
     return False
 
 
-def next_step(state: RotationState) -> Step | None:
-    """The first run step not yet done, or None when the run is over (terminal or cut over)."""
+def next_step(state: RotationState) -> str | None:
+    """The first of the rotation's recorded run steps not yet done, or None when the run is over."""
     if state.terminal or state.status == RotationStatus.AWAITING_RETIREMENT:
         return None
-    for step in RUN_STEPS:
+    for step in state.run_steps:
         if not state.step_done(step):
             return step
     return None
 
 
-def guard(state: RotationState) -> None:
+def guard(state: RotationState, known_steps: Collection[str] | None = None) -> None:
     """Reject a state that no sequence of steps could have produced.
+
+    Order is checked against the step list the rotation recorded when it started, not this build's.
+
+    Args:
+        known_steps: the step names this build can run; a recorded step outside them needs a human
+            (a build that dropped a step while a rotation still had it to do).
 
     Raises:
         NeedsHuman: the journal entry is inconsistent; acting on it could harm consumers.
     """
     problems: list[str] = []
-    done = [s for s in RUN_STEPS if state.step_done(s)]
-    if done != list(RUN_STEPS[: len(done)]):
-        problems.append(f"steps completed out of order: {[s.value for s in done]}")
+    planned = state.run_steps
+    done = [s for s in planned if state.step_done(s)]
+    if done != list(planned[: len(done)]):
+        problems.append(f"steps completed out of order: {done}")
+    if known_steps is not None:
+        unknown = [s for s in planned if s not in known_steps and not state.step_done(s)]
+        if unknown:
+            problems.append(f"steps {unknown} are not known to this build")
     if state.step_done(Step.PLAN) and state.old_version is None and not state.terminal:
         problems.append("planned without an old version")
     if state.step_done(Step.NEW_VERSION) and not state.new_version:
@@ -159,18 +189,17 @@ def guard(state: RotationState) -> None:
         raise NeedsHuman(f"rotation {state.rotation_id} journal is inconsistent: " + "; ".join(problems))
 
 
-def record_step(state: RotationState, step: Step, status: str, now: datetime, detail: str = "") -> RotationState:
-    """The state with ``step``'s record replaced by a new one (one record per step name)."""
-    previous = next((r for r in state.steps if r.name == step.value), None)
+def record_step(state: RotationState, step: str, status: str, now: datetime, detail: str = "") -> RotationState:
+    """The state with ``step``'s record replaced by a new one (one record per step name), in run order."""
+    name = str(step)
+    previous = next((r for r in state.steps if r.name == name), None)
     begun = previous.started_at if previous is not None else now
     finished = None if status in ("started", "waiting") else now
-    record = StepRecord(step.value, status, begun, finished, detail)  # type: ignore[arg-type]
-    steps = (*(r for r in state.steps if r.name != step.value), record)
-    ordered = tuple(sorted(steps, key=lambda r: _STEP_INDEX.get(r.name, 99)))
-    return replace(state, steps=ordered, stage=step.value, updated_at=now)
-
-
-_STEP_INDEX = {s.value: i for i, s in enumerate((*RUN_STEPS, Step.RETIRE))}
+    record = StepRecord(name, status, begun, finished, detail)  # type: ignore[arg-type]
+    steps = (*(r for r in state.steps if r.name != name), record)
+    index = {s: i for i, s in enumerate((*state.run_steps, Step.RETIRE.value))}
+    ordered = tuple(sorted(steps, key=lambda r: index.get(r.name, len(index))))
+    return replace(state, steps=ordered, stage=name, updated_at=now)
 
 
 def with_consumer(state: RotationState, change: ConsumerChange) -> RotationState:

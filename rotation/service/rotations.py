@@ -185,6 +185,7 @@ def start_rotation(
             updated_at=now,
             reason=reason,
             adopt_version=adopt_version,
+            run_steps=RUN_STEPS,
         )
         try:
             deps.journal.begin(state, lock_etag)
@@ -205,7 +206,7 @@ def _dry_run(
     result = build_plan(observe(deps, key), adopt_version)
     status = RotationStatus.DRY_RUN if result.ok else RotationStatus.REFUSED
     steps = tuple(
-        StepRecord(step.value, "skipped", now, now, _would(step, result)) for step in (*RUN_STEPS, Step.RETIRE)
+        StepRecord(step, "skipped", now, now, _would(Step(step), result)) for step in (*RUN_STEPS, Step.RETIRE)
     )
     error = None if result.ok else ("PreconditionFailed", "; ".join(result.problems))
     state = RotationState(
@@ -362,22 +363,22 @@ class Execution:
     def drive(self) -> None:
         while (step := next_step(self.state)) is not None:
             try:
-                guard(self.state)
+                guard(self.state, _STEPS)
             except NeedsHuman as exc:
                 self.stop(step, RotationStatus.NEEDS_HUMAN, exc, "needs_human")
                 return
             self.commit(record_step(self.state, step, "started", self.deps.clock.now()))
-            _log.info("step_started", step=step.value)
+            _log.info("step_started", step=step)
             try:
                 result = run_step_with_retries(
-                    step.value, partial(_STEPS[step], self), attempts=self.deps.step_attempts, sleep=self.deps.sleep
+                    step, partial(_STEPS[step], self), attempts=self.deps.step_attempts, sleep=self.deps.sleep
                 )
             except JournalConflict:
                 raise
             except TransientError as exc:
                 # Still failing after the step's retries: leave it resumable for the next trigger/sweep.
                 self.commit(record_step(self.state, step, "failed", self.deps.clock.now(), safe_message(exc)))
-                _log.warning("step_interrupted", step=step.value, error_code=exc.code, error=str(exc))
+                _log.warning("step_interrupted", step=step, error_code=exc.code, error=str(exc))
                 return
             except VerificationFailed as exc:
                 self.stop(step, RotationStatus.FAILED, exc, "failed")
@@ -395,19 +396,17 @@ class Execution:
             if result == "stop":
                 return
             if result == "waiting":
-                _log.info("step_waiting", step=step.value)
+                _log.info("step_waiting", step=step)
                 return
-            _log.info("step_succeeded", step=step.value)
+            _log.info("step_succeeded", step=step)
 
-    def stop(self, step: Step, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
+    def stop(self, step: str, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
         now = self.deps.clock.now()
         state = with_intent(record_step(self.state, step, "failed", now, safe_message(exc)), None, now)
         state = replace(state, status=status, error=(exc.code, safe_message(exc)))
-        audit_outcome(self.deps, state, outcome, f"{step.value}: {safe_message(exc)}")
+        audit_outcome(self.deps, state, outcome, f"{step}: {safe_message(exc)}")
         self.commit(state)
-        _log.warning(
-            "rotation_stopped", step=step.value, status=status.value, error_code=exc.code, error=safe_message(exc)
-        )
+        _log.warning("rotation_stopped", step=step, status=status.value, error_code=exc.code, error=safe_message(exc))
 
     def finish_step(self, step: Step, detail: str = "", state: RotationState | None = None) -> StepResult:
         now = self.deps.clock.now()
@@ -658,7 +657,7 @@ class Execution:
                 with self.side_effect("rollback_workspace", change.resource_id, before):
                     self.deps.workspaces.set_key_identifier(change.resource_id, self.key.version_uri(before))
         self._update_consumer(current, "rolled_back", change.before, f"rolled back: {safe_message(exc)}")
-        step = Step(self.state.stage)
+        step = self.state.stage
         now = self.deps.clock.now()
         state = record_step(self.state, step, "failed", now, safe_message(exc))
         state = replace(state, status=RotationStatus.ROLLED_BACK, error=(exc.code, safe_message(exc)))
@@ -668,7 +667,7 @@ class Execution:
         return "stop"
 
 
-_STEPS: dict[Step, Callable[[Execution], StepResult]] = {
+_STEPS: dict[str, Callable[[Execution], StepResult]] = {
     Step.PLAN: Execution.plan_step,
     Step.NEW_VERSION: Execution.new_version_step,
     Step.VERIFY_VERSION: Execution.verify_version_step,

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotation.adapters.journal import decode_state, encode_state
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy, RotationStatus, Trigger, TriggerKind
 from rotation.domain.plan import Observed, build_plan
 from rotation.domain.policy import parse_duration, references_to, retirement_due, should_rotate, version_of
-from rotation.domain.steps import RUN_STEPS, RotationState, Step, guard, next_step, record_step
+from rotation.domain.steps import (
+    HISTORICAL_RUN_STEPS,
+    RUN_STEPS,
+    RotationState,
+    Step,
+    guard,
+    next_step,
+    record_step,
+)
 from rotation.errors import InputError, NeedsHuman
 from tests.fakes.arm import FakeStorageAccounts, FakeVaults, FakeWorkspaces
 
@@ -230,3 +240,61 @@ class TestStepProtocol:
 
         with pytest.raises(NeedsHuman):
             guard(state)
+
+
+class TestRecordedStepList:
+    """A rotation follows the step list it started with, whatever list the running build has."""
+
+    OLD = ("plan", "new_version", "verify_version", "repoint_storage", "rewrap", "cut_over")
+
+    def state(self, run_steps: tuple[str, ...]) -> RotationState:
+        state = RotationState("r1", KEY.uri, RotationStatus.RUNNING, Trigger(TriggerKind.CLI), NOW, NOW)
+        return replace(state, run_steps=run_steps, old_version="v1", new_version="v2")
+
+    def test_resumes_along_the_recorded_list(self) -> None:
+        state = self.state(self.OLD)
+        for step in self.OLD[:5]:
+            state = record_step(state, step, "succeeded", NOW)
+
+        step = next_step(state)
+        guard(state, known_steps=RUN_STEPS)
+
+        assert step == "cut_over"
+        assert [r.name for r in state.steps] == list(self.OLD[:5])
+
+    def test_out_of_order_is_judged_by_the_recorded_list(self) -> None:
+        state = record_step(self.state(self.OLD), "plan", "succeeded", NOW)
+        state = record_step(state, "repoint_storage", "succeeded", NOW)
+
+        with pytest.raises(NeedsHuman, match="out of order"):
+            guard(state, known_steps=RUN_STEPS)
+
+    def test_a_step_this_build_cannot_run_needs_a_human(self) -> None:
+        state = record_step(self.state(("plan", "repoint_gadgets", "cut_over")), "plan", "succeeded", NOW)
+
+        with pytest.raises(NeedsHuman, match="repoint_gadgets"):
+            guard(state, known_steps=RUN_STEPS)
+
+    def test_an_entry_without_the_list_ran_the_historical_one(self) -> None:
+        data = json.loads(encode_state(self.state(RUN_STEPS)))
+        del data["run_steps"]
+
+        decoded = decode_state(json.dumps(data))
+
+        assert decoded.run_steps == HISTORICAL_RUN_STEPS
+        assert HISTORICAL_RUN_STEPS == (
+            "plan",
+            "new_version",
+            "verify_version",
+            "repoint_storage",
+            "repoint_workspaces",
+            "track_versionless",
+            "rewrap",
+            "verify_consumers",
+            "cut_over",
+        )
+
+    def test_the_list_round_trips(self) -> None:
+        state = self.state(self.OLD)
+
+        assert decode_state(encode_state(state)).run_steps == self.OLD

@@ -609,3 +609,37 @@ class TestStuckRetirement:
         v1_now, v2_now, v3_now = estate.keys.all_versions(KEY)
         assert v1_now.version == v1
         assert (v1_now.enabled, v2_now.enabled, v3_now.enabled) == (False, True, True)
+
+
+class TestRecordedStepList:
+    """A deploy that inserts a step never strands a rotation journalled under the previous list."""
+
+    def test_rotation_of_the_old_list_resumes_under_the_new_one(self) -> None:
+        estate, old = standard_estate()
+        estate.with_data_locations()
+        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
+        estate.data_keys.per_poll = 4
+        deps = estate.deps(inline=False)
+        view = start_rotation(deps, KEY.uri, CLI)
+        state, etag = estate.journal.load(view.rotation_id)
+        previous_build = tuple(s for s in state.run_steps if s != "track_versionless")
+        estate.journal.save(replace(state, run_steps=previous_build), etag)
+
+        waiting = run_rotation(deps, view.rotation_id)
+        run_rotation(deps, view.rotation_id)
+        done = run_rotation(deps, view.rotation_id)
+
+        assert waiting.status == RotationStatus.WAITING
+        assert done.status == RotationStatus.AWAITING_RETIREMENT, done.error
+        assert [s.name for s in done.steps] == list(previous_build)
+        assert estate.journal.load(view.rotation_id)[0].run_steps == previous_build
+        assert all(consumers_on(estate, str(done.new_version)).values())
+
+    def test_a_new_rotation_records_the_build_list(self) -> None:
+        from rotation.domain.steps import RUN_STEPS
+
+        estate, _ = standard_estate()
+
+        view = start_rotation(estate.deps(inline=False), KEY.uri, CLI)
+
+        assert estate.journal.load(view.rotation_id)[0].run_steps == RUN_STEPS
