@@ -28,7 +28,6 @@ from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
     ConsumerChange,
-    ConsumerKind,
     RewrapFailure,
     RewrapSummary,
     RotationStatus,
@@ -92,7 +91,7 @@ def decode_state(text: str) -> RotationState:
         ),
         consumers=tuple(
             ConsumerChange(
-                ConsumerKind(c["kind"]),
+                str(c["kind"]),
                 c["resource_id"],
                 c.get("before"),
                 c.get("after"),

@@ -23,7 +23,6 @@ from typing import Any
 from rotation.domain.model import (
     AuditRecord,
     ConsumerChange,
-    ConsumerKind,
     RewrapFailure,
     RewrapSummary,
     StepRecord,
@@ -186,7 +185,7 @@ def record_from_dict(data: dict[str, Any]) -> AuditRecord:
         ),
         consumers=tuple(
             ConsumerChange(
-                kind=ConsumerKind(c["kind"]),
+                kind=str(c["kind"]),
                 resource_id=c["resource_id"],
                 before=c.get("before"),
                 after=c.get("after"),

@@ -102,6 +102,8 @@ class VaultProperties:
 
 
 class ConsumerKind(StrEnum):
+    """The kinds registered today (``rotation.consumers``); a kind is journalled as its plain name."""
+
     STORAGE_ACCOUNT = "storage_account"
     ML_WORKSPACE = "ml_workspace"
     DATA_LOCATION = "data_location"
@@ -141,7 +143,7 @@ class WorkspaceKey:
 class Consumer:
     """Something that uses a managed key, and the version it uses."""
 
-    kind: ConsumerKind
+    kind: str  # a registered kind's name (``ConsumerKind`` for today's)
     resource_id: str  # ARM id, or the data location URL
     name: str
     pinned_version: str | None  # None when the consumer follows the latest version
@@ -230,7 +232,7 @@ class StepRecord:
 class ConsumerChange:
     """What a rotation did (or would do) to one consumer."""
 
-    kind: ConsumerKind
+    kind: str  # a registered kind's name (``ConsumerKind`` for today's)
     resource_id: str
     before: str | None  # version (or "versionless") before
     after: str | None  # version after (or planned)

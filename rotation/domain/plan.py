@@ -1,24 +1,16 @@
 """Planning: from what was observed, which consumers use the key, what would change, and whether it is safe.
 
-Pure: ``build_plan(observed)`` takes plain values gathered by the service and returns a ``Plan``.
+Pure: ``build_plan(observed, planners)`` takes plain values gathered by the service and the consumer
+kinds' pure parts (``rotation.consumers``), and returns a ``Plan``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
-from rotation.domain.model import (
-    Consumer,
-    ConsumerChange,
-    ConsumerKind,
-    KeyRef,
-    KeyVersion,
-    StorageAccountKey,
-    VaultProperties,
-    WorkspaceKey,
-)
-from rotation.domain.policy import version_of
+from rotation.domain.model import Consumer, ConsumerChange, KeyRef, KeyVersion, VaultProperties
 from rotation.domain.steps import ROTATION_TAG
 
 #: Key types and sizes both Azure Storage and Azure ML accept for customer-managed keys.
@@ -26,23 +18,55 @@ SUPPORTED_KTY = ("RSA", "RSA-HSM")
 SUPPORTED_SIZES = (2048, 3072, 4096)
 REQUIRED_OPS = ("wrapKey", "unwrapKey")
 
-#: The permissions each step needs (Key Vault data actions and ARM actions), shown in the plan.
-STEP_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
-    "plan": (
-        "Microsoft.KeyVault/vaults/keys/read",
-        "Microsoft.KeyVault/vaults/read",
-        "Microsoft.Storage/storageAccounts/read",
-        "Microsoft.MachineLearningServices/workspaces/read",
-    ),
+#: The permissions the workflow's own steps need (Key Vault data actions and ARM actions), shown in
+#: the plan with each consumer kind's (``ConsumerPlanner.permissions``).
+WORKFLOW_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
+    "plan": ("Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/read"),
     "new_version": ("Microsoft.KeyVault/vaults/keys/create/action",),
     "verify_version": ("Microsoft.KeyVault/vaults/keys/wrap/action", "Microsoft.KeyVault/vaults/keys/unwrap/action"),
-    "repoint_storage": ("Microsoft.Storage/storageAccounts/write",),
-    "repoint_workspaces": ("Microsoft.MachineLearningServices/workspaces/write",),
-    "rewrap": ("Microsoft.KeyVault/vaults/keys/unwrap/action", "blob metadata write"),
     "retire": ("Microsoft.KeyVault/vaults/keys/write",),
 }
 
 VERSIONLESS = "versionless"
+
+Item_contra = TypeVar("Item_contra", contravariant=True)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a kind's plan may depend on besides its own items."""
+
+    key: KeyRef
+    vault: VaultProperties | None  # None: the vault was not found (the plan reports that already)
+    target: str | None  # the version consumers move to; None: the version the rotation creates
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """One kind's share of a plan: its consumers of the key, the change each gets, and its blockers."""
+
+    consumers: tuple[Consumer, ...] = ()
+    changes: tuple[ConsumerChange, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+class ConsumerPlanner(Protocol[Item_contra]):
+    """The pure part of a consumer kind (``rotation.consumers.ConsumerUnit`` extends it)."""
+
+    kind: str
+    permissions: Mapping[str, tuple[str, ...]]
+
+    def uses_key(self, item: Item_contra, key: KeyRef) -> bool:
+        """Whether ``item`` is a consumer of ``key`` (any version)."""
+        ...
+
+    def plan(self, items: Sequence[Item_contra], context: PlanContext) -> UnitPlan:
+        """The consumers among ``items`` (all of which use the key) and the change each gets."""
+        ...
+
+    def references_to(self, items: Sequence[Item_contra], key: KeyRef, version: str) -> tuple[str, ...]:
+        """Each recorded use of ``version`` among ``items``, as a log-safe sentence."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,10 +76,7 @@ class Observed:
     key: KeyRef
     versions: tuple[KeyVersion, ...]
     vault: VaultProperties | None
-    storage_accounts: tuple[StorageAccountKey, ...] = ()
-    workspaces: tuple[WorkspaceKey, ...] = ()
-    data_survey: Mapping[str, int] | None = None  # blob counts by version, None: no data locations
-    data_locations: tuple[str, ...] = ()
+    found: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # consumer kind -> every candidate found
     current: KeyVersion | None = None  # the latest version as Key Vault reports it (wins over creation order)
 
 
@@ -71,28 +92,41 @@ class Plan:
     problems: tuple[str, ...]
     unrelated: int = 0  # CMK consumers of other keys, left alone
     adopt_version: str | None = None
-    permissions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(STEP_PERMISSIONS))
+    permissions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def uses_key(account: StorageAccountKey, key: KeyRef) -> bool:
-    same_vault = account.vault_url.rstrip("/").lower() == key.vault_url.lower()
-    return same_vault and account.key_name.lower() == key.name.lower()
+def step_permissions(run_steps: Sequence[str], planners: Sequence[ConsumerPlanner[Any]]) -> dict[str, tuple[str, ...]]:
+    """The actions each step needs: the workflow's own, then each kind's, steps in run order."""
+    result: dict[str, tuple[str, ...]] = {}
+    for step in (*run_steps, "retire"):
+        actions = (*WORKFLOW_PERMISSIONS.get(step, ()), *(a for p in planners for a in p.permissions.get(step, ())))
+        if actions:
+            result[step] = tuple(dict.fromkeys(actions))
+    return result
 
 
-def workspace_uses_key(workspace: WorkspaceKey, key: KeyRef) -> bool:
-    return version_of(workspace.key_identifier, key.uri) is not None
+def references_to(
+    planners: Sequence[ConsumerPlanner[Any]], found: Mapping[str, Sequence[Any]], key: KeyRef, version: str
+) -> tuple[str, ...]:
+    """Every recorded use of ``version`` by the key's consumers, kind by kind, as log-safe sentences."""
+    found_refs: list[str] = []
+    for planner in planners:
+        items = [i for i in found.get(planner.kind, ()) if planner.uses_key(i, key)]
+        found_refs.extend(planner.references_to(items, key, version))
+    return tuple(found_refs)
 
 
-def _short(resource_id: str) -> str:
-    return resource_id.rstrip("/").rsplit("/", 1)[-1]
-
-
-def build_plan(observed: Observed, adopt_version: str | None = None) -> Plan:
-    """Find the consumers of ``observed.key`` and check every precondition up front.
+def build_plan(
+    observed: Observed,
+    planners: Sequence[ConsumerPlanner[Any]],
+    adopt_version: str | None = None,
+    run_steps: Sequence[str] = (),
+) -> Plan:
+    """Find the consumers of ``observed.key``, kind by kind in ``planners``' order, and check every precondition.
 
     ``adopt_version`` names a version that already exists (Key Vault's own auto-rotation) to move
     consumers to instead of creating one; it must be newer than the version it replaces.
@@ -149,93 +183,15 @@ def build_plan(observed: Observed, adopt_version: str | None = None) -> Plan:
     changes: list[ConsumerChange] = []
     unrelated = 0
     old_version = old.version if old is not None else None
-    target = adopt_version  # None: a version this rotation creates
-
-    for account in sorted(observed.storage_accounts, key=lambda a: a.account_id.lower()):
-        if not uses_key(account, key):
-            unrelated += 1
-            continue
-        in_use = version_of(account.current_versioned_key_id, key.uri) or None
-        consumers.append(
-            Consumer(
-                ConsumerKind.STORAGE_ACCOUNT,
-                account.account_id,
-                account.name,
-                None if account.versionless else account.key_version,
-                in_use if account.versionless else account.key_version,
-                account.identity_principal_id,
-            )
-        )
-        if account.versionless:
-            changes.append(
-                ConsumerChange(
-                    ConsumerKind.STORAGE_ACCOUNT,
-                    account.account_id,
-                    VERSIONLESS,
-                    VERSIONLESS,
-                    "tracking",
-                    f"{account.name}: versionless (in use: {in_use or 'unknown'}); tracked until it adopts",
-                )
-            )
-        else:
-            changes.append(
-                ConsumerChange(
-                    ConsumerKind.STORAGE_ACCOUNT,
-                    account.account_id,
-                    account.key_version,
-                    target,
-                    "planned",
-                    f"{account.name}: keyversion {account.key_version} -> {target or 'the new version'}",
-                )
-            )
-
-    for workspace in sorted(observed.workspaces, key=lambda w: w.workspace_id.lower()):
-        if not workspace_uses_key(workspace, key):
-            unrelated += 1
-            continue
-        pinned = version_of(workspace.key_identifier, key.uri) or None
-        consumers.append(
-            Consumer(
-                ConsumerKind.ML_WORKSPACE,
-                workspace.workspace_id,
-                workspace.name,
-                pinned,
-                pinned,
-                workspace.identity_principal_id,
-            )
-        )
-        if observed.vault is not None and workspace.key_vault_arm_id.lower() != observed.vault.arm_id.lower():
-            problems.append(
-                f"workspace {workspace.name} is bound to vault {_short(workspace.key_vault_arm_id)}; Azure ML only "
-                "allows keys in the original vault"
-            )
-        changes.append(
-            ConsumerChange(
-                ConsumerKind.ML_WORKSPACE,
-                workspace.workspace_id,
-                pinned or VERSIONLESS,
-                target,
-                "planned",
-                f"{workspace.name}: keyIdentifier -> {target or 'the new version'}",
-            )
-        )
-
-    if observed.data_survey is not None:
-        survey = observed.data_survey
-        on_key = {v: n for v, n in survey.items() if v}
-        for location in observed.data_locations:
-            consumers.append(Consumer(ConsumerKind.DATA_LOCATION, location, location, None, None))
-        total_old = sum(n for v, n in on_key.items() if v != target)
-        changes.append(
-            ConsumerChange(
-                ConsumerKind.DATA_LOCATION,
-                ",".join(observed.data_locations) or "data locations",
-                ",".join(f"{v}:{n}" for v, n in sorted(on_key.items())) or None,
-                target,
-                "planned",
-                f"{total_old} blobs to re-wrap; {survey.get('', 0)} blobs with problems",
-            )
-        )
+    context = PlanContext(key, observed.vault, adopt_version)  # target None: a version this rotation creates
+    for planner in planners:
+        found = observed.found.get(planner.kind, ())
+        using = [item for item in found if planner.uses_key(item, key)]
+        unrelated += len(found) - len(using)
+        share = planner.plan(using, context)
+        consumers.extend(share.consumers)
+        changes.extend(share.changes)
+        problems.extend(share.problems)
 
     return Plan(
         key=key,
@@ -246,4 +202,5 @@ def build_plan(observed: Observed, adopt_version: str | None = None) -> Plan:
         problems=tuple(problems),
         unrelated=unrelated,
         adopt_version=adopt_version,
+        permissions=step_permissions(run_steps, planners),
     )

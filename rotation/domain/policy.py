@@ -6,11 +6,10 @@ Every function here is a function of plain values and ``now`` (an injected clock
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy, StorageAccountKey, WorkspaceKey
+from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
 from rotation.errors import InputError
 
 _DURATION = re.compile(
@@ -96,30 +95,6 @@ def version_of(key_identifier: str | None, key_uri: str) -> str | None:
     if ident_key.vault_url != key.vault_url or ident_key.name.lower() != key.name.lower():
         return None
     return version or ""
-
-
-def references_to(
-    old_version: str,
-    key_uri: str,
-    storage: Iterable[StorageAccountKey],
-    workspaces: Iterable[WorkspaceKey],
-    data_survey: Mapping[str, int] | None,
-) -> tuple[str, ...]:
-    """Every recorded use of ``old_version``, each as a log-safe sentence naming the consumer."""
-    found: list[str] = []
-    for account in storage:
-        if account.key_version == old_version:
-            found.append(f"storage account {account.name} is pinned to it")
-        elif version_of(account.current_versioned_key_id, key_uri) == old_version:
-            found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
-    for workspace in workspaces:
-        if version_of(workspace.key_identifier, key_uri) == old_version:
-            found.append(f"workspace {workspace.name} uses it")
-    if data_survey:
-        count = data_survey.get(old_version, 0)
-        if count:
-            found.append(f"{count} client-side-encrypted blobs are wrapped by it")
-    return tuple(found)
 
 
 def retirement_due(

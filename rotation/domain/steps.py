@@ -1,8 +1,9 @@
 """The rotation as an explicit step protocol over a journalled state. Pure: no I/O.
 
-A rotation runs these named steps in order; the journal records each one. ``next_step`` says what
-to run next from the recorded state alone, and ``guard`` rejects states that cannot happen (a
-corrupted or hand-edited journal), so the executor never acts on nonsense::
+A rotation runs named steps in order; the journal records the list it started with and each step's
+outcome. ``next_step`` says what to run next from the recorded state alone, and ``guard`` rejects
+states that cannot happen (a corrupted or hand-edited journal), so the executor never acts on
+nonsense. With the consumer kinds registered today (``rotation.consumers``)::
 
     plan -> new_version -> verify_version -> repoint_storage -> repoint_workspaces
          -> track_versionless -> rewrap -> verify_consumers -> cut_over      (run_rotation)
@@ -31,32 +32,22 @@ from rotation.errors import NeedsHuman
 
 
 class Step(StrEnum):
+    """The workflow's own steps. Consumer steps are named by their units (``rotation.consumers``)."""
+
     PLAN = "plan"
     NEW_VERSION = "new_version"
     VERIFY_VERSION = "verify_version"
-    REPOINT_STORAGE = "repoint_storage"
-    REPOINT_WORKSPACES = "repoint_workspaces"
-    TRACK_VERSIONLESS = "track_versionless"
-    REWRAP = "rewrap"
     VERIFY_CONSUMERS = "verify_consumers"
     CUT_OVER = "cut_over"
     RETIRE = "retire"
 
 
-#: The steps ``run_rotation`` drives, in order, in this build. ``retire`` is the reconciler's.
-#: A rotation records the list it started with (``RotationState.run_steps``) and keeps following it,
-#: so a deploy that inserts or reorders steps never strands a rotation in flight.
-RUN_STEPS: tuple[str, ...] = (
-    Step.PLAN,
-    Step.NEW_VERSION,
-    Step.VERIFY_VERSION,
-    Step.REPOINT_STORAGE,
-    Step.REPOINT_WORKSPACES,
-    Step.TRACK_VERSIONLESS,
-    Step.REWRAP,
-    Step.VERIFY_CONSUMERS,
-    Step.CUT_OVER,
-)
+#: The run steps before the consumer steps and after them. The whole list of a build is
+#: ``rotation.consumers.RUN_STEPS``: these around each registered kind's re-point steps, then its
+#: settle steps. A rotation records the list it started with (``RotationState.run_steps``) and keeps
+#: following it, so a deploy that inserts or reorders steps never strands a rotation in flight.
+BEFORE_CONSUMERS: tuple[str, ...] = (Step.PLAN, Step.NEW_VERSION, Step.VERIFY_VERSION)
+AFTER_CONSUMERS: tuple[str, ...] = (Step.VERIFY_CONSUMERS, Step.CUT_OVER)
 
 #: The list every rotation followed before the journal recorded it: what a journal entry without
 #: ``run_steps`` started with. Never change it.

@@ -4,8 +4,10 @@ Each takes ``Dependencies`` (``rotation.service.deps``) first; nothing here buil
 """
 
 from rotation.service.deps import Dependencies, Dispatcher, InlineDispatcher
+from rotation.service.executor import run_rotation
+from rotation.service.queries import get_rotation, list_rotations, plan
 from rotation.service.reconcile import handle_key_event, retire_if_due, sweep
-from rotation.service.rotations import get_rotation, list_rotations, plan, run_rotation, start_rotation
+from rotation.service.start import start_rotation
 from rotation.service.views import EventOutcome, PlanView, RotationView, SweepItem, SweepReport
 
 __all__ = [

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from rotation.consumers import REGISTRY, ConsumerRegistry
 from rotation.ports import AuditLog, Clock, DataKeys, Journal, KeyStore, StorageAccounts, Vaults, Workspaces
 from rotation.settings import Settings
 
@@ -71,3 +72,5 @@ class Dependencies:
     sleep: Callable[[float], None] = time.sleep
     #: Upper bound on step attempts for transient failures.
     step_attempts: int = 5
+    #: The consumer kinds this build rotates (``rotation.consumers``).
+    consumers: ConsumerRegistry = REGISTRY

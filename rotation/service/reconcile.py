@@ -7,103 +7,36 @@ from one ``list_keys`` pass per vault (pages of 25), never a get per key.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Literal
 
 from rotation.domain.model import (
-    ConsumerKind,
     KeyRef,
     KeyVaultEvent,
     RotationStatus,
     Trigger,
     TriggerKind,
 )
-from rotation.domain.plan import uses_key, workspace_uses_key
-from rotation.domain.policy import references_to, retirement_due, should_rotate
-from rotation.domain.steps import ROTATION_TAG, RotationState, Step, record_step, with_intent
-from rotation.errors import JournalConflict, RotationError, RotationInProgress
+from rotation.domain.policy import should_rotate
+from rotation.domain.steps import ROTATION_TAG, RotationState, Step
+from rotation.errors import RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
-from rotation.service.rotations import (
-    Execution,
-    audit_outcome,
-    holding_rotation,
-    managed_key,
-    safe_message,
-    start_rotation,
-)
+from rotation.service.executor import retire_rotation
+from rotation.service.outcomes import safe_message
+from rotation.service.queries import holding_rotation, managed_key
+from rotation.service.start import start_rotation
 from rotation.service.views import EventOutcome, RotationView, SweepItem, SweepReport
 
 _log = get_logger("rotation.reconciler")
 
 
 def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
-    """Disable the old version of a cut-over rotation once the grace period is over and nothing uses it.
+    """Run the ``retire`` step of a cut-over rotation (``rotation.service.executor.retire_rotation``).
 
     Never deletes. Safe to repeat: a disabled version is not disabled again.
     """
-    state, etag = deps.journal.load(rotation_id)
-    if state.status != RotationStatus.AWAITING_RETIREMENT:
-        return RotationView.from_state(state)
-    with bound(rotation_id=rotation_id, key=state.key_uri, trigger="timer"):
-        execution = Execution(deps, state, etag)
-        now = deps.clock.now()
-        if state.lease_owner is not None and state.lease_expires is not None and state.lease_expires > now:
-            return RotationView.from_state(state)
-        execution.claimed = True
-        try:
-            _retire(deps, execution)
-        except JournalConflict:
-            state, _ = deps.journal.load(rotation_id)
-            return RotationView.from_state(state)
-        finally:
-            execution.release()
-        return RotationView.from_state(execution.state)
-
-
-def _retire(deps: Dependencies, execution: Execution) -> None:
-    state = execution.state
-    key, _ = KeyRef.parse(state.key_uri)
-    assert state.old_version is not None
-    now = deps.clock.now()
-    if state.retire_after is not None and now < state.retire_after:
-        execution.commit(record_step(state, Step.RETIRE, "waiting", now, "grace period not over"))
-        return
-    subscriptions = deps.settings.subscriptions
-    accounts = [a for sub in subscriptions for a in deps.storage_accounts.list_accounts(sub) if uses_key(a, key)]
-    workspaces = [
-        w for sub in subscriptions for w in deps.workspaces.list_workspaces(sub) if workspace_uses_key(w, key)
-    ]
-    locations = deps.settings.data_locations
-    survey = deps.data_keys.survey(key, locations) if locations else None
-    references = references_to(state.old_version, key.uri, accounts, workspaces, survey)
-    failures = len(state.rewrap.failed) if state.rewrap else 0
-    decision = retirement_due(state.retire_after, now, references, failures)
-    if not decision.due:
-        detail = decision.reason + (": " + "; ".join(decision.blockers) if decision.blockers else "")
-        execution.commit(record_step(state, Step.RETIRE, "waiting", now, detail[:1000]))
-        _log.info("retirement_waiting", reason=decision.reason, blockers=len(decision.blockers))
-        return
-    # Versionless accounts that adopted the new version are now recorded as such.
-    consumers = tuple(
-        replace(c, status="adopted", detail="adopted the new version")
-        if c.kind == ConsumerKind.STORAGE_ACCOUNT and c.status == "tracking"
-        else c
-        for c in state.consumers
-    )
-    execution.state = replace(state, consumers=consumers)
-    old = deps.keys.get_key(key, state.old_version)
-    if old.enabled:
-        with execution.side_effect("disable_version", key.uri, state.old_version):
-            deps.keys.update_version(key, state.old_version, enabled=False)
-    now = deps.clock.now()
-    final = record_step(execution.state, Step.RETIRE, "succeeded", now, f"disabled {state.old_version}")
-    # A crashed sweeper may have left the disable's intent; the version is disabled now, so it is resolved.
-    final = replace(with_intent(final, None, now), status=RotationStatus.RETIRED)
-    audit_outcome(deps, final, "retired", f"old version {state.old_version} disabled after the grace period")
-    execution.commit(final)
-    _log.info("version_retired", old_version=state.old_version)
+    return retire_rotation(deps, rotation_id)
 
 
 def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:

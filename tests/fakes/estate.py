@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from rotation.bootstrap import wire_inline
+from rotation.consumers import REGISTRY, ConsumerRegistry
 from rotation.domain.model import KeyRef
 from rotation.service.deps import Dependencies, InlineDispatcher
 from rotation.settings import DataLocation, HostStorageSettings, Settings
@@ -35,6 +36,7 @@ class Estate:
     audit: FakeAuditLog = field(init=False)
     dispatcher: InlineDispatcher = field(default_factory=InlineDispatcher)
     settings: Settings = field(init=False)
+    consumers: ConsumerRegistry = REGISTRY
 
     def __post_init__(self) -> None:
         self.keys = FakeKeyStore(self.clock.now)
@@ -71,6 +73,7 @@ class Estate:
                 dispatcher=dispatcher,
                 owner=owner,
                 sleep=self.clock.sleep,
+                consumers=self.consumers,
             )
         )
 

@@ -30,7 +30,7 @@ from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.service import RotationView, list_rotations, run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
-from rotation.service.rotations import holding_rotation
+from rotation.service.queries import holding_rotation
 from rotation.settings import load_settings
 
 #: Every method that changes something outside the process: (collaborator, method).

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from rotation.consumers import RUN_STEPS
 from rotation.domain.model import RotationStatus
-from rotation.domain.steps import RUN_STEPS, guard
+from rotation.domain.steps import guard
 from rotation.service import list_rotations
 from tests.integration.workflow.estate import RealEstate, build_estate
 

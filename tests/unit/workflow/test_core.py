@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotation.adapters.journal import decode_state, encode_state
+from rotation.consumers import REGISTRY, RUN_STEPS
+from rotation.consumers.data_locations import DataSurvey
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy, RotationStatus, Trigger, TriggerKind
-from rotation.domain.plan import Observed, build_plan
-from rotation.domain.policy import parse_duration, references_to, retirement_due, should_rotate, version_of
+from rotation.domain.plan import Observed, build_plan, references_to
+from rotation.domain.policy import parse_duration, retirement_due, should_rotate, version_of
 from rotation.domain.steps import (
     HISTORICAL_RUN_STEPS,
-    RUN_STEPS,
     RotationState,
     Step,
     guard,
@@ -125,10 +126,13 @@ class TestRetirementDue:
         follows = storage.add("follows", KEY, "", in_use="old")
         ws = workspaces.add("ws", KEY, "old")
 
-        refs = references_to("old", KEY.uri, [pinned, follows], [ws], {"old": 3, "new": 1})
+        survey = DataSurvey({"old": 3, "new": 1}, ("https://data/secure",))
+        found = {"storage_account": [pinned, follows], "ml_workspace": [ws], "data_location": [survey]}
+
+        refs = references_to(REGISTRY.units, found, KEY, "old")
 
         assert len(refs) == 4
-        assert references_to("old", KEY.uri, [], [], {"new": 4}) == ()
+        assert references_to(REGISTRY.units, {"data_location": [replace(survey, counts={"new": 4})]}, KEY, "old") == ()
 
 
 class TestVersionOf:
@@ -156,13 +160,14 @@ class TestBuildPlan:
             storage.add("unrelated", other, "x1"),
         )
         spaces = (workspaces.add("ws", KEY, "v1"), workspaces.add("wsother", other, "x1"))
-        base = Observed(KEY, (version("v0", days_ago=20), version("v1")), vault, accounts, spaces)
+        found = {"storage_account": accounts, "ml_workspace": spaces}
+        base = Observed(KEY, (version("v0", days_ago=20), version("v1")), vault, found)
         return replace(base, **changes)  # type: ignore[arg-type]
 
     def test_finds_consumers(self) -> None:
         plan = self.observed()
 
-        result = build_plan(plan)
+        result = build_plan(plan, REGISTRY.units)
 
         assert result.ok, result.problems
         assert result.old_version == "v1"
@@ -174,37 +179,37 @@ class TestBuildPlan:
         observed = self.observed()
         vault = replace(observed.vault, purge_protection_enabled=False, soft_delete_enabled=False)  # type: ignore[type-var]
 
-        result = build_plan(replace(observed, vault=vault))
+        result = build_plan(replace(observed, vault=vault), REGISTRY.units)
 
         assert not result.ok
         assert any("purge protection" in p for p in result.problems)
         assert any("soft delete" in p for p in result.problems)
 
     def test_unsupported_key_type(self) -> None:
-        result = build_plan(self.observed(versions=(version("v1", kty="EC", size=2048),)))
+        result = build_plan(self.observed(versions=(version("v1", kty="EC", size=2048),)), REGISTRY.units)
 
         assert any("key type EC" in p for p in result.problems)
 
     def test_aml_original_vault_rule(self) -> None:
         observed = self.observed()
         moved = replace(
-            observed.workspaces[0], key_vault_arm_id="/subscriptions/x/providers/Microsoft.KeyVault/vaults/b"
+            observed.found["ml_workspace"][0], key_vault_arm_id="/subscriptions/x/providers/Microsoft.KeyVault/vaults/b"
         )
 
-        result = build_plan(replace(observed, workspaces=(moved,)))
+        result = build_plan(replace(observed, found={**observed.found, "ml_workspace": (moved,)}), REGISTRY.units)
 
         assert any("original vault" in p for p in result.problems)
 
     def test_adopt_replaces_the_previous_version(self) -> None:
         observed = self.observed(versions=(version("v1", days_ago=5), version("v2", days_ago=1)))
 
-        result = build_plan(observed, adopt_version="v2")
+        result = build_plan(observed, REGISTRY.units, adopt_version="v2")
 
         assert result.ok
         assert result.old_version == "v1"
 
     def test_adopting_the_only_version_is_refused(self) -> None:
-        result = build_plan(self.observed(versions=(version("v1"),)), adopt_version="v1")
+        result = build_plan(self.observed(versions=(version("v1"),)), REGISTRY.units, adopt_version="v1")
 
         assert not result.ok
 

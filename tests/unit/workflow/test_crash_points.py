@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from rotation.consumers import RUN_STEPS
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.domain.steps import RUN_STEPS, Step, guard
+from rotation.domain.steps import Step, guard
 from rotation.service import run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
-from rotation.service.rotations import holding_rotation
+from rotation.service.queries import holding_rotation
 from tests.fakes.estate import KEY, LOCATION, Estate, standard_estate
 
 CLI = Trigger(TriggerKind.CLI)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rotation.consumers import REGISTRY
 from rotation.domain.model import ConsumerKind, KeyRef, KeyVersion
 from rotation.domain.plan import Observed, build_plan
 from tests.fakes.arm import FakeStorageAccounts, FakeVaults, FakeWorkspaces
@@ -37,9 +38,9 @@ class TestPlanProperties:
                 spaces.append(workspaces.add(f"ws{i}", key, version, vault_arm_id=vault.arm_id))
         now = datetime(2026, 1, 1, tzinfo=UTC)
         versions = tuple(KeyVersion(KEYS[0], v, True, now.replace(hour=h)) for h, v in enumerate(("v1", "v2")))
-        observed = Observed(KEYS[0], versions, vault, tuple(accounts), tuple(spaces))
+        observed = Observed(KEYS[0], versions, vault, {"storage_account": accounts, "ml_workspace": spaces})
 
-        plan = build_plan(observed)
+        plan = build_plan(observed, REGISTRY.units)
 
         mine = [c for i, c in enumerate(consumers) if c[1] == 0]
         assert len(plan.consumers) == len(mine)

@@ -565,13 +565,13 @@ class TestGuard:
     """An impossible journal state stops the rotation for a human, audited, without touching anything."""
 
     def test_corrupted_journal_needs_human(self) -> None:
-        from rotation.domain.steps import Step, record_step
+        from rotation.domain.steps import record_step
 
         estate, old = standard_estate()
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, CLI)
         state, etag = estate.journal.load(view.rotation_id)
-        broken = record_step(state, Step.REPOINT_STORAGE, "succeeded", estate.clock.now())  # skipped steps
+        broken = record_step(state, "repoint_storage", "succeeded", estate.clock.now())  # skipped steps
         estate.journal.save(broken, etag)
 
         result = run_rotation(estate.deps(), view.rotation_id)
@@ -636,7 +636,7 @@ class TestRecordedStepList:
         assert all(consumers_on(estate, str(done.new_version)).values())
 
     def test_a_new_rotation_records_the_build_list(self) -> None:
-        from rotation.domain.steps import RUN_STEPS
+        from rotation.consumers import RUN_STEPS
 
         estate, _ = standard_estate()
 

@@ -1,0 +1,200 @@
+"""The protocol every consumer kind implements, and the values it exchanges with the workflow.
+
+A unit has pure parts (which items use the key, what to change, what a read-back means, what
+references a version) and I/O parts that take the ports (``UnitPorts``) or the executor's view of
+the running rotation (``ConsumerRun``). See ``rotation.consumers`` for the whole picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from rotation.domain.model import ConsumerChange, KeyRef, RewrapSummary
+from rotation.domain.plan import ConsumerPlanner
+from rotation.domain.steps import RotationState
+from rotation.errors import VerificationFailed
+from rotation.ports import DataKeys, StorageAccounts, Workspaces
+from rotation.settings import Settings
+
+Item = TypeVar("Item")
+
+
+class UnitPorts(Protocol):
+    """The ports a unit's I/O parts may use (``Dependencies`` provides them)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def storage_accounts(self) -> StorageAccounts: ...
+
+    @property
+    def workspaces(self) -> Workspaces: ...
+
+    @property
+    def data_keys(self) -> DataKeys: ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A consumer as read back: which version of the key it is configured with and which it uses.
+
+    ``configured`` is the pinned version, ``""`` when it follows the latest version, None when it
+    no longer names this key. ``in_use`` is the version the service reports in use, when it does.
+    """
+
+    name: str
+    configured: str | None
+    in_use: str | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a settle step found: done (or still waiting), a log-safe detail, and updated changes."""
+
+    done: bool
+    detail: str
+    changes: tuple[ConsumerChange, ...] = ()
+    rewrap: RewrapSummary | None = None
+    skipped: bool = False  # nothing to settle: the step is recorded as skipped
+
+
+class ConsumerRun(Protocol):
+    """The executor's view of a running rotation, as a unit's I/O parts see it."""
+
+    @property
+    def ports(self) -> UnitPorts: ...
+
+    @property
+    def key(self) -> KeyRef: ...
+
+    @property
+    def state(self) -> RotationState: ...
+
+    @property
+    def dry_run(self) -> bool:
+        """Writes are switched off: ``write`` records what it would do instead."""
+        ...
+
+    def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        """Journal the intent, ``act()``, journal the outcome; True when it acted.
+
+        In a dry run nothing is called or journalled and the answer is False. Safe to call from
+        the per-consumer functions only; the executor owns every other journal write.
+        """
+        ...
+
+
+class ConsumerUnit(ConsumerPlanner[Item], Protocol[Item]):
+    """One kind of consumer of a managed key (storage account, ML workspace, data location, ...).
+
+    Attributes:
+        kind: the name journalled in ``ConsumerChange.kind`` (never renamed: the journal keeps it).
+        label: plural, for people ("storage accounts").
+        repoint_step: the run step that moves this kind to the new version, or None.
+        settle_step: the run step that waits for this kind to settle after every re-point, or None.
+        permissions: step name -> the actions this kind needs in it (``plan`` for its reads).
+    """
+
+    kind: str
+    label: str
+    repoint_step: str | None
+    settle_step: str | None
+    permissions: Mapping[str, tuple[str, ...]]
+
+    # -- discovery and planning -------------------------------------------------------------
+
+    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[Item]:
+        """Every candidate in the configured scope, whether it uses ``key`` or not. Reads only."""
+        ...
+
+    # uses_key(item, key), plan(items, context) and references_to(items, key, version): the pure
+    # parts, declared by ``ConsumerPlanner``.
+
+    # -- the rotation -----------------------------------------------------------------------
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        """Move one consumer to the rotation's new version: read it, write (journalled), read it back.
+
+        Self-contained (one consumer, its own intent and outcome), so consumers of one step can
+        run concurrently. Returns the change to record, or None when the step has nothing to do
+        for it. In a dry run, the returned change says what would be done.
+
+        Raises:
+            VerificationFailed: Azure refused the change or the read-back differs; roll it back.
+        """
+        ...
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading | None:
+        """The consumer as it is now, or None when this kind has nothing to read back. Reads only."""
+        ...
+
+    def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
+        """Why a re-pointed consumer is not on ``new_version`` (log-safe), or None when it is. Pure."""
+        ...
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        """Put one consumer back on the version it had before (journalled). Safe to repeat."""
+        ...
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """The work of ``settle_step`` (only called when it is set)."""
+        ...
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        """The change as recorded when the old version retires (e.g. tracking -> adopted). Pure."""
+        ...
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        """One line for a dry run: what this kind's re-point step would do to ``changes``. Pure."""
+        ...
+
+
+def repoint_pinned(
+    run: ConsumerRun,
+    unit: ConsumerUnit[Item],
+    change: ConsumerChange,
+    *,
+    action: str,
+    set_version: Callable[[str], object],
+    mismatch: Callable[[Reading], str],
+    detail: Callable[[Reading, str], str],
+) -> ConsumerChange:
+    """The re-point of a consumer pinned to a version: read it, write if needed, read it back.
+
+    Shared by kinds whose consumers name a key version (storage accounts, workspaces, ...).
+
+    Args:
+        action: the intent's name in the journal (``set_storage_version``).
+        set_version: the write, given the new version.
+        mismatch: the log-safe reason when the read-back is not the new version.
+        detail: the recorded detail of the moved consumer, given its reading and the new version.
+    """
+    new = run.state.new_version
+    reading = unit.read_back(run.ports, run.key, change)
+    assert reading is not None
+    if new is None or reading.configured != new:
+        target = new or "the new version"
+        if not run.write(action, change.resource_id, target, lambda: set_version(target)):
+            return change  # a dry run: the planned change says what would be done
+        reading = unit.read_back(run.ports, run.key, change)
+        assert reading is not None
+        if reading.configured != new:
+            raise VerificationFailed(mismatch(reading))
+    elif run.dry_run:
+        return replace(change, detail=f"{reading.name} is already on {new}")
+    assert new is not None
+    return replace(change, status="changed", after=new, detail=detail(reading, new))
+
+
+def short_name(resource_id: str) -> str:
+    """The last segment of an ARM id (the resource's name)."""
+    return resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def would_repoint(label: str, changes: Sequence[ConsumerChange]) -> str:
+    """A dry run's line for a re-point step: how many of ``label`` it would move, by name."""
+    names = [short_name(c.resource_id) for c in changes]
+    return f"would re-point {len(names)} {label}" + (f": {', '.join(names)}" if names else "")

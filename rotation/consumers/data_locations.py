@@ -1,0 +1,123 @@
+"""Client-side-encrypted blobs whose data keys a managed key wraps (``ROTATION_DATA_LOCATIONS``).
+
+They are one consumer per location, moved together by the ``rewrap`` step: it starts the re-wrap
+(queued work, or inline) and waits, resumable, until a verification scan finds no blob left on an
+old version other than the ones that failed, which keep the old version from retiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from rotation.consumers.base import ConsumerRun, Reading, Settled, UnitPorts
+from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef
+from rotation.domain.plan import PlanContext, UnitPlan
+
+
+@dataclass(frozen=True)
+class DataSurvey:
+    """Blob counts by key version over the configured locations (``""``: blobs with problems)."""
+
+    counts: Mapping[str, int]
+    locations: tuple[str, ...]  # display names
+
+
+class DataLocationUnit:
+    """Implements ``ConsumerUnit[DataSurvey]``."""
+
+    kind: str = ConsumerKind.DATA_LOCATION
+    label = "data locations"
+    repoint_step: str | None = None
+    settle_step: str | None = "rewrap"
+    permissions: Mapping[str, tuple[str, ...]] = {
+        "rewrap": ("Microsoft.KeyVault/vaults/keys/unwrap/action", "blob metadata write")
+    }
+
+    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DataSurvey]:
+        locations = ports.settings.data_locations
+        if not locations:
+            return ()
+        return (DataSurvey(ports.data_keys.survey(key, locations), tuple(d.display for d in locations)),)
+
+    def uses_key(self, item: DataSurvey, key: KeyRef) -> bool:
+        return True  # the survey counts the key's blobs only
+
+    def plan(self, items: Sequence[DataSurvey], context: PlanContext) -> UnitPlan:
+        consumers: list[Consumer] = []
+        changes: list[ConsumerChange] = []
+        target = context.target
+        for survey in items:
+            on_key = {v: n for v, n in survey.counts.items() if v}
+            consumers.extend(Consumer(self.kind, d, d, None, None) for d in survey.locations)
+            total_old = sum(n for v, n in on_key.items() if v != target)
+            changes.append(
+                ConsumerChange(
+                    self.kind,
+                    ",".join(survey.locations) or "data locations",
+                    ",".join(f"{v}:{n}" for v, n in sorted(on_key.items())) or None,
+                    target,
+                    "planned",
+                    f"{total_old} blobs to re-wrap; {survey.counts.get('', 0)} blobs with problems",
+                )
+            )
+        return UnitPlan(tuple(consumers), tuple(changes))
+
+    def references_to(self, items: Sequence[DataSurvey], key: KeyRef, version: str) -> tuple[str, ...]:
+        count = sum(s.counts.get(version, 0) for s in items)
+        return (f"{count} client-side-encrypted blobs are wrapped by it",) if count else ()
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        return None  # moved by the settle step (the re-wrap), not one by one
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading | None:
+        return None  # the re-wrap's verification scan is its read-back
+
+    def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
+        return None
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        """Nothing to undo: a re-wrapped blob is readable with either version while both are enabled."""
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """Start the re-wrap once, then report its progress until a verification scan says it is done."""
+        ports, state = run.ports, run.state
+        locations = ports.settings.data_locations
+        if not locations:
+            return Settled(True, "no data locations", skipped=True)
+        if run.dry_run:
+            planned = [c.detail for c in state.consumers if c.kind == self.kind]
+            return Settled(True, "would re-wrap client-side data keys: " + "; ".join(planned))
+        new = state.new_version
+        assert new is not None
+        begun = any(r.name == self.settle_step and r.status == "waiting" for r in state.steps)
+
+        def begin() -> None:
+            ports.data_keys.begin_rewrap(state.rotation_id, run.key, new, locations)
+
+        if not begun:
+            run.write("begin_rewrap", state.rotation_id, new, begin)
+        else:
+            begin()  # idempotent: the run re-sends work a lost message left undone
+        done, summary = ports.data_keys.rewrap_progress(state.rotation_id)
+        detail = (
+            f"{summary.rewrapped} re-wrapped, {summary.already_current} current, {len(summary.failed)} failed, "
+            f"{summary.remaining_on_old_versions} remaining"
+        )
+        if not done:
+            return Settled(False, detail, rewrap=summary)
+        outcome: Literal["failed", "changed"] = "failed" if summary.failed else "changed"
+        changes = tuple(
+            replace(c, status=outcome, after=new, detail=detail) for c in state.consumers if c.kind == self.kind
+        )
+        return Settled(True, detail, changes, summary)
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return "; ".join(c.detail for c in changes) or "no data locations"
+
+
+DATA_LOCATIONS = DataLocationUnit()

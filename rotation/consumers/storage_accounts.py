@@ -1,0 +1,177 @@
+"""Storage accounts with customer-managed keys (``Microsoft.Storage/storageAccounts``).
+
+A pinned account (``keyversion`` set) is re-pointed by ``repoint_storage``; a versionless one
+follows the key's latest version by itself within a day, so it is tracked (``track_versionless``)
+until it reports the new version in use, and it blocks retirement until then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from rotation.consumers.base import (
+    ConsumerRun,
+    Reading,
+    Settled,
+    UnitPorts,
+    repoint_pinned,
+    would_repoint,
+)
+from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef, StorageAccountKey
+from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
+from rotation.domain.policy import version_of
+
+READ = "Microsoft.Storage/storageAccounts/read"
+WRITE = "Microsoft.Storage/storageAccounts/write"
+
+
+def uses_key(account: StorageAccountKey, key: KeyRef) -> bool:
+    same_vault = account.vault_url.rstrip("/").lower() == key.vault_url.lower()
+    return same_vault and account.key_name.lower() == key.name.lower()
+
+
+def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
+    in_use = version_of(account.current_versioned_key_id, key.uri)
+    return Reading(account.name, account.key_version if uses_key(account, key) else None, in_use)
+
+
+class StorageAccountUnit:
+    """Implements ``ConsumerUnit[StorageAccountKey]``."""
+
+    kind: str = ConsumerKind.STORAGE_ACCOUNT
+    label = "storage accounts"
+    repoint_step: str | None = "repoint_storage"
+    settle_step: str | None = "track_versionless"
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (WRITE,)}
+
+    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[StorageAccountKey]:
+        subscriptions = ports.settings.subscriptions
+        return tuple(a for sub in subscriptions for a in ports.storage_accounts.list_accounts(sub))
+
+    def uses_key(self, item: StorageAccountKey, key: KeyRef) -> bool:
+        return uses_key(item, key)
+
+    def plan(self, items: Sequence[StorageAccountKey], context: PlanContext) -> UnitPlan:
+        key, target = context.key, context.target
+        consumers: list[Consumer] = []
+        changes: list[ConsumerChange] = []
+        for account in sorted(items, key=lambda a: a.account_id.lower()):
+            in_use = version_of(account.current_versioned_key_id, key.uri) or None
+            consumers.append(
+                Consumer(
+                    self.kind,
+                    account.account_id,
+                    account.name,
+                    None if account.versionless else account.key_version,
+                    in_use if account.versionless else account.key_version,
+                    account.identity_principal_id,
+                )
+            )
+            if account.versionless:
+                changes.append(
+                    ConsumerChange(
+                        self.kind,
+                        account.account_id,
+                        VERSIONLESS,
+                        VERSIONLESS,
+                        "tracking",
+                        f"{account.name}: versionless (in use: {in_use or 'unknown'}); tracked until it adopts",
+                    )
+                )
+            else:
+                changes.append(
+                    ConsumerChange(
+                        self.kind,
+                        account.account_id,
+                        account.key_version,
+                        target,
+                        "planned",
+                        f"{account.name}: keyversion {account.key_version} -> {target or 'the new version'}",
+                    )
+                )
+        return UnitPlan(tuple(consumers), tuple(changes))
+
+    def references_to(self, items: Sequence[StorageAccountKey], key: KeyRef, version: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for account in items:
+            if account.key_version == version:
+                found.append(f"storage account {account.name} is pinned to it")
+            elif version_of(account.current_versioned_key_id, key.uri) == version:
+                found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
+        return tuple(found)
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
+            return None
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured == "":
+            return replace(change, status="tracking", after=VERSIONLESS, detail="became versionless; tracked")
+        key = run.key
+        return repoint_pinned(
+            run,
+            self,
+            change,
+            action="set_storage_version",
+            set_version=lambda v: run.ports.storage_accounts.set_key_version(
+                change.resource_id, key.vault_url, key.name, v
+            ),
+            mismatch=lambda r: f"{r.name} reads back {r.configured}",
+            detail=lambda r, new: f"{r.name}: keyversion {change.before} -> {new}",
+        )
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        return _reading(ports.storage_accounts.get_account(change.resource_id), key)
+
+    def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
+        if reading.configured != new_version or reading.in_use not in (None, "", new_version):
+            return f"{reading.name} is not using {new_version} (in use: {reading.in_use})"
+        return None
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        before = change.before
+        if not before or before == VERSIONLESS:
+            return
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured != before:
+            key = run.key
+            run.write(
+                "rollback_storage",
+                change.resource_id,
+                before,
+                lambda: run.ports.storage_accounts.set_key_version(change.resource_id, key.vault_url, key.name, before),
+            )
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """Record which versionless accounts adopted the new version (they adopt by themselves)."""
+        if run.dry_run:
+            count = sum(c.kind == self.kind and c.status == "tracking" for c in run.state.consumers)
+            return Settled(True, f"would track {count} versionless {self.label}")
+        new = run.state.new_version
+        tracked = adopted = 0
+        changes: list[ConsumerChange] = []
+        for change in run.state.consumers:
+            if change.kind != self.kind or change.status not in ("tracking", "adopted"):
+                continue
+            reading = self.read_back(run.ports, run.key, change)
+            if reading.in_use == new:
+                adopted += 1
+                changes.append(
+                    replace(change, status="adopted", after=VERSIONLESS, detail=f"{reading.name}: adopted {new}")
+                )
+            else:
+                tracked += 1
+                detail = f"{reading.name}: in use {reading.in_use or 'unknown'}"
+                changes.append(replace(change, status="tracking", after=VERSIONLESS, detail=detail))
+        return Settled(True, f"{adopted} adopted, {tracked} still tracking", tuple(changes))
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        if change.kind == self.kind and change.status == "tracking":
+            return replace(change, status="adopted", detail="adopted the new version")
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return would_repoint(f"pinned {self.label}", changes)
+
+
+STORAGE_ACCOUNTS = StorageAccountUnit()

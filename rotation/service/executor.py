@@ -1,0 +1,348 @@
+"""The executor: claims a rotation, drives its recorded steps, journals intent and outcome of every write.
+
+One ``Execution`` is one executor's pass over one rotation. It holds the journal entry's state and
+etag, renews its claim with every journal write, and brackets each side effect with an intent
+written before and the outcome after (``side_effect``/``write``), so a process killed in between
+leaves a record and the step, run again, re-checks the world first. Step bodies live in
+``rotation.service.steps``; consumer steps come from the registered units (``rotation.consumers``).
+
+The same pass walks a dry run: writes switched off (``write`` records what it would do and returns
+False), nothing journalled, every step recorded ``skipped`` with what it would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
+from functools import partial
+from typing import Literal
+
+from rotation.consumers import AnyUnit, ConsumerRegistry
+from rotation.domain.model import AuditOutcome, ConsumerChange, KeyRef, RotationStatus
+from rotation.domain.steps import (
+    Intent,
+    RotationState,
+    Step,
+    consumer,
+    guard,
+    next_step,
+    record_step,
+    with_consumer,
+    with_intent,
+)
+from rotation.errors import (
+    JournalConflict,
+    NeedsHuman,
+    PreconditionFailed,
+    RotationError,
+    TransientError,
+    VerificationFailed,
+)
+from rotation.logs import bound, get_logger
+from rotation.retry import run_step_with_retries
+from rotation.service import steps
+from rotation.service.deps import Dependencies
+from rotation.service.outcomes import audit_outcome, safe_message
+from rotation.service.views import RotationView
+
+_log = get_logger("rotation.workflow")
+
+StepResult = Literal["done", "waiting", "stop"]
+StepBody = Callable[["Execution"], StepResult]
+
+
+def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
+    """Drive a rotation's steps until it is terminal, cut over or waiting. Idempotent: resumes after a crash.
+
+    If another executor holds an unexpired claim on the rotation, returns its current view untouched.
+    """
+    state, etag = deps.journal.load(rotation_id)
+    with bound(rotation_id=rotation_id, key=state.key_uri, trigger=state.trigger.kind.value):
+        execution = Execution(deps, state, etag)
+        if next_step(state) is None or not execution.claim():
+            _log.info("rotation_claimed_elsewhere", owner=state.lease_owner)
+            return RotationView.from_state(execution.state)
+        try:
+            execution.drive()
+        except JournalConflict:
+            _log.info("rotation_taken_over")
+            state, _ = deps.journal.load(rotation_id)
+            return RotationView.from_state(state)
+        finally:
+            execution.release()
+        final = execution.state
+        _log.info(
+            "rotation_summary",
+            status=final.status.value,
+            stage=final.stage,
+            old_version=final.old_version,
+            new_version=final.new_version,
+            consumers=len(final.consumers),
+        )
+        return RotationView.from_state(final)
+
+
+def retire_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
+    """Run the ``retire`` step of a cut-over rotation (the reconciler's, after the grace period).
+
+    The step disables the old version once the grace period is over and nothing uses it, and
+    otherwise records why it waits. Never deletes; safe to repeat. A rotation another executor has
+    claimed is left to it. Errors propagate (the rotation stays awaiting retirement).
+    """
+    state, etag = deps.journal.load(rotation_id)
+    if state.status != RotationStatus.AWAITING_RETIREMENT:
+        return RotationView.from_state(state)
+    with bound(rotation_id=rotation_id, key=state.key_uri, trigger="timer"):
+        execution = Execution(deps, state, etag)
+        if not execution.claim(lazily=True):
+            return RotationView.from_state(state)
+        try:
+            body_for(Step.RETIRE, deps.consumers)(execution)
+        except JournalConflict:
+            state, _ = deps.journal.load(rotation_id)
+            return RotationView.from_state(state)
+        finally:
+            execution.release()
+        return RotationView.from_state(execution.state)
+
+
+def body_for(step: str, registry: ConsumerRegistry) -> StepBody:
+    """The body of ``step``: the workflow's own, or a registered unit's re-point or settle step.
+
+    Raises:
+        NeedsHuman: no unit of this build owns the step.
+    """
+    own = steps.WORKFLOW_STEPS.get(step)
+    if own is not None:
+        return own
+    owner = registry.owner(step)
+    if owner is None:
+        raise NeedsHuman(f"step {step} is not known to this build")
+    unit, role = owner
+    return partial(steps.repoint if role == "repoint" else steps.settle, unit=unit, step=step)
+
+
+def known_steps(registry: ConsumerRegistry) -> frozenset[str]:
+    return frozenset({*steps.WORKFLOW_STEPS, *(s for u in registry for s in (u.repoint_step, u.settle_step) if s)})
+
+
+class Execution:
+    """One executor's pass over one rotation: holds the state and the etag of the journal entry.
+
+    It is the ``ConsumerRun`` the units see: ``ports``, ``key``, ``state``, ``dry_run``, ``write``.
+    """
+
+    def __init__(self, deps: Dependencies, state: RotationState, etag: str, *, dry_run: bool = False) -> None:
+        self.deps = deps
+        self.state = state
+        self.etag = etag
+        self.key, _ = KeyRef.parse(state.key_uri)
+        self.claimed = False
+        self.dry_run = dry_run
+        self.would: list[str] = []  # a dry run's writes, as "action target value"
+        self.writes = 0  # writes done since the current step started
+        # Unique per pass, so two invocations in one worker process never share a claim.
+        self.owner = f"{deps.owner}#{secrets.token_hex(3)}"
+
+    @property
+    def ports(self) -> Dependencies:
+        return self.deps
+
+    def unit(self, change: ConsumerChange) -> AnyUnit:
+        """The registered unit of a journalled consumer. Raises NeedsHuman for a kind this build lacks."""
+        unit = self.deps.consumers.unit(change.kind)
+        if unit is None:
+            raise NeedsHuman(f"consumer kind {change.kind} of {change.resource_id} is not known to this build")
+        return unit
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def commit(self, state: RotationState) -> None:
+        """Write ``state`` (renewing our claim) if nobody else wrote since we read. A dry run keeps it in memory."""
+        now = self.deps.clock.now()
+        if self.dry_run:
+            self.state = replace(state, updated_at=now)
+            return
+        state = replace(
+            state,
+            updated_at=now,
+            lease_owner=self.owner if self.claimed else state.lease_owner,
+            lease_expires=now + timedelta(seconds=self.deps.lease_seconds) if self.claimed else state.lease_expires,
+        )
+        self.etag = self.deps.journal.save(state, self.etag)
+        self.state = state
+
+    def claim(self, *, lazily: bool = False) -> bool:
+        """Take the rotation unless another executor's claim has not lapsed; False if someone else wrote first.
+
+        Args:
+            lazily: write the claim with the step's first journal write instead of now (a step that
+                usually only records that it waits, like ``retire``, then costs one write).
+        """
+        state = self.state
+        now = self.deps.clock.now()
+        if (
+            state.lease_owner is not None
+            and state.lease_owner != self.owner
+            and state.lease_expires is not None
+            and state.lease_expires > now
+        ):
+            return False
+        self.claimed = True
+        if lazily:
+            return True
+        try:
+            self.commit(state)
+        except JournalConflict:
+            self.claimed = False
+            return False
+        if state.lease_owner is not None:
+            _log.info("rotation_resumed", previous_owner=state.lease_owner, stage=state.stage)
+        return True
+
+    def release(self) -> None:
+        if not self.claimed:
+            return
+        self.claimed = False
+        with contextlib.suppress(JournalConflict, TransientError):  # else the claim simply expires
+            self.commit(replace(self.state, lease_owner=None, lease_expires=None))
+
+    @contextmanager
+    def side_effect(self, action: str, target: str, value: str = "") -> Iterator[None]:
+        """Journal the intent, let the caller act, journal the outcome (intent cleared)."""
+        now = self.deps.clock.now()
+        self.commit(with_intent(self.state, Intent(action, target, value), now))
+        _log.info("side_effect_intent", action=action, target=target, value=value)
+        try:
+            yield
+        except RotationError as exc:
+            # Not a crash: we know it did not complete. The step re-checks the world if it runs again.
+            failed = replace(self.state, history=(*self.state.history, f"failed {action} {target}: {exc.code}"))
+            self.commit(with_intent(failed, None, self.deps.clock.now()))
+            raise
+        self.commit(with_intent(self.state, None, self.deps.clock.now()))
+        _log.info("side_effect_done", action=action, target=target)
+
+    def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        """``act()`` as a journalled side effect; True when it acted. A dry run records it instead."""
+        if self.dry_run:
+            self.would.append(f"{action} {target} {value}".rstrip())
+            return False
+        with self.side_effect(action, target, value):
+            act()
+        self.writes += 1
+        return True
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def drive(self) -> None:
+        registry = self.deps.consumers
+        while (step := next_step(self.state)) is not None:
+            try:
+                guard(self.state, known_steps(registry))
+                body = body_for(step, registry)
+            except NeedsHuman as exc:
+                self.stop(step, RotationStatus.NEEDS_HUMAN, exc, "needs_human")
+                return
+            self.commit(record_step(self.state, step, "started", self.deps.clock.now()))
+            _log.info("step_started", step=step)
+            self.writes = 0
+            try:
+                result = run_step_with_retries(
+                    step, partial(body, self), attempts=self.deps.step_attempts, sleep=self.deps.sleep
+                )
+            except JournalConflict:
+                raise
+            except TransientError as exc:
+                # Still failing after the step's retries: leave it resumable for the next trigger/sweep.
+                self.commit(record_step(self.state, step, "failed", self.deps.clock.now(), safe_message(exc)))
+                _log.warning("step_interrupted", step=step, error_code=exc.code, error=str(exc))
+                return
+            except VerificationFailed as exc:
+                self.stop(step, RotationStatus.FAILED, exc, "failed")
+                return
+            except NeedsHuman as exc:
+                self.stop(step, RotationStatus.NEEDS_HUMAN, exc, "needs_human")
+                return
+            except PreconditionFailed as exc:
+                status = RotationStatus.REFUSED if step == Step.PLAN else RotationStatus.FAILED
+                self.stop(step, status, exc, "refused" if step == Step.PLAN else "failed")
+                return
+            except RotationError as exc:
+                self.stop(step, RotationStatus.FAILED, exc, "failed")
+                return
+            if result == "stop":
+                return
+            if result == "waiting":
+                _log.info("step_waiting", step=step)
+                return
+            _log.info("step_succeeded", step=step)
+
+    def walk(self) -> None:
+        """A dry run: every recorded step and ``retire``, writes switched off, each recorded ``skipped``.
+
+        A step that fails is recorded ``failed`` with its reason and the walk goes on; the first
+        failure becomes the dry run's error.
+        """
+        assert self.dry_run
+        registry = self.deps.consumers
+        for step in (*self.state.run_steps, Step.RETIRE):
+            if self.state.old_version is None and step != Step.PLAN:
+                detail = "not reached: " + (self.state.error[1] if self.state.error else "no version to replace")
+                self.commit(record_step(self.state, step, "skipped", self.deps.clock.now(), detail[:500]))
+                continue
+            try:
+                body_for(step, registry)(self)
+            except RotationError as exc:
+                if step == Step.PLAN:
+                    raise
+                self.commit(record_step(self.state, step, "failed", self.deps.clock.now(), safe_message(exc)))
+                if self.state.error is None:
+                    self.state = replace(self.state, error=(exc.code, f"{step}: {safe_message(exc)}"))
+
+    def stop(self, step: str, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
+        now = self.deps.clock.now()
+        state = with_intent(record_step(self.state, step, "failed", now, safe_message(exc)), None, now)
+        state = replace(state, status=status, error=(exc.code, safe_message(exc)))
+        audit_outcome(self.deps, state, outcome, f"{step}: {safe_message(exc)}")
+        self.commit(state)
+        _log.warning("rotation_stopped", step=step, status=status.value, error_code=exc.code, error=safe_message(exc))
+
+    def finish_step(self, step: str, detail: str = "", state: RotationState | None = None) -> StepResult:
+        """Record ``step`` done (``skipped`` in a dry run) with ``detail``, resolving any intent left over."""
+        now = self.deps.clock.now()
+        status = "skipped" if self.dry_run else "succeeded"
+        # A step finishes only once it has reconciled the world, so an intent left by a crashed
+        # executor (whose action the step then found already done) is resolved here.
+        finished = with_intent(record_step(state or self.state, step, status, now, detail), None, now)
+        self.commit(finished)
+        return "done"
+
+    # -- consumers -------------------------------------------------------------------------
+
+    def update_consumer(self, change: ConsumerChange, *, commit: bool = True) -> None:
+        state = with_consumer(self.state, change)
+        if commit:
+            self.commit(state)
+        else:
+            self.state = state
+
+    def roll_back(self, change: ConsumerChange, exc: VerificationFailed) -> StepResult:
+        """Put a consumer that failed back on the old version through its unit, then stop for a human."""
+        current = consumer(self.state, change.resource_id) or change
+        self.unit(change).roll_back(self, change)
+        message = safe_message(exc)
+        self.update_consumer(
+            replace(current, status="rolled_back", after=change.before, detail=f"rolled back: {message}")
+        )
+        now = self.deps.clock.now()
+        state = record_step(self.state, self.state.stage, "failed", now, message)
+        state = replace(state, status=RotationStatus.ROLLED_BACK, error=(exc.code, message))
+        audit_outcome(self.deps, state, "rolled_back", f"{change.resource_id}: {message}")
+        self.commit(state)
+        _log.warning("consumer_rolled_back", consumer=change.resource_id, error=message)
+        return "stop"

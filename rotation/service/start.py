@@ -1,0 +1,106 @@
+"""Starting a rotation, or a dry run: the real steps walked with writes switched off."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from datetime import datetime
+
+from rotation.domain.model import KeyRef, RotationStatus, Trigger
+from rotation.domain.steps import RotationState, holds_key
+from rotation.errors import InputError, JournalConflict, RotationInProgress, RotationNotFound
+from rotation.logs import bound, get_logger
+from rotation.service.deps import Dependencies
+from rotation.service.executor import Execution
+from rotation.service.outcomes import audit_outcome
+from rotation.service.queries import get_rotation, managed_key
+from rotation.service.views import RotationView
+
+_log = get_logger("rotation.workflow")
+
+
+def new_rotation_id(now: datetime) -> str:
+    return f"rot-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def start_rotation(
+    deps: Dependencies,
+    key_uri: str,
+    trigger: Trigger,
+    *,
+    reason: str = "",
+    dry_run: bool = False,
+    adopt_version: str | None = None,
+) -> RotationView:
+    """Start a rotation of a managed key (or show what one would do, with ``dry_run``).
+
+    Raises:
+        UnknownKeyError: not a managed key.
+        RotationInProgress: another rotation of the key is running, waiting, or cut over within its grace period.
+    """
+    key = managed_key(deps, key_uri)
+    now = deps.clock.now()
+    rotation_id = new_rotation_id(now)
+    with bound(rotation_id=rotation_id, key=key.uri, trigger=trigger.kind.value):
+        if dry_run:
+            return _dry_run(deps, key, trigger, rotation_id, reason=reason, adopt_version=adopt_version)
+        if adopt_version is not None and not adopt_version.isalnum():
+            raise InputError(f"{adopt_version!r} is not a key version")
+        holder, lock_etag = deps.journal.lock_holder(key.uri)
+        if holder is not None:
+            try:
+                held, _ = deps.journal.load(holder)
+            except RotationNotFound:
+                held = None
+            if held is not None and holds_key(held, now):
+                _log.info("rotation_in_progress", holder=holder)
+                raise RotationInProgress(key.uri, holder)
+        state = RotationState(
+            rotation_id=rotation_id,
+            key_uri=key.uri,
+            status=RotationStatus.RUNNING,
+            trigger=trigger,
+            started_at=now,
+            updated_at=now,
+            reason=reason,
+            adopt_version=adopt_version,
+            run_steps=deps.consumers.run_steps(),
+        )
+        try:
+            deps.journal.begin(state, lock_etag)
+        except JournalConflict:
+            holder, _ = deps.journal.lock_holder(key.uri)
+            _log.info("rotation_in_progress", holder=holder)
+            raise RotationInProgress(key.uri, holder or "unknown") from None
+        _log.info("rotation_started", reason=reason, adopt_version=adopt_version)
+    deps.dispatcher.dispatch(rotation_id)
+    return get_rotation(deps, rotation_id)
+
+
+def _dry_run(
+    deps: Dependencies, key: KeyRef, trigger: Trigger, rotation_id: str, *, reason: str, adopt_version: str | None
+) -> RotationView:
+    """Every step walked with writes switched off; nothing written but the audit record of the dry run."""
+    now = deps.clock.now()
+    state = RotationState(
+        rotation_id=rotation_id,
+        key_uri=key.uri,
+        status=RotationStatus.DRY_RUN,
+        trigger=trigger,
+        started_at=now,
+        updated_at=now,
+        reason=reason,
+        dry_run=True,
+        new_version=adopt_version,
+        adopt_version=adopt_version,
+        run_steps=deps.consumers.run_steps(),
+    )
+    execution = Execution(deps, state, "", dry_run=True)
+    execution.walk()
+    walked = execution.state
+    status = RotationStatus.DRY_RUN if walked.error is None else RotationStatus.REFUSED
+    state = replace(walked, status=status, stage=state.stage, updated_at=deps.clock.now())
+    problems = walked.error[1] if walked.error else ""
+    audit_outcome(deps, state, "dry_run", "dry run: " + (problems or "plan is safe to apply"))
+    _log.info("rotation_dry_run", ok=walked.error is None, consumers=len(walked.consumers), would=len(execution.would))
+    return RotationView.from_state(state)

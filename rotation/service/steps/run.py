@@ -1,0 +1,45 @@
+"""What a step body sees of the executor running it (``rotation.service.executor.Execution``)."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from rotation.consumers import AnyUnit, ConsumerRun
+from rotation.domain.model import ConsumerChange, KeyRef
+from rotation.domain.steps import RotationState
+from rotation.errors import VerificationFailed
+from rotation.service.deps import Dependencies
+
+StepResult = Literal["done", "waiting", "stop"]
+
+
+class StepRun(ConsumerRun, Protocol):
+    """One executor's pass over one rotation, as the step bodies use it."""
+
+    deps: Dependencies
+    state: RotationState  # the bodies may replace it; ``commit`` journals it
+    would: list[str]  # a dry run's writes, "action target value"
+    writes: int  # writes done since the current step started
+
+    @property
+    def key(self) -> KeyRef: ...
+
+    def commit(self, state: RotationState) -> None:
+        """Journal ``state`` (renewing the claim); a dry run keeps it in memory."""
+        ...
+
+    def finish_step(self, step: str, detail: str = "", state: RotationState | None = None) -> StepResult:
+        """Record ``step`` done (``skipped`` in a dry run) with ``detail``."""
+        ...
+
+    def update_consumer(self, change: ConsumerChange, *, commit: bool = True) -> None:
+        """Record one consumer's change (journalled unless ``commit`` is False)."""
+        ...
+
+    def roll_back(self, change: ConsumerChange, exc: VerificationFailed) -> StepResult:
+        """Put ``change``'s consumer back through its unit and stop the rotation for a human."""
+        ...
+
+    def unit(self, change: ConsumerChange) -> AnyUnit:
+        """The registered unit of a journalled consumer."""
+        ...
