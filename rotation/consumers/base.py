@@ -189,6 +189,21 @@ def repoint_pinned(
     return replace(change, status="changed", after=new, detail=detail(reading, new))
 
 
+def roll_back_pinned(
+    run: ConsumerRun,
+    unit: ConsumerUnit[Item],
+    change: ConsumerChange,
+    before: str,
+    *,
+    action: str,
+    set_version: Callable[[str], object],
+) -> None:
+    """Put a consumer pinned to a version back on ``before``, unless it reads back that already (journalled)."""
+    reading = unit.read_back(run.ports, run.key, change)
+    if reading is not None and reading.configured != before:
+        run.write(action, change.resource_id, before, lambda: set_version(before))
+
+
 def short_name(resource_id: str) -> str:
     """The last segment of an ARM id (the resource's name)."""
     return resource_id.rstrip("/").rsplit("/", 1)[-1]

@@ -17,6 +17,7 @@ from rotation.consumers.base import (
     Settled,
     UnitPorts,
     repoint_pinned,
+    roll_back_pinned,
     short_name,
     would_repoint,
 )
@@ -112,14 +113,15 @@ class MlWorkspaceUnit:
         old = run.state.old_version
         before = change.before if change.before and change.before != VERSIONLESS else old
         assert before is not None
-        if self.read_back(run.ports, run.key, change).configured != before:
-            key = run.key
-            run.write(
-                "rollback_workspace",
-                change.resource_id,
-                before,
-                lambda: run.ports.workspaces.set_key_identifier(change.resource_id, key.version_uri(before)),
-            )
+        key = run.key
+        roll_back_pinned(
+            run,
+            self,
+            change,
+            before,
+            action="rollback_workspace",
+            set_version=lambda v: run.ports.workspaces.set_key_identifier(change.resource_id, key.version_uri(v)),
+        )
 
     def settle(self, run: ConsumerRun) -> Settled:
         return Settled(True, "nothing to settle")

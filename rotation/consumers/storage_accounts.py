@@ -16,6 +16,7 @@ from rotation.consumers.base import (
     Settled,
     UnitPorts,
     repoint_pinned,
+    roll_back_pinned,
     would_repoint,
 )
 from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef, StorageAccountKey
@@ -132,15 +133,17 @@ class StorageAccountUnit:
         before = change.before
         if not before or before == VERSIONLESS:
             return
-        reading = self.read_back(run.ports, run.key, change)
-        if reading.configured != before:
-            key = run.key
-            run.write(
-                "rollback_storage",
-                change.resource_id,
-                before,
-                lambda: run.ports.storage_accounts.set_key_version(change.resource_id, key.vault_url, key.name, before),
-            )
+        key = run.key
+        roll_back_pinned(
+            run,
+            self,
+            change,
+            before,
+            action="rollback_storage",
+            set_version=lambda v: run.ports.storage_accounts.set_key_version(
+                change.resource_id, key.vault_url, key.name, v
+            ),
+        )
 
     def settle(self, run: ConsumerRun) -> Settled:
         """Record which versionless accounts adopted the new version (they adopt by themselves)."""

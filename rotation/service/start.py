@@ -55,17 +55,7 @@ def start_rotation(
             if held is not None and holds_key(held, now):
                 _log.info("rotation_in_progress", holder=holder)
                 raise RotationInProgress(key.uri, holder)
-        state = RotationState(
-            rotation_id=rotation_id,
-            key_uri=key.uri,
-            status=RotationStatus.RUNNING,
-            trigger=trigger,
-            started_at=now,
-            updated_at=now,
-            reason=reason,
-            adopt_version=adopt_version,
-            run_steps=deps.consumers.run_steps(),
-        )
+        state = _new_state(deps, rotation_id, key, trigger, reason=reason, adopt_version=adopt_version)
         try:
             deps.journal.begin(state, lock_etag)
         except JournalConflict:
@@ -77,24 +67,38 @@ def start_rotation(
     return get_rotation(deps, rotation_id)
 
 
-def _dry_run(
-    deps: Dependencies, key: KeyRef, trigger: Trigger, rotation_id: str, *, reason: str, adopt_version: str | None
-) -> RotationView:
-    """Every step walked with writes switched off; nothing written but the audit record of the dry run."""
+def _new_state(
+    deps: Dependencies,
+    rotation_id: str,
+    key: KeyRef,
+    trigger: Trigger,
+    *,
+    reason: str,
+    adopt_version: str | None,
+    dry_run: bool = False,
+) -> RotationState:
+    """A rotation as it starts, with the step list of this build (a dry run shows the version it adopts)."""
     now = deps.clock.now()
-    state = RotationState(
+    return RotationState(
         rotation_id=rotation_id,
         key_uri=key.uri,
-        status=RotationStatus.DRY_RUN,
+        status=RotationStatus.DRY_RUN if dry_run else RotationStatus.RUNNING,
         trigger=trigger,
         started_at=now,
         updated_at=now,
         reason=reason,
-        dry_run=True,
-        new_version=adopt_version,
+        dry_run=dry_run,
+        new_version=adopt_version if dry_run else None,
         adopt_version=adopt_version,
         run_steps=deps.consumers.run_steps(),
     )
+
+
+def _dry_run(
+    deps: Dependencies, key: KeyRef, trigger: Trigger, rotation_id: str, *, reason: str, adopt_version: str | None
+) -> RotationView:
+    """Every step walked with writes switched off; nothing written but the audit record of the dry run."""
+    state = _new_state(deps, rotation_id, key, trigger, reason=reason, adopt_version=adopt_version, dry_run=True)
     execution = Execution(deps, state, "", dry_run=True)
     execution.walk()
     walked = execution.state

@@ -91,3 +91,12 @@ def standard_estate() -> tuple[Estate, str]:
     estate.workspaces.add("ws2", KEY, old)
     estate.workspaces.add("wsother", OTHER_KEY, other)
     return estate, old
+
+
+def rewrap_estate(blobs: int = 10, per_poll: int = 4) -> tuple[Estate, str]:
+    """The standard estate plus a data location of ``blobs`` old-version blobs, re-wrapped ``per_poll`` at a time."""
+    estate, old = standard_estate()
+    estate.with_data_locations()
+    estate.data_keys.put_blobs(LOCATION, KEY, old, blobs)
+    estate.data_keys.per_poll = per_poll
+    return estate, old

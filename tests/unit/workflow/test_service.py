@@ -22,7 +22,7 @@ from rotation.service import (
     start_rotation,
     sweep,
 )
-from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, Estate, standard_estate
+from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, Estate, rewrap_estate, standard_estate
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
 TIMER = Trigger(TriggerKind.TIMER)
@@ -315,10 +315,7 @@ class TestRewrapAndRetirement:
     """Re-wrap runs as a step; retirement waits for grace, versionless adoption and data keys."""
 
     def test_rewrap_waits_then_completes(self) -> None:
-        estate, old = standard_estate()
-        estate.with_data_locations()
-        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
-        estate.data_keys.per_poll = 4
+        estate, _old = rewrap_estate()
 
         view = start_rotation(estate.deps(), KEY.uri, CLI)
         second = run_rotation(estate.deps(), view.rotation_id)
@@ -615,10 +612,7 @@ class TestRecordedStepList:
     """A deploy that inserts a step never strands a rotation journalled under the previous list."""
 
     def test_rotation_of_the_old_list_resumes_under_the_new_one(self) -> None:
-        estate, old = standard_estate()
-        estate.with_data_locations()
-        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
-        estate.data_keys.per_poll = 4
+        estate, _old = rewrap_estate()
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, CLI)
         state, etag = estate.journal.load(view.rotation_id)

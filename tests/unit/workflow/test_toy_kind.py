@@ -8,7 +8,7 @@ from datetime import timedelta
 from rotation.consumers import REGISTRY
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.service import plan, run_rotation, start_rotation, sweep
-from tests.fakes.estate import KEY, LOCATION, Estate, standard_estate
+from tests.fakes.estate import KEY, Estate, rewrap_estate, standard_estate
 from tests.unit.workflow.toy_kind import FakeGadgets, GadgetUnit
 
 CLI = Trigger(TriggerKind.CLI)
@@ -99,10 +99,7 @@ class TestInsertedStep:
     """A rotation journalled before a kind (and its step) was registered resumes without it, untouched."""
 
     def test_resumes_under_the_new_build(self) -> None:
-        estate, old = standard_estate()
-        estate.with_data_locations()
-        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
-        estate.data_keys.per_poll = 4
+        estate, old = rewrap_estate()
         in_flight = start_rotation(estate.deps(), KEY.uri, CLI)  # waits on its re-wrap
         gadgets = FakeGadgets()
         gadgets.add("g1", KEY.version_uri(old))

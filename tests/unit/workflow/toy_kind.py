@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rotation.consumers import ConsumerRun, Reading, Settled, UnitPorts
-from rotation.consumers.base import repoint_pinned, would_repoint
+from rotation.consumers.base import repoint_pinned, roll_back_pinned, would_repoint
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.plan import PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -101,13 +101,9 @@ class GadgetUnit:
         return None if reading.configured == new_version else f"{reading.name} is not using {new_version}"
 
     def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
-        before = change.before
-        assert before
-        if self.read_back(run.ports, run.key, change).configured != before:
-            kid = run.key.version_uri(before)
-            run.write(
-                "rollback_gadget", change.resource_id, before, lambda: self.gadgets.set_key(change.resource_id, kid)
-            )
+        assert change.before
+        set_version = lambda v: self.gadgets.set_key(change.resource_id, run.key.version_uri(v))  # noqa: E731
+        roll_back_pinned(run, self, change, change.before, action="rollback_gadget", set_version=set_version)
 
     def settle(self, run: ConsumerRun) -> Settled:
         return Settled(True, "")
