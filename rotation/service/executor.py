@@ -228,7 +228,11 @@ class Execution:
         _log.info("side_effect_done", action=action, target=target)
 
     def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
-        """``act()`` as a journalled side effect; True when it acted. A dry run records it instead."""
+        """``act()`` as a journalled side effect; True when it acted. A dry run records it instead.
+
+        One consumer's re-point is self-contained around this call; running a step's consumers
+        concurrently needs these journal writes (and ``update_consumer``) serialised by a lock.
+        """
         if self.dry_run:
             self.would.append(f"{action} {target} {value}".rstrip())
             return False
