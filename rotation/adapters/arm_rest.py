@@ -3,7 +3,7 @@
 The container-registry, disk-encryption-set and Resource Graph adapters speak the same wire shapes
 as azure-mgmt-containerregistry, azure-mgmt-compute and azure-mgmt-resourcegraph (the integration
 tests drive the emulator with those SDKs and compare), without shipping them
-(docs/decisions/0003-estate-adapters-on-azure-mgmt-core.md). What they need from azure-core is here:
+(docs/decisions/0004-estate-adapters-on-azure-mgmt-core.md). What they need from azure-core is here:
 ARM challenge authentication, the transport retry policy, ``ARMPolling`` for long-running
 operations, and translation of every azure-core error into :mod:`rotation.errors`.
 """

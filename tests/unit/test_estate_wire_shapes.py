@@ -1,4 +1,4 @@
-"""The estate adapters send what the official SDKs would send (they do not ship the SDKs; decision 0003)."""
+"""The estate adapters send what the official SDKs would send (they do not ship the SDKs; decision 0004)."""
 
 from __future__ import annotations
 
