@@ -12,6 +12,8 @@ import pytest
 
 from emulators.localazure import ALL_SERVICES, LocalAzure
 
+TESTS = Path(__file__).resolve().parent
+
 
 def _available_services() -> list[str]:
     """Every local service whose code exists in the tree."""
@@ -47,7 +49,7 @@ def _isolated_bootstrap() -> Iterator[None]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so ``-m unit``, ``-m integration``, ``-m e2e``, ``-m worker`` select them."""
     for item in items:
-        parts = Path(str(item.fspath)).parts
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts  # not the checkout's own path
         for marker in ("unit", "integration", "e2e", "worker"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))
