@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -78,9 +79,16 @@ def anchors(path: Path) -> set[str]:
     return {slug(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M)}
 
 
+@cache
+def tracked_top_level() -> frozenset[str]:
+    """The repo's top-level files and folders, as git tracks them (not what a build or a test left behind)."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return frozenset(line.split("/", 1)[0] for line in listed.splitlines() if line)
+
+
 def repo_paths(spans: list[str]) -> Iterator[str]:
-    """Code spans that name a path inside the repo (first segment is a top-level entry), placeholders excluded."""
-    top = {p.name for p in REPO.iterdir()}
+    """Code spans that name a path inside the repo (first segment is tracked at the top), placeholders excluded."""
+    top = tracked_top_level()
     for span in spans:
         candidate = span.strip().split(" ", 1)[0] if span.count(" ") else span.strip()
         first = candidate.split("/", 1)[0]
