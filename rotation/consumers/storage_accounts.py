@@ -33,8 +33,8 @@ def uses_key(account: StorageAccountKey, key: KeyRef) -> bool:
 
 
 def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
-    in_use = version_of(account.current_versioned_key_id, key.uri)
-    return Reading(account.name, account.key_version if uses_key(account, key) else None, in_use)
+    # keyversion as configured ("" when versionless); the version in use as Storage reports it.
+    return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
 
 
 class StorageAccountUnit:

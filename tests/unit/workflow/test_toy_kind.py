@@ -131,3 +131,17 @@ class TestInsertedStep:
         assert second.status == RotationStatus.AWAITING_RETIREMENT, second.error
         assert "repoint_gadgets" in [s.name for s in second.steps]
         assert gadgets.get("/gadgets/g1").key_id == KEY.version_uri(str(second.new_version))
+
+    def test_a_build_without_the_kind_stops_for_a_human(self) -> None:
+        estate, old, gadgets = gadget_estate()
+        view = start_rotation(estate.deps(inline=False), KEY.uri, CLI)  # journalled with repoint_gadgets
+        estate.consumers = REGISTRY  # a deploy that dropped the kind while the rotation waited
+
+        result = run_rotation(estate.deps(), view.rotation_id)
+
+        assert result.status == RotationStatus.NEEDS_HUMAN
+        assert result.error is not None
+        assert "repoint_gadgets" in result.error["message"]
+        assert len(estate.keys.all_versions(KEY)) == 1
+        assert gadgets.writes == []
+        assert all(a.key_version in ("", old) for a in estate.storage.accounts.values() if a.key_name == KEY.name)
