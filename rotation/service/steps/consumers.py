@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rotation.consumers import AnyUnit
-from rotation.domain.model import RotationStatus
+from rotation.domain.model import ConsumerChange, RotationStatus
 from rotation.domain.steps import Step, record_step, with_consumer
 from rotation.errors import VerificationFailed
 from rotation.service.steps.run import StepResult, StepRun
@@ -18,23 +18,31 @@ from rotation.service.steps.run import StepResult, StepRun
 
 def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     """Move every consumer of ``unit``'s kind to the new version, one at a time, each journalled."""
-    would_move = []
-    for change in run.state.consumers:
-        if change.kind != unit.kind:
-            continue
-        planned_writes = len(run.would)
+    moved = []
+    for change in [c for c in run.state.consumers if c.kind == unit.kind]:
         try:
-            updated = unit.repoint(run, change)
+            if repoint_consumer(run, unit, change):
+                moved.append(change)
         except VerificationFailed as exc:
             return run.roll_back(change, exc)
-        if updated is None:
-            continue
-        if len(run.would) > planned_writes:
-            would_move.append(change)
-        run.update_consumer(updated)
     if run.dry_run:
-        return run.finish_step(step, unit.describe(would_move))
-    return run.finish_step(step, f"{run.writes} {unit.label} re-pointed")
+        return run.finish_step(step, unit.describe(moved))
+    return run.finish_step(step, f"{len(moved)} {unit.label} re-pointed")
+
+
+def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange) -> bool:
+    """One consumer, self-contained: its unit reads it, writes (intent journalled before, outcome
+    after) and reads it back; then its record is journalled. True when it wrote (in a dry run:
+    would write).
+
+    Raises:
+        VerificationFailed: refused, or the read-back is not the new version; the caller rolls it back.
+    """
+    writes = run.writes + len(run.would)
+    updated = unit.repoint(run, change)
+    if updated is not None:
+        run.update_consumer(updated)
+    return run.writes + len(run.would) > writes
 
 
 def settle(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
