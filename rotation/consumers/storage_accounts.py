@@ -7,7 +7,7 @@ until it reports the new version in use, and it blocks retirement until then.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from rotation.consumers.base import (
@@ -35,6 +35,12 @@ def uses_key(account: StorageAccountKey, key: KeyRef) -> bool:
 def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
     # keyversion as configured ("" when versionless); the version in use as Storage reports it.
     return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
+
+
+def _setter(run: ConsumerRun, change: ConsumerChange) -> Callable[[str], object]:
+    """Set the account's keyversion (the PATCH is absolute: safe to repeat). storageAccounts/write."""
+    key, accounts = run.key, run.ports.storage_accounts
+    return lambda version: accounts.set_key_version(change.resource_id, key.vault_url, key.name, version)
 
 
 class StorageAccountUnit:
@@ -108,15 +114,12 @@ class StorageAccountUnit:
         reading = self.read_back(run.ports, run.key, change)
         if reading.configured == "":
             return replace(change, status="tracking", after=VERSIONLESS, detail="became versionless; tracked")
-        key = run.key
         return repoint_pinned(
             run,
             self,
             change,
             action="set_storage_version",
-            set_version=lambda v: run.ports.storage_accounts.set_key_version(
-                change.resource_id, key.vault_url, key.name, v
-            ),
+            set_version=_setter(run, change),
             mismatch=lambda r: f"{r.name} reads back {r.configured}",
             detail=lambda r, new: f"{r.name}: keyversion {change.before} -> {new}",
         )
@@ -133,17 +136,7 @@ class StorageAccountUnit:
         before = change.before
         if not before or before == VERSIONLESS:
             return
-        key = run.key
-        roll_back_pinned(
-            run,
-            self,
-            change,
-            before,
-            action="rollback_storage",
-            set_version=lambda v: run.ports.storage_accounts.set_key_version(
-                change.resource_id, key.vault_url, key.name, v
-            ),
-        )
+        roll_back_pinned(run, self, change, before, action="rollback_storage", set_version=_setter(run, change))
 
     def settle(self, run: ConsumerRun) -> Settled:
         """Record which versionless accounts adopted the new version (they adopt by themselves)."""
