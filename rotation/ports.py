@@ -52,10 +52,6 @@ class KeyStore(Protocol):
         """keyrotationpolicies/read. Safe to repeat."""
         ...
 
-    def rotate(self, key: KeyRef) -> KeyVersion:
-        """Key Vault's rotate: a new version per the rotation policy. keys/rotate/action. NOT idempotent."""
-        ...
-
     def create_version(
         self, key: KeyRef, like: KeyVersion, tags: dict[str, str], expires: datetime | None
     ) -> KeyVersion:
@@ -65,7 +61,7 @@ class KeyStore(Protocol):
     def update_version(
         self, key: KeyRef, version: str, *, enabled: bool | None = None, tags: dict[str, str] | None = None
     ) -> KeyVersion:
-        """Enable/disable or re-tag one version. keys/write. Safe to repeat."""
+        """Enable/disable or re-tag one version. keys/update/action. Safe to repeat."""
         ...
 
     def wrap_unwrap_probe(self, key: KeyRef, version: str) -> None:

@@ -55,7 +55,6 @@ ROLES: dict[str, tuple[str, ...]] = {
     "CMK Rotation Key Operator": (
         "keys/read",
         "keyrotationpolicies/read",
-        "keys/rotate/action",
         "keys/create/action",
         "keys/update/action",
         "keys/wrap/action",

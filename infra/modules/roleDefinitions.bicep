@@ -17,7 +17,7 @@ resource keyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, namePrefix, 'cmk-rotation-key-operator')
   properties: {
     roleName: 'CMK Rotation Key Operator (${namePrefix})'
-    description: 'Read, rotate, create versions of, update, wrap and unwrap with a managed key; read its rotation policy. No delete, purge, import, backup, encrypt or decrypt.'
+    description: 'Read, create versions of, update (tags, enable, disable), wrap and unwrap with a managed key; read its rotation policy. No rotate, delete, purge, import, backup, encrypt or decrypt.'
     type: 'CustomRole'
     permissions: [
       {
@@ -26,7 +26,6 @@ resource keyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         dataActions: [
           'Microsoft.KeyVault/vaults/keys/read'
           'Microsoft.KeyVault/vaults/keyrotationpolicies/read'
-          'Microsoft.KeyVault/vaults/keys/rotate/action'
           'Microsoft.KeyVault/vaults/keys/create/action'
           'Microsoft.KeyVault/vaults/keys/update/action'
           'Microsoft.KeyVault/vaults/keys/wrap/action'

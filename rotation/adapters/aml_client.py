@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +53,13 @@ API_VERSION = "2025-06-01"
 READ_ACTION = "Microsoft.MachineLearningServices/workspaces/read"
 WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/write"
 POLL_ACTION = "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read"
+
+#: The ARM actions each method needs (``ArmWorkspaces`` calls nothing else).
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "get_workspace": frozenset({READ_ACTION}),
+    "list_workspaces": frozenset({READ_ACTION}),
+    "update_key_identifier": frozenset({WRITE_ACTION, POLL_ACTION}),
+}
 
 _WORKSPACE_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+$",

@@ -1,8 +1,9 @@
 """The ``KeyStore`` port over azure-keyvault-keys (``KeyClient``, ``CryptographyClient``), unmodified.
 
 One ``KeyClient`` per vault, built on first use. Permissions are Key Vault data actions
-(``Microsoft.KeyVault/vaults/keys/...``); each method names its own. No key material leaves this
-module: the wrap/unwrap probe's random bytes are compared here and dropped.
+(``Microsoft.KeyVault/vaults/keys/...``); each method names its own, and :data:`ACTIONS` declares them
+all (the custom role in infra/ and docs/permissions.md are checked against it). No key material leaves
+this module: the wrap/unwrap probe's random bytes are compared here and dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,11 +31,22 @@ LIST_PAGE_SIZE = 25
 
 _READ = "Microsoft.KeyVault/vaults/keys/read"
 _CREATE = "Microsoft.KeyVault/vaults/keys/create/action"
-_ROTATE = "Microsoft.KeyVault/vaults/keys/rotate/action"
-_WRITE = "Microsoft.KeyVault/vaults/keys/update/action"
+_WRITE = "Microsoft.KeyVault/vaults/keys/update/action"  # UpdateKey (PATCH): tags, enabled
 _POLICY = "Microsoft.KeyVault/vaults/keyrotationpolicies/read"
 _WRAP = "Microsoft.KeyVault/vaults/keys/wrap/action"
 _UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
+
+#: The Key Vault data actions each method needs, on the managed key.
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "get_key": frozenset({_READ}),
+    "list_versions": frozenset({_READ}),
+    "list_keys": frozenset({_READ}),
+    "get_rotation_policy": frozenset({_POLICY}),
+    "create_version": frozenset({_CREATE}),
+    "update_version": frozenset({_WRITE}),
+    # CryptographyClient reads the key first (public part), wraps locally, unwraps in Key Vault.
+    "wrap_unwrap_probe": frozenset({_READ, _WRAP, _UNWRAP}),
+}
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -160,11 +172,6 @@ class KeyVaultKeyStore:
             elif kind == "notify":
                 notify_before = action.time_before_expiry or notify_before
         return RotationPolicy(policy.expires_in, rotate_after, rotate_before, notify_before)
-
-    def rotate(self, key: KeyRef) -> KeyVersion:
-        with translated(f"rotate {key.uri}", _ROTATE):
-            rotated = self._client(key.vault_url).rotate_key(key.name)
-        return _from_properties(key, rotated.properties, rotated)
 
     def create_version(
         self, key: KeyRef, like: KeyVersion, tags: dict[str, str], expires: datetime | None

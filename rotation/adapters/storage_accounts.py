@@ -9,6 +9,7 @@ the account's identity can use the key version before it accepts it (a refusal i
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,13 @@ from rotation.errors import InputError, PreconditionFailed
 
 _READ = "Microsoft.Storage/storageAccounts/read"
 _WRITE = "Microsoft.Storage/storageAccounts/write"
+
+#: The ARM actions each method needs: read on the subscriptions (to list), read and write on the consumers.
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "list_accounts": frozenset({_READ}),
+    "get_account": frozenset({_READ}),
+    "set_key_version": frozenset({_READ, _WRITE}),
+}
 KEY_SOURCE = "Microsoft.Keyvault"
 
 

@@ -6,7 +6,7 @@ azure-mgmt-keyvault is not a dependency for one list call; this uses azure-mgmt-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -24,6 +24,9 @@ from rotation.retry import TRANSPORT_RETRY
 
 API_VERSION = "2024-11-01"
 _READ = "Microsoft.KeyVault/vaults/read"
+
+#: The ARM actions each method needs, on the consumer subscriptions (list vaults by subscription).
+ACTIONS: Mapping[str, frozenset[str]] = {"get_vault": frozenset({_READ})}
 
 
 def _normalised(vault_uri: str) -> str:

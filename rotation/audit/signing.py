@@ -7,6 +7,7 @@ service's identity can use for ``sign``. Rewriting the whole chain then needs th
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 RS256 = "RS256"
+
+_READ = "Microsoft.KeyVault/vaults/keys/read"
+_SIGN = "Microsoft.KeyVault/vaults/keys/sign/action"
+_VERIFY = "Microsoft.KeyVault/vaults/keys/verify/action"
+
+#: The Key Vault data actions each method needs, on the audit signing key (``CryptographyClient`` reads
+#: the key version first).
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "KeyVaultCheckpointSigner.sign": frozenset({_READ, _SIGN}),
+    "KeyVaultCheckpointSigner.verify": frozenset({_READ, _VERIFY}),
+}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from rotation.consumers.base import ConsumerRun, Reading, Settled, UnitPorts
 from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef
 from rotation.domain.plan import PlanContext, UnitPlan
 
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+BLOB_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+
 
 @dataclass(frozen=True)
 class DataSurvey:
@@ -32,7 +35,13 @@ class DataLocationUnit:
     repoint_step: str | None = None
     settle_step: str | None = "rewrap"
     permissions: Mapping[str, tuple[str, ...]] = {
-        "rewrap": ("Microsoft.KeyVault/vaults/keys/unwrap/action", "blob metadata write")
+        "plan": (BLOB_READ,),  # the survey lists the blobs with their metadata
+        "rewrap": (
+            "Microsoft.KeyVault/vaults/keys/read",
+            "Microsoft.KeyVault/vaults/keys/unwrap/action",
+            BLOB_READ,
+            BLOB_WRITE,
+        ),
     }
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DataSurvey]:

@@ -27,6 +27,7 @@ from rotation.domain.policy import version_of
 
 READ = "Microsoft.MachineLearningServices/workspaces/read"
 WRITE = "Microsoft.MachineLearningServices/workspaces/write"
+POLL = "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read"  # the update is long-running
 
 
 def uses_key(workspace: WorkspaceKey, key: KeyRef) -> bool:
@@ -40,7 +41,7 @@ class MlWorkspaceUnit:
     label = "workspaces"
     repoint_step: str | None = "repoint_workspaces"
     settle_step: str | None = None
-    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_workspaces": (WRITE,)}
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_workspaces": (READ, WRITE, POLL)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[WorkspaceKey]:
         subscriptions = ports.settings.subscriptions

@@ -50,7 +50,7 @@ class StorageAccountUnit:
     label = "storage accounts"
     repoint_step: str | None = "repoint_storage"
     settle_step: str | None = "track_versionless"
-    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (WRITE,)}
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (READ, WRITE)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[StorageAccountKey]:
         subscriptions = ports.settings.subscriptions

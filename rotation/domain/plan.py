@@ -18,13 +18,25 @@ SUPPORTED_KTY = ("RSA", "RSA-HSM")
 SUPPORTED_SIZES = (2048, 3072, 4096)
 REQUIRED_OPS = ("wrapKey", "unwrapKey")
 
-#: The permissions the workflow's own steps need (Key Vault data actions and ARM actions), shown in
-#: the plan with each consumer kind's (``ConsumerPlanner.permissions``).
+#: The permissions the workflow's own steps need (Key Vault data actions), shown in the plan with each
+#: consumer kind's (``ConsumerPlanner.permissions``). Every name is one an adapter declares in its
+#: ``ACTIONS`` (tests/unit/test_permissions.py).
+_KEY_READ = "Microsoft.KeyVault/vaults/keys/read"
+_KEY_UPDATE = "Microsoft.KeyVault/vaults/keys/update/action"  # UpdateKey: disable a version
 WORKFLOW_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
-    "plan": ("Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/read"),
-    "new_version": ("Microsoft.KeyVault/vaults/keys/create/action",),
-    "verify_version": ("Microsoft.KeyVault/vaults/keys/wrap/action", "Microsoft.KeyVault/vaults/keys/unwrap/action"),
-    "retire": ("Microsoft.KeyVault/vaults/keys/write",),
+    "plan": (_KEY_READ, "Microsoft.KeyVault/vaults/read"),
+    "new_version": (
+        _KEY_READ,
+        "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+        "Microsoft.KeyVault/vaults/keys/create/action",
+    ),
+    "verify_version": (
+        _KEY_READ,
+        "Microsoft.KeyVault/vaults/keys/wrap/action",
+        "Microsoft.KeyVault/vaults/keys/unwrap/action",
+        _KEY_UPDATE,  # a version that fails the probe is disabled
+    ),
+    "retire": (_KEY_READ, _KEY_UPDATE),
 }
 
 VERSIONLESS = "versionless"

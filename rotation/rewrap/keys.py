@@ -12,7 +12,7 @@ are built with ``retry_total=0`` so a 429 reaches the limiter with its Retry-Aft
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
+
+_READ = "Microsoft.KeyVault/vaults/keys/read"
+_UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
+
+#: The Key Vault data actions each call needs, on the managed key.
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "fetch_wrapper": frozenset({_READ}),
+    # CryptographyClient reads the version once (GET), then unwraps in Key Vault.
+    "KeyVaultUnwrapper.unwrap": frozenset({_READ, _UNWRAP}),
+}
 
 
 class UnwrapRefused(Exception):
@@ -196,9 +206,7 @@ def _translate(exc: Exception, doing: str) -> Exception:
         if status >= 500 or status == 408:
             return TransientError(f"Key Vault HTTP {status} while {doing} ({code})")
         if status == 401 or (status == 403 and "disabled" not in str(exc.message).lower()):
-            return PermissionDenied(
-                f"Key Vault HTTP {status} ({code}) while {doing}", "Microsoft.KeyVault/vaults/keys/unwrap/action"
-            )
+            return PermissionDenied(f"Key Vault HTTP {status} ({code}) while {doing}", _UNWRAP)
         return PreconditionFailed(f"Key Vault HTTP {status} ({code}) while {doing}")
     return TransientError(f"Key Vault call failed while {doing}: {type(exc).__name__}")
 

@@ -16,6 +16,11 @@ from rotation.domain.model import KeyRef
 from rotation.errors import InputError
 from rotation.rewrap.metadata import MalformedEncryptionData, WrappedKey, parse_wrapped_key
 
+_BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+
+#: The blob data action each call needs, on the data containers.
+ACTIONS: Mapping[str, frozenset[str]] = {"list_page": frozenset({_BLOB_READ})}
+
 
 @dataclass(frozen=True)
 class ListedBlob:

@@ -15,7 +15,7 @@ goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +35,13 @@ from rotation.rewrap.throttle import AdaptiveLimiter, call_with_retries
 
 log = get_logger(__name__)
 MAX_RACES = 5  # ETag races on one blob before it is reported instead of retried
+
+_BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+_BLOB_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+
+#: The blob data actions each call needs, on the data containers: Set Blob Metadata, and after a
+#: lost ETag race Get Blob Properties.
+ACTIONS: Mapping[str, frozenset[str]] = {"Rewrapper.rewrap_blob": frozenset({_BLOB_READ, _BLOB_WRITE})}
 
 
 class Outcome(StrEnum):

@@ -116,10 +116,6 @@ class FakeKeyStore:
         # A key without a policy answers Key Vault's default: notify 30 days before expiry.
         return self.policies.get(self._ref(key), RotationPolicy(notify_before_expiry="P30D"))
 
-    def rotate(self, key: KeyRef) -> KeyVersion:
-        self._count("rotate")
-        return self.auto_rotate(key)
-
     def create_version(
         self, key: KeyRef, like: KeyVersion, tags: dict[str, str], expires: datetime | None
     ) -> KeyVersion:
