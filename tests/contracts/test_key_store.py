@@ -4,7 +4,7 @@ Versions read back with the attributes they were made with; a created version co
 ``like`` and becomes the latest; ``update_version`` disables and re-tags without touching the rest;
 ``list_keys`` gives each key's current attributes without a version (Key Vault lists base
 identifiers only); a key without a rotation policy answers Key Vault's default; unknown keys and
-versions are ``PreconditionFailed`` with the code ``NotFound``. ``rotate`` has no contract here: nothing calls it.
+versions are ``PreconditionFailed`` with the code ``NotFound``.
 """
 
 from __future__ import annotations
