@@ -71,6 +71,17 @@ param nearExpiryDays string = '30'
 @description('NCRONTAB schedule (with seconds) of the reconcile timer (ROTATION_RECONCILE_SCHEDULE).')
 param reconcileSchedule string = '0 */15 * * * *'
 
+@description('Action groups (resource ids) the alert rules notify: on-call\'s pager or e-mail. Empty: alerts show in Azure Monitor only.')
+param alertActionGroupIds array = []
+
+@description('Address of docs/runbook.md as on-call reads it (the repository\'s web view); each alert rule links its section.')
+param runbookUrl string = 'docs/runbook.md'
+
+@description('Hours after which a rotation still running or waiting raises the "unfinished" alert.')
+@minValue(1)
+@maxValue(720)
+param unfinishedRotationHours int = 6
+
 @description('Days Log Analytics keeps the Function app\'s logs and traces.')
 @minValue(30)
 @maxValue(730)
@@ -140,6 +151,18 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
     DisableLocalAuth: true
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'cmk-rotation-alerts-${suffix}'
+  params: {
+    namePrefix: namePrefix
+    location: location
+    appInsightsId: appInsights.id
+    actionGroupIds: alertActionGroupIds
+    runbookUrl: runbookUrl
+    unfinishedHours: unfinishedRotationHours
   }
 }
 

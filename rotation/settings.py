@@ -81,6 +81,10 @@ class Settings:
     local_principal: str | None = None
     verify_challenge_resource: bool = True
     rewrap_concurrency: int = 16
+    retry_backoff_minutes: float = 15.0
+    retry_backoff_cap_hours: float = 6.0
+    retry_max_attempts: int = 10
+    rewrap_wait_hours: float = 72.0
 
 
 _WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
@@ -319,6 +323,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "ROTATION_REWRAP_CONCURRENCY", f"{raw!r} is out of range", "a whole number from 1 to 256"
             )
         values["rewrap_concurrency"] = int(number)
+
+    for setting, attr, expected, minimum in (
+        ("ROTATION_RETRY_BACKOFF_MINUTES", "retry_backoff_minutes", "a number of minutes, 0 or more (default 15)", 0),
+        ("ROTATION_RETRY_BACKOFF_CAP_HOURS", "retry_backoff_cap_hours", "a number of hours, 0 or more (default 6)", 0),
+        ("ROTATION_REWRAP_WAIT_HOURS", "rewrap_wait_hours", "a number of hours, 1 or more (default 72)", 1),
+    ):
+        if (raw := get(setting)) is not None:
+            values[attr] = _number(setting, raw, expected, minimum)
+    if (raw := get("ROTATION_RETRY_MAX_ATTEMPTS")) is not None:
+        number = _number("ROTATION_RETRY_MAX_ATTEMPTS", raw, "a whole number from 1 to 100 (default 10)", 1)
+        if number != int(number) or number > 100:
+            raise SettingsError(
+                "ROTATION_RETRY_MAX_ATTEMPTS", f"{raw!r} is out of range", "a whole number from 1 to 100 (default 10)"
+            )
+        values["retry_max_attempts"] = int(number)
 
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_local_only(settings)

@@ -36,8 +36,13 @@ from rotation.domain.model import (
     TriggerKind,
 )
 from rotation.domain.steps import HISTORICAL_RUN_STEPS, Intent, RotationState
-from rotation.errors import JournalConflict, RotationNotFound
+from rotation.errors import JournalConflict, NeedsHuman, RotationNotFound
+from rotation.logs import get_logger
 from rotation.retry import TRANSPORT_RETRY
+
+_log = get_logger("rotation.journal")
+#: What decoding a malformed entry raises (missing fields, wrong types, bad JSON, unknown enum values).
+_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError, AssertionError)
 
 LOCK_ROW = "~lock"
 _CHUNK = 30_000  # characters per State property (Table storage allows 64 KiB, UTF-16)
@@ -119,6 +124,8 @@ def decode_state(text: str) -> RotationState:
         history=tuple(data.get("history", [])),
         # An entry written before the journal recorded the step list ran the historical list.
         run_steps=tuple(str(s) for s in data["run_steps"]) if "run_steps" in data else HISTORICAL_RUN_STEPS,
+        attempt=int(data.get("attempt", 1)),
+        retry_of=data.get("retry_of"),
     )
 
 
@@ -208,7 +215,10 @@ class TableJournal:
             found = list(table.query_entities(f"RowKey eq '{rotation_id}' and Kind eq 'rotation'"))
         if not found:
             raise RotationNotFound(rotation_id)
-        return _state(found[0]), _etag(found[0])
+        try:
+            return _state(found[0]), _etag(found[0])
+        except _UNDECODABLE as exc:
+            raise NeedsHuman(f"journal entry {rotation_id} cannot be read ({type(exc).__name__})") from None
 
     def save(self, state: RotationState, etag: str) -> str:
         table = self._ensure()
@@ -236,5 +246,25 @@ class TableJournal:
             clauses.append("(" + " or ".join(f"Status eq '{s}'" for s in wanted) + ")")
         with translated("list rotations", _PERMISSION):
             entities = list(table.query_entities(" and ".join(clauses)))
-        states = sorted((_state(e) for e in entities), key=lambda s: (s.started_at, s.rotation_id), reverse=True)
+        states = sorted(_readable(entities), key=lambda s: (s.started_at, s.rotation_id), reverse=True)
         return states[:limit]
+
+
+def _readable(entities: Iterable[Mapping[str, Any]]) -> list[RotationState]:
+    """The entries that decode; one that does not is logged (by row, never its content) and left out.
+
+    An entry is input: a hand-edited or truncated row must not stop a listing (or the reconciler's
+    sweep) for every other rotation. ``load`` of such a row raises ``NeedsHuman`` naming it.
+    """
+    states: list[RotationState] = []
+    for entity in entities:
+        try:
+            states.append(_state(entity))
+        except _UNDECODABLE as exc:
+            _log.warning(
+                "journal_entry_unreadable",
+                partition=str(entity.get("PartitionKey", ""))[:100],
+                row=str(entity.get("RowKey", ""))[:100],
+                error=type(exc).__name__,
+            )
+    return states

@@ -31,6 +31,39 @@ class StartRotation(BaseModel):
     dry_run: bool = Field(default=False, description="Plan and verify everything but change nothing")
 
 
+class RetryRotation(BaseModel):
+    """Retry a stopped rotation now (a new attempt adopting its version), or resume a running one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS, description="Why; recorded in the audit trail")
+
+
+class AbandonRotation(BaseModel):
+    """Stop a rotation and release its key; consumers stay where they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, description="Why; recorded in the audit trail")
+
+
+class UnretireVersion(BaseModel):
+    """Re-enable a key version this service retired (emergency)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: str = Field(
+        min_length=1,
+        max_length=MAX_KEY_URI_CHARS,
+        description="Versionless key URI of a managed key",
+        examples=["https://myvault.vault.azure.net/keys/aml-cmk"],
+    )
+    version: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$", description="The retired version to re-enable"
+    )
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, description="Why; recorded in the audit trail")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code from the service's error tree")
     message: str
@@ -70,6 +103,10 @@ class RotationOut(BaseModel):
     consumers: list[dict[str, Any]] = Field(default_factory=list)
     rewrap: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    attempt: int = 1
+    retry_of: str | None = None
+    waiting_for: str = ""
+    on_call: list[str] = Field(default_factory=list)
 
 
 class RotationAccepted(BaseModel):

@@ -12,20 +12,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from rotation.api.errors import error_response
 from rotation.api.identity import caller_identity
 from rotation.api.models import (
     MAX_KEY_URI_CHARS,
     ROTATION_ID_PATTERN,
+    AbandonRotation,
     ErrorBody,
     PlanOut,
+    RetryRotation,
     RotationAccepted,
     RotationList,
     RotationOut,
     StartRotation,
+    UnretireVersion,
 )
 from rotation.bootstrap import dependencies
 from rotation.domain.model import KeyRef, Trigger, TriggerKind
-from rotation.errors import InputError
+from rotation.errors import InputError, PreconditionFailed, RotationInProgress
 
 if TYPE_CHECKING:
     from rotation.service.deps import Dependencies
@@ -140,3 +144,70 @@ def plan(key: KeyQuery, deps: Deps) -> JSONResponse:
     from rotation import service
 
     return JSONResponse(service.plan(deps, versionless_key(key)).to_dict())
+
+
+_CONTROL: dict[int | str, dict[str, Any]] = {
+    200: {"model": RotationOut, "description": "The rotation acted on (for retry: the new attempt)"},
+    **_ERRORS,
+    **_NOT_FOUND,
+    409: {"model": ErrorBody, "description": "Not possible in the rotation's state; the message says why"},
+}
+
+
+def _trigger(request: Request, deps: Dependencies) -> Trigger:
+    caller = caller_identity(request.headers, trust_principal_headers=deps.settings.trust_client_principal_headers)
+    return Trigger(kind=TriggerKind.HTTP, caller=caller)
+
+
+def _refused(exc: PreconditionFailed, request: Request) -> JSONResponse:
+    extra = {"rotation_id": exc.rotation_id} if isinstance(exc, RotationInProgress) else {}
+    return error_response(409, exc.code, exc.message, request, **extra)
+
+
+@router.post(
+    "/rotations/{rotation_id}/retry",
+    summary="On-call: retry a stopped rotation now, adopting its version (or resume a running one)",
+    response_model=None,
+    responses=_CONTROL,
+)
+def retry_rotation(rotation_id: RotationId, body: RetryRotation, request: Request, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    try:
+        view = service.retry_now(deps, rotation_id, _trigger(request, deps), reason=body.reason)
+    except PreconditionFailed as exc:
+        return _refused(exc, request)
+    return JSONResponse(view.to_dict())
+
+
+@router.post(
+    "/rotations/{rotation_id}/abandon",
+    summary="On-call: stop a rotation and release its key; consumers stay where they are",
+    response_model=None,
+    responses=_CONTROL,
+)
+def abandon_rotation(rotation_id: RotationId, body: AbandonRotation, request: Request, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    try:
+        view = service.abandon(deps, rotation_id, _trigger(request, deps), reason=body.reason)
+    except PreconditionFailed as exc:
+        return _refused(exc, request)
+    return JSONResponse(view.to_dict())
+
+
+@router.post(
+    "/keys/unretire",
+    summary="On-call: re-enable a key version this service retired",
+    response_model=None,
+    responses=_CONTROL,
+)
+def unretire_version(body: UnretireVersion, request: Request, deps: Deps) -> JSONResponse:
+    from rotation import service
+
+    key_uri = versionless_key(body.key)
+    try:
+        view = service.unretire(deps, key_uri, body.version, _trigger(request, deps), reason=body.reason)
+    except PreconditionFailed as exc:
+        return _refused(exc, request)
+    return JSONResponse(view.to_dict())

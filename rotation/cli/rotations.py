@@ -3,7 +3,10 @@
 - ``plan --key URI``: the key's consumers, what a rotation would change, and any blocker.
 - ``rotate --key URI [--dry-run] [--reason TEXT]``: rotate now, in this process (or show what would happen).
 - ``status [--key URI] [--active] [ROTATION_ID]``: one rotation in detail, or a table of rotations.
-- ``sweep``: run the reconciler once (resume, retire, rotate keys near expiry).
+- ``sweep``: run the reconciler once (resume, retire, retry, rotate keys near expiry).
+- ``retry ROTATION_ID [--reason TEXT]``: the next attempt of a stopped rotation now (or resume it).
+- ``abandon ROTATION_ID --reason TEXT``: release the key; consumers stay where they are.
+- ``unretire --key URI --version V --reason TEXT``: re-enable a version this service retired.
 
 Human-readable by default, ``--json`` for machines. Exit 1 when a rotation ends failed, refused or
 rolled back, or a sweep item failed.
@@ -48,6 +51,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     sweep = add("sweep", "run the reconciler once: resume, retire due versions, rotate keys near expiry")
     sweep.set_defaults(func=sweep_command)
+
+    retry = add("retry", "start the next attempt of a stopped rotation now (adopting its version), or resume it")
+    retry.add_argument("rotation_id", metavar="ROTATION_ID")
+    retry.add_argument("--reason", default="", help="why (recorded in the journal and audit trail)")
+    retry.set_defaults(func=retry_command)
+
+    abandon = add("abandon", "stop a rotation and release its key; consumers stay where they are")
+    abandon.add_argument("rotation_id", metavar="ROTATION_ID")
+    abandon.add_argument("--reason", required=True, help="why (recorded in the journal and audit trail)")
+    abandon.set_defaults(func=abandon_command)
+
+    unretire = add("unretire", "re-enable a key version this service retired (emergency)")
+    unretire.add_argument("--key", required=True, metavar="URI", help="versionless key URI of a managed key")
+    unretire.add_argument("--version", required=True, metavar="V", help="the retired version to re-enable")
+    unretire.add_argument("--reason", required=True, help="why (recorded in the journal and audit trail)")
+    unretire.set_defaults(func=unretire_command)
 
 
 def _deps() -> Dependencies:
@@ -95,6 +114,11 @@ def render_rotation(view: dict[str, Any]) -> str:
         lines.append(f"retires old version after: {view['retire_after']}")
     if view.get("error"):
         lines.append(f"error:    {view['error']['code']}: {view['error']['message']}")
+    if view.get("attempt", 1) > 1:
+        lines.append(f"attempt:  {view['attempt']} (retry of {view['retry_of']})")
+    if view.get("waiting_for"):
+        lines.append(f"waiting:  {view['waiting_for']}")
+        lines += [f"on-call:  python -m rotation {action}" for action in view.get("on_call", ())]
     steps = [(s["name"], s["status"], s["detail"]) for s in view["steps"]]
     if steps:
         lines += ["", table(steps, ["step", "status", "detail"])]
@@ -149,10 +173,13 @@ def status_command(args: argparse.Namespace) -> int:
                 v["stage"],
                 f"{v['old_version'] or '-'} -> {v['new_version'] or '-'}",
                 v["updated_at"][:19].replace("T", " "),
+                v.get("waiting_for", ""),
+                "; ".join(v.get("on_call", ())),
             )
             for v in payload
         ]
-        return table(rows, ["rotation", "key", "status", "stage", "versions", "updated (UTC)"]) if rows else "(none)"
+        headers = ["rotation", "key", "status", "stage", "versions", "updated (UTC)", "waiting for", "on-call can"]
+        return table(rows, headers) if rows else "(none)"
 
     emit(args, views, render)
     return EXIT_OK
@@ -176,3 +203,33 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     emit(args, payload, render)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _trigger() -> Any:
+    from rotation.domain.model import Trigger, TriggerKind
+
+    return Trigger(TriggerKind.CLI, caller=_caller())
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    from rotation.service import retry_now
+
+    view = retry_now(_deps(), args.rotation_id, _trigger(), reason=args.reason).to_dict()
+    emit(args, view, render_rotation)
+    return EXIT_FAILED if view["status"] in _BAD else EXIT_OK
+
+
+def abandon_command(args: argparse.Namespace) -> int:
+    from rotation.service import abandon
+
+    view = abandon(_deps(), args.rotation_id, _trigger(), reason=args.reason).to_dict()
+    emit(args, view, render_rotation)
+    return EXIT_OK
+
+
+def unretire_command(args: argparse.Namespace) -> int:
+    from rotation.service import unretire
+
+    view = unretire(_deps(), args.key, args.version, _trigger(), reason=args.reason).to_dict()
+    emit(args, view, render_rotation)
+    return EXIT_OK

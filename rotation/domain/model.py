@@ -203,11 +203,12 @@ class RotationStatus(StrEnum):
     FAILED = "failed"  # stopped with a reason on-call can act on
     ROLLED_BACK = "rolled_back"  # a consumer failed verification and was moved back; needs a human
     NEEDS_HUMAN = "needs_human"
+    ABANDONED = "abandoned"  # on-call let it go: key released, consumers left where they were
 
 
 TERMINAL_STATUSES = frozenset(
     {RotationStatus.RETIRED, RotationStatus.DRY_RUN, RotationStatus.REFUSED, RotationStatus.FAILED,
-     RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN}
+     RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN, RotationStatus.ABANDONED}
 )  # fmt: skip
 
 
@@ -261,7 +262,10 @@ class RewrapSummary:
 
 # -- audit ---------------------------------------------------------------------------------------
 
-AuditOutcome = Literal["succeeded", "dry_run", "refused", "failed", "rolled_back", "retired", "needs_human"]
+AuditOutcome = Literal[
+    "succeeded", "dry_run", "refused", "failed", "rolled_back", "retired", "needs_human",
+    "retry_requested", "abandoned", "unretired",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,10 @@ class RotationState:
     history: tuple[str, ...] = field(default=())  # compact log-safe log of intents/outcomes
     #: The run steps this rotation started with, in order (see ``RUN_STEPS``).
     run_steps: tuple[str, ...] = HISTORICAL_RUN_STEPS
+    #: 1 for a first try; a retry the reconciler (or on-call) started of a stopped rotation counts on.
+    attempt: int = 1
+    #: The stopped rotation this one retries (its version is adopted, never a new one per attempt).
+    retry_of: str | None = None
 
     @property
     def terminal(self) -> bool:

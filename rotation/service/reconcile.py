@@ -7,7 +7,9 @@ from one ``list_keys`` pass per vault (pages of 25), never a get per key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Literal
 
 from rotation.domain.model import (
@@ -23,6 +25,7 @@ from rotation.errors import RotationError, RotationInProgress
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.executor import retire_rotation
+from rotation.service.heal import escalate_stale_wait, reconcile_key
 from rotation.service.outcomes import safe_message
 from rotation.service.queries import holding_rotation, managed_key
 from rotation.service.start import start_rotation
@@ -40,7 +43,11 @@ def retire_if_due(deps: Dependencies, rotation_id: str) -> RotationView:
 
 
 def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
-    """The timer reconciler: resume, retire, and rotate keys near expiry whose event was missed."""
+    """The timer reconciler: resume, retire, retry, escalate, and rotate keys whose consumers need it.
+
+    Every rotation and every key is its own error boundary: whatever one raises is logged, counted as
+    a ``failed`` item, and the sweep goes on with the next (``sweep_item_failed``).
+    """
     started = deps.clock.now()
     items: list[SweepItem] = []
     with bound(trigger=trigger.kind.value):
@@ -48,7 +55,9 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
             None, (RotationStatus.RUNNING, RotationStatus.WAITING, RotationStatus.AWAITING_RETIREMENT), 500
         )
         for state in active:
-            items.append(_sweep_one(deps, state))
+            item = _guarded(state.key_uri, state.rotation_id, partial(_sweep_one, deps, state))
+            if item is not None:
+                items.append(item)
         list_calls = 0
         vaults: dict[str, list[KeyRef]] = {}
         for uri in deps.settings.managed_keys:
@@ -68,64 +77,68 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
                 if managed is None:
                     continue
                 decision = should_rotate(latest, None, deps.clock.now(), near)
-                if not decision.rotate:
-                    continue
-                items.append(_start_for_expiry(deps, managed, trigger, decision.reason))
+                due = decision.reason if decision.rotate else None
+                item = _guarded(managed.uri, None, partial(reconcile_key, deps, managed, latest, trigger, due))
+                if item is not None:
+                    items.append(item)
     report = SweepReport(started, deps.clock.now(), tuple(items), list_calls)
     _log.info(
         "sweep_summary",
         resumed=report.count("resumed"),
         retired=report.count("retired"),
         started=report.count("started"),
+        retried=report.count("retried"),
+        escalated=report.count("escalated"),
         waiting=report.count("waiting"),
         failed=report.count("failed"),
     )
     return report
 
 
+def _guarded(key_uri: str, rotation_id: str | None, work: Callable[[], SweepItem | None]) -> SweepItem | None:
+    """``work()``; anything it raises is logged and becomes a ``failed`` item: one bad row never stops the sweep."""
+    try:
+        return work()
+    except RotationError as exc:
+        _log.warning(
+            "sweep_item_failed", key=key_uri, rotation_id=rotation_id, error_code=exc.code, error=safe_message(exc)
+        )
+        return SweepItem(key_uri, rotation_id, "failed", safe_message(exc))
+    except Exception as exc:  # noqa: BLE001 - the per-key error boundary: log, count, go on
+        _log.exception("sweep_item_failed", key=key_uri, rotation_id=rotation_id, error_code=type(exc).__name__)
+        return SweepItem(key_uri, rotation_id, "failed", f"unexpected {type(exc).__name__}")
+
+
 def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:
-    try:
-        if state.status == RotationStatus.AWAITING_RETIREMENT:
-            view = retire_if_due(deps, state.rotation_id)
-            if view.status == RotationStatus.RETIRED:
-                return SweepItem(state.key_uri, state.rotation_id, "retired", f"disabled {state.old_version}")
-            detail = next((s.detail for s in view.steps if s.name == Step.RETIRE.value), "")
-            return SweepItem(state.key_uri, state.rotation_id, "waiting", detail)
-        dispatched = _resumable(deps, state)
-        view = _resume(deps, state)
-        action: Literal["resumed", "waiting", "failed", "in_progress"] = "resumed"
-        if view.status in (RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN):
-            action = "failed"
-        elif view.status == RotationStatus.WAITING:
-            action = "waiting"
-        elif view.status == RotationStatus.RUNNING and not dispatched:
-            action = "in_progress"  # an executor is driving it right now
-        detail = view.status.value if not dispatched or view.status != RotationStatus.RUNNING else "dispatched"
-        return SweepItem(state.key_uri, state.rotation_id, action, detail)
-    except RotationError as exc:
-        _log.warning("sweep_item_failed", rotation_id=state.rotation_id, error_code=exc.code, error=safe_message(exc))
-        return SweepItem(state.key_uri, state.rotation_id, "failed", safe_message(exc))
-
-
-#: After a rotation of a key stops for a human, the timer leaves the key alone this long (events and
-#: people can still start one): repeating a refused rotation every tick would only repeat the refusal.
-STOPPED_HOLD_OFF = timedelta(hours=24)
-_STOPPED = (RotationStatus.REFUSED, RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN)
-
-
-def _start_for_expiry(deps: Dependencies, key: KeyRef, trigger: Trigger, reason: str) -> SweepItem:
-    recent = deps.journal.list(key.uri, None, 1)
-    if recent and recent[0].status in _STOPPED and deps.clock.now() - recent[0].updated_at < STOPPED_HOLD_OFF:
-        last = recent[0]
-        why = last.error[1] if last.error else last.status.value
-        return SweepItem(key.uri, last.rotation_id, "skipped", f"last rotation {last.status.value}: {why}"[:500])
-    try:
-        view = start_rotation(deps, key.uri, trigger, reason=f"reconciler: {reason}")
-    except RotationInProgress as exc:
-        return SweepItem(key.uri, exc.rotation_id, "in_progress", "a rotation is already running")
-    except RotationError as exc:
-        return SweepItem(key.uri, None, "failed", safe_message(exc))
-    return SweepItem(key.uri, view.rotation_id, "started", reason)
+    if state.status == RotationStatus.AWAITING_RETIREMENT:
+        view = retire_if_due(deps, state.rotation_id)
+        if view.status == RotationStatus.RETIRED:
+            return SweepItem(state.key_uri, state.rotation_id, "retired", f"disabled {state.old_version}")
+        detail = next((s.detail for s in view.steps if s.name == Step.RETIRE.value), "")
+        return SweepItem(state.key_uri, state.rotation_id, "waiting", detail)
+    escalated = escalate_stale_wait(deps, state)
+    if escalated is not None:
+        return escalated
+    # One line per unfinished rotation per sweep: the "unfinished for hours" alert reads it.
+    _log.info(
+        "rotation_unfinished",
+        rotation_id=state.rotation_id,
+        key=state.key_uri,
+        status=state.status.value,
+        stage=state.stage,
+        age_hours=round((deps.clock.now() - state.started_at).total_seconds() / 3600, 2),
+    )
+    dispatched = _resumable(deps, state)
+    view = _resume(deps, state)
+    action: Literal["resumed", "waiting", "failed", "in_progress"] = "resumed"
+    if view.status in (RotationStatus.FAILED, RotationStatus.ROLLED_BACK, RotationStatus.NEEDS_HUMAN):
+        action = "failed"
+    elif view.status == RotationStatus.WAITING:
+        action = "waiting"
+    elif view.status == RotationStatus.RUNNING and not dispatched:
+        action = "in_progress"  # an executor is driving it right now
+    detail = view.status.value if not dispatched or view.status != RotationStatus.RUNNING else "dispatched"
+    return SweepItem(state.key_uri, state.rotation_id, action, detail)
 
 
 def handle_key_event(deps: Dependencies, event: KeyVaultEvent) -> EventOutcome:

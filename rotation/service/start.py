@@ -31,8 +31,11 @@ def start_rotation(
     reason: str = "",
     dry_run: bool = False,
     adopt_version: str | None = None,
+    retry_of: RotationState | None = None,
 ) -> RotationView:
     """Start a rotation of a managed key (or show what one would do, with ``dry_run``).
+
+    ``retry_of`` names the stopped rotation this one retries: the journal records the attempt number.
 
     Raises:
         UnknownKeyError: not a managed key.
@@ -56,13 +59,15 @@ def start_rotation(
                 _log.info("rotation_in_progress", holder=holder)
                 raise RotationInProgress(key.uri, holder)
         state = _new_state(deps, rotation_id, key, trigger, reason=reason, adopt_version=adopt_version)
+        if retry_of is not None:
+            state = replace(state, attempt=retry_of.attempt + 1, retry_of=retry_of.rotation_id)
         try:
             deps.journal.begin(state, lock_etag)
         except JournalConflict:
             holder, _ = deps.journal.lock_holder(key.uri)
             _log.info("rotation_in_progress", holder=holder)
             raise RotationInProgress(key.uri, holder or "unknown") from None
-        _log.info("rotation_started", reason=reason, adopt_version=adopt_version)
+        _log.info("rotation_started", reason=reason, adopt_version=adopt_version, attempt=state.attempt)
     deps.dispatcher.dispatch(rotation_id)
     return get_rotation(deps, rotation_id)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rotation.domain.healing import waiting_for
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import ConsumerChange, RewrapSummary, RotationStatus, StepRecord, Trigger
 from rotation.domain.plan import Plan
@@ -65,9 +66,14 @@ class RotationView(_ToDict):
     consumers: tuple[ConsumerChange, ...]
     rewrap: RewrapSummary | None
     error: dict[str, str] | None
+    attempt: int = 1
+    retry_of: str | None = None
+    waiting_for: str = ""  # for a rotation not finished: what it waits for
+    on_call: tuple[str, ...] = ()  # the CLI commands (and API calls) that act on it
 
     @classmethod
     def from_state(cls, state: RotationState) -> RotationView:
+        waits, actions = waiting_for(state)
         return cls(
             rotation_id=state.rotation_id,
             key_uri=state.key_uri,
@@ -85,6 +91,10 @@ class RotationView(_ToDict):
             consumers=state.consumers,
             rewrap=state.rewrap,
             error={"code": state.error[0], "message": state.error[1]} if state.error else None,
+            attempt=state.attempt,
+            retry_of=state.retry_of,
+            waiting_for=waits,
+            on_call=actions,
         )
 
 
@@ -92,7 +102,9 @@ class RotationView(_ToDict):
 class SweepItem(_ToDict):
     key_uri: str
     rotation_id: str | None
-    action: Literal["resumed", "retired", "started", "waiting", "failed", "in_progress", "skipped"]
+    action: Literal[
+        "resumed", "retired", "started", "waiting", "failed", "in_progress", "skipped", "retried", "escalated"
+    ]
     detail: str = ""
 
 

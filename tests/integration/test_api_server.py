@@ -126,6 +126,9 @@ DOCUMENTED_PATHS = {
     "/api/health",
     "/api/rotations",
     "/api/rotations/{rotation_id}",
+    "/api/rotations/{rotation_id}/retry",
+    "/api/rotations/{rotation_id}/abandon",
+    "/api/keys/unretire",
     "/api/keys/plan",
     "/api/audit",
     "/api/audit/verify",
@@ -171,7 +174,7 @@ class TestSchemathesis:
 
             run()
 
-        assert len(exercised) == 8
+        assert len(exercised) == 11
         assert failures == []
         assert sum(statuses.values()) >= 100
         assert {200, 400, 404} <= set(statuses)
