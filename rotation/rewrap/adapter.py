@@ -56,6 +56,8 @@ MISSING_CONTAINER = "the data location's container does not exist"
 PAGE_SIZE = 500
 CHUNK = 100
 CLAIM_TRIES = 5
+REDRIVE_BASE_S = 900.0  # a poisoned item is sent again after 15 min, then 30, 60, 120 (MAX_REDRIVES)
+MAX_REDRIVES = 4
 ITEMS_IN_FLIGHT = 2  # inline: while one page's blobs are re-wrapped, the next page is listed
 
 
@@ -85,8 +87,10 @@ class BlobDataKeys:
         page_size: int = PAGE_SIZE,
         chunk: int = CHUNK,
         limiter: AdaptiveLimiter | None = None,
+        redrive_base_s: float = REDRIVE_BASE_S,
     ) -> None:
         self.settings = settings
+        self._redrive_base_s = redrive_base_s
         self.inline = inline
         self._credential = credential
         self._transport_kwargs = dict(transport_kwargs)
@@ -149,6 +153,9 @@ class BlobDataKeys:
                 return False, RewrapSummary()
             if run.done:
                 break
+            if not self.inline and self._redrive([i for i in items if i.status == POISON]):
+                run, items, failures = self.store.partition(rotation_id)
+                continue
             pending = [i for i in items if i.status == PENDING]
             if self.inline and pending:
                 for item in pending:
@@ -287,6 +294,27 @@ class BlobDataKeys:
             first = self.store.ensure_item(run.rotation_id, pass_no, index, 0, None)
             if first.status == PENDING and not first.enqueued:
                 self._enqueue(first)
+
+    def _redrive(self, poisoned: list[Item]) -> bool:
+        """Send poisoned items again, each after its back-off (``REDRIVE_BASE_S`` doubling, ``MAX_REDRIVES``
+        times): the cause (an outage, throttling) may have passed. True when one was sent.
+
+        An item poisoned more often stays poisoned: the rotation reports it, and a rotation that waits
+        longer than ``ROTATION_REWRAP_WAIT_HOURS`` goes to a human.
+        """
+        sent = False
+        for item in poisoned:
+            if item.redrives >= MAX_REDRIVES or item.age_s < self._redrive_base_s * 2**item.redrives:
+                continue
+            self.store.update_item(
+                item.rotation_id, item.item_id, Status=PENDING, Redrives=item.redrives + 1, Owner="", LeaseUntil=0.0
+            )
+            self._enqueue(item)
+            log.warning(
+                "rewrap_item_redriven", rotation_id=item.rotation_id, item=item.item_id, redrive=item.redrives + 1
+            )
+            sent = True
+        return sent
 
     def _enqueue(self, item: Item) -> None:
         self._queue.send(WorkMessage(item.rotation_id, item.item_id))

@@ -70,6 +70,7 @@ class Item:
     lease_until: float = 0.0  # epoch seconds; a worker holds the item until then (renewed at checkpoints)
     etag: str | None = None
     age_s: float = 0.0  # seconds since the entity last changed
+    redrives: int = 0  # times the reconciler sent it again after it was poisoned
 
 
 class CheckpointStore:
@@ -245,4 +246,5 @@ def _item(e: Any) -> Item:
         lease_until=float(e.get("LeaseUntil", 0.0)),
         etag=metadata.get("etag"),
         age_s=age,
+        redrives=int(e.get("Redrives", 0)),
     )
