@@ -11,7 +11,8 @@ transport details::
     │   ├── RotationNotFound           no rotation has that id (HTTP 404)
     │   └── AuditRecordNotFound        no audit record has that id (HTTP 404)
     ├── TransientError                 may succeed if repeated (429, 5xx, dropped connection)
-    │   └── ThrottledError             the service asked us to slow down (carries retry_after)
+    │   ├── ThrottledError             the service asked us to slow down (carries retry_after)
+    │   └── ProviderKeyVaultUnavailable  a resource provider could not reach Key Vault to check the key
     ├── PreconditionFailed             stop, nothing was changed (safe); the reason says why
     │   ├── PermissionDenied           an identity lacks a named permission
     │   ├── RotationInProgress         another rotation of the key holds the lock (HTTP 409)
@@ -97,6 +98,16 @@ class ThrottledError(TransientError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ProviderKeyVaultUnavailable(TransientError):
+    """Storage or ML could not reach Key Vault to check, as the consumer's identity, the key it was asked to use.
+
+    The resource provider's own Key Vault access failed (an outage on its side, not a refusal of the key):
+    nothing changed, and the same re-point may succeed later.
+    """
+
+    code = "ProviderKeyVaultUnavailable"
 
 
 class PreconditionFailed(RotationError):

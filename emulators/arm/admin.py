@@ -1,6 +1,7 @@
-"""The admin API (``/admin/...`` on the ARM port): clock, RBAC, throttle, faults, LRO timing,
-counters, resource groups, user-assigned identities, storage-account access, and (``estate_admin``)
-generic resources, key access of registries and disk encryption sets, and the Resource Graph quota.
+"""The admin API (``/admin/...`` on the ARM port): clock, RBAC, throttle, faults, LRO timing and outcome
+modes, the resource providers' Key Vault outage, counters, resource groups, user-assigned identities,
+storage-account access, and (``estate_admin``) generic resources, key access of registries and disk
+encryption sets, and the Resource Graph quota.
 
 Same shapes as the Key Vault emulator's admin API where both have the concept. No auth: it is
 for tests and the demo, on loopback only.
@@ -20,8 +21,9 @@ from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
 from emulators.arm.registries import RegistryProvider
-from emulators.arm.state import State
+from emulators.arm.state import ML_UPDATE_MODES, KeyVaultOutage, State
 from emulators.arm.storage import StorageProvider
+from emulators.arm.throttle import KINDS, TokenBuckets
 
 _FAULT_KINDS = ("status", "latency", "drop")
 
@@ -37,10 +39,12 @@ class AdminApi:
         storage: StorageProvider,
         registries: RegistryProvider,
         disk_encryption_sets: DiskEncryptionSetProvider,
+        buckets: TokenBuckets,
     ) -> None:
         self.emulator = emulator
         self.storage = storage
         self.estate = EstateAdmin(emulator, registries, disk_encryption_sets)
+        self.buckets = buckets
 
     @property
     def state(self) -> State:
@@ -72,6 +76,9 @@ class AdminApi:
             ("DELETE", "/admin/faults"): self._clear_faults,
             ("GET", "/admin/lro"): self._get_lro,
             ("PUT", "/admin/lro"): self._put_lro,
+            ("GET", "/admin/keyvault-outage"): self._get_outage,
+            ("PUT", "/admin/keyvault-outage"): self._put_outage,
+            ("DELETE", "/admin/keyvault-outage"): self._end_outage,
             ("GET", "/admin/paging"): self._get_paging,
             ("PUT", "/admin/paging"): self._put_paging,
             ("GET", "/admin/counters"): self._get_counters,
@@ -136,19 +143,32 @@ class AdminApi:
 
     async def _get_throttle(self, _request: Request, _body: Any) -> Response:
         throttle = self.state.throttle
-        return JSONResponse({"enabled": throttle.enabled, "writes_per_minute": throttle.writes_per_minute})
+        return JSONResponse({"enabled": throttle.enabled, **throttle.buckets})
 
     async def _put_throttle(self, request: Request, body: dict[str, Any]) -> Response:
+        """``{"enabled"?, "reads"?|"writes"?|"deletes"?: {"bucket"?, "refill_per_s"?}}``; every bucket starts full."""
         throttle = self.state.throttle
-        if "writes_per_minute" in body:
-            limit = body["writes_per_minute"]
-            if limit is not None and (not isinstance(limit, int) or limit < 1):
-                raise _bad("writes_per_minute must be a positive integer or null")
-            throttle.writes_per_minute = limit
-            throttle.enabled = bool(body.get("enabled", limit is not None))
-        elif "enabled" in body:
+        unknown = set(body) - {"enabled", *KINDS}
+        if unknown:
+            raise _bad(f"unknown throttle settings {sorted(unknown)}; expected 'enabled' and {list(KINDS)}")
+        buckets = {kind: dict(bucket) for kind, bucket in throttle.buckets.items()}
+        for kind in KINDS:
+            change = body.get(kind)
+            if change is None:
+                continue
+            if not isinstance(change, dict) or set(change) - {"bucket", "refill_per_s"}:
+                raise _bad(f'"{kind}" must be {{"bucket"?: N, "refill_per_s"?: R}}')
+            size = change.get("bucket", buckets[kind]["bucket"])
+            refill = change.get("refill_per_s", buckets[kind]["refill_per_s"])
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise _bad(f"{kind}.bucket must be a positive integer")
+            if not isinstance(refill, int | float) or isinstance(refill, bool) or refill <= 0:
+                raise _bad(f"{kind}.refill_per_s must be a positive number")
+            buckets[kind] = {"bucket": size, "refill_per_s": float(refill)}
+        if "enabled" in body:
             throttle.enabled = bool(body["enabled"])
-        self.emulator.recent_writes = []
+        throttle.buckets = buckets
+        self.buckets.reset()
         return await self._get_throttle(request, None)
 
     async def _get_faults(self, _request: Request, _body: Any) -> Response:
@@ -193,7 +213,14 @@ class AdminApi:
 
     async def _get_lro(self, _request: Request, _body: Any) -> Response:
         lro = self.state.lro
-        return JSONResponse({"retry_after_s": lro.retry_after_s, "polls_until_done": lro.polls_until_done})
+        return JSONResponse(
+            {
+                "retry_after_s": lro.retry_after_s,
+                "polls_until_done": lro.polls_until_done,
+                "ml_update": lro.ml_update,
+                "error": lro.error,
+            }
+        )
 
     async def _put_lro(self, request: Request, body: dict[str, Any]) -> Response:
         lro = self.state.lro
@@ -205,7 +232,61 @@ class AdminApi:
             if not isinstance(body["polls_until_done"], int) or body["polls_until_done"] < 1:
                 raise _bad("polls_until_done must be a whole number, 1 or more")
             lro.polls_until_done = body["polls_until_done"]
+        if "ml_update" in body:
+            if body["ml_update"] not in ML_UPDATE_MODES:
+                raise _bad(f"ml_update must be one of {list(ML_UPDATE_MODES)}")
+            lro.ml_update = body["ml_update"]
+        if "error" in body:
+            error = body["error"]
+            if not isinstance(error, dict) or not isinstance(error.get("code"), str) or not error["code"]:
+                raise _bad('error must be an ARM error object: {"code", "message"?, "details"?}')
+            lro.error = {"message": "", **error}
         return await self._get_lro(request, None)
+
+    async def _get_outage(self, _request: Request, _body: Any) -> Response:
+        outage = self.state.keyvault_outage
+        now = self.emulator.store.real_now()
+        return JSONResponse(
+            {
+                "active": outage.active(now),
+                "failures_left": outage.failures_left,
+                "seconds_left": max(0.0, outage.until - now) if outage.until is not None else None,
+                "providers": outage.providers,
+                "status": outage.status,
+                "ml_delivery": outage.ml_delivery,
+            }
+        )
+
+    async def _put_outage(self, request: Request, body: dict[str, Any]) -> Response:
+        """``{"count": N | "duration_s": S, "providers"?, "status"?: 400|503, "ml_delivery"?}`` starts an outage."""
+        count, duration = body.get("count"), body.get("duration_s")
+        if (count is None) == (duration is None):
+            raise _bad('give exactly one of "count" (key checks that fail) or "duration_s" (seconds)')
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise _bad("count must be a positive integer")
+        if duration is not None and (not isinstance(duration, int | float) or duration <= 0):
+            raise _bad("duration_s must be a positive number")
+        providers = body.get("providers", ["storage", "ml"])
+        if not isinstance(providers, list) or not providers or set(providers) - {"storage", "ml"}:
+            raise _bad('providers must be a non-empty list of "storage" and "ml"')
+        status = body.get("status", 400)
+        if status not in (400, 503):
+            raise _bad("status must be 400 or 503")
+        delivery = body.get("ml_delivery", "response")
+        if delivery not in ("response", "operation"):
+            raise _bad('ml_delivery must be "response" or "operation"')
+        self.state.keyvault_outage = KeyVaultOutage(
+            failures_left=count,
+            until=self.emulator.store.real_now() + float(duration) if duration is not None else None,
+            providers=list(providers),
+            status=status,
+            ml_delivery=delivery,
+        )
+        return await self._get_outage(request, None)
+
+    async def _end_outage(self, request: Request, _body: Any) -> Response:
+        self.state.keyvault_outage = KeyVaultOutage()
+        return await self._get_outage(request, None)
 
     async def _get_paging(self, _request: Request, _body: Any) -> Response:
         return JSONResponse({"page_size": self.state.page_size})

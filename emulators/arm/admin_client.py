@@ -37,13 +37,29 @@ class ArmAdmin(AdminHttpClient):
     def role_assignments(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/admin/role-assignments")["value"])
 
-    # -- throttle, faults, LRO timing, counters ---------------------------------------------
+    # -- throttle, faults, LRO timing and outcomes, Key Vault outage, counters --------------
 
-    def set_throttle(self, writes_per_minute: int | None = None, *, enabled: bool | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"writes_per_minute": writes_per_minute}
-        if enabled is not None:
-            body["enabled"] = enabled
+    def set_throttle(
+        self,
+        *,
+        enabled: bool | None = None,
+        reads: tuple[int, float] | None = None,
+        writes: tuple[int, float] | None = None,
+        deletes: tuple[int, float] | None = None,
+    ) -> dict[str, Any]:
+        """ARM's token buckets per subscription and principal: ``(bucket size, refill per second)`` per kind.
+
+        Defaults are Azure's (reads 250/25, writes 200/10, deletes 200/10, enabled); every bucket starts full.
+        """
+        body: dict[str, Any] = {} if enabled is None else {"enabled": enabled}
+        for kind, bucket in (("reads", reads), ("writes", writes), ("deletes", deletes)):
+            if bucket is not None:
+                body[kind] = {"bucket": bucket[0], "refill_per_s": bucket[1]}
         return dict(self._call("PUT", "/admin/throttle", body))
+
+    def reset_throttle(self) -> dict[str, Any]:
+        """Azure's bucket sizes and refill rates, enabled, every bucket full."""
+        return self.set_throttle(enabled=True, reads=(250, 25.0), writes=(200, 10.0), deletes=(200, 10.0))
 
     def set_faults(self, *rules: dict[str, Any]) -> list[dict[str, Any]]:
         """``{"rate", "kind": "status"|"latency"|"drop", "status"?, "latency_ms"?, "operations"?, "count"?}``."""
@@ -52,11 +68,51 @@ class ArmAdmin(AdminHttpClient):
     def clear_faults(self) -> None:
         self._call("DELETE", "/admin/faults")
 
-    def set_lro(self, retry_after_s: int | None = None, polls_until_done: int | None = None) -> dict[str, Any]:
+    def set_lro(
+        self,
+        retry_after_s: int | None = None,
+        polls_until_done: int | None = None,
+        *,
+        ml_update: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """LRO timing, and how an ML workspace update answers (``ml_update``: ``location`` (default),
+        ``location-204``, ``location-empty-200``, ``sync``, ``async-succeeded``, ``async-failed``,
+        ``async-canceled``); ``error`` is the error object an ``async-failed`` operation ends with."""
         body = {
-            k: v for k, v in (("retry_after_s", retry_after_s), ("polls_until_done", polls_until_done)) if v is not None
+            k: v
+            for k, v in (
+                ("retry_after_s", retry_after_s),
+                ("polls_until_done", polls_until_done),
+                ("ml_update", ml_update),
+                ("error", error),
+            )
+            if v is not None
         }
         return dict(self._call("PUT", "/admin/lro", body))
+
+    def start_keyvault_outage(
+        self,
+        *,
+        count: int | None = None,
+        duration_s: float | None = None,
+        providers: tuple[str, ...] = ("storage", "ml"),
+        status: int = 400,
+        ml_delivery: str = "response",
+    ) -> dict[str, Any]:
+        """The resource providers' own key checks fail for ``count`` checks or ``duration_s`` seconds."""
+        body: dict[str, Any] = {"providers": list(providers), "status": status, "ml_delivery": ml_delivery}
+        if count is not None:
+            body["count"] = count
+        if duration_s is not None:
+            body["duration_s"] = duration_s
+        return dict(self._call("PUT", "/admin/keyvault-outage", body))
+
+    def end_keyvault_outage(self) -> dict[str, Any]:
+        return dict(self._call("DELETE", "/admin/keyvault-outage"))
+
+    def keyvault_outage(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/admin/keyvault-outage"))
 
     def set_page_size(self, page_size: int | None) -> None:
         """Page list responses (absolute ``nextLink`` with ``$skiptoken``); None lists everything at once."""

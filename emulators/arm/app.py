@@ -1,7 +1,8 @@
 """The ASGI app: routing (case-insensitive, as ARM), then faults, auth, api-version, throttle, RBAC.
 
 Every ARM request runs through the same steps, in the order ARM applies them:
-count -> injected fault -> bearer token -> route + api-version -> write throttle -> RBAC -> provider.
+count -> injected fault -> bearer token -> route + api-version -> token bucket -> RBAC -> provider.
+Every answer from the token bucket on carries the bucket's remaining-requests header.
 Anything unexpected becomes an ARM-shaped 500 and the emulator keeps serving.
 """
 
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from emulators.arm.rbac import is_allowed
 from emulators.arm.registries import RegistryProvider
 from emulators.arm.resources import ResourcesProvider
 from emulators.arm.storage import StorageProvider
+from emulators.arm.throttle import TokenBuckets, kind_of
 from emulators.auth import TokenError, principal_from_authorization
 
 log = logging.getLogger("emulators.arm")
@@ -181,7 +181,8 @@ class ArmApp:
             ),
         ]
         self.routes += self._estate_routes(ml)
-        self.admin = AdminApi(emulator, storage, self.registries, self.disk_encryption_sets)
+        self.buckets = TokenBuckets()
+        self.admin = AdminApi(emulator, storage, self.registries, self.disk_encryption_sets, self.buckets)
 
     def _estate_routes(self, ml: MlProvider) -> list[RouteSpec]:
         """Container registries, disk encryption sets and Resource Graph over every resource."""
@@ -320,8 +321,22 @@ class ArmApp:
                 f"The provided subscription identifier '{params['sub']}' is malformed or invalid.",
             )
         api_version = self._api_version(request, operation)
-        if operation.write and "sub" in params:
-            self._throttle(params["sub"], principal)
+        rate_limit: dict[str, str] = {}
+        if "sub" in params:  # subscription buckets; tenant-level requests are not throttled here
+            kind = kind_of(request.method)
+            rate_limit = self.buckets.take(self.emulator.state.throttle, params["sub"], principal, kind)
+        try:
+            response = await self._authorised(request, operation, params, principal, api_version)
+        except errors.ArmError as error:
+            error.headers.update(rate_limit)
+            raise
+        response.headers.update(rate_limit)
+        return response
+
+    async def _authorised(
+        self, request: Request, operation: Operation, params: dict[str, str], principal: str, api_version: str
+    ) -> Response:
+        path = request.url.path
         scope = path.rstrip("/")
         if operation.scope == "operation":
             # The poll is authorised on the resource the operation changes (see docs/emulators/arm.md).
@@ -384,20 +399,6 @@ class ArmApp:
                     f"'{_KNOWN_NAMESPACES[namespace.lower()]}' for api version '{api_version}'.",
                 )
         return errors.invalid_resource_id(path)
-
-    def _throttle(self, subscription_id: str, principal: str) -> None:
-        settings = self.emulator.state.throttle
-        limit = settings.writes_per_minute
-        if not settings.enabled or not limit:
-            return
-        now = time.monotonic()
-        window = [t for t in self.emulator.recent_writes if now - t < 60]
-        if len(window) >= limit:
-            retry_after = max(1, math.ceil(60 - (now - window[0])))
-            self.emulator.recent_writes = window
-            raise errors.throttled(subscription_id, principal, retry_after)
-        window.append(now)
-        self.emulator.recent_writes = window
 
     async def _inject_fault(self, operation: str) -> None:
         for fault in list(self.emulator.state.faults):

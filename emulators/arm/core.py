@@ -13,7 +13,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from emulators.arm import errors
-from emulators.arm.keyvault import KeyVaultGateway
+from emulators.arm.keyvault import KeyInfo, KeyRef, KeyVaultGateway, KeyVaultOutage
 from emulators.arm.state import LOCAL_TENANT_ID, State, Store
 
 
@@ -92,7 +92,6 @@ class Emulator:
         self.store = store
         self.kv = kv
         self.write_lock = asyncio.Lock()
-        self.recent_writes: list[float] = []
 
     @property
     def state(self) -> State:
@@ -137,6 +136,22 @@ class Emulator:
             return await self.kv.vaults()
         except Exception:  # noqa: BLE001 - a missing Key Vault emulator only means no vault-derived groups
             return []
+
+    # -- the resource providers' own key checks ----------------------------------------------
+
+    async def consumer_key_check(self, provider: str, ref: KeyRef, principal_id: str) -> KeyInfo:
+        """A write's check, by ``provider`` ("storage" or "ml"), that ``principal_id`` can use the key.
+
+        While the Key Vault outage mode is on for that provider (``/admin/keyvault-outage``) the check
+        fails with :class:`KeyVaultOutage` (one failure spent per check when the outage is a count).
+        """
+        outage = self.state.keyvault_outage
+        if provider in outage.providers and outage.active(self.store.real_now()):
+            if outage.failures_left is not None:
+                outage.failures_left -= 1
+            self.store.save()
+            raise KeyVaultOutage(outage.status, outage.ml_delivery)
+        return await self.kv.check_key(ref, principal_id)
 
     # -- identities -------------------------------------------------------------------------
 
@@ -203,22 +218,40 @@ class Emulator:
 
     # -- long-running operations ------------------------------------------------------------
 
-    def start_operation(self, call: Call, provider_path: str, resource_id: str, kind: str) -> dict[str, str]:
-        """Record an operation and return the 202 headers (Location + Retry-After) that point at it."""
+    def start_operation(
+        self,
+        call: Call,
+        provider_path: str,
+        resource_id: str,
+        kind: str,
+        *,
+        mode: str = "location",
+        error: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """Record an operation and return the 202 headers that point at it.
+
+        ``location`` modes answer ``Location`` + ``Retry-After`` (the ARM async contract for PATCH/DELETE);
+        ``async-*`` modes answer ``Azure-AsyncOperation`` + ``Retry-After`` and the operation resource is
+        polled (see docs/emulators/arm.md).
+        """
         op_id = uuid.uuid4().hex
         settings = self.state.lro
         self.state.operations[op_id] = {
             "resource_id": resource_id.lower(),
             "kind": kind,
+            "mode": mode,
+            "error": error or dict(settings.error),
+            "started": self.store.now(),
             "api_version": call.api_version,
             "polls_remaining": max(1, int(settings.polls_until_done)),
             "deadline": time.time() + max(1, settings.retry_after_s) * max(1, settings.polls_until_done) + 30,
         }
-        location = (
+        url = (
             f"{call.base_url}/subscriptions/{call.params['sub']}/providers/{provider_path}/{op_id}"
             f"?api-version={call.api_version}"
         )
-        return {"Location": location, "Retry-After": str(int(settings.retry_after_s))}
+        header = "Azure-AsyncOperation" if mode.startswith("async-") else "Location"
+        return {header: url, "Retry-After": str(int(settings.retry_after_s))}
 
     def poll_operation(self, op_id: str) -> tuple[bool, dict[str, Any]]:
         """Count one poll; True when the operation is done (then it is removed)."""

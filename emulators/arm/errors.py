@@ -127,14 +127,16 @@ def authentication_failed(problem: str) -> ArmError:
     )
 
 
-def throttled(subscription_id: str, principal: str, retry_after: int) -> ArmError:
+def throttled(subscription_id: str, principal: str, retry_after: int, kind: str = "writes") -> ArmError:
+    """ARM's 429 for an empty token bucket (code and message form as documented for ARM throttling)."""
+    operation = {"reads": "read", "writes": "write", "deletes": "delete"}.get(kind, kind)
     return ArmError(
         429,
         "SubscriptionRequestsThrottled",
-        f"Number of 'write' requests for subscription '{subscription_id}' actor '{principal}' exceeded. "
+        f"Number of '{operation}' requests for subscription '{subscription_id}' actor '{principal}' exceeded. "
         f"Please try again after '{retry_after}' seconds after additional tokens are available. "
         "Refer to https://aka.ms/arm-throttling",
-        headers={"Retry-After": str(retry_after), "x-ms-ratelimit-remaining-subscription-writes": "0"},
+        headers={"Retry-After": str(retry_after), f"x-ms-ratelimit-remaining-subscription-{kind}": "0"},
     )
 
 

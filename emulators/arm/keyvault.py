@@ -44,6 +44,22 @@ class KeyProblem(Exception):
         self.message = message
 
 
+class KeyVaultOutage(KeyProblem):
+    """A resource provider's own key check failed because Key Vault could not be reached (an emulator mode).
+
+    ``status`` is the HTTP status the provider answers with; ``delivery`` says whether an ML workspace
+    update refuses at once (``response``) or accepts and fails its operation (``operation``).
+    """
+
+    def __init__(self, status: int, delivery: str) -> None:
+        super().__init__(
+            KeyProblem.UNAVAILABLE,
+            "The key vault could not be reached to validate the key. The operation can be retried later.",
+        )
+        self.status = status
+        self.delivery = delivery
+
+
 @dataclass(frozen=True)
 class KeyRef:
     """A key named by vault URL, key name and optional version."""

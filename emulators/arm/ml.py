@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from emulators.arm import errors
 from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
-from emulators.arm.keyvault import KeyProblem
+from emulators.arm.keyvault import KeyProblem, KeyVaultOutage
 from emulators.arm.provider import ResourceProvider
 from emulators.arm.versions import ML_LEGACY
 
@@ -161,9 +161,15 @@ class MlProvider(ResourceProvider):
         if legacy and "identity" in body:
             raise user_error(f"api-version {ML_LEGACY} cannot update the workspace identity.", "PropertyNotUpdatable")
         async with self.emulator.write_lock:
-            workspace = copy.deepcopy(self._find(call))
+            before = self._find(call)
+            workspace = copy.deepcopy(before)
             if "encryption" in properties:
-                await self._validate_key_update(workspace, properties["encryption"])
+                try:
+                    await self._validate_key_update(workspace, properties["encryption"])
+                except _OutageInOperation as outage:
+                    # Accepted, then the operation fails: the workspace keeps its settings.
+                    kept = {**copy.deepcopy(before), "provisioningState": "Updating"}
+                    return self._accepted(call, kept, before["location"], "async-failed", outage.error)
                 workspace["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"] = properties["encryption"][
                     "keyVaultProperties"
                 ]["keyIdentifier"]
@@ -182,17 +188,40 @@ class MlProvider(ResourceProvider):
                 self.workspaces[key] = workspace
                 self.emulator.store.save()
                 return arm_json(self.render(workspace))
+            mode = self.emulator.state.lro.ml_update
+            if mode == "sync":
+                # Workspaces_Update may answer 200 with the workspace (workspaceRP.json 2025-06-01).
+                workspace["provisioningState"] = "Succeeded"
+                self.workspaces[key] = workspace
+                self.emulator.store.save()
+                return arm_json(self.render(workspace))
+            if mode in ("async-failed", "async-canceled"):
+                # The operation will end Failed/Canceled: nothing the PATCH asked for is kept.
+                kept = {**copy.deepcopy(before), "provisioningState": "Updating"}
+                return self._accepted(call, kept, workspace["location"], mode)
             workspace["provisioningState"] = "Updating"
-            return self._accepted(call, workspace, workspace["location"])
+            return self._accepted(call, workspace, workspace["location"], mode)
 
-    def _accepted(self, call: Call, workspace: dict[str, Any], location: str) -> Response:
-        """Store the workspace and answer 202 with the operation-status URL clients poll (write lock held)."""
+    def _accepted(
+        self,
+        call: Call,
+        workspace: dict[str, Any],
+        location: str,
+        mode: str = "location",
+        error: dict[str, Any] | None = None,
+    ) -> Response:
+        """Store the workspace and answer 202 with the URL clients poll (write lock held).
+
+        ``mode`` is one of ``state.ML_UPDATE_MODES`` except ``sync``: how the operation is polled and ends.
+        """
         self.workspaces[workspace_id(call).lower()] = workspace
         headers = self.emulator.start_operation(
             call,
             f"Microsoft.MachineLearningServices/locations/{location}/workspaceOperationsStatus",
             workspace["id"],
             "ml",
+            mode=mode,
+            error=error,
         )
         self.emulator.store.save()
         return Response(status_code=202, headers=headers)
@@ -278,7 +307,9 @@ class MlProvider(ResourceProvider):
                 "KeyNotInOriginalKeyVault",
             )
         try:
-            await self.emulator.kv.check_key(ref, principal)
+            await self.emulator.consumer_key_check("ml", ref, principal)
+        except KeyVaultOutage as outage:
+            raise _outage_error(outage, key_identifier) from None
         except KeyProblem as problem:
             raise user_error(
                 f"The workspace identity cannot use the key '{key_identifier}': {problem.message}",
@@ -347,6 +378,30 @@ class MlProvider(ResourceProvider):
         if workspace.get("identity"):
             body["identity"] = workspace["identity"]
         return body
+
+
+class _OutageInOperation(errors.ArmError):
+    """The key check failed in an outage whose failure is reported by the operation, not the PATCH."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(400, str(error["code"]), str(error["message"]))
+        self.error = error
+
+
+def _outage_error(outage: KeyVaultOutage, key_identifier: str) -> errors.ArmError:
+    """The ML provider's answer when it cannot reach Key Vault to check a key (a mode: no capture was found).
+
+    Same shape as its other key refusals (``UserError`` with the reason as the innermost code), with the
+    configured HTTP status; with ``ml_delivery: operation`` the PATCH is accepted and its operation fails.
+    """
+    message = f"The workspace identity could not check the key '{key_identifier}': {outage.message}"
+    if outage.delivery == "operation":
+        return _OutageInOperation(
+            {"code": "UserError", "message": message, "details": [{"code": "KeyVaultUnavailable", "message": message}]}
+        )
+    error = user_error(message, "KeyVaultUnavailable")
+    error.status = outage.status
+    return error
 
 
 def _stored_encryption(encryption: dict[str, Any]) -> dict[str, Any]:

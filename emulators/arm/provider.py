@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json
+from emulators.arm.core import Call, Emulator, arm_json, iso
 
 
 class ResourceProvider:
@@ -74,6 +74,9 @@ class ResourceProvider:
 
     async def operation_status(self, call: Call) -> Response:
         done, operation = self.emulator.poll_operation(call.params["op"])
+        mode = str(operation.get("mode", "location"))
+        if mode.startswith("async-"):
+            return self._operation_resource(call, done, operation, mode)
         if not done:
             return Response(
                 status_code=202,
@@ -82,9 +85,39 @@ class ResourceProvider:
                     "Retry-After": str(int(self.emulator.state.lro.retry_after_s)),
                 },
             )
+        self._finish(operation, "Succeeded")
+        # Location polling ends with what the synchronous operation would answer (ARM RPC async-api-reference):
+        # the resource, or, as azure-core also accepts, 204 / an empty 200 (then the client reads the resource).
+        if mode == "location-204":
+            return Response(status_code=204)
+        if mode == "location-empty-200":
+            return Response(status_code=200)
+        return arm_json(self.render(self._operation_target(operation)))
+
+    def _operation_resource(self, call: Call, done: bool, operation: dict[str, Any], mode: str) -> Response:
+        """The Azure-AsyncOperation resource: always HTTP 200, ``status`` InProgress until a terminal value."""
+        body: dict[str, Any] = {
+            "id": f"{call.base_url}{call.path}?api-version={call.api_version}",
+            "name": call.params["op"],
+            "status": "InProgress",
+            "startTime": iso(float(operation.get("started") or self.emulator.store.now())),
+        }
+        if not done:
+            return arm_json(body, headers={"Retry-After": str(int(self.emulator.state.lro.retry_after_s))})
+        status = {"async-succeeded": "Succeeded", "async-failed": "Failed", "async-canceled": "Canceled"}[mode]
+        self._finish(operation, status)
+        body.update({"status": status, "endTime": iso(self.emulator.store.now()), "percentComplete": 100.0})
+        if status == "Failed":
+            body["error"] = operation["error"]
+        return arm_json(body)
+
+    def _operation_target(self, operation: dict[str, Any]) -> dict[str, Any]:
         resource = self.resources().get(operation["resource_id"])
         if resource is None:
             raise errors.ArmError(404, "ResourceNotFound", f"The {self.NOUN} of this operation no longer exists.")
-        resource["provisioningState"] = "Succeeded"
+        return resource
+
+    def _finish(self, operation: dict[str, Any], status: str) -> None:
+        """The resource's provisioningState takes the operation's terminal status (ARM RPC)."""
+        self._operation_target(operation)["provisioningState"] = status
         self.emulator.store.save()
-        return arm_json(self.render(resource))

@@ -20,16 +20,62 @@ LOCAL_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 _IDENTITY_NAMESPACE = uuid.UUID("5a3c9c1e-1c2b-4f0e-9a53-2f4d7f0c1a11")
 
 
+#: How the ML workspace update (PATCH) answers; see docs/emulators/arm.md "LRO outcome modes".
+ML_UPDATE_MODES = (
+    "location",  # 202 + Location; polls answer 202, then 200 with the workspace
+    "location-204",  # ... then 204 No Content
+    "location-empty-200",  # ... then 200 with an empty body
+    "sync",  # 200 with the workspace at once (the spec's other answer)
+    "async-succeeded",  # 202 + Azure-AsyncOperation; the operation resource ends Succeeded
+    "async-failed",  # ... ends Failed with an error object; the workspace is unchanged
+    "async-canceled",  # ... ends Canceled; the workspace is unchanged
+)
+#: The error object of an ``async-failed`` operation unless the admin API sets another (not a Microsoft capture).
+DEFAULT_LRO_ERROR = {
+    "code": "WorkspaceUpdateFailed",
+    "message": "The workspace update failed; the workspace keeps its previous settings.",
+}
+
+
 @dataclass
 class LroSettings:
     retry_after_s: int = 1
     polls_until_done: int = 1
+    ml_update: str = "location"
+    error: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LRO_ERROR))
+
+
+#: Azure Resource Manager's token buckets per subscription and principal (learn.microsoft.com, "Understand how
+#: Azure Resource Manager throttles requests", regional throttling, 2024): bucket size and refill per second.
+ARM_BUCKETS = {
+    "reads": {"bucket": 250, "refill_per_s": 25.0},
+    "writes": {"bucket": 200, "refill_per_s": 10.0},
+    "deletes": {"bucket": 200, "refill_per_s": 10.0},
+}
 
 
 @dataclass
 class Throttle:
-    enabled: bool = False
-    writes_per_minute: int | None = None
+    enabled: bool = True
+    buckets: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {kind: dict(bucket) for kind, bucket in ARM_BUCKETS.items()}
+    )
+
+
+@dataclass
+class KeyVaultOutage:
+    """The resource providers' own key checks fail as if Key Vault were unreachable (a mode; see the docs)."""
+
+    failures_left: int | None = None  # checks that still fail, or None
+    until: float | None = None  # unix time (real) the outage ends, or None
+    providers: list[str] = field(default_factory=lambda: ["storage", "ml"])
+    status: int = 400
+    ml_delivery: str = "response"  # or "operation": 202, then the operation ends Failed
+
+    def active(self, now: float) -> bool:
+        if self.failures_left is not None:
+            return self.failures_left > 0
+        return self.until is not None and now < self.until
 
 
 @dataclass
@@ -48,9 +94,16 @@ class State:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     lro: LroSettings = field(default_factory=LroSettings)
     throttle: Throttle = field(default_factory=Throttle)
+    keyvault_outage: KeyVaultOutage = field(default_factory=KeyVaultOutage)
     faults: list[dict[str, Any]] = field(default_factory=list)
     page_size: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
+
+
+def _settings(kind: Any, raw: Any) -> Any:
+    """A settings dataclass from its saved form, ignoring fields an older emulator wrote."""
+    known = set(kind.__dataclass_fields__)
+    return kind(**{k: v for k, v in (raw or {}).items() if k in known})
 
 
 class Store:
@@ -64,8 +117,9 @@ class Store:
         if not self.path.exists():
             return State()
         raw = json.loads(self.path.read_text())
-        raw["lro"] = LroSettings(**raw.get("lro", {}))
-        raw["throttle"] = Throttle(**raw.get("throttle", {}))
+        raw["lro"] = _settings(LroSettings, raw.get("lro"))
+        raw["throttle"] = _settings(Throttle, raw.get("throttle"))
+        raw["keyvault_outage"] = _settings(KeyVaultOutage, raw.get("keyvault_outage"))
         known = set(State.__dataclass_fields__)
         return State(**{k: v for k, v in raw.items() if k in known})
 
@@ -80,6 +134,11 @@ class Store:
 
     def now(self) -> float:
         return time.time() + self.state.clock_offset
+
+    @staticmethod
+    def real_now() -> float:
+        """Wall-clock time, for the durations of modes (the emulator's own clock may be moved by tests)."""
+        return time.time()
 
     def set_now(self, now: float) -> None:
         self.state.clock_offset = now - time.time()

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from emulators.arm import errors
 from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
-from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef
+from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef, KeyVaultOutage
 from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.Storage/storageAccounts"
@@ -49,6 +49,11 @@ _KEY_PROBLEM_CODES = {
 
 def key_error(problem: KeyProblem) -> errors.ArmError:
     """The storage resource provider's error for a key it cannot use."""
+    if isinstance(problem, KeyVaultOutage):
+        # Status (400 or 503) is a mode: no Microsoft capture of Storage's answer to an unreachable vault was
+        # found. The code is the name Azure's CMK services use for it (Cosmos DB's documented CMK sub-status
+        # 4004 "KeyVaultServiceUnavailable"); see docs/emulators/arm.md.
+        return errors.ArmError(problem.status, "KeyVaultServiceUnavailable", problem.message)
     if problem.kind == KeyProblem.FORBIDDEN:
         message = (
             "The operation failed because of authentication issue on the keyvault. For more information, "
@@ -227,8 +232,8 @@ class StorageProvider(ResourceProvider):
             # Verbatim from service responses quoted in Azure/azure-cli#12346 and #17914.
             raise errors.ArmError(400, "KeyVaultPolicyError", "Keyvault policy recoverable is not set")
         try:
-            info = await self.emulator.kv.check_key(
-                KeyRef(str(vault["url"]).rstrip("/"), ref.name, ref.version), principal
+            info = await self.emulator.consumer_key_check(
+                "storage", KeyRef(str(vault["url"]).rstrip("/"), ref.name, ref.version), principal
             )
         except KeyProblem as problem:
             raise key_error(problem) from None

@@ -46,8 +46,20 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLo
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
-from rotation.adapters.azure_errors import translate
-from rotation.errors import InputError, RotationError, TransientError
+from rotation.adapters.azure_errors import (
+    error_codes,
+    provider_key_vault_unreachable,
+    redacted,
+    response_body,
+    translate,
+)
+from rotation.errors import (
+    InputError,
+    ProviderKeyVaultUnavailable,
+    RotationError,
+    TransientError,
+    VerificationFailed,
+)
 
 API_VERSION = "2025-06-01"
 READ_ACTION = "Microsoft.MachineLearningServices/workspaces/read"
@@ -58,8 +70,25 @@ POLL_ACTION = "Microsoft.MachineLearningServices/locations/workspaceOperationsSt
 ACTIONS: Mapping[str, frozenset[str]] = {
     "get_workspace": frozenset({READ_ACTION}),
     "list_workspaces": frozenset({READ_ACTION}),
-    "update_key_identifier": frozenset({WRITE_ACTION, POLL_ACTION}),
+    # an update whose last poll carries no workspace is read back (READ_ACTION)
+    "update_key_identifier": frozenset({WRITE_ACTION, POLL_ACTION, READ_ACTION}),
 }
+
+#: Error codes with which a long-running operation may end ``Failed`` for a reason that may pass (ARM's own
+#: transient codes and the RetryableError family ARM documents for 429s); any other failure is permanent.
+_TRANSIENT_OPERATION_CODES = frozenset(
+    code.lower()
+    for code in (
+        "InternalServerError",
+        "ServiceUnavailable",
+        "GatewayTimeout",
+        "RequestTimeout",
+        "TooManyRequests",
+        "RetryableError",
+        "RetryableErrorDueToAnotherOperation",
+        "AnotherOperationInProgress",
+    )
+)
 
 _WORKSPACE_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+$",
@@ -186,17 +215,30 @@ class AmlWorkspaceClient:
             PreconditionFailed: ARM refused the change (400/409: e.g. a key outside the workspace's
                 original vault, a key the workspace identity cannot use); the ARM code is in the message.
             PermissionDenied: the caller lacks ``workspaces/write`` (or the poll's read).
-            TransientError: throttled (ThrottledError), 5xx or a connection error.
+            VerificationFailed: the operation was accepted and ended ``Failed``: the workspace keeps its key.
+            ProviderKeyVaultUnavailable: ML could not reach Key Vault to check the key (may pass).
+            TransientError: throttled (ThrottledError), 5xx, a connection error, or the operation ended
+                ``Canceled`` or failed with a transient code.
         """
         poller = self.begin_update_key_identifier(workspace_id, key_identifier)
         return self.wait(poller, workspace_id)
 
     def wait(self, poller: LROPoller[WorkspaceEncryption], workspace_id: str) -> WorkspaceEncryption:
-        """The poller's result, with errors raised while polling translated to :mod:`rotation.errors`."""
+        """The poller's result, with errors raised while polling translated to :mod:`rotation.errors`.
+
+        A poll that ends in 204 or an empty 200 (Location polling) has no workspace in it: the workspace is
+        then read back with a GET.
+        """
+        what = f"update workspace {workspace_id}"
         try:
-            return poller.result()
+            result: WorkspaceEncryption | None = poller.result()
+        except HttpResponseError as exc:
+            raise _operation_failure(exc, what) from None
         except AzureError as exc:
             raise _translate(exc, f"poll the update of workspace {workspace_id}", POLL_ACTION) from None
+        if result is None:
+            return self.get_workspace(workspace_id)
+        return result
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -270,6 +312,29 @@ def _workspace(body: dict[str, Any]) -> WorkspaceEncryption:
         principal_id=identity.get("principalId") or None,
         user_assigned_identity=(encryption.get("identity") or {}).get("userAssignedIdentity") or None,
     )
+
+
+def _operation_failure(exc: HttpResponseError, what: str) -> RotationError:
+    """How an update's long-running operation ended badly, as a rotation error.
+
+    An operation resource that says ``Failed`` (HTTP 200, ARM async contract) is permanent unless its
+    error says otherwise; ``Canceled`` changed nothing and may be repeated; any other failure while
+    polling (a 4xx/5xx poll, a body without a status) is translated like any response.
+    """
+    body = response_body(exc)
+    status = str(body.get("status", "")).lower() if isinstance(body, dict) else ""
+    if (exc.status_code or 0) >= 300 or status not in ("failed", "canceled"):
+        return _translate(exc, f"poll the {what}", POLL_ACTION)
+    if status == "canceled":
+        return TransientError(f"could not {what}: the operation was canceled; the workspace is unchanged")
+    codes = error_codes(body)
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    detail = f"{'/'.join(codes) or 'no error code'}: {redacted(str(error.get('message') or ''))}"
+    if provider_key_vault_unreachable(codes):
+        return ProviderKeyVaultUnavailable(f"could not {what}: ML could not reach Key Vault ({detail})")
+    if any(code.lower() in _TRANSIENT_OPERATION_CODES for code in codes):
+        return TransientError(f"could not {what}: the operation failed ({detail})")
+    return VerificationFailed(f"could not {what}: the operation failed ({detail}); the workspace keeps its key")
 
 
 def _translate(exc: AzureError, what: str, action: str) -> RotationError:

@@ -26,6 +26,7 @@ from rotation.errors import (
     JournalConflict,
     PermissionDenied,
     PreconditionFailed,
+    ProviderKeyVaultUnavailable,
     RotationError,
     ThrottledError,
     TransientError,
@@ -34,6 +35,22 @@ from rotation.errors import (
 
 #: The least role a storage account's or workspace's own identity needs on its customer-managed key.
 CONSUMER_KEY_ROLE = "Key Vault Crypto Service Encryption User"
+
+#: Codes with which a resource provider says it could not reach Key Vault (a condition that may pass), found
+#: anywhere in an error (``code``, ``innerError`` chain, ``details``). No Microsoft capture of Storage's or ML's
+#: control-plane answer was found; these are the names Azure's CMK services use (Cosmos DB's CMK sub-status
+#: codes 4004 KeyVaultServiceUnavailable, 4008 KeyVaultInternalServerError, 4009 KeyVaultDNSNotResolved) and
+#: the ML provider's inner reason. See docs/emulators/arm.md "Resource-provider Key Vault outage".
+KEY_VAULT_UNREACHABLE_CODES = frozenset(
+    code.lower()
+    for code in (
+        "KeyVaultServiceUnavailable",
+        "KeyVaultUnavailable",
+        "KeyVaultInternalServerError",
+        "KeyVaultDNSNotResolved",
+        "KeyVaultRequestThrottled",
+    )
+)
 
 _ACTION_IN_MESSAGE = re.compile(r"[Aa]ction:? '([^']+)'|perform action '([^']+)'")
 _SECRETISH = re.compile(r"(AccountKey|SharedAccessSignature|sig|Bearer)[=: ]\S+", re.IGNORECASE)
@@ -66,7 +83,49 @@ def error_code_and_message(exc: HttpResponseError) -> tuple[str, str]:
                 pass
     if not code:
         code = str(getattr(exc, "error_code", "") or "")
-    return code or "Unknown", _SECRETISH.sub(r"\1=[redacted]", message)[:400]
+    return code or "Unknown", redacted(message)
+
+
+def redacted(message: str) -> str:
+    """A service message fit for errors and logs: anything shaped like a credential removed, at most 400 chars."""
+    return _SECRETISH.sub(r"\1=[redacted]", message)[:400]
+
+
+def error_codes(body: Any) -> list[str]:
+    """Every ``code`` in an ARM error body or operation resource: ``error``, its ``innerError`` chain and
+    ``details``, outermost first."""
+    found: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if not isinstance(node, dict) or depth > 8:
+            return
+        if isinstance(node.get("code"), str):
+            found.append(node["code"])
+        for key in ("innerError", "innererror"):
+            walk(node.get(key), depth + 1)
+        details = node.get("details")
+        if isinstance(details, list):
+            for item in details:
+                walk(item, depth + 1)
+
+    if isinstance(body, dict):
+        walk(body.get("error") or body.get("odata.error"), 0)
+    return found
+
+
+def response_body(exc: HttpResponseError) -> Any:
+    """The JSON body of the response an error carries, or None."""
+    response: Any = exc.response
+    if response is None:
+        return None
+    try:
+        return response.json()
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def provider_key_vault_unreachable(codes: list[str]) -> bool:
+    return any(code.lower() in KEY_VAULT_UNREACHABLE_CODES for code in codes)
 
 
 def retry_after(exc: HttpResponseError) -> float | None:
@@ -112,6 +171,12 @@ def translate(
     if non_error_status_transient and status < 400:
         return TransientError(f"could not {what}: {type(exc).__name__}")
     code, message = error_code_and_message(exc)
+    codes = error_codes(response_body(exc))
+    if status >= 400 and provider_key_vault_unreachable(codes):
+        # The resource provider could not reach Key Vault to check the key: not a refusal; it may pass.
+        return ProviderKeyVaultUnavailable(
+            f"could not {what}: the resource provider could not reach Key Vault ({status} {'/'.join(codes)}): {message}"
+        )
     if status == 429:
         return ThrottledError(f"could not {what}: throttled ({code})", retry_after=retry_after(exc))
     if status >= 500 or status in {408, 0}:

@@ -127,8 +127,9 @@ def world(local_azure: dict[str, Any]) -> Iterator[World]:
     kv_admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
     # Emulator-wide settings are shared by the session: start from the defaults whatever ran before.
     arm_admin.set_role_assignments([])
-    arm_admin.set_throttle(None, enabled=False)
+    arm_admin.reset_throttle()
     arm_admin.clear_faults()
+    arm_admin.end_keyvault_outage()
     arm_admin.set_page_size(None)
     subscription_id = str(uuid.uuid4())
     resource_group = f"rg-{uuid.uuid4().hex[:8]}"
@@ -146,12 +147,13 @@ def world(local_azure: dict[str, Any]) -> Iterator[World]:
     key_name = f"cmk-{uuid.uuid4().hex[:6]}"
     keys.create_rsa_key(key_name, size=2048)
     # Retry-After: 0 lets the SDK poll at its polling_interval (0.05 s here) instead of sleeping 1 s per LRO.
-    arm_admin.set_lro(retry_after_s=0, polls_until_done=1)
+    arm_admin.set_lro(retry_after_s=0, polls_until_done=1, ml_update="location")
     yield World(local_azure, arm_admin, kv_admin, subscription_id, resource_group, vault, keys, key_name)
     arm_admin.set_role_assignments([])
-    arm_admin.set_throttle(None, enabled=False)
+    arm_admin.reset_throttle()
     arm_admin.clear_faults()
-    arm_admin.set_lro(retry_after_s=1, polls_until_done=1)
+    arm_admin.end_keyvault_outage()
+    arm_admin.set_lro(retry_after_s=1, polls_until_done=1, ml_update="location")
     arm_admin.set_page_size(None)
 
 
@@ -612,7 +614,7 @@ class TestThrottleAndFaults:
     """Write throttling answers 429 with Retry-After; injected faults are seen and counted."""
 
     def test_writes_over_the_limit_get_429_with_retry_after(self, world: World) -> None:
-        world.arm_admin.set_throttle(1)
+        world.arm_admin.set_throttle(writes=(1, 0.01))
         client = world.storage(retry_total=0)
         body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
         client.storage_accounts.begin_create(world.resource_group, account_name(), body).result()

@@ -270,7 +270,7 @@ class TestErrorTranslation:
 
     def test_throttled_write_keeps_retry_after(self, world: World) -> None:
         created = create_cmk_workspace(world)
-        world.arm_admin.set_throttle(1)
+        world.arm_admin.set_throttle(writes=(1, 0.01))
 
         with aml(world, retry_total=0) as client:
             client.update_key_identifier(created.workspace_id, world.new_version())

@@ -1,0 +1,335 @@
+"""The ARM emulator's failure-shape modes, seen through the official clients unmodified.
+
+- ML workspace update outcomes (``/admin/lro`` ``ml_update``): the raw answers through the
+  azure-mgmt-machinelearningservices client's pipeline, and what azure-mgmt-core's ``ARMPolling``
+  makes of them through the project's AML client.
+- The resource providers' Key Vault outage (``/admin/keyvault-outage``), through azure-mgmt-storage.
+- ARM's token buckets (``/admin/throttle``), through azure-mgmt-storage.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest, HttpResponse
+
+from emulators.arm.admin_client import ArmAdminError
+from rotation.adapters.aml_client import WorkspaceEncryption
+from tests.integration.emulators.test_arm import (
+    World,
+    account_name,
+    arm_error,
+    cmk_account_body,
+    identity_with_access,
+    world,
+)
+from tests.integration.emulators.test_arm_ml import aml, create_cmk_workspace, legacy_client
+
+__all__ = ["world"]  # the fixture, imported for this module
+
+API = "2025-06-01"
+
+
+def patch_key(world: World, workspace: WorkspaceEncryption, key_id: str) -> HttpResponse:
+    """The raw PATCH of the key identifier, through the official ML client's pipeline."""
+    body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key_id}}}}
+    url = f"{world.arm_url}{workspace.workspace_id}?api-version={API}"
+    response: HttpResponse = legacy_client(world)._send_request(HttpRequest("PATCH", url, json=body))
+    return response
+
+
+def get(world: World, url: str) -> HttpResponse:
+    response: HttpResponse = legacy_client(world)._send_request(HttpRequest("GET", url))
+    return response
+
+
+class TestWorkspaceUpdateOutcomes:
+    """Each ``ml_update`` mode answers as the ARM async contract describes, and ARMPolling ends as expected."""
+
+    def test_sync_answers_200_with_the_workspace(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.set_lro(ml_update="sync")
+
+        response = patch_key(world, created, new_id)
+
+        assert response.status_code == 200
+        assert "Location" not in response.headers
+        assert response.json()["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"] == new_id
+        with aml(world) as client:
+            assert client.get_workspace(created.workspace_id).key_identifier == new_id
+
+    @pytest.mark.parametrize(
+        ("mode", "final_status", "final_body"),
+        [("location", 200, True), ("location-204", 204, False), ("location-empty-200", 200, False)],
+    )
+    def test_location_polling_ends(self, world: World, mode: str, final_status: int, final_body: bool) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.set_lro(ml_update=mode, polls_until_done=2)
+
+        accepted = patch_key(world, created, new_id)
+        running = get(world, accepted.headers["Location"])
+        done = get(world, accepted.headers["Location"])
+
+        assert accepted.status_code == 202
+        assert "Azure-AsyncOperation" not in accepted.headers
+        assert running.status_code == 202
+        assert done.status_code == final_status
+        assert bool(done.content) == final_body
+        if final_body:
+            assert done.json()["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"] == new_id
+        with aml(world) as client:
+            reread = client.get_workspace(created.workspace_id)
+        assert reread.key_identifier == new_id
+        assert reread.provisioning_state == "Succeeded"
+
+    @pytest.mark.parametrize("mode", ["location-204", "location-empty-200"])
+    def test_armpolling_gives_no_workspace_for_an_empty_end(self, world: World, mode: str) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.set_lro(ml_update=mode)
+
+        with aml(world) as client:
+            result = client.begin_update_key_identifier(created.workspace_id, new_id).result()
+
+        assert result is None  # azure-core's _parse_resource: an empty final body is no resource
+
+    def test_async_operation_succeeded(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.set_lro(ml_update="async-succeeded", polls_until_done=2)
+
+        accepted = patch_key(world, created, new_id)
+        running = get(world, accepted.headers["Azure-AsyncOperation"])
+        done = get(world, accepted.headers["Azure-AsyncOperation"])
+
+        assert accepted.status_code == 202
+        assert "Location" not in accepted.headers
+        assert (running.status_code, running.json()["status"]) == (200, "InProgress")
+        assert (done.status_code, done.json()["status"]) == (200, "Succeeded")
+        assert "error" not in done.json()
+        with aml(world) as client:
+            assert client.get_workspace(created.workspace_id).key_identifier == new_id
+
+    def test_armpolling_reads_the_workspace_after_an_async_success(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.set_lro(ml_update="async-succeeded")
+        world.arm_admin.reset_counters()
+
+        with aml(world) as client:
+            result = client.begin_update_key_identifier(created.workspace_id, new_id).result()
+
+        assert result.key_identifier == new_id
+        assert world.arm_admin.counters()["Workspaces_Get"] == 1  # the final GET of the PATCHed URL
+
+    @pytest.mark.parametrize(("mode", "status"), [("async-failed", "Failed"), ("async-canceled", "Canceled")])
+    def test_async_operation_ends_badly_and_nothing_changes(self, world: World, mode: str, status: str) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        error = {"code": "KeyVaultKeyNotPermitted", "message": "the key may not be used"}
+        world.arm_admin.set_lro(ml_update=mode, error=error)
+
+        accepted = patch_key(world, created, new_id)
+        done = get(world, accepted.headers["Azure-AsyncOperation"])
+        with aml(world) as client, pytest.raises(HttpResponseError) as caught:
+            client.begin_update_key_identifier(created.workspace_id, new_id).result()
+        with aml(world) as client:
+            after = client.get_workspace(created.workspace_id)
+
+        assert accepted.status_code == 202
+        assert done.status_code == 200  # an operation resource is always 200; the outcome is in "status"
+        assert done.json()["status"] == status
+        if status == "Failed":
+            assert done.json()["error"] == error
+        else:
+            assert "error" not in done.json()
+        assert caught.value.status_code == 200
+        assert after.key_identifier == created.key_identifier
+        assert after.provisioning_state == status
+
+    def test_settings_are_validated(self, world: World) -> None:
+        with pytest.raises(ArmAdminError, match="ml_update must be one of"):
+            world.arm_admin.set_lro(ml_update="eventually")
+        with pytest.raises(ArmAdminError, match="ARM error object"):
+            world.arm_admin.set_lro(error={"message": "no code"})
+
+
+def _cmk_account(world: World) -> tuple[str, str, dict[str, Any]]:
+    """A CMK account on the world's key: (name, identity id, identity block)."""
+    identity_id, identity = identity_with_access(world)
+    version = world.keys.get_key(world.key_name).properties.version
+    name = account_name()
+    world.storage().storage_accounts.begin_create(
+        world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
+    ).result()
+    return name, identity_id, identity
+
+
+def _repoint_patch(world: World, identity_id: str, identity: dict[str, Any], version: str) -> dict[str, Any]:
+    patch = cmk_account_body(world, identity_id, identity, version)
+    del patch["location"], patch["sku"], patch["kind"]
+    return patch
+
+
+class TestResourceProviderKeyVaultOutage:
+    """While the outage lasts, the providers' own key checks fail with their Key Vault-unreachable error."""
+
+    def test_storage_refuses_for_a_count_of_checks_then_accepts(self, world: World) -> None:
+        name, identity_id, identity = _cmk_account(world)
+        new_version = world.new_version().rsplit("/", 1)[-1]
+        patch = _repoint_patch(world, identity_id, identity, new_version)
+        client = world.storage(retry_total=0)
+        world.arm_admin.start_keyvault_outage(count=2, providers=("storage",))
+
+        failures = []
+        for _ in range(2):
+            with pytest.raises(HttpResponseError) as caught:
+                client.storage_accounts.update(world.resource_group, name, patch)
+            failures.append(caught.value)
+        unchanged = client.storage_accounts.get_properties(world.resource_group, name)
+        updated = client.storage_accounts.update(world.resource_group, name, patch)
+
+        assert [(f.status_code, arm_error(f)["code"]) for f in failures] == [(400, "KeyVaultServiceUnavailable")] * 2
+        assert unchanged.encryption.key_vault_properties.key_version != new_version
+        assert updated.encryption.key_vault_properties.key_version == new_version
+        assert world.arm_admin.keyvault_outage()["active"] is False
+
+    def test_status_503_and_a_duration(self, world: World) -> None:
+        name, identity_id, identity = _cmk_account(world)
+        patch = _repoint_patch(world, identity_id, identity, world.new_version().rsplit("/", 1)[-1])
+        world.arm_admin.start_keyvault_outage(duration_s=600, status=503)
+
+        with pytest.raises(HttpResponseError) as caught:
+            world.storage(retry_total=0).storage_accounts.update(world.resource_group, name, patch)
+        during = world.arm_admin.keyvault_outage()
+        after = world.arm_admin.end_keyvault_outage()
+
+        assert caught.value.status_code == 503
+        assert arm_error(caught.value)["code"] == "KeyVaultServiceUnavailable"
+        assert during["active"] is True
+        assert during["seconds_left"] > 0
+        assert after["active"] is False
+
+    def test_only_the_named_providers_are_affected(self, world: World) -> None:
+        name, identity_id, identity = _cmk_account(world)
+        new_version = world.new_version().rsplit("/", 1)[-1]
+        world.arm_admin.start_keyvault_outage(count=5, providers=("ml",))
+
+        updated = world.storage().storage_accounts.update(
+            world.resource_group, name, _repoint_patch(world, identity_id, identity, new_version)
+        )
+
+        assert updated.encryption.key_vault_properties.key_version == new_version
+        assert world.arm_admin.keyvault_outage()["failures_left"] == 5
+
+    def test_ml_refuses_the_patch_with_its_user_error(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.start_keyvault_outage(count=1)
+
+        refused = patch_key(world, created, new_id)
+
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == "UserError"
+        assert error["innerError"]["innerError"]["code"] == "KeyVaultUnavailable"
+
+    def test_ml_accepts_and_the_operation_fails(self, world: World) -> None:
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        world.arm_admin.start_keyvault_outage(count=1, ml_delivery="operation")
+
+        accepted = patch_key(world, created, new_id)
+        done = get(world, accepted.headers["Azure-AsyncOperation"])
+        with aml(world) as client:
+            after = client.get_workspace(created.workspace_id)
+
+        assert accepted.status_code == 202
+        assert done.json()["status"] == "Failed"
+        assert [d["code"] for d in done.json()["error"]["details"]] == ["KeyVaultUnavailable"]
+        assert after.key_identifier == created.key_identifier
+
+    def test_outage_settings_are_validated(self, world: World) -> None:
+        with pytest.raises(ArmAdminError, match="exactly one of"):
+            world.arm_admin.start_keyvault_outage()
+        with pytest.raises(ArmAdminError, match="status must be 400 or 503"):
+            world.arm_admin.start_keyvault_outage(count=1, status=500)
+
+
+class TestTokenBuckets:
+    """Buckets per subscription, principal and kind; 429 with Retry-After when empty; headers on every answer."""
+
+    def test_every_answer_reports_what_is_left(self, world: World) -> None:
+        world.arm_admin.set_throttle(reads=(250, 0.001), writes=(200, 0.001))  # no refill within the test
+        client = world.storage()
+        headers: list[dict[str, str]] = []
+
+        def keep(response: Any) -> None:
+            headers.append(dict(response.http_response.headers))
+
+        list(client.storage_accounts.list_by_resource_group(world.resource_group, raw_response_hook=keep))
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        client.storage_accounts.begin_create(world.resource_group, account_name(), body, polling=False)
+        with pytest.raises(HttpResponseError) as missing:
+            client.storage_accounts.get_properties(world.resource_group, account_name())
+
+        assert headers[0]["x-ms-ratelimit-remaining-subscription-reads"] == "249"
+        assert missing.value.response is not None
+        assert missing.value.response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "248"
+        # the create's 202 is not seen by a hook of another call: read it from a second raw write
+        raw = legacy_client(world)._send_request(
+            HttpRequest(
+                "PUT",
+                f"{world.arm_url}/subscriptions/{world.subscription_id}/resourcegroups/rg-{uuid.uuid4().hex[:6]}"
+                "?api-version=2024-11-01",
+                json={"location": "eastus"},
+            )
+        )
+        assert raw.headers["x-ms-ratelimit-remaining-subscription-writes"] == "198"
+        assert "x-ms-ratelimit-remaining-subscription-reads" not in raw.headers
+
+    def test_empty_write_bucket_answers_429_per_subscription_and_principal(self, world: World) -> None:
+        world.arm_admin.set_throttle(writes=(2, 0.01))
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        client = world.storage(retry_total=0)
+        for _ in range(2):
+            client.storage_accounts.begin_create(world.resource_group, account_name(), body).result()
+
+        with pytest.raises(HttpResponseError) as caught:
+            client.storage_accounts.begin_create(world.resource_group, account_name(), body)
+        other_principal = world.storage(principal="someone-else", retry_total=0)
+        other_principal.storage_accounts.begin_create(world.resource_group, account_name(), body).result()
+        reads_still_allowed = list(client.storage_accounts.list_by_resource_group(world.resource_group))
+
+        assert caught.value.status_code == 429
+        assert arm_error(caught.value)["code"] == "SubscriptionRequestsThrottled"
+        assert caught.value.response is not None
+        assert int(caught.value.response.headers["Retry-After"]) >= 1
+        assert caught.value.response.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
+        assert len(reads_still_allowed) == 3
+
+    def test_disabled_throttle_never_answers_429_but_still_reports(self, world: World) -> None:
+        world.arm_admin.set_throttle(enabled=False, writes=(1, 0.01))
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        client = world.storage(retry_total=0)
+        seen: list[str] = []
+
+        def keep(response: Any) -> None:
+            if response.http_request.method == "PUT":
+                seen.append(response.http_response.headers["x-ms-ratelimit-remaining-subscription-writes"])
+
+        for _ in range(3):
+            client.storage_accounts.begin_create(world.resource_group, account_name(), body, raw_response_hook=keep)
+
+        assert seen == ["0", "0", "0"]
+
+    def test_bucket_settings_are_validated(self, world: World) -> None:
+        with pytest.raises(ArmAdminError, match=r"writes\.bucket must be a positive integer"):
+            world.arm_admin.set_throttle(writes=(0, 1.0))
+        with pytest.raises(ArmAdminError, match="refill_per_s must be a positive number"):
+            world.arm_admin.set_throttle(reads=(5, 0))
