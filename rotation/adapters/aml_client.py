@@ -46,6 +46,7 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLo
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
+from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.adapters.azure_errors import (
     error_codes,
     provider_key_vault_unreachable,
@@ -126,9 +127,11 @@ class AmlWorkspaceClient:
             arm_endpoint: ``https://management.azure.com`` or a sovereign/local endpoint.
             client_kwargs: passed to the pipeline and transport, e.g. ``connection_verify=ca_bundle``,
                 ``retry_total=0``; plus ``polling_interval`` (seconds between LRO polls when the service
-                sends no Retry-After, default 30) and ``credential_scopes``.
+                sends no Retry-After, default 30), ``credential_scopes`` and ``pacer`` (an ``ArmPacer``;
+                default the process-wide one).
         """
         self._polling_interval = float(client_kwargs.pop("polling_interval", 30))
+        pacer: ArmPacer = client_kwargs.pop("pacer", None) or shared_pacer()
         scopes = client_kwargs.pop("credential_scopes", None) or [arm_scope(arm_endpoint)]
         self._endpoint = arm_endpoint.rstrip("/")
         policies = [
@@ -139,6 +142,7 @@ class AmlWorkspaceClient:
             ContentDecodePolicy(**client_kwargs),
             RedirectPolicy(**client_kwargs),
             RetryPolicy(**client_kwargs),
+            ArmPacingPolicy(pacer),
             ARMChallengeAuthenticationPolicy(credential, *scopes, **client_kwargs),
             CustomHookPolicy(**client_kwargs),
             NetworkTraceLoggingPolicy(**client_kwargs),

@@ -6,6 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.errors import InputError
 from rotation.retry import TRANSPORT_RETRY
 
@@ -33,10 +34,13 @@ def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
     return match["sub"], match["rg"], match["name"]
 
 
-def client_kwargs(arm_endpoint: str, transport_kwargs: dict[str, Any]) -> dict[str, Any]:
+def client_kwargs(arm_endpoint: str, transport_kwargs: dict[str, Any], pacer: ArmPacer | None = None) -> dict[str, Any]:
+    """Keywords for an azure-mgmt client: transport retries, the endpoint, and pacing from ARM's rate-limit
+    headers (``pacer``, else the process-wide one) after the retry policy."""
     return {
         **TRANSPORT_RETRY,
         **transport_kwargs,
         "base_url": arm_endpoint.rstrip("/"),
         "credential_scopes": [arm_scope(arm_endpoint)],
+        "per_retry_policies": [ArmPacingPolicy(pacer or shared_pacer())],
     }

@@ -18,6 +18,7 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import StorageAccountUpdateParameters
 
 from rotation.adapters.arm_common import client_kwargs, parse_resource_id
+from rotation.adapters.arm_pacing import ArmPacer
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, StorageAccountKey
 from rotation.errors import InputError, PreconditionFailed
@@ -72,9 +73,16 @@ def _account(account: Any) -> StorageAccountKey | None:
 class ArmStorageAccounts:
     """Implements ``rotation.ports.StorageAccounts``."""
 
-    def __init__(self, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        arm_endpoint: str,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        *,
+        pacer: ArmPacer | None = None,
+    ) -> None:
         self._credential = credential
-        self._kwargs = client_kwargs(arm_endpoint, transport_kwargs)
+        self._kwargs = client_kwargs(arm_endpoint, transport_kwargs, pacer)
         self._clients: dict[str, StorageManagementClient] = {}
         self._lock = threading.Lock()
 

@@ -17,6 +17,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.adapters.arm_common import arm_scope
+from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.adapters.azure_errors import translated
 from rotation.domain.model import KeyRef, VaultProperties
 from rotation.errors import PreconditionFailed, TransientError
@@ -36,12 +37,20 @@ def _normalised(vault_uri: str) -> str:
 class ArmVaults:
     """Implements ``rotation.ports.Vaults``."""
 
-    def __init__(self, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        arm_endpoint: str,
+        credential: TokenCredential,
+        transport_kwargs: dict[str, Any],
+        *,
+        pacer: ArmPacer | None = None,
+    ) -> None:
         self._endpoint = arm_endpoint.rstrip("/")
         kwargs = {**TRANSPORT_RETRY, **transport_kwargs}
         self._client: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(
             base_url=self._endpoint,
             per_call_policies=[],
+            per_retry_policies=[ArmPacingPolicy(pacer or shared_pacer())],
             policies=[
                 RetryPolicy(**kwargs),
                 ARMChallengeAuthenticationPolicy(credential, arm_scope(arm_endpoint)),

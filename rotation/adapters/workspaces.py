@@ -13,6 +13,7 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
+from rotation.adapters.arm_pacing import ArmPacer
 from rotation.domain.model import WorkspaceKey
 from rotation.errors import PermissionDenied, PreconditionFailed, VerificationFailed
 from rotation.retry import TRANSPORT_RETRY
@@ -39,9 +40,15 @@ class ArmWorkspaces:
         transport_kwargs: dict[str, Any],
         *,
         polling_interval: float = 5.0,
+        pacer: ArmPacer | None = None,
     ) -> None:
         self._client = AmlWorkspaceClient(
-            credential, arm_endpoint, polling_interval=polling_interval, **TRANSPORT_RETRY, **transport_kwargs
+            credential,
+            arm_endpoint,
+            polling_interval=polling_interval,
+            pacer=pacer,
+            **TRANSPORT_RETRY,
+            **transport_kwargs,
         )
         self._lock = threading.Lock()
 
