@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import pytest
 
+from rotation.adapters.arm_pacing import ArmPacer
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.adapters.storage_accounts import ArmStorageAccounts
 from rotation.adapters.workspaces import ArmWorkspaces
 from rotation.errors import ProviderKeyVaultUnavailable, TransientError, VerificationFailed
-from tests.integration.emulators.test_arm import (
-    TESTER,
-    World,
-    account_name,
-    cmk_account_body,
-    identity_with_access,
-    world,
-)
+from tests.integration.emulators.test_arm import TESTER, World, create_cmk_account, world
 from tests.integration.emulators.test_arm_ml import aml, create_cmk_workspace
 
 __all__ = ["world"]  # the fixture, imported for this module
@@ -33,8 +27,10 @@ def workspaces(world: World) -> ArmWorkspaces:
     )
 
 
-def storage_accounts(world: World) -> ArmStorageAccounts:
-    return ArmStorageAccounts(world.arm_url, LocalDevelopmentCredential(TESTER), {"connection_verify": world.ca})
+def storage_accounts(world: World, pacer: ArmPacer | None = None) -> ArmStorageAccounts:
+    return ArmStorageAccounts(
+        world.arm_url, LocalDevelopmentCredential(TESTER), {"connection_verify": world.ca}, pacer=pacer
+    )
 
 
 def key_of(world: World, workspace_id: str) -> str:
@@ -120,12 +116,7 @@ class TestProviderKeyVaultOutage:
 
     @pytest.mark.parametrize("status", [400, 503])
     def test_storage_account(self, world: World, status: int) -> None:
-        identity_id, identity = identity_with_access(world)
-        version = world.keys.get_key(world.key_name).properties.version
-        name = account_name()
-        world.storage().storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
-        ).result()
+        name = create_cmk_account(world)
         new_version = world.new_version().rsplit("/", 1)[-1]
         # more failures than the SDK's transport retries, so the outage outlasts them
         world.arm_admin.start_keyvault_outage(count=10, providers=("storage",), status=status)

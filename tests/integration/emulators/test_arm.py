@@ -185,6 +185,18 @@ def cmk_account_body(world: World, identity_id: str, identity: dict[str, Any], v
     }
 
 
+def create_cmk_account(world: World, *, identity_id: str = "", identity: dict[str, Any] | None = None) -> str:
+    """A CMK account pinned to the world's current key version (a new key-capable identity unless given)."""
+    if not identity_id or identity is None:
+        identity_id, identity = identity_with_access(world)
+    version = world.keys.get_key(world.key_name).properties.version
+    name = account_name()
+    world.storage().storage_accounts.begin_create(
+        world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
+    ).result()
+    return name
+
+
 def account_name() -> str:
     return f"sa{uuid.uuid4().hex[:12]}"
 
@@ -381,12 +393,8 @@ class TestAccountAccess:
     """An account whose key version in use is disabled (or otherwise unusable) reads as inaccessible."""
 
     def test_inaccessible_once_version_in_use_is_disabled(self, world: World) -> None:
-        identity_id, identity = identity_with_access(world)
         version = world.keys.get_key(world.key_name).properties.version
-        name = account_name()
-        world.storage().storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
-        ).result()
+        name = create_cmk_account(world)
         before = world.arm_admin.account_access(world.account_id(name))
 
         world.keys.update_key_properties(world.key_name, version, enabled=False)
@@ -400,12 +408,8 @@ class TestAccountAccess:
     def test_inaccessible_once_version_in_use_expires_is_deleted_or_access_is_revoked(
         self, world: World, retire: str
     ) -> None:
-        identity_id, identity = identity_with_access(world)
         version = world.keys.get_key(world.key_name).properties.version
-        name = account_name()
-        world.storage().storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
-        ).result()
+        name = create_cmk_account(world)
 
         if retire == "expire":
             world.keys.update_key_properties(world.key_name, version, expires_on=_in_days(-1))

@@ -23,6 +23,7 @@ from tests.integration.emulators.test_arm import (
     account_name,
     arm_error,
     cmk_account_body,
+    create_cmk_account,
     identity_with_access,
     world,
 )
@@ -162,12 +163,7 @@ class TestWorkspaceUpdateOutcomes:
 def _cmk_account(world: World) -> tuple[str, str, dict[str, Any]]:
     """A CMK account on the world's key: (name, identity id, identity block)."""
     identity_id, identity = identity_with_access(world)
-    version = world.keys.get_key(world.key_name).properties.version
-    name = account_name()
-    world.storage().storage_accounts.begin_create(
-        world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
-    ).result()
-    return name, identity_id, identity
+    return create_cmk_account(world, identity_id=identity_id, identity=identity), identity_id, identity
 
 
 def _repoint_patch(world: World, identity_id: str, identity: dict[str, Any], version: str) -> dict[str, Any]:
