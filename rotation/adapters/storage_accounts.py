@@ -3,7 +3,9 @@
 Permissions: ``Microsoft.Storage/storageAccounts/read`` to list and read, ``.../write`` to re-point.
 The PATCH of ``encryption`` is synchronous and absolute, so repeating it is safe; Azure checks that
 the account's identity can use the key version before it accepts it (a refusal is reported as
-``VerificationFailed``: the account stays on the key it had).
+``VerificationFailed``: the account stays on the key it had; Storage failing to reach Key Vault for
+that check is ``ProviderKeyVaultUnavailable``, which may pass). Requests are paced from ARM's
+rate-limit headers (``arm_pacing``).
 """
 
 from __future__ import annotations

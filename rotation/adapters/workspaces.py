@@ -2,7 +2,10 @@
 
 Permissions: ``Microsoft.MachineLearningServices/workspaces/read`` and ``.../write`` (plus the
 operation-status read to poll the long-running PATCH). ARM's refusal of a key the workspace cannot
-use (400) is reported as ``VerificationFailed``: the workspace stays on the key it had.
+use (400), or an update whose operation ends ``Failed``, is reported as ``VerificationFailed``: the
+workspace stays on the key it had. ML failing to reach Key Vault itself is ``ProviderKeyVaultUnavailable``
+(may pass); a ``Canceled`` operation is ``TransientError``. Requests are paced from ARM's rate-limit
+headers (``arm_pacing``).
 """
 
 from __future__ import annotations
