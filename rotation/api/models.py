@@ -16,17 +16,22 @@ MAX_REASON_CHARS = 500
 ROTATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
-class StartRotation(BaseModel):
-    """Start a rotation of one managed key."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    key: str = Field(
+def key_uri_field() -> Any:
+    """The body field naming a managed key (a fresh ``Field`` per model)."""
+    return Field(
         min_length=1,
         max_length=MAX_KEY_URI_CHARS,
         description="Versionless key URI of a managed key, e.g. https://myvault.vault.azure.net/keys/aml-cmk",
         examples=["https://myvault.vault.azure.net/keys/aml-cmk"],
     )
+
+
+class StartRotation(BaseModel):
+    """Start a rotation of one managed key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: str = key_uri_field()
     reason: str = Field(default="", max_length=MAX_REASON_CHARS, description="Why; recorded in the audit trail")
     dry_run: bool = Field(default=False, description="Plan and verify everything but change nothing")
 
@@ -52,12 +57,7 @@ class UnretireVersion(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    key: str = Field(
-        min_length=1,
-        max_length=MAX_KEY_URI_CHARS,
-        description="Versionless key URI of a managed key",
-        examples=["https://myvault.vault.azure.net/keys/aml-cmk"],
-    )
+    key: str = key_uri_field()
     version: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$", description="The retired version to re-enable"
     )

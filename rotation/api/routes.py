@@ -7,6 +7,7 @@ routes so that importing the Function app stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -33,6 +34,7 @@ from rotation.errors import InputError, PreconditionFailed, RotationInProgress
 
 if TYPE_CHECKING:
     from rotation.service.deps import Dependencies
+    from rotation.service.views import RotationView
 
 router = APIRouter(prefix="/api", tags=["rotations"])
 
@@ -159,9 +161,14 @@ def _trigger(request: Request, deps: Dependencies) -> Trigger:
     return Trigger(kind=TriggerKind.HTTP, caller=caller)
 
 
-def _refused(exc: PreconditionFailed, request: Request) -> JSONResponse:
-    extra = {"rotation_id": exc.rotation_id} if isinstance(exc, RotationInProgress) else {}
-    return error_response(409, exc.code, exc.message, request, **extra)
+def _control(request: Request, act: Callable[[], RotationView]) -> JSONResponse:
+    """Run an on-call control; a state that does not allow it is 409 with the reason."""
+    try:
+        view = act()
+    except PreconditionFailed as exc:
+        extra = {"rotation_id": exc.rotation_id} if isinstance(exc, RotationInProgress) else {}
+        return error_response(409, exc.code, exc.message, request, **extra)
+    return JSONResponse(view.to_dict())
 
 
 @router.post(
@@ -173,11 +180,8 @@ def _refused(exc: PreconditionFailed, request: Request) -> JSONResponse:
 def retry_rotation(rotation_id: RotationId, body: RetryRotation, request: Request, deps: Deps) -> JSONResponse:
     from rotation import service
 
-    try:
-        view = service.retry_now(deps, rotation_id, _trigger(request, deps), reason=body.reason)
-    except PreconditionFailed as exc:
-        return _refused(exc, request)
-    return JSONResponse(view.to_dict())
+    trigger = _trigger(request, deps)
+    return _control(request, lambda: service.retry_now(deps, rotation_id, trigger, reason=body.reason))
 
 
 @router.post(
@@ -189,11 +193,8 @@ def retry_rotation(rotation_id: RotationId, body: RetryRotation, request: Reques
 def abandon_rotation(rotation_id: RotationId, body: AbandonRotation, request: Request, deps: Deps) -> JSONResponse:
     from rotation import service
 
-    try:
-        view = service.abandon(deps, rotation_id, _trigger(request, deps), reason=body.reason)
-    except PreconditionFailed as exc:
-        return _refused(exc, request)
-    return JSONResponse(view.to_dict())
+    trigger = _trigger(request, deps)
+    return _control(request, lambda: service.abandon(deps, rotation_id, trigger, reason=body.reason))
 
 
 @router.post(
@@ -205,9 +206,5 @@ def abandon_rotation(rotation_id: RotationId, body: AbandonRotation, request: Re
 def unretire_version(body: UnretireVersion, request: Request, deps: Deps) -> JSONResponse:
     from rotation import service
 
-    key_uri = versionless_key(body.key)
-    try:
-        view = service.unretire(deps, key_uri, body.version, _trigger(request, deps), reason=body.reason)
-    except PreconditionFailed as exc:
-        return _refused(exc, request)
-    return JSONResponse(view.to_dict())
+    key_uri, trigger = versionless_key(body.key), _trigger(request, deps)
+    return _control(request, lambda: service.unretire(deps, key_uri, body.version, trigger, reason=body.reason))
