@@ -16,10 +16,12 @@ from typing import Literal
 
 from rotation.domain.model import Consumer, KeyVersion, RotationStatus
 from rotation.domain.steps import RotationState
+from rotation.errors import ProviderKeyVaultUnavailable, ThrottledError, TransientError
 
 #: Recorded error codes whose cause may pass by itself: the resource provider's own Key Vault access
-#: failing (``ProviderKeyVaultUnavailable``), transient failures and timeouts, and throttling.
-RETRYABLE_CODES = frozenset({"ProviderKeyVaultUnavailable", "Transient", "Throttled", "Timeout"})
+#: failing (``ProviderKeyVaultUnavailable``), transient failures, throttling, and timeouts (``Timeout``,
+#: as a journal written by another build may record one).
+RETRYABLE_CODES = frozenset({ProviderKeyVaultUnavailable.code, TransientError.code, ThrottledError.code, "Timeout"})
 RETRYABLE_STATUSES = frozenset({RotationStatus.ROLLED_BACK, RotationStatus.FAILED})
 
 

@@ -10,19 +10,13 @@ from structlog.testing import capture_logs
 
 from rotation.domain.model import KeyRef, RotationStatus, Trigger, TriggerKind
 from rotation.domain.steps import ROTATION_TAG
-from rotation.errors import TransientError
+from rotation.errors import ProviderKeyVaultUnavailable
 from rotation.service import get_rotation, start_rotation, sweep
 from tests.fakes.estate import KEY, OTHER_KEY, VAULT, Estate, rewrap_estate
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
 TIMER = Trigger(TriggerKind.TIMER)
 THIRD_KEY = KeyRef(VAULT, "third")
-
-
-class ProviderOutage(TransientError):
-    """What the ARM adapters report when Storage or ML could not reach Key Vault to check the key."""
-
-    code = "ProviderKeyVaultUnavailable"
 
 
 def consumers_of(estate: Estate, key: KeyRef) -> dict[str, str]:
@@ -178,14 +172,15 @@ class TestRetryStopped:
 
 
 class TestProviderOutageOverSeveralKeys:
-    """An RP-side Key Vault outage during rotations of three keys, then its end (fakes; see also the
-    integration test on the ARM emulator): within a few ticks every consumer is on the newest version,
-    and each key got exactly one new version."""
+    """An RP-side Key Vault outage during rotations of three keys, then its end (fakes; the same on the
+    ARM emulator's outage mode: tests/integration/workflow/test_provider_outage_heals.py): within a few
+    ticks every consumer is on the newest version, and each key got exactly one new version."""
 
     def test_heals_within_a_few_ticks(self) -> None:
         keys = (KEY, OTHER_KEY, THIRD_KEY)
         estate, _ = expiring_estate(*keys)
-        estate.workspaces.faults.add("set_key_identifier", ProviderOutage("ML could not reach Key Vault"), 10_000)
+        outage = ProviderKeyVaultUnavailable("ML could not reach Key Vault")
+        estate.workspaces.faults.add("set_key_identifier", outage, 10_000)
 
         for _ in range(3):  # during the outage
             sweep(estate.deps(), TIMER)
