@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: deps worker-deps demo test test-unit test-integration test-worker lint typecheck bench package clean
+.PHONY: deps worker-deps demo test test-unit test-integration test-worker chaos lint typecheck bench package clean
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -55,6 +55,15 @@ test-unit: deps
 
 test-integration: deps
 	$(PY) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+# Chaos (tests/chaos): N seeded runs of faults, racing triggers and SIGKILLs, then the reconciler heals.
+# Seeds 1..SEEDS unless CHAOS_SEEDS lists them (comma-separated; a failure prints its own seed).
+# `make test` runs the two fixed seeds in tests/chaos/test_chaos.py.
+SEEDS ?= 20
+CHAOS_SEEDS ?= $(shell seq -s, 1 $(SEEDS))
+chaos: deps
+	@echo "chaos seeds: $(CHAOS_SEEDS)"
+	CHAOS_SEEDS=$(CHAOS_SEEDS) $(PY) -m pytest tests/chaos -m chaos $(PYTEST_ARGS)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .

@@ -47,9 +47,9 @@ def _isolated_bootstrap() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder, so ``-m unit``, ``-m integration``, ``-m e2e``, ``-m worker`` select them."""
+    """Mark each test by its folder: ``-m unit``, ``-m integration``, ``-m e2e``, ``-m worker``, ``-m chaos``."""
     for item in items:
         parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts  # not the checkout's own path
-        for marker in ("unit", "integration", "e2e", "worker"):
+        for marker in ("unit", "integration", "e2e", "worker", "chaos"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))

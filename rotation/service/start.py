@@ -17,6 +17,8 @@ from rotation.service.queries import get_rotation, managed_key
 from rotation.service.views import RotationView
 
 _log = get_logger("rotation.workflow")
+#: A start after a rotation stopped in one of these adopts the version it created (see _stopped_with_version).
+_REATTEMPTED = (RotationStatus.ROLLED_BACK, RotationStatus.FAILED)
 
 
 def new_rotation_id(now: datetime) -> str:
@@ -58,6 +60,9 @@ def start_rotation(
             if held is not None and holds_key(held, now):
                 _log.info("rotation_in_progress", holder=holder)
                 raise RotationInProgress(key.uri, holder)
+        if adopt_version is None and retry_of is None:
+            retry_of = _stopped_with_version(deps, key)
+            adopt_version = retry_of.new_version if retry_of is not None else None
         state = _new_state(deps, rotation_id, key, trigger, reason=reason, adopt_version=adopt_version)
         if retry_of is not None:
             state = replace(state, attempt=retry_of.attempt + 1, retry_of=retry_of.rotation_id)
@@ -70,6 +75,22 @@ def start_rotation(
         _log.info("rotation_started", reason=reason, adopt_version=adopt_version, attempt=state.attempt)
     deps.dispatcher.dispatch(rotation_id)
     return get_rotation(deps, rotation_id)
+
+
+def _stopped_with_version(deps: Dependencies, key: KeyRef) -> RotationState | None:
+    """The key's latest rotation, when it stopped (rolled back or failed) after creating a version that is
+    still the newest and enabled: any next start (event, timer, person) is its next attempt and adopts that
+    version, so a key gets one new version however many attempts it takes.
+    """
+    recent = deps.journal.list(key.uri, None, 1)
+    last = recent[0] if recent else None
+    if last is None or last.status not in _REATTEMPTED or not last.new_version:
+        return None
+    versions = list(deps.keys.list_versions(key))
+    if not versions:
+        return None
+    newest = max(versions, key=lambda v: (v.created, v.version))
+    return last if newest.version == last.new_version and newest.enabled else None
 
 
 def _new_state(

@@ -263,3 +263,32 @@ class TestSweepErrorBoundary:
         actions = {i.key_uri: i.action for i in report.items}
         assert actions == {KEY.uri: "failed", OTHER_KEY.uri: "started"}
         assert any(e["event"] == "sweep_item_failed" and e["error_code"] == "KeyError" for e in logs)
+
+
+class TestAnyStartAfterAStopReusesTheVersion:
+    """Found by the chaos test: a manual start (or an event) after a rotation rolled back created a second
+    new version and rotated away from the never-used one; it now adopts the version the stopped one created."""
+
+    def test_manual_start_after_rollback_adopts_the_created_version(self) -> None:
+        estate, old = expiring_estate(KEY, days=20)
+        stopped_id = roll_back_with(estate, KEY, old[KEY], "VerificationFailed")
+        created = get_rotation(estate.deps(), stopped_id).new_version
+
+        again = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert again.status == RotationStatus.AWAITING_RETIREMENT, again.error
+        assert (again.new_version, again.old_version) == (created, old[KEY])
+        assert (again.attempt, again.retry_of) == (2, stopped_id)
+        assert set(consumers_of(estate, KEY).values()) == {created}
+        assert len(estate.keys.all_versions(KEY)) == 2
+
+    def test_a_newer_version_since_the_stop_is_not_the_stopped_rotations_to_adopt(self) -> None:
+        estate, old = expiring_estate(KEY, days=20)
+        stopped_id = roll_back_with(estate, KEY, old[KEY], "VerificationFailed")
+        created = get_rotation(estate.deps(), stopped_id).new_version
+        estate.keys.auto_rotate(KEY)  # Key Vault made another version since
+
+        again = start_rotation(estate.deps(), KEY.uri, CLI)
+
+        assert again.retry_of is None
+        assert again.new_version != created
