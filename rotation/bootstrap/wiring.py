@@ -35,8 +35,12 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         inline: run dispatched rotations and re-wrap work in this process (CLI, local server)
             instead of through the queues (the Function app).
     """
+    from rotation.adapters.arm_rest import ArmRest
+    from rotation.adapters.disk_encryption_sets import ArmDiskEncryptionSets
     from rotation.adapters.journal import TableJournal
     from rotation.adapters.keyvault import KeyVaultKeyStore
+    from rotation.adapters.registries import ArmContainerRegistries
+    from rotation.adapters.resource_graph import ArmKeyReferences
     from rotation.adapters.run_queue import QueueDispatcher
     from rotation.adapters.storage_accounts import ArmStorageAccounts
     from rotation.adapters.vaults import ArmVaults
@@ -50,6 +54,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
     dispatcher: Dispatcher = (
         InlineDispatcher() if inline else QueueDispatcher(boot.host_storage, RUN_QUEUE, **transport)
     )
+    arm = ArmRest(settings.arm_endpoint, credential, transport)
     deps = Dependencies(
         settings=settings,
         clock=SystemClock(),
@@ -58,6 +63,9 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         storage_accounts=ArmStorageAccounts(settings.arm_endpoint, credential, transport),
         workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport),
         data_keys=open_data_keys(boot, inline=inline),
+        container_registries=ArmContainerRegistries(arm),
+        disk_encryption_sets=ArmDiskEncryptionSets(arm),
+        key_references=ArmKeyReferences(arm),
         journal=TableJournal(boot.host_storage, settings.journal_table),
         audit=open_audit_log(boot),
         dispatcher=dispatcher,

@@ -15,7 +15,14 @@ from rotation.domain.model import ConsumerChange, KeyRef, RewrapSummary
 from rotation.domain.plan import ConsumerPlanner
 from rotation.domain.steps import RotationState
 from rotation.errors import VerificationFailed
-from rotation.ports import DataKeys, StorageAccounts, Workspaces
+from rotation.ports import (
+    ContainerRegistries,
+    DataKeys,
+    DiskEncryptionSets,
+    KeyReferences,
+    StorageAccounts,
+    Workspaces,
+)
 from rotation.settings import Settings
 
 Item = TypeVar("Item")
@@ -35,6 +42,15 @@ class UnitPorts(Protocol):
 
     @property
     def data_keys(self) -> DataKeys: ...
+
+    @property
+    def container_registries(self) -> ContainerRegistries: ...
+
+    @property
+    def disk_encryption_sets(self) -> DiskEncryptionSets: ...
+
+    @property
+    def key_references(self) -> KeyReferences: ...
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotation.consumers.base import ConsumerUnit
+from rotation.consumers.container_registries import CONTAINER_REGISTRIES
 from rotation.consumers.data_locations import DATA_LOCATIONS
+from rotation.consumers.disk_encryption_sets import DISK_ENCRYPTION_SETS
 from rotation.consumers.ml_workspaces import ML_WORKSPACES
 from rotation.consumers.storage_accounts import STORAGE_ACCOUNTS
+from rotation.consumers.unknown_references import UNKNOWN_REFERENCES
 from rotation.domain.steps import AFTER_CONSUMERS, BEFORE_CONSUMERS, Step
 
 AnyUnit = ConsumerUnit[Any]
@@ -64,7 +67,9 @@ class ConsumerRegistry:
         return tuple(dict.fromkeys(a for u in self.units for a in u.permissions.get(step, ())))
 
 
-REGISTRY = ConsumerRegistry((STORAGE_ACCOUNTS, ML_WORKSPACES, DATA_LOCATIONS))
+REGISTRY = ConsumerRegistry(
+    (STORAGE_ACCOUNTS, ML_WORKSPACES, CONTAINER_REGISTRIES, DISK_ENCRYPTION_SETS, DATA_LOCATIONS, UNKNOWN_REFERENCES)
+)
 
 #: The steps a rotation started by this build runs (``REGISTRY.run_steps()``).
 RUN_STEPS: tuple[str, ...] = REGISTRY.run_steps()

@@ -15,7 +15,19 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from rotation.consumers import REGISTRY, ConsumerRegistry
-from rotation.ports import AuditLog, Clock, DataKeys, Journal, KeyStore, StorageAccounts, Vaults, Workspaces
+from rotation.ports import (
+    AuditLog,
+    Clock,
+    ContainerRegistries,
+    DataKeys,
+    DiskEncryptionSets,
+    Journal,
+    KeyReferences,
+    KeyStore,
+    StorageAccounts,
+    Vaults,
+    Workspaces,
+)
 from rotation.settings import Settings
 
 
@@ -61,6 +73,10 @@ class Dependencies:
     storage_accounts: StorageAccounts
     workspaces: Workspaces
     data_keys: DataKeys
+    container_registries: ContainerRegistries
+    disk_encryption_sets: DiskEncryptionSets
+    #: Every resource naming a key, across the identity's reach (Resource Graph).
+    key_references: KeyReferences
     journal: Journal
     audit: AuditLog
     dispatcher: Dispatcher

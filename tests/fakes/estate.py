@@ -16,6 +16,7 @@ from tests.fakes.clock import FakeClock
 from tests.fakes.data_keys import FakeDataKeys
 from tests.fakes.journal import FakeJournal
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.references import FakeContainerRegistries, FakeDiskEncryptionSets, FakeKeyReferences
 
 VAULT = "https://kv-main.vault.azure.net"
 OTHER_VAULT = "https://kv-other.vault.azure.net"
@@ -32,6 +33,9 @@ class Estate:
     storage: FakeStorageAccounts = field(default_factory=FakeStorageAccounts)
     workspaces: FakeWorkspaces = field(init=False)
     data_keys: FakeDataKeys = field(default_factory=FakeDataKeys)
+    registries: FakeContainerRegistries = field(default_factory=FakeContainerRegistries)
+    disk_encryption_sets: FakeDiskEncryptionSets = field(default_factory=FakeDiskEncryptionSets)
+    references: FakeKeyReferences = field(init=False)
     journal: FakeJournal = field(default_factory=FakeJournal)
     audit: FakeAuditLog = field(init=False)
     dispatcher: InlineDispatcher = field(default_factory=InlineDispatcher)
@@ -41,6 +45,7 @@ class Estate:
     def __post_init__(self) -> None:
         self.keys = FakeKeyStore(self.clock.now)
         self.workspaces = FakeWorkspaces(self.vaults)
+        self.references = FakeKeyReferences(self.registries, self.disk_encryption_sets)
         self.audit = FakeAuditLog(self.clock.now)
         self.settings = Settings(
             storage=HostStorageSettings(connection_string="UseDevelopmentStorage=true"),
@@ -68,6 +73,9 @@ class Estate:
                 storage_accounts=self.storage,
                 workspaces=self.workspaces,
                 data_keys=self.data_keys,
+                container_registries=self.registries,
+                disk_encryption_sets=self.disk_encryption_sets,
+                key_references=self.references,
                 journal=self.journal,
                 audit=self.audit,
                 dispatcher=dispatcher,

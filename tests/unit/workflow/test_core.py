@@ -232,7 +232,7 @@ class TestStepProtocol:
             if step == Step.NEW_VERSION:
                 state = replace(state, new_version="v2")
 
-        assert tuple(seen) == RUN_STEPS
+        assert tuple(seen) == self.state().run_steps
 
     def test_guard_rejects_out_of_order(self) -> None:
         state = record_step(self.state(), Step.VERIFY_VERSION, "succeeded", NOW)

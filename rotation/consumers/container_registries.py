@@ -1,0 +1,149 @@
+"""Container registries with customer-managed keys (``Microsoft.ContainerRegistry/registries``).
+
+Found through Resource Graph (``KeyReferences``: every subscription the identity can read). A
+registry pinned to a version (``keyIdentifier`` with a version) is re-pointed by
+``repoint_registries`` (a long-running PATCH the adapter polls to the end). A versionless one
+rotates by itself "within 1 hour" (learn.microsoft.com, container-registry-customer-managed-keys),
+so it is tracked by ``track_registries`` until ``versionedKeyIdentifier`` shows the new version, and
+it blocks retirement until then — as does one whose version in use cannot be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from rotation.consumers.base import (
+    ConsumerRun,
+    Reading,
+    Settled,
+    UnitPorts,
+    repoint_pinned,
+    roll_back_pinned,
+    would_repoint,
+)
+from rotation.consumers.via_resource_graph import ids_of_type, track_adoption
+from rotation.domain.model import Consumer, ConsumerChange, KeyRef
+from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
+from rotation.domain.policy import version_of
+from rotation.domain.references import RegistryKey
+
+KIND = "container_registry"
+TYPE = "microsoft.containerregistry/registries"
+READ = "Microsoft.ContainerRegistry/registries/read"
+WRITE = "Microsoft.ContainerRegistry/registries/write"
+
+
+def _reading(registry: RegistryKey, key: KeyRef) -> Reading:
+    return Reading(
+        registry.name,
+        version_of(registry.key_identifier, key.uri),
+        version_of(registry.versioned_key_identifier, key.uri) or None,
+    )
+
+
+class ContainerRegistryUnit:
+    """Implements ``ConsumerUnit[RegistryKey]``."""
+
+    kind: str = KIND
+    label = "container registries"
+    repoint_step: str | None = "repoint_registries"
+    settle_step: str | None = "track_registries"
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_registries": (WRITE,)}
+
+    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[RegistryKey]:
+        return tuple(ports.container_registries.get_registry(i) for i in ids_of_type(ports, key, TYPE))
+
+    def uses_key(self, item: RegistryKey, key: KeyRef) -> bool:
+        return version_of(item.key_identifier, key.uri) is not None
+
+    def plan(self, items: Sequence[RegistryKey], context: PlanContext) -> UnitPlan:
+        key, target = context.key, context.target
+        consumers: list[Consumer] = []
+        changes: list[ConsumerChange] = []
+        for registry in sorted(items, key=lambda r: r.registry_id.lower()):
+            reading = _reading(registry, key)
+            pinned = reading.configured or None
+            consumers.append(Consumer(self.kind, registry.registry_id, registry.name, pinned, reading.in_use))
+            if pinned is None:
+                detail = (
+                    f"{registry.name}: versionless, rotates by itself within the hour (in use: "
+                    f"{reading.in_use or 'unknown'}); tracked until it adopts"
+                )
+                changes.append(
+                    ConsumerChange(self.kind, registry.registry_id, VERSIONLESS, VERSIONLESS, "tracking", detail)
+                )
+            else:
+                detail = f"{registry.name}: keyIdentifier {pinned} -> {target or 'the new version'}"
+                changes.append(ConsumerChange(self.kind, registry.registry_id, pinned, target, "planned", detail))
+        return UnitPlan(tuple(consumers), tuple(changes))
+
+    def references_to(self, items: Sequence[RegistryKey], key: KeyRef, version: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for registry in items:
+            reading = _reading(registry, key)
+            if reading.configured == version:
+                found.append(f"container registry {registry.name} is pinned to it")
+            elif reading.in_use == version:
+                found.append(f"container registry {registry.name} still uses it (versionless, not yet adopted)")
+            elif reading.configured == "" and reading.in_use is None:
+                found.append(f"container registry {registry.name} is versionless and its version in use is unknown")
+        return tuple(found)
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
+            return None
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured == "":
+            return replace(change, status="tracking", after=VERSIONLESS, detail="became versionless; tracked")
+        key = run.key
+        return repoint_pinned(
+            run,
+            self,
+            change,
+            action="set_registry_key",
+            set_version=lambda v: run.ports.container_registries.set_key_identifier(
+                change.resource_id, key.version_uri(v)
+            ),
+            mismatch=lambda r: f"{r.name} reads back {r.configured}",
+            detail=lambda r, new: f"{r.name}: keyIdentifier {change.before} -> {new}",
+        )
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        return _reading(ports.container_registries.get_registry(change.resource_id), key)
+
+    def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
+        if reading.configured != new_version or reading.in_use not in (None, new_version):
+            return f"{reading.name} is not using {new_version} (in use: {reading.in_use})"
+        return None
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        before = change.before
+        if not before or before == VERSIONLESS:
+            return
+        key = run.key
+        roll_back_pinned(
+            run,
+            self,
+            change,
+            before,
+            action="rollback_registry_key",
+            set_version=lambda v: run.ports.container_registries.set_key_identifier(
+                change.resource_id, key.version_uri(v)
+            ),
+        )
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """Record which versionless registries adopted the new version (they adopt by themselves)."""
+        return track_adoption(self, run)
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        if change.kind == self.kind and change.status == "tracking":
+            return replace(change, status="adopted", detail="adopted the new version")
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return would_repoint(f"pinned {self.label}", changes)
+
+
+CONTAINER_REGISTRIES = ContainerRegistryUnit()

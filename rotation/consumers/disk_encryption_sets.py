@@ -1,0 +1,153 @@
+"""Disk encryption sets (``Microsoft.Compute/diskEncryptionSets``): the key behind managed disks.
+
+Found through Resource Graph (``KeyReferences``). A set's ``activeKey.keyUrl`` always names a
+version. Without ``rotationToLatestKeyVersionEnabled`` the set is pinned and ``repoint_disk_encryption_sets``
+moves it (a long-running PATCH polled to the end). With it, the set moves to the newest version by
+itself "within one hour", so it is tracked by ``track_disk_encryption_sets`` until its active key
+is the new version. While a change is in progress the old key stays in ``previousKeys``: every key
+in ``activeKey`` or ``previousKeys`` is in use and blocks the retirement of its version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from rotation.consumers.base import (
+    ConsumerRun,
+    Reading,
+    Settled,
+    UnitPorts,
+    repoint_pinned,
+    roll_back_pinned,
+    would_repoint,
+)
+from rotation.consumers.via_resource_graph import ids_of_type, track_adoption
+from rotation.domain.model import Consumer, ConsumerChange, KeyRef
+from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
+from rotation.domain.policy import version_of
+from rotation.domain.references import DiskEncryptionSetKey
+
+KIND = "disk_encryption_set"
+TYPE = "microsoft.compute/diskencryptionsets"
+READ = "Microsoft.Compute/diskEncryptionSets/read"
+WRITE = "Microsoft.Compute/diskEncryptionSets/write"
+
+
+def versions_in_use(des: DiskEncryptionSetKey, key: KeyRef) -> tuple[str, ...]:
+    """The versions of ``key`` the set uses: its active key's, then any previous key's still in use."""
+    found = (version_of(url, key.uri) for url in des.key_urls_in_use)
+    return tuple(dict.fromkeys(v for v in found if v))
+
+
+def _reading(des: DiskEncryptionSetKey, key: KeyRef) -> Reading:
+    active = version_of(des.key_url, key.uri)
+    configured = "" if des.auto_rotation and active is not None else active
+    in_use = versions_in_use(des, key)
+    return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
+
+
+class DiskEncryptionSetUnit:
+    """Implements ``ConsumerUnit[DiskEncryptionSetKey]``."""
+
+    kind: str = KIND
+    label = "disk encryption sets"
+    repoint_step: str | None = "repoint_disk_encryption_sets"
+    settle_step: str | None = "track_disk_encryption_sets"
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_disk_encryption_sets": (WRITE,)}
+
+    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DiskEncryptionSetKey]:
+        return tuple(ports.disk_encryption_sets.get_set(i) for i in ids_of_type(ports, key, TYPE))
+
+    def uses_key(self, item: DiskEncryptionSetKey, key: KeyRef) -> bool:
+        return bool(versions_in_use(item, key))
+
+    def plan(self, items: Sequence[DiskEncryptionSetKey], context: PlanContext) -> UnitPlan:
+        key, target = context.key, context.target
+        consumers: list[Consumer] = []
+        changes: list[ConsumerChange] = []
+        for des in sorted(items, key=lambda d: d.set_id.lower()):
+            active = version_of(des.key_url, key.uri) or None
+            in_use = ", ".join(versions_in_use(des, key))
+            consumers.append(
+                Consumer(
+                    self.kind,
+                    des.set_id,
+                    des.name,
+                    None if des.auto_rotation else active,
+                    in_use or None,
+                    des.identity_principal_id,
+                )
+            )
+            if des.auto_rotation:
+                detail = f"{des.name}: follows the latest version by itself (in use: {in_use}); tracked until it adopts"
+                changes.append(ConsumerChange(self.kind, des.set_id, VERSIONLESS, VERSIONLESS, "tracking", detail))
+            else:
+                detail = f"{des.name}: activeKey {active} -> {target or 'the new version'}"
+                changes.append(ConsumerChange(self.kind, des.set_id, active, target, "planned", detail))
+        return UnitPlan(tuple(consumers), tuple(changes))
+
+    def references_to(self, items: Sequence[DiskEncryptionSetKey], key: KeyRef, version: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for des in items:
+            if version_of(des.key_url, key.uri) == version:
+                found.append(f"disk encryption set {des.name} has it as its active key")
+            elif version in versions_in_use(des, key):
+                found.append(f"disk encryption set {des.name} still uses it (previous key, change in progress)")
+        return tuple(found)
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
+            return None
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured == "":
+            return replace(
+                change, status="tracking", after=VERSIONLESS, detail="now follows the latest version; tracked"
+            )
+        key = run.key
+        return repoint_pinned(
+            run,
+            self,
+            change,
+            action="set_disk_encryption_set_key",
+            set_version=lambda v: run.ports.disk_encryption_sets.set_active_key(change.resource_id, key.version_uri(v)),
+            mismatch=lambda r: f"{r.name} reads back {r.configured}",
+            detail=lambda r, new: f"{r.name}: activeKey {change.before} -> {new}",
+        )
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        return _reading(ports.disk_encryption_sets.get_set(change.resource_id), key)
+
+    def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
+        # A previous key may stay in use while Azure re-wraps the disks: that blocks retirement, not the rotation.
+        if reading.configured != new_version:
+            return f"{reading.name} is not using {new_version} (active: {reading.configured})"
+        return None
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        before = change.before
+        if not before or before == VERSIONLESS:
+            return
+        key = run.key
+        roll_back_pinned(
+            run,
+            self,
+            change,
+            before,
+            action="rollback_disk_encryption_set_key",
+            set_version=lambda v: run.ports.disk_encryption_sets.set_active_key(change.resource_id, key.version_uri(v)),
+        )
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        return track_adoption(self, run)
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        if change.kind == self.kind and change.status == "tracking":
+            return replace(change, status="adopted", detail="adopted the new version")
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return would_repoint(f"pinned {self.label}", changes)
+
+
+DISK_ENCRYPTION_SETS = DiskEncryptionSetUnit()
