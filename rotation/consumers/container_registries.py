@@ -11,18 +11,9 @@ it blocks retirement until then — as does one whose version in use cannot be r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from rotation.consumers.base import (
-    ConsumerRun,
-    Reading,
-    Settled,
-    UnitPorts,
-    repoint_pinned,
-    roll_back_pinned,
-    would_repoint,
-)
-from rotation.consumers.via_resource_graph import ids_of_type, track_adoption
+from rotation.consumers.base import Reading, UnitPorts
+from rotation.consumers.via_resource_graph import PinnedOrSelfRotating, ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -42,13 +33,16 @@ def _reading(registry: RegistryKey, key: KeyRef) -> Reading:
     )
 
 
-class ContainerRegistryUnit:
+class ContainerRegistryUnit(PinnedOrSelfRotating):
     """Implements ``ConsumerUnit[RegistryKey]``."""
 
     kind: str = KIND
     label = "container registries"
     repoint_step: str | None = "repoint_registries"
     settle_step: str | None = "track_registries"
+    set_action = "set_registry_key"
+    rollback_action = "rollback_registry_key"
+    property_label = "keyIdentifier"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_registries": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[RegistryKey]:
@@ -90,60 +84,16 @@ class ContainerRegistryUnit:
                 found.append(f"container registry {registry.name} is versionless and its version in use is unknown")
         return tuple(found)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
-        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
-            return None
-        reading = self.read_back(run.ports, run.key, change)
-        if reading.configured == "":
-            return replace(change, status="tracking", after=VERSIONLESS, detail="became versionless; tracked")
-        key = run.key
-        return repoint_pinned(
-            run,
-            self,
-            change,
-            action="set_registry_key",
-            set_version=lambda v: run.ports.container_registries.set_key_identifier(
-                change.resource_id, key.version_uri(v)
-            ),
-            mismatch=lambda r: f"{r.name} reads back {r.configured}",
-            detail=lambda r, new: f"{r.name}: keyIdentifier {change.before} -> {new}",
-        )
-
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.container_registries.get_registry(change.resource_id), key)
+
+    def set_key(self, ports: UnitPorts, resource_id: str, key_id: str) -> object:
+        return ports.container_registries.set_key_identifier(resource_id, key_id)
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         if reading.configured != new_version or reading.in_use not in (None, new_version):
             return f"{reading.name} is not using {new_version} (in use: {reading.in_use})"
         return None
-
-    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
-        before = change.before
-        if not before or before == VERSIONLESS:
-            return
-        key = run.key
-        roll_back_pinned(
-            run,
-            self,
-            change,
-            before,
-            action="rollback_registry_key",
-            set_version=lambda v: run.ports.container_registries.set_key_identifier(
-                change.resource_id, key.version_uri(v)
-            ),
-        )
-
-    def settle(self, run: ConsumerRun) -> Settled:
-        """Record which versionless registries adopted the new version (they adopt by themselves)."""
-        return track_adoption(self, run)
-
-    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
-        if change.kind == self.kind and change.status == "tracking":
-            return replace(change, status="adopted", detail="adopted the new version")
-        return change
-
-    def describe(self, changes: Sequence[ConsumerChange]) -> str:
-        return would_repoint(f"pinned {self.label}", changes)
 
 
 CONTAINER_REGISTRIES = ContainerRegistryUnit()

@@ -11,18 +11,9 @@ in ``activeKey`` or ``previousKeys`` is in use and blocks the retirement of its 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from rotation.consumers.base import (
-    ConsumerRun,
-    Reading,
-    Settled,
-    UnitPorts,
-    repoint_pinned,
-    roll_back_pinned,
-    would_repoint,
-)
-from rotation.consumers.via_resource_graph import ids_of_type, track_adoption
+from rotation.consumers.base import Reading, UnitPorts
+from rotation.consumers.via_resource_graph import PinnedOrSelfRotating, ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -47,13 +38,16 @@ def _reading(des: DiskEncryptionSetKey, key: KeyRef) -> Reading:
     return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
 
 
-class DiskEncryptionSetUnit:
+class DiskEncryptionSetUnit(PinnedOrSelfRotating):
     """Implements ``ConsumerUnit[DiskEncryptionSetKey]``."""
 
     kind: str = KIND
     label = "disk encryption sets"
     repoint_step: str | None = "repoint_disk_encryption_sets"
     settle_step: str | None = "track_disk_encryption_sets"
+    set_action = "set_disk_encryption_set_key"
+    rollback_action = "rollback_disk_encryption_set_key"
+    property_label = "activeKey"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_disk_encryption_sets": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DiskEncryptionSetKey]:
@@ -96,58 +90,17 @@ class DiskEncryptionSetUnit:
                 found.append(f"disk encryption set {des.name} still uses it (previous key, change in progress)")
         return tuple(found)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
-        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
-            return None
-        reading = self.read_back(run.ports, run.key, change)
-        if reading.configured == "":
-            return replace(
-                change, status="tracking", after=VERSIONLESS, detail="now follows the latest version; tracked"
-            )
-        key = run.key
-        return repoint_pinned(
-            run,
-            self,
-            change,
-            action="set_disk_encryption_set_key",
-            set_version=lambda v: run.ports.disk_encryption_sets.set_active_key(change.resource_id, key.version_uri(v)),
-            mismatch=lambda r: f"{r.name} reads back {r.configured}",
-            detail=lambda r, new: f"{r.name}: activeKey {change.before} -> {new}",
-        )
-
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.disk_encryption_sets.get_set(change.resource_id), key)
+
+    def set_key(self, ports: UnitPorts, resource_id: str, key_id: str) -> object:
+        return ports.disk_encryption_sets.set_active_key(resource_id, key_id)
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         # A previous key may stay in use while Azure re-wraps the disks: that blocks retirement, not the rotation.
         if reading.configured != new_version:
             return f"{reading.name} is not using {new_version} (active: {reading.configured})"
         return None
-
-    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
-        before = change.before
-        if not before or before == VERSIONLESS:
-            return
-        key = run.key
-        roll_back_pinned(
-            run,
-            self,
-            change,
-            before,
-            action="rollback_disk_encryption_set_key",
-            set_version=lambda v: run.ports.disk_encryption_sets.set_active_key(change.resource_id, key.version_uri(v)),
-        )
-
-    def settle(self, run: ConsumerRun) -> Settled:
-        return track_adoption(self, run)
-
-    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
-        if change.kind == self.kind and change.status == "tracking":
-            return replace(change, status="adopted", detail="adopted the new version")
-        return change
-
-    def describe(self, changes: Sequence[ConsumerChange]) -> str:
-        return would_repoint(f"pinned {self.label}", changes)
 
 
 DISK_ENCRYPTION_SETS = DiskEncryptionSetUnit()

@@ -1,12 +1,21 @@
-"""What the kinds found through Resource Graph share: discovery by resource type, and tracking of
-consumers that follow the key's newest version by themselves until they report it in use."""
+"""What the kinds found through Resource Graph share: discovery by resource type, and the life of a
+consumer that is either pinned to a version (re-pointed, rolled back) or follows the key's newest
+version by itself (tracked until it reports the new version in use)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
-from rotation.consumers.base import ConsumerRun, ConsumerUnit, Settled, UnitPorts
+from rotation.consumers.base import (
+    ConsumerRun,
+    Reading,
+    Settled,
+    UnitPorts,
+    repoint_pinned,
+    roll_back_pinned,
+    would_repoint,
+)
 from rotation.domain.model import ConsumerChange, KeyRef
 from rotation.domain.plan import VERSIONLESS
 
@@ -20,25 +29,83 @@ def ids_of_type(ports: UnitPorts, key: KeyRef, resource_type: str) -> tuple[str,
     return tuple(dict.fromkeys(r.resource_id for r in found if r.resource_type == resource_type))
 
 
-def track_adoption(unit: ConsumerUnit[Any], run: ConsumerRun) -> Settled:
-    """Record which self-rotating consumers of ``unit``'s kind use the new version (tracking -> adopted)."""
-    if run.dry_run:
-        count = sum(c.kind == unit.kind and c.status == "tracking" for c in run.state.consumers)
-        return Settled(True, f"would track {count} self-rotating {unit.label}")
-    new = run.state.new_version
-    tracked = adopted = 0
-    changes: list[ConsumerChange] = []
-    for change in run.state.consumers:
-        if change.kind != unit.kind or change.status not in ("tracking", "adopted"):
-            continue
-        reading = unit.read_back(run.ports, run.key, change)
-        if reading is not None and reading.in_use == new:
-            adopted += 1
-            detail = f"{reading.name}: adopted {new}"
-            changes.append(replace(change, status="adopted", after=VERSIONLESS, detail=detail))
-        else:
-            tracked += 1
-            in_use = reading.in_use if reading is not None else None
-            detail = f"{reading.name if reading else change.resource_id}: in use {in_use or 'unknown'}"
-            changes.append(replace(change, status="tracking", after=VERSIONLESS, detail=detail))
-    return Settled(True, f"{adopted} adopted, {tracked} still tracking", tuple(changes))
+class PinnedOrSelfRotating:
+    """Re-point, roll back, track and retire for a kind whose consumers are pinned or follow the key.
+
+    A subclass names its journal actions and the property it changes, and implements ``read_back``
+    (``configured`` ``""`` when the consumer follows the newest version) and ``set_key`` (the write).
+    """
+
+    kind: str
+    label: str
+    set_action: str
+    rollback_action: str
+    property_label: str
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        raise NotImplementedError
+
+    def set_key(self, ports: UnitPorts, resource_id: str, key_id: str) -> object:
+        """Point the consumer at ``key_id`` (a versioned key identifier); polled to the end, read back."""
+        raise NotImplementedError
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
+            return None
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured == "":
+            return replace(change, status="tracking", after=VERSIONLESS, detail="follows the newest version; tracked")
+        key = run.key
+        return repoint_pinned(
+            run,
+            self,  # type: ignore[arg-type]  # the subclass completes ConsumerUnit
+            change,
+            action=self.set_action,
+            set_version=lambda v: self.set_key(run.ports, change.resource_id, key.version_uri(v)),
+            mismatch=lambda r: f"{r.name} reads back {r.configured}",
+            detail=lambda r, new: f"{r.name}: {self.property_label} {change.before} -> {new}",
+        )
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        before = change.before
+        if not before or before == VERSIONLESS:
+            return
+        key = run.key
+        roll_back_pinned(
+            run,
+            self,  # type: ignore[arg-type]  # the subclass completes ConsumerUnit
+            change,
+            before,
+            action=self.rollback_action,
+            set_version=lambda v: self.set_key(run.ports, change.resource_id, key.version_uri(v)),
+        )
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """Record which self-rotating consumers use the new version (tracking -> adopted)."""
+        if run.dry_run:
+            count = sum(c.kind == self.kind and c.status == "tracking" for c in run.state.consumers)
+            return Settled(True, f"would track {count} self-rotating {self.label}")
+        new = run.state.new_version
+        tracked = adopted = 0
+        changes: list[ConsumerChange] = []
+        for change in run.state.consumers:
+            if change.kind != self.kind or change.status not in ("tracking", "adopted"):
+                continue
+            reading = self.read_back(run.ports, run.key, change)
+            if reading.in_use == new:
+                adopted += 1
+                detail = f"{reading.name}: adopted {new}"
+                changes.append(replace(change, status="adopted", after=VERSIONLESS, detail=detail))
+            else:
+                tracked += 1
+                detail = f"{reading.name}: in use {reading.in_use or 'unknown'}"
+                changes.append(replace(change, status="tracking", after=VERSIONLESS, detail=detail))
+        return Settled(True, f"{adopted} adopted, {tracked} still tracking", tuple(changes))
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        if change.kind == self.kind and change.status == "tracking":
+            return replace(change, status="adopted", detail="adopted the new version")
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return would_repoint(f"pinned {self.label}", changes)
