@@ -3,7 +3,9 @@
 Everything the workflow knows about a kind lives in its unit, a module here implementing
 ``ConsumerUnit`` (``base.py``); planning, the steps, verification, rollback, retirement and the
 reconciler iterate ``REGISTRY`` (``registry.py``) and never branch on a kind. Today's units:
-``storage_accounts``, ``ml_workspaces``, ``data_locations``.
+``storage_accounts``, ``ml_workspaces``, ``container_registries``, ``disk_encryption_sets``,
+``data_locations`` and ``unknown_references`` (every other resource naming the key, found through
+Resource Graph: reported, never changed, blocking retirement of what it names).
 
 The protocol (pure parts take plain values; I/O parts take the ports or the running rotation)::
 
