@@ -125,6 +125,9 @@ BUILT_IN_ROLES: dict[str, RoleDefinition] = {
             "Microsoft.Storage/storageAccounts/read",
             "Microsoft.MachineLearningServices/workspaces/read",
             "Microsoft.KeyVault/vaults/read",
+            "Microsoft.ContainerRegistry/registries/read",
+            "Microsoft.Compute/diskEncryptionSets/read",
+            "Microsoft.ResourceGraph/resources/read",
         )
     ),
     "CMK Rotation Consumer Operator": RoleDefinition(
@@ -134,6 +137,10 @@ BUILT_IN_ROLES: dict[str, RoleDefinition] = {
             "Microsoft.MachineLearningServices/workspaces/read",
             "Microsoft.MachineLearningServices/workspaces/write",
             "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read",
+            "Microsoft.ContainerRegistry/registries/read",
+            "Microsoft.ContainerRegistry/registries/write",
+            "Microsoft.Compute/diskEncryptionSets/read",
+            "Microsoft.Compute/diskEncryptionSets/write",
         )
     ),
 }

@@ -66,7 +66,7 @@ resource reader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, namePrefix, 'cmk-rotation-reader')
   properties: {
     roleName: 'CMK Rotation Reader (${namePrefix})'
-    description: 'Read storage accounts, ML workspaces and key vaults (metadata only: no keys, no data, no list-keys).'
+    description: 'Read storage accounts, ML workspaces, container registries, disk encryption sets and key vaults, and query Resource Graph (metadata only: no keys, no data, no list-keys).'
     type: 'CustomRole'
     permissions: [
       {
@@ -74,6 +74,9 @@ resource reader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Storage/storageAccounts/read'
           'Microsoft.MachineLearningServices/workspaces/read'
           'Microsoft.KeyVault/vaults/read'
+          'Microsoft.ContainerRegistry/registries/read'
+          'Microsoft.Compute/diskEncryptionSets/read'
+          'Microsoft.ResourceGraph/resources/read'
         ]
         notActions: []
         dataActions: []
@@ -89,7 +92,7 @@ resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
   name: guid(subscription().id, namePrefix, 'cmk-rotation-consumer-operator')
   properties: {
     roleName: 'CMK Rotation Consumer Operator (${namePrefix})'
-    description: 'Read and update storage accounts and ML workspaces (encryption key) and poll the ML update operation. No delete, no list-keys, no role changes.'
+    description: 'Read and update storage accounts, ML workspaces, container registries and disk encryption sets (encryption key) and poll their update operations. No delete, no list-keys, no role changes.'
     type: 'CustomRole'
     permissions: [
       {
@@ -99,6 +102,10 @@ resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
           'Microsoft.MachineLearningServices/workspaces/read'
           'Microsoft.MachineLearningServices/workspaces/write'
           'Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read'
+          'Microsoft.ContainerRegistry/registries/read'
+          'Microsoft.ContainerRegistry/registries/write'
+          'Microsoft.Compute/diskEncryptionSets/read'
+          'Microsoft.Compute/diskEncryptionSets/write'
         ]
         notActions: []
         dataActions: []

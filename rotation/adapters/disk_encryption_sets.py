@@ -8,6 +8,7 @@ and ``.../write``. ARM's refusal of a key the set's identity cannot use (400) is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -22,6 +23,11 @@ from rotation.errors import InputError, PreconditionFailed
 API_VERSION = "2026-03-02"
 READ = "Microsoft.Compute/diskEncryptionSets/read"
 WRITE = "Microsoft.Compute/diskEncryptionSets/write"
+#: The Azure actions each operation needs (the update reads the set first, and polls it).
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "get_set": frozenset({READ}),
+    "set_active_key": frozenset({READ, WRITE}),
+}
 
 
 def set_key(body: dict[str, Any]) -> DiskEncryptionSetKey:

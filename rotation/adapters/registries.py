@@ -10,6 +10,7 @@ the registry stays on the key it had.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,11 @@ from rotation.errors import InputError, PreconditionFailed
 API_VERSION = "2025-11-01"
 READ = "Microsoft.ContainerRegistry/registries/read"
 WRITE = "Microsoft.ContainerRegistry/registries/write"
+#: The Azure actions each operation needs (the update reads the registry first, and polls it).
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "get_registry": frozenset({READ}),
+    "set_key_identifier": frozenset({READ, WRITE}),
+}
 
 
 def registry_key(body: dict[str, Any]) -> RegistryKey:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +41,10 @@ from rotation.errors import InputError, ThrottledError
 API_VERSION = "2021-03-01"
 PATH = "/providers/Microsoft.ResourceGraph/resources"
 PAGE_SIZE = 1000
-PERMISSION = "Microsoft.ResourceGraph/resources/read (and read on the resources)"
+QUERY = "Microsoft.ResourceGraph/resources/read"
+#: The Azure actions each operation needs. Resource Graph returns only the resources the identity
+#: may also read (``{type}/read``): what is not readable is not found.
+ACTIONS: Mapping[str, frozenset[str]] = {"find": frozenset({QUERY})}
 
 
 def reference_query(key: KeyRef) -> str:
@@ -172,7 +175,7 @@ class ArmKeyReferences:
     def _query(self, body: dict[str, Any], key: KeyRef) -> tuple[dict[str, Any], int | None, float | None]:
         what = f"query Resource Graph for references to {key.uri}"
         try:
-            response = self._rest.send("POST", self._rest.url(PATH, API_VERSION), what, PERMISSION, body)
+            response = self._rest.send("POST", self._rest.url(PATH, API_VERSION), what, QUERY, body)
         except ThrottledError as exc:
             raise ThrottledError(exc.message, retry_after=exc.retry_after or 5.0) from None
         headers = response.http_response.headers

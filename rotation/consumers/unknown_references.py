@@ -45,7 +45,7 @@ class UnknownReferenceUnit:
     label = "unknown references"
     repoint_step: str | None = None
     settle_step: str | None = None
-    permissions: Mapping[str, tuple[str, ...]] = {"plan": ("*/read (Reader, for Resource Graph)",)}
+    permissions: Mapping[str, tuple[str, ...]] = {"plan": ("Microsoft.ResourceGraph/resources/read",)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[KeyReference]:
         subscriptions = ports.settings.subscriptions

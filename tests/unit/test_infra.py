@@ -395,6 +395,9 @@ class TestLeastPrivilege:
             "Microsoft.Storage/storageAccounts/read",
             "Microsoft.MachineLearningServices/workspaces/read",
             "Microsoft.KeyVault/vaults/read",
+            "Microsoft.ContainerRegistry/registries/read",
+            "Microsoft.Compute/diskEncryptionSets/read",
+            "Microsoft.ResourceGraph/resources/read",
         }
 
     def test_key_roles_are_assigned_at_key_scope(self) -> None:

@@ -43,6 +43,9 @@ EXPECTED_DECLARERS = {
     "rotation.rewrap.scan",
     "rotation.rewrap.worker",
     "rotation.audit.signing",
+    "rotation.adapters.registries",
+    "rotation.adapters.disk_encryption_sets",
+    "rotation.adapters.resource_graph",
 }
 
 #: Modules that name Azure actions in code but are outside the declarations, and why.
@@ -53,11 +56,9 @@ UNDECLARED = {
     "rotation.consumers.data_locations": "a consumer kind's part of the plan's per-step list, checked below",
     "rotation.adapters.journal": "AzureWebJobsStorage (built-in data role), outside the check",
     "rotation.adapters.run_queue": "AzureWebJobsStorage (built-in data role), outside the check",
-    # Adapters for the consumer kinds to come (issue 16): they declare ACTIONS, and infra/ grants them,
-    # when a rotation first uses them.
-    "rotation.adapters.registries": "not used by a rotation yet",
-    "rotation.adapters.disk_encryption_sets": "not used by a rotation yet",
-    "rotation.adapters.resource_graph": "not used by a rotation yet",
+    "rotation.consumers.container_registries": "a consumer kind's part of the plan's per-step list, checked below",
+    "rotation.consumers.disk_encryption_sets": "a consumer kind's part of the plan's per-step list, checked below",
+    "rotation.consumers.unknown_references": "a consumer kind's part of the plan's per-step list, checked below",
 }
 
 
