@@ -85,6 +85,7 @@ class Settings:
     retry_backoff_cap_hours: float = 6.0
     retry_max_attempts: int = 10
     rewrap_wait_hours: float = 72.0
+    repoint_concurrency: int = 8
 
 
 _WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
@@ -124,6 +125,15 @@ def _number(setting: str, value: str, expected: str, minimum: float) -> float:
     if math.isnan(number) or number < minimum:
         raise SettingsError(setting, f"{value!r} is out of range", expected)
     return number
+
+
+def _whole(setting: str, value: str, maximum: int) -> int:
+    """A whole number from 1 to ``maximum``."""
+    expected = f"a whole number from 1 to {maximum}"
+    number = _number(setting, value, expected, 1)
+    if number != int(number) or number > maximum:
+        raise SettingsError(setting, f"{value!r} is out of range", expected)
+    return int(number)
 
 
 def _boolean(setting: str, value: str) -> bool:
@@ -317,12 +327,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if (raw := get("ROTATION_VERIFY_CHALLENGE_RESOURCE")) is not None:
         values["verify_challenge_resource"] = _boolean("ROTATION_VERIFY_CHALLENGE_RESOURCE", raw)
     if (raw := get("ROTATION_REWRAP_CONCURRENCY")) is not None:
-        number = _number("ROTATION_REWRAP_CONCURRENCY", raw, "a whole number from 1 to 256", 1)
-        if number != int(number) or number > 256:
-            raise SettingsError(
-                "ROTATION_REWRAP_CONCURRENCY", f"{raw!r} is out of range", "a whole number from 1 to 256"
-            )
-        values["rewrap_concurrency"] = int(number)
+        values["rewrap_concurrency"] = _whole("ROTATION_REWRAP_CONCURRENCY", raw, 256)
+    if (raw := get("ROTATION_REPOINT_CONCURRENCY")) is not None:
+        values["repoint_concurrency"] = _whole("ROTATION_REPOINT_CONCURRENCY", raw, 64)
 
     for setting, attr, expected, minimum in (
         ("ROTATION_RETRY_BACKOFF_MINUTES", "retry_backoff_minutes", "a number of minutes, 0 or more (default 15)", 0),

@@ -119,6 +119,10 @@ def decode_state(text: str) -> RotationState:
         intent=Intent(intent["action"], intent["target"], intent.get("value", ""), _time(intent.get("recorded_at")))
         if intent
         else None,
+        in_flight=tuple(
+            Intent(i["action"], i["target"], i.get("value", ""), _time(i.get("recorded_at")))
+            for i in data.get("in_flight", [])
+        ),
         lease_owner=data.get("lease_owner"),
         lease_expires=_time(data.get("lease_expires")),
         history=tuple(data.get("history", [])),

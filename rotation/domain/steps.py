@@ -11,6 +11,7 @@ nonsense. With the consumer kinds registered today (``rotation.consumers``)::
 
 Each side effect is bracketed by an ``Intent`` written to the journal before it and cleared
 with the outcome after it, so a process killed in between leaves a record of what it was doing.
+Concurrent re-points keep theirs in ``RotationState.in_flight`` (a set, one per consumer).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class RotationState:
     rewrap: RewrapSummary | None = None
     error: tuple[str, str] | None = None  # (code, message)
     intent: Intent | None = None
+    #: Side effects in flight at the same time (a re-point step moving several consumers at once),
+    #: one per target; each is added before its write and removed with its outcome.
+    in_flight: tuple[Intent, ...] = ()
     lease_owner: str | None = None
     lease_expires: datetime | None = None
     history: tuple[str, ...] = field(default=())  # compact log-safe log of intents/outcomes
@@ -222,3 +226,34 @@ def with_intent(state: RotationState, intent: Intent | None, now: datetime) -> R
     if intent is not None:
         intent = replace(intent, recorded_at=now)
     return replace(state, intent=intent, history=(*state.history, line)[-60:], updated_at=now)
+
+
+def with_in_flight(state: RotationState, intent: Intent, now: datetime) -> RotationState:
+    """Add a concurrent side effect about to happen (replacing one left on the same target)."""
+    line = f"{now.isoformat()} intent {intent.action} {intent.target} {intent.value}".rstrip()
+    others = tuple(i for i in state.in_flight if i.target.lower() != intent.target.lower())
+    return replace(
+        state,
+        in_flight=(*others, replace(intent, recorded_at=now)),
+        history=(*state.history, line)[-60:],
+        updated_at=now,
+    )
+
+
+def without_in_flight(state: RotationState, target: str, now: datetime, outcome: str = "done") -> RotationState:
+    """Remove the concurrent side effect on ``target`` with its outcome (``done`` or why it failed)."""
+    gone = [i for i in state.in_flight if i.target.lower() == target.lower()]
+    if not gone:
+        return state
+    line = f"{now.isoformat()} {outcome} {gone[0].action} {target}"
+    return replace(
+        state,
+        in_flight=tuple(i for i in state.in_flight if i.target.lower() != target.lower()),
+        history=(*state.history, line)[-60:],
+        updated_at=now,
+    )
+
+
+def settled(state: RotationState, now: datetime) -> RotationState:
+    """No side effect in flight any more (a step that reconciled the world, or stopped)."""
+    return replace(with_intent(state, None, now), in_flight=())

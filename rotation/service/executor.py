@@ -6,6 +6,12 @@ written before and the outcome after (``side_effect``/``write``), so a process k
 leaves a record and the step, run again, re-checks the world first. Step bodies live in
 ``rotation.service.steps``; consumer steps come from the registered units (``rotation.consumers``).
 
+A consumer step re-points its consumers concurrently (``repoint_concurrency`` at most): each
+write's intent joins ``state.in_flight`` before it and leaves it with its outcome (``in_flight``/
+``write_in_flight``); every read-modify-write of the state and every journal write happens under
+one lock, so the one journal entry (one ETag) records several intents at once. A crash with several
+in flight leaves all of them; the step, run again, re-reads each consumer before writing.
+
 The same pass walks a dry run: writes switched off (``write`` records what it would do and returns
 False), nothing journalled, every step recorded ``skipped`` with what it would do.
 """
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -31,8 +38,11 @@ from rotation.domain.steps import (
     guard,
     next_step,
     record_step,
+    settled,
     with_consumer,
+    with_in_flight,
     with_intent,
+    without_in_flight,
 )
 from rotation.errors import (
     JournalConflict,
@@ -147,6 +157,9 @@ class Execution:
         self.writes = 0  # writes done since the current step started
         # Unique per pass, so two invocations in one worker process never share a claim.
         self.owner = f"{deps.owner}#{secrets.token_hex(3)}"
+        # Concurrent re-points share this pass: every read-modify-write of ``state`` and every
+        # journal write happens under this lock (one journal entry, one ETag).
+        self._lock = threading.RLock()
 
     @property
     def ports(self) -> Dependencies:
@@ -163,18 +176,24 @@ class Execution:
 
     def commit(self, state: RotationState) -> None:
         """Write ``state`` (renewing our claim) if nobody else wrote since we read. A dry run keeps it in memory."""
-        now = self.deps.clock.now()
-        if self.dry_run:
-            self.state = replace(state, updated_at=now)
-            return
-        state = replace(
-            state,
-            updated_at=now,
-            lease_owner=self.owner if self.claimed else state.lease_owner,
-            lease_expires=now + timedelta(seconds=self.deps.lease_seconds) if self.claimed else state.lease_expires,
-        )
-        self.etag = self.deps.journal.save(state, self.etag)
-        self.state = state
+        with self._lock:
+            now = self.deps.clock.now()
+            if self.dry_run:
+                self.state = replace(state, updated_at=now)
+                return
+            state = replace(
+                state,
+                updated_at=now,
+                lease_owner=self.owner if self.claimed else state.lease_owner,
+                lease_expires=now + timedelta(seconds=self.deps.lease_seconds) if self.claimed else state.lease_expires,
+            )
+            self.etag = self.deps.journal.save(state, self.etag)
+            self.state = state
+
+    def change(self, edit: Callable[[RotationState], RotationState]) -> None:
+        """Journal ``edit`` of the current state, atomically with respect to concurrent re-points."""
+        with self._lock:
+            self.commit(edit(self.state))
 
     def claim(self, *, lazily: bool = False) -> bool:
         """Take the rotation unless another executor's claim has not lapsed; False if someone else wrote first.
@@ -227,18 +246,45 @@ class Execution:
         self.commit(with_intent(self.state, None, self.deps.clock.now()))
         _log.info("side_effect_done", action=action, target=target)
 
-    def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
-        """``act()`` as a journalled side effect; True when it acted. A dry run records it instead.
+    @contextmanager
+    def in_flight(self, action: str, target: str, value: str = "") -> Iterator[None]:
+        """``side_effect`` for one of several concurrent writes: the intent joins ``state.in_flight``
+        (one per target) and leaves it with the outcome; each journal write is serialised."""
+        self.change(lambda s: with_in_flight(s, Intent(action, target, value), self.deps.clock.now()))
+        _log.info("side_effect_intent", action=action, target=target, value=value)
+        try:
+            yield
+        except RotationError as exc:
+            outcome = f"failed ({exc.code})"
+            self.change(lambda s: without_in_flight(s, target, self.deps.clock.now(), outcome))
+            raise
+        self.change(lambda s: without_in_flight(s, target, self.deps.clock.now()))
+        _log.info("side_effect_done", action=action, target=target)
 
-        One consumer's re-point is self-contained around this call; running a step's consumers
-        concurrently needs these journal writes (and ``update_consumer``) serialised by a lock.
-        """
+    def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        """``act()`` as a journalled side effect; True when it acted. A dry run records it instead."""
+        return self._write(self.side_effect, action, target, value, act)
+
+    def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        """``write`` for one of a step's concurrent re-points (thread-safe; see ``in_flight``)."""
+        return self._write(self.in_flight, action, target, value, act)
+
+    def _write(
+        self,
+        bracket: Callable[[str, str, str], contextlib.AbstractContextManager[None]],
+        action: str,
+        target: str,
+        value: str,
+        act: Callable[[], object],
+    ) -> bool:
         if self.dry_run:
-            self.would.append(f"{action} {target} {value}".rstrip())
+            with self._lock:
+                self.would.append(f"{action} {target} {value}".rstrip())
             return False
-        with self.side_effect(action, target, value):
+        with bracket(action, target, value):
             act()
-        self.writes += 1
+        with self._lock:
+            self.writes += 1
         return True
 
     # -- driving ---------------------------------------------------------------------------
@@ -310,7 +356,7 @@ class Execution:
 
     def stop(self, step: str, status: RotationStatus, exc: RotationError, outcome: AuditOutcome) -> None:
         now = self.deps.clock.now()
-        state = with_intent(record_step(self.state, step, "failed", now, safe_message(exc)), None, now)
+        state = settled(record_step(self.state, step, "failed", now, safe_message(exc)), now)
         state = replace(state, status=status, error=(exc.code, safe_message(exc)))
         audit_outcome(self.deps, state, outcome, f"{step}: {safe_message(exc)}")
         self.commit(state)
@@ -322,31 +368,41 @@ class Execution:
         status = "skipped" if self.dry_run else "succeeded"
         # A step finishes only once it has reconciled the world, so an intent left by a crashed
         # executor (whose action the step then found already done) is resolved here.
-        finished = with_intent(record_step(state or self.state, step, status, now, detail), None, now)
+        finished = settled(record_step(state or self.state, step, status, now, detail), now)
         self.commit(finished)
         return "done"
 
     # -- consumers -------------------------------------------------------------------------
 
     def update_consumer(self, change: ConsumerChange, *, commit: bool = True) -> None:
-        state = with_consumer(self.state, change)
-        if commit:
-            self.commit(state)
-        else:
-            self.state = state
+        with self._lock:
+            state = with_consumer(self.state, change)
+            if commit:
+                self.commit(state)
+            else:
+                self.state = state
 
     def roll_back(self, change: ConsumerChange, exc: VerificationFailed) -> StepResult:
         """Put a consumer that failed back on the old version through its unit, then stop for a human."""
-        current = consumer(self.state, change.resource_id) or change
-        self.unit(change).roll_back(self, change)
-        message = safe_message(exc)
-        self.update_consumer(
-            replace(current, status="rolled_back", after=change.before, detail=f"rolled back: {message}")
-        )
+        return self.roll_back_all([(change, exc)])
+
+    def roll_back_all(self, failures: Sequence[tuple[ConsumerChange, VerificationFailed]]) -> StepResult:
+        """Put each consumer that failed back on its old version through its unit (one after another),
+        then stop for a human with one audit record naming them all."""
+        for change, exc in failures:
+            current = consumer(self.state, change.resource_id) or change
+            self.unit(change).roll_back(self, change)
+            message = safe_message(exc)
+            self.update_consumer(
+                replace(current, status="rolled_back", after=change.before, detail=f"rolled back: {message}")
+            )
+            _log.warning("consumer_rolled_back", consumer=change.resource_id, error=message)
+        first = failures[0][1]
+        message = safe_message(first)
+        summary = "; ".join(f"{c.resource_id}: {safe_message(e)}" for c, e in failures)
         now = self.deps.clock.now()
         state = record_step(self.state, self.state.stage, "failed", now, message)
-        state = replace(state, status=RotationStatus.ROLLED_BACK, error=(exc.code, message))
-        audit_outcome(self.deps, state, "rolled_back", f"{change.resource_id}: {message}")
+        state = replace(state, status=RotationStatus.ROLLED_BACK, error=(first.code, message))
+        audit_outcome(self.deps, state, "rolled_back", summary)
         self.commit(state)
-        _log.warning("consumer_rolled_back", consumer=change.resource_id, error=message)
         return "stop"

@@ -1,4 +1,4 @@
-"""The consumer steps, the same for every kind: re-point one by one, settle, verify every re-pointed one.
+"""The consumer steps, the same for every kind: re-point (bounded concurrency), settle, verify every re-pointed one.
 
 A unit owns its steps (``repoint_step``, ``settle_step``); these bodies run them for it. Each
 consumer's re-point is the unit's self-contained ``repoint`` (read, journalled write, read back);
@@ -7,42 +7,85 @@ a refusal or a wrong read-back rolls that consumer back through its unit and sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
-from rotation.consumers import AnyUnit
-from rotation.domain.model import ConsumerChange, RotationStatus
-from rotation.domain.steps import Step, record_step, with_consumer
-from rotation.errors import VerificationFailed
+from rotation.consumers import AnyUnit, UnitPorts
+from rotation.domain.model import ConsumerChange, KeyRef, RotationStatus
+from rotation.domain.steps import RotationState, Step, record_step, with_consumer
+from rotation.errors import JournalConflict, VerificationFailed
+from rotation.service.steps.pool import run_bounded
 from rotation.service.steps.run import StepResult, StepRun
 
 
 def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
-    """Move every consumer of ``unit``'s kind to the new version, one at a time, each journalled."""
-    moved = []
-    for change in [c for c in run.state.consumers if c.kind == unit.kind]:
-        try:
-            if repoint_consumer(run, unit, change):
-                moved.append(change)
-        except VerificationFailed as exc:
-            return run.roll_back(change, exc)
+    """Move every consumer of ``unit``'s kind to the new version, up to ``repoint_concurrency`` at once.
+
+    Each consumer is journalled (its intent in ``in_flight`` before its write, its outcome after)
+    and read back. When one fails, those already moving finish, none starts after it, and only the
+    failed ones are rolled back (consumers never started stay ``planned``). A dry run goes one by one.
+    """
+    todo = [c for c in run.state.consumers if c.kind == unit.kind]
+    bound = 1 if run.dry_run else run.deps.settings.repoint_concurrency
+    outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change), bound)
+    errors = [o.error for o in outcomes if o.error is not None]
+    for error in errors:
+        if not isinstance(error, Exception) or isinstance(error, JournalConflict):
+            raise error  # the process is going down, or another executor took over: nothing to roll back
+    refused = [(o.item, o.error) for o in outcomes if isinstance(o.error, VerificationFailed)]
+    if refused:
+        return run.roll_back_all(refused)
+    if errors:
+        raise errors[0]  # transient or fatal: the step's retry (or stop) decides; each consumer re-checks first
+    moved = [o.item for o in outcomes if o.result]
     if run.dry_run:
         return run.finish_step(step, unit.describe(moved))
     return run.finish_step(step, f"{len(moved)} {unit.label} re-pointed")
 
 
+class _OneConsumer:
+    """The ``ConsumerRun`` one consumer's re-point sees: its writes are concurrent-safe and counted."""
+
+    def __init__(self, run: StepRun) -> None:
+        self._run = run
+        self.writes = 0
+
+    @property
+    def ports(self) -> UnitPorts:
+        return self._run.ports
+
+    @property
+    def key(self) -> KeyRef:
+        return self._run.key
+
+    @property
+    def state(self) -> RotationState:
+        return self._run.state
+
+    @property
+    def dry_run(self) -> bool:
+        return self._run.dry_run
+
+    def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        acted = self._run.write_in_flight(action, target, value, act)
+        if acted or self._run.dry_run:
+            self.writes += 1
+        return acted
+
+
 def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange) -> bool:
     """One consumer, self-contained: its unit reads it, writes (intent journalled before, outcome
     after) and reads it back; then its record is journalled. True when it wrote (in a dry run:
-    would write).
+    would write). Safe to run for several consumers of one rotation at once.
 
     Raises:
         VerificationFailed: refused, or the read-back is not the new version; the caller rolls it back.
     """
-    writes = run.writes + len(run.would)
-    updated = unit.repoint(run, change)
+    one = _OneConsumer(run)
+    updated = unit.repoint(one, change)
     if updated is not None:
         run.update_consumer(updated)
-    return run.writes + len(run.would) > writes
+    return one.writes > 0
 
 
 def settle(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:

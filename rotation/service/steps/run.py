@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from rotation.consumers import AnyUnit, ConsumerRun
@@ -38,6 +39,15 @@ class StepRun(ConsumerRun, Protocol):
 
     def roll_back(self, change: ConsumerChange, exc: VerificationFailed) -> StepResult:
         """Put ``change``'s consumer back through its unit and stop the rotation for a human."""
+        ...
+
+    def roll_back_all(self, failures: Sequence[tuple[ConsumerChange, VerificationFailed]]) -> StepResult:
+        """Put each failed consumer back through its unit and stop the rotation for a human."""
+        ...
+
+    def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+        """``write`` for one of a step's concurrent re-points: thread-safe, its intent kept in
+        ``state.in_flight`` (one per target) until its outcome is journalled."""
         ...
 
     def unit(self, change: ConsumerChange) -> AnyUnit:

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,11 +55,13 @@ class _Counter:
         self.kill_at = kill_at
         self.when = when
         self.calls: list[str] = []
+        self._lock = threading.Lock()
 
     def wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(name)
-            number = len(self.calls)
+            with self._lock:  # consumers are re-pointed concurrently: each call gets its own number
+                self.calls.append(name)
+                number = len(self.calls)
             if number == self.kill_at and self.when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
             result = method(*args, **kwargs)

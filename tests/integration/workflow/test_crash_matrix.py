@@ -24,6 +24,7 @@ from rotation.service import list_rotations
 from tests.integration.workflow.estate import RealEstate, build_estate
 
 REPO = Path(__file__).resolve().parents[3]
+PATCHES = frozenset({"storage_accounts.set_key_version", "workspaces.set_key_identifier"})
 HARNESS = "tests.integration.workflow.crash_harness"
 
 
@@ -34,9 +35,15 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[s
 
 
 def _estate(
-    local_azure: dict[str, Any], directory: Path, *, versionless: int = 1, **env: str
+    local_azure: dict[str, Any],
+    directory: Path,
+    *,
+    versionless: int = 1,
+    pinned: int = 1,
+    workspaces: int = 1,
+    **env: str,
 ) -> tuple[RealEstate, Path]:
-    estate = build_estate(local_azure, pinned=1, versionless=versionless, workspaces=1)
+    estate = build_estate(local_azure, pinned=pinned, versionless=versionless, workspaces=workspaces)
     env_file = directory / f"{estate.key.name}.json"
     env_file.write_text(json.dumps(estate.env(**env)))
     return estate, env_file
@@ -62,6 +69,7 @@ def _check(estate: RealEstate, view: dict[str, Any]) -> None:
     state, _ = deps.journal.load(rotations[0].rotation_id)
     guard(state)
     assert state.intent is None
+    assert state.in_flight == ()
     assert all(state.step_done(s) for s in RUN_STEPS)
     outcomes = [r.outcome for r in deps.audit.records(estate.key.uri) if r.rotation_id == state.rotation_id]
     assert outcomes == ["succeeded"]
@@ -150,6 +158,47 @@ class TestCrashMatrix:
         assert not failures, failures
         assert {"journal.begin", "keys.create_version", "storage_accounts.set_key_version"} <= set(side_effects)
         assert {"workspaces.set_key_identifier", "audit.append"} <= set(side_effects)
+
+
+class TestCrashDuringConcurrentRepoints:
+    """Three storage accounts and two workspaces re-pointed three at a time: a process SIGKILLed before
+    or after the first PATCH of each step (the others in flight with it) resumes to exactly one PATCH
+    per consumer, counted by the ARM emulator (cases run one at a time so its counters are theirs)."""
+
+    def test_one_patch_per_consumer(self, local_azure: dict[str, Any], tmp_path: Path) -> None:
+        def concurrent_estate() -> tuple[RealEstate, Path]:
+            return _estate(
+                local_azure, tmp_path, pinned=3, workspaces=2, versionless=0, ROTATION_REPOINT_CONCURRENCY="3"
+            )
+
+        estate, env_file = concurrent_estate()
+        count_file = tmp_path / "concurrent-count.json"
+        clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
+        assert clean.returncode == 0, clean.stderr[-2000:]
+        _check(estate, json.loads(clean.stdout.strip().splitlines()[-1]))
+        side_effects: list[str] = json.loads(count_file.read_text())
+        first_patches = [side_effects.index(name) + 1 for name in sorted(PATCHES)]
+        results = []
+        for number in first_patches:
+            for when in ("before", "after"):
+                estate, env_file = concurrent_estate()
+                admin = estate.arm_admin
+                admin.reset_counters()
+                killed = _run(["start", "--env", str(env_file), "--kill-at", str(number), "--when", when])
+                resumed = _run(["resume", "--env", str(env_file)])
+                assert killed.returncode == -9, killed.stderr[-1000:]
+                assert resumed.returncode == 0, resumed.stderr[-1000:]
+                _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
+                counters = admin.counters()
+                results.append(
+                    (
+                        when,
+                        side_effects[number - 1],
+                        counters.get("StorageAccounts_Update"),
+                        counters.get("Workspaces_Update"),
+                    )
+                )
+        assert results == [(w, n, 3, 2) for n in sorted(PATCHES) for w in ("before", "after")], results
 
 
 class TestRetireResumesWhenGetOfADisabledVersionIsRefused:

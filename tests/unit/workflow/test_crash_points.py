@@ -8,6 +8,7 @@ with its own name resumes after the dead executor's claim has lapsed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -46,6 +47,7 @@ class Killer:
 
     def __init__(self, estate: Estate, at: int | None = None, when: str = "before") -> None:
         self.at, self.when, self.calls, self.dead = at, when, [], False
+        self._lock = threading.Lock()  # consumers are re-pointed concurrently: count each call once
         self._originals: list[tuple[Any, str, Any]] = []
         for attr, method in POINTS:
             target = getattr(estate, attr)
@@ -55,15 +57,18 @@ class Killer:
 
     def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if self.dead:
-                raise Crash(name)
-            self.calls.append(name)
-            if len(self.calls) == self.at and self.when == "before":
-                self.dead = True
-                raise Crash(name)
+            with self._lock:
+                if self.dead:
+                    raise Crash(name)
+                self.calls.append(name)
+                number = len(self.calls)
+                if number == self.at and self.when == "before":
+                    self.dead = True
+                    raise Crash(name)
             result = method(*args, **kwargs)
-            if len(self.calls) == self.at and self.when == "after":
-                self.dead = True
+            if number == self.at and self.when == "after":
+                with self._lock:
+                    self.dead = True
                 raise Crash(name)
             return result
 
@@ -105,7 +110,12 @@ def _check_cut_over(estate: Estate) -> str:
     assert state.status == RotationStatus.AWAITING_RETIREMENT
     assert state.new_version == new.version
     assert state.intent is None
+    assert state.in_flight == ()
     assert all(state.step_done(s) for s in RUN_STEPS)
+    # Consumers are re-pointed concurrently: whatever was in flight at the crash, one PATCH each.
+    patched = [account_id.lower() for account_id, _ in estate.storage.writes]
+    patched += [workspace_id.lower() for workspace_id, _ in estate.workspaces.writes]
+    assert sorted(patched) == sorted(set(patched)), "exactly one PATCH per consumer"
     for account in estate.storage.accounts.values():
         if account.key_name == KEY.name and not account.versionless:
             assert account.key_version == new.version

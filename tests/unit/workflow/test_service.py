@@ -496,6 +496,7 @@ class TestPermissions:
         from rotation.errors import PermissionDenied
 
         estate, old = standard_estate()
+        estate.settings = replace(estate.settings, repoint_concurrency=1)
         estate.workspaces.faults.add(
             "set_key_identifier",
             PermissionDenied(
