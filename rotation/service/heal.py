@@ -112,9 +112,17 @@ def escalate_stale_wait(deps: Dependencies, state: RotationState) -> SweepItem |
 
 
 def reconcile_key(
-    deps: Dependencies, key: KeyRef, latest: KeyVersion, trigger: Trigger, start_reason: str | None
+    deps: Dependencies,
+    key: KeyRef,
+    latest: KeyVersion,
+    trigger: Trigger,
+    start_reason: str | None,
+    *,
+    known_versions: list[KeyVersion] | None = None,
 ) -> SweepItem | None:
     """What the reconciler does about one managed key whose latest version is ``latest``.
+
+    ``known_versions``: every version of the key, when the sweep has just listed them (not read again).
 
     In order: a stopped rotation whose cause may pass is retried with back-off (or escalated when its
     window closed); a latest version due for rotation starts one (``start_reason``); a consumer on an
@@ -128,13 +136,13 @@ def reconcile_key(
         item = _start(deps, key, trigger, last, start_reason)
         if item.action in ("skipped", "failed"):
             # The latest version is due and no rotation moves its consumers: say who is on what.
-            versions = list(deps.keys.list_versions(key))
+            versions = known_versions if known_versions is not None else list(deps.keys.list_versions(key))
             if versions:
                 _expiring_uses(deps, key, versions, None)
         return item
     if last is not None and holds_key(last, now):
         return None  # its rotation is moving the consumers (the active loop drives it)
-    versions = list(deps.keys.list_versions(key))
+    versions = known_versions if known_versions is not None else list(deps.keys.list_versions(key))
     if not versions:
         return None
     newest = max(versions, key=lambda v: (v.created, v.version))

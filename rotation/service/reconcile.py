@@ -1,8 +1,11 @@
 """The reconciler (``sweep``, run by the timer) and the Key Vault event handler.
 
 ``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
-of keys near expiry whose event was missed, each key its own error boundary. Near-expiry is decided
-from one ``list_keys`` pass per vault (pages of 25), never a get per key.
+of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost
+follows what it manages, not the vault's size: one version listing per managed key (the newest is
+the current one; the consumers' versions are judged from the same list), or, for a vault holding
+more than ``PAGE`` managed keys, one ``list_keys`` pass (pages of ``PAGE``) instead. A vault of
+2,000 keys two of which are managed costs two calls, not eighty pages.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Literal
 from rotation.domain.model import (
     KeyRef,
     KeyVaultEvent,
+    KeyVersion,
     RotationStatus,
     Trigger,
     TriggerKind,
@@ -58,30 +62,25 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
             item = _guarded(state.key_uri, state.rotation_id, partial(_sweep_one, deps, state))
             if item is not None:
                 items.append(item)
-        list_calls = 0
+        reads = list_calls = 0
         vaults: dict[str, list[KeyRef]] = {}
         for uri in deps.settings.managed_keys:
             key, _ = KeyRef.parse(uri)
             vaults.setdefault(key.vault_url, []).append(key)
         near = timedelta(days=deps.settings.near_expiry_days)
         for vault_url, keys in vaults.items():
-            wanted = {k.name.lower(): k for k in keys}
-            try:
-                listed = list(deps.keys.list_keys(vault_url))
-            except RotationError as exc:
-                items.extend(SweepItem(k.uri, None, "failed", f"list keys: {safe_message(exc)}") for k in keys)
-                continue
-            list_calls += 1
-            for latest in listed:
-                managed = wanted.get(latest.key.name.lower())
-                if managed is None:
-                    continue
+            if len(keys) > PAGE:
+                list_calls += 1
+            else:
+                reads += len(keys)
+            for managed, latest, versions in _current_versions(deps, vault_url, keys, items):
                 decision = should_rotate(latest, None, deps.clock.now(), near)
                 due = decision.reason if decision.rotate else None
-                item = _guarded(managed.uri, None, partial(reconcile_key, deps, managed, latest, trigger, due))
+                work = partial(reconcile_key, deps, managed, latest, trigger, due, known_versions=versions)
+                item = _guarded(managed.uri, None, work)
                 if item is not None:
                     items.append(item)
-    report = SweepReport(started, deps.clock.now(), tuple(items), list_calls)
+    report = SweepReport(started, deps.clock.now(), tuple(items), list_calls, reads)
     _log.info(
         "sweep_summary",
         resumed=report.count("resumed"),
@@ -107,6 +106,47 @@ def _guarded(key_uri: str, rotation_id: str | None, work: Callable[[], SweepItem
     except Exception as exc:  # noqa: BLE001 - the per-key error boundary: log, count, go on
         _log.exception("sweep_item_failed", key=key_uri, rotation_id=rotation_id, error_code=type(exc).__name__)
         return SweepItem(key_uri, rotation_id, "failed", f"unexpected {type(exc).__name__}")
+
+
+#: Keys per page of a Key Vault key listing (its maximum ``maxresults``).
+PAGE = 25
+
+
+def _current_versions(
+    deps: Dependencies, vault_url: str, keys: list[KeyRef], items: list[SweepItem]
+) -> list[tuple[KeyRef, KeyVersion, list[KeyVersion] | None]]:
+    """Each managed key of one vault with its current version (and every version, when read); a
+    failure becomes an item.
+
+    One version listing per key (one call for up to 25 versions; the newest is the current one and
+    ``reconcile_key`` judges the consumers' versions from the same list) while the keys fit on one
+    page of a vault listing; beyond that, one listing of the vault (ceil(keys in vault / 25) calls,
+    at most the reads it replaces, since every managed key is in it). A managed key missing from its
+    vault is skipped, as a listing would. The size of the vault is not known without listing it, so
+    a small vault made mostly of managed keys (fewer than 25 x (managed - 1) keys) costs up to 25
+    reads where a listing would cost fewer pages.
+    """
+    if len(keys) > PAGE:
+        wanted = {k.name.lower(): k for k in keys}
+        try:
+            listed = list(deps.keys.list_keys(vault_url))
+        except RotationError as exc:
+            items.extend(SweepItem(k.uri, None, "failed", f"list keys: {safe_message(exc)}") for k in keys)
+            return []
+        return [(wanted[v.key.name.lower()], v, None) for v in listed if v.key.name.lower() in wanted]
+    found: list[tuple[KeyRef, KeyVersion, list[KeyVersion] | None]] = []
+    for key in keys:
+        try:
+            versions = list(deps.keys.list_versions(key))
+        except RotationError as exc:
+            if exc.code == "NotFound":  # the adapters' NotFound (the service knows no adapter)
+                _log.warning("managed_key_missing", key=key.uri)
+                continue
+            items.append(SweepItem(key.uri, None, "failed", f"read key: {safe_message(exc)}"))
+            continue
+        if versions:
+            found.append((key, max(versions, key=lambda v: (v.created, v.version)), versions))
+    return found
 
 
 def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:

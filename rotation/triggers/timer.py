@@ -64,7 +64,11 @@ def run_sweep(*, past_due: bool = False) -> dict[str, Any]:
         for item in summary.get("items", []):
             counts[item["action"]] = counts.get(item["action"], 0) + 1
         log.info(
-            "reconcile_finished", items=len(summary.get("items", [])), list_calls=summary.get("list_calls"), **counts
+            "reconcile_finished",
+            items=len(summary.get("items", [])),
+            list_calls=summary.get("list_calls"),
+            key_reads=summary.get("key_reads"),
+            **counts,
         )
         for item in summary.get("items", []):
             if item["action"] == "failed":

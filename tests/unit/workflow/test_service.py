@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -10,7 +11,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from rotation.domain.model import ConsumerKind, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import ConsumerKind, KeyRef, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
 from rotation.domain.steps import ROTATION_TAG
 from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
 from rotation.service import (
@@ -22,7 +23,7 @@ from rotation.service import (
     start_rotation,
     sweep,
 )
-from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, Estate, rewrap_estate, standard_estate
+from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, VAULT, Estate, rewrap_estate, standard_estate
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
 TIMER = Trigger(TriggerKind.TIMER)
@@ -415,16 +416,43 @@ class TestEvents:
 class TestSweep:
     """The reconciler decides near-expiry from one list pass per vault and resumes interrupted runs."""
 
-    def test_near_expiry_from_one_list_call(self) -> None:
+    def test_near_expiry_from_one_read_per_managed_key(self) -> None:
         estate = Estate()
         estate.keys.add_key(KEY, expires=estate.clock.current + timedelta(days=3))
         estate.keys.add_key(OTHER_KEY, expires=estate.clock.current + timedelta(days=300))
 
         report = sweep(estate.deps(), TIMER)
 
-        assert estate.keys.calls["list_keys"] == 1
+        assert "list_keys" not in estate.keys.calls
+        assert report.key_reads == 2
         assert report.count("started") == 1
         assert [i.key_uri for i in report.items if i.action == "started"] == [KEY.uri]
+
+    @pytest.mark.parametrize(("vault_keys", "managed"), [(2000, 2), (2000, 1), (60, 30), (30, 26)])
+    def test_cost_is_proportional_to_what_it_manages(self, vault_keys: int, managed: int) -> None:
+        """A tick costs at most min(managed keys, ceil(vault keys / 25)) Key Vault calls, plus its actions."""
+        estate = Estate()
+        far = estate.clock.current + timedelta(days=300)
+        keys = [KeyRef(VAULT, f"key-{i:05d}") for i in range(vault_keys)]
+        for key in keys:
+            estate.keys.add_key(key, size=2048, kty="EC", expires=far)
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in keys[-managed:]))
+        estate.keys.calls.clear()
+
+        report = sweep(estate.deps(), TIMER)
+
+        calls = estate.keys.calls.get("list_versions", 0) + estate.keys.calls.get("list_keys_page", 0)
+        assert calls <= min(managed, math.ceil(vault_keys / 25))
+        assert report.items == ()  # nothing near expiry: no action, nothing failed
+
+    def test_a_managed_key_missing_from_its_vault_is_skipped(self) -> None:
+        estate = Estate()
+        estate.keys.add_key(KEY, expires=estate.clock.current + timedelta(days=300))
+
+        report = sweep(estate.deps(), TIMER)  # OTHER_KEY is managed but not in its vault
+
+        assert report.items == ()
+        assert report.key_reads == 2
 
     def test_resumes_interrupted(self) -> None:
         estate, _ = standard_estate()

@@ -1,0 +1,216 @@
+"""A large estate's rotation against local Azure (issue 18), everything measured side by side in one run.
+
+    python -m bench.estate [--quick] [--sections ratio,sweep]
+
+Starts local Azure in a temporary directory (Azurite, the Key Vault and ARM emulators) and prints
+one JSON object:
+
+- ``ratio``: for 24 storage accounts + 8 ML workspaces, and for 200 + 20, with slow workspace LROs
+  (the ARM emulator's ``PUT /admin/lro``: ``retry_after_s`` x ``polls_until_done``), the rotation's wall
+  time divided by (one workspace update + one storage update, each measured alone through the same
+  adapters in the same run). ARM's one-minute write window is switched off: it is not Azure's token
+  bucket (see ``bucket``).
+- ``sweep``: Key Vault calls of one reconciler tick over a vault of 5,000 keys, two of them managed and
+  neither near expiry (the Key Vault emulator's counters, by operation).
+- ``bucket`` and ``budget``: listed with the reason they are not measured by this build.
+
+Figures are from a 2-core machine shared with other work; they are measurements, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("ratio", "sweep", "bucket", "budget")
+
+
+def _timed(action: Any) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def measure_ratio(
+    endpoints: dict[str, Any], *, storage: int, workspaces: int, lro_s: int, polls: int, concurrency: int
+) -> dict[str, Any]:
+    """Rotate a key used by ``storage`` pinned accounts and ``workspaces`` workspaces; compare with one of each."""
+    from rotation.domain.model import RotationStatus, Trigger, TriggerKind
+    from rotation.service import start_rotation
+    from tests.integration.workflow.estate import build_estate
+
+    started = time.monotonic()
+    estate = build_estate(endpoints, pinned=storage, versionless=0, workspaces=workspaces)
+    built_s = time.monotonic() - started
+    admin = estate.arm_admin
+    before = admin.set_lro()  # the emulator's LRO settings, restored afterwards
+    admin.set_lro(retry_after_s=lro_s, polls_until_done=polls)
+    try:
+        deps = estate.deps(ROTATION_REPOINT_CONCURRENCY=str(concurrency), ROTATION_LOG_LEVEL="WARNING")
+        # One of each alone, through the same adapters: the unrelated key's account and workspace,
+        # each set to what it already names (a real PATCH, a real LRO for the workspace).
+        account_id, workspace_id = estate.unrelated
+        account = deps.storage_accounts.get_account(account_id)
+        workspace = deps.workspaces.get_workspace(workspace_id)
+        storage_s = _timed(
+            lambda: deps.storage_accounts.set_key_version(
+                account_id, account.vault_url, account.key_name, account.key_version
+            )
+        )
+        workspace_s = _timed(lambda: deps.workspaces.set_key_identifier(workspace_id, workspace.key_identifier))
+        admin.reset_counters()
+        view: Any = None
+
+        def rotate() -> None:
+            nonlocal view
+            view = start_rotation(deps, estate.key.uri, Trigger(TriggerKind.CLI, caller="bench"), reason="bench")
+
+        rotation_s = _timed(rotate)
+        counters = admin.counters()
+    finally:
+        admin.set_lro(retry_after_s=before["retry_after_s"], polls_until_done=before["polls_until_done"])
+    new = estate.versions()[-1].version
+    moved = sum(estate.account_version(a)[0] == new for a in estate.pinned)
+    moved_ws = sum(estate.workspace_key(w).endswith("/" + new) for w in estate.workspaces)
+    return {
+        "storage_accounts": storage,
+        "workspaces": workspaces,
+        "repoint_concurrency": concurrency,
+        "lro": {"retry_after_s": lro_s, "polls_until_done": polls},
+        "one_storage_update_s": round(storage_s, 3),
+        "one_workspace_update_s": round(workspace_s, 3),
+        "rotation_s": round(rotation_s, 2),
+        "ratio": round(rotation_s / (storage_s + workspace_s), 2),
+        "status": view.status.value if view else None,
+        "ok": bool(view and view.status == RotationStatus.AWAITING_RETIREMENT)
+        and (moved, moved_ws) == (storage, workspaces),
+        "moved": {"storage_accounts": moved, "workspaces": moved_ws},
+        "patches": {
+            "storage": counters.get("StorageAccounts_Update", 0),
+            "workspaces": counters.get("Workspaces_Update", 0),
+        },
+        "estate_build_s": round(built_s, 1),
+    }
+
+
+def measure_sweep(endpoints: dict[str, Any], *, keys: int) -> dict[str, Any]:
+    """One reconciler tick over a vault of ``keys`` keys, two managed, neither near expiry."""
+    from azure.keyvault.keys import KeyClient
+
+    from emulators.arm.admin_client import ArmAdmin
+    from emulators.keyvault.admin_client import KeyVaultAdmin
+    from rotation.adapters.local_credential import LocalDevelopmentCredential
+    from rotation.bootstrap import Bootstrap, build_dependencies
+    from rotation.domain.model import Trigger, TriggerKind
+    from rotation.service import sweep
+    from rotation.settings import load_settings
+
+    ca = endpoints["ca_bundle"]
+    principal, subscription, suffix = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex[:6]
+    arm = ArmAdmin(endpoints["arm"]["admin"], ca)
+    arm.create_resource_group(subscription, f"rg-sweep-{suffix}")
+    arm.add_role_assignment(principal, "Contributor", f"/subscriptions/{subscription}")
+    kv = KeyVaultAdmin(endpoints["keyvault"]["admin"], ca)
+    vault = kv.create_vault(f"kv-sweep-{suffix}", subscription_id=subscription, resource_group=f"rg-sweep-{suffix}")
+    kv.set_throttle(vault["name"], enabled=False)
+    client = KeyClient(
+        vault["url"], LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False
+    )
+    far = datetime.now(UTC) + timedelta(days=300)
+    managed = ("managed-a", "managed-b")
+    for name in managed:
+        client.create_rsa_key(name, size=2048, expires_on=far)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.create_ec_key(f"bulk-{i:05d}"), range(keys - len(managed))))
+    env = {
+        "AzureWebJobsStorage": endpoints["storage"]["connection_string"],
+        "ROTATION_MANAGED_KEYS": ",".join(f"{vault['url'].rstrip('/')}/keys/{name}" for name in managed),
+        "ROTATION_SUBSCRIPTIONS": subscription,
+        "ROTATION_ARM_ENDPOINT": endpoints["arm"]["url"],
+        "ROTATION_CA_BUNDLE": ca,
+        "ROTATION_LOCAL_PRINCIPAL": principal,
+        "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
+        "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
+        "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
+        "ROTATION_LOG_LEVEL": "WARNING",
+    }
+    deps = build_dependencies(Bootstrap(load_settings(env)), inline=True)
+    kv.reset_counters()
+    report = sweep(deps, Trigger(TriggerKind.TIMER))
+    counters = dict(kv.counters().get(vault["name"], {}))
+    calls = sum(counters.values())
+    bound = min(len(managed), math.ceil(keys / 25))
+    return {
+        "keys_in_vault": keys,
+        "managed_keys": len(managed),
+        "key_vault_calls": calls,
+        "by_operation": counters,
+        "bound": bound,
+        "within_bound": calls <= bound,
+        "actions": len(report.items),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.estate")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    from emulators.localazure import LocalAzure
+
+    result: dict[str, Any] = {"benchmark": "estate", "quick": args.quick}
+    saved = dict(os.environ)
+    try:
+        with LocalAzure(Path(tempfile.mkdtemp(prefix="bench-estate-"))) as local:
+            endpoints = local.endpoints
+            ArmAdminThrottle(endpoints).off()
+            if "ratio" in sections:
+                shapes = [(2, 1, 1, 2, 4)] if args.quick else [(24, 8, 1, 3, 8), (200, 20, 1, 3, 20)]
+                result["ratio"] = [
+                    measure_ratio(endpoints, storage=s, workspaces=w, lro_s=r, polls=p, concurrency=c)
+                    for s, w, r, p, c in shapes
+                ]
+            if "sweep" in sections:
+                result["sweep"] = measure_sweep(endpoints, keys=60 if args.quick else 5000)
+            if "bucket" in sections:
+                result["bucket"] = {"measured": False, "reason": "the ARM emulator's token bucket is not in this build"}
+            if "budget" in sections:
+                result["budget"] = {
+                    "measured": False,
+                    "reason": "an LRO outliving the invocation budget is not resumable in this build",
+                }
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return result
+
+
+class ArmAdminThrottle:
+    """ARM's one-minute write window, switched off for the whole run (it is not Azure's bucket)."""
+
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        from emulators.arm.admin_client import ArmAdmin
+
+        self.admin = ArmAdmin(endpoints["arm"]["admin"], endpoints["ca_bundle"])
+
+    def off(self) -> None:
+        self.admin.set_throttle(enabled=False)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))

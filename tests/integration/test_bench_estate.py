@@ -1,0 +1,30 @@
+"""Smoke test of ``bench/estate.py`` at tiny sizes: it runs and its figures are consistent.
+
+The benchmark itself (``python -m bench.estate``) is not part of ``make test``: benchmarks are not
+timed tests. This only checks that its measurements run and report what they measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.estate import measure_ratio, measure_sweep
+
+
+def test_ratio_section_rotates_and_counts_one_patch_per_consumer(local_azure: dict[str, Any]) -> None:
+    result = measure_ratio(local_azure, storage=3, workspaces=2, lro_s=1, polls=1, concurrency=3)
+
+    assert result["ok"], result
+    assert result["patches"] == {"storage": 3, "workspaces": 2}
+    assert result["moved"] == {"storage_accounts": 3, "workspaces": 2}
+    assert result["one_workspace_update_s"] > 0
+    assert result["ratio"] > 0
+
+
+def test_sweep_section_counts_key_vault_calls(local_azure: dict[str, Any]) -> None:
+    result = measure_sweep(local_azure, keys=60)
+
+    assert result["by_operation"] == {"getKeyVersions": 2}
+    assert result["key_vault_calls"] == 2
+    assert result["within_bound"] is True
+    assert result["actions"] == 0
