@@ -2,23 +2,32 @@
 
 - ``plan --key URI``: the key's consumers, what a rotation would change, and any blocker.
 - ``rotate --key URI [--dry-run] [--reason TEXT]``: rotate now, in this process (or show what would happen).
-- ``status [--key URI] [--active] [ROTATION_ID]``: one rotation in detail, or a table of rotations.
+- ``status [--key URI] [--active] [ROTATION_ID] [--watch]``: one rotation in detail, or a table of
+  rotations; ``--watch`` follows one (or the key's running one) until it stops running.
 - ``sweep``: run the reconciler once (resume, retire, retry, rotate keys near expiry).
 - ``retry ROTATION_ID [--reason TEXT]``: the next attempt of a stopped rotation now (or resume it).
 - ``abandon ROTATION_ID --reason TEXT``: release the key; consumers stay where they are.
 - ``unretire --key URI --version V --reason TEXT``: re-enable a version this service retired.
 
-Human-readable by default, ``--json`` for machines. Exit 1 when a rotation ends failed, refused or
+Human-readable by default, ``--json`` for machines. ``rotate`` and ``status --watch`` show live
+progress (``rotation.cli.progress``): a bar on a terminal, plain lines otherwise, JSON lines with
+``--json`` (``rotate --json`` prints only the final view). Exit 1 when a rotation ends failed, refused or
 rolled back, or a sweep item failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rotation.cli import EXIT_FAILED, EXIT_OK, emit, table
+from rotation.errors import RotationError
 
 if TYPE_CHECKING:
     from rotation.service.deps import Dependencies
@@ -47,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("--key", metavar="URI", help="only rotations of this key")
     status.add_argument("--active", action="store_true", help="only rotations not finished")
     status.add_argument("--limit", type=int, default=20)
+    status.add_argument("--watch", action="store_true", help="follow the rotation live until it stops running")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --watch")
     status.set_defaults(func=status_command)
 
     sweep = add("sweep", "run the reconciler once: resume, retire due versions, rotate keys near expiry")
@@ -119,6 +130,10 @@ def render_rotation(view: dict[str, Any]) -> str:
     if view.get("waiting_for"):
         lines.append(f"waiting:  {view['waiting_for']}")
         lines += [f"on-call:  python -m rotation {action}" for action in view.get("on_call", ())]
+    if view.get("progress"):
+        from rotation.cli.progress import describe
+
+        lines.append(f"progress: {describe(view)}")
     steps = [(s["name"], s["status"], s["detail"]) for s in view["steps"]]
     if steps:
         lines += ["", table(steps, ["step", "status", "detail"])]
@@ -149,15 +164,56 @@ def rotate_command(args: argparse.Namespace) -> int:
     from rotation.service import start_rotation
 
     trigger = Trigger(TriggerKind.CLI, caller=_caller())
-    view = start_rotation(_deps(), args.key, trigger, reason=args.reason, dry_run=args.dry_run).to_dict()
+    deps = _deps()
+    if args.dry_run or getattr(args, "json", False):
+        view = start_rotation(deps, args.key, trigger, reason=args.reason, dry_run=args.dry_run).to_dict()
+    else:
+        view = _with_live_progress(
+            deps, args.key, lambda: start_rotation(deps, args.key, trigger, reason=args.reason).to_dict()
+        )
     emit(args, view, render_rotation)
     return EXIT_FAILED if view["status"] in _BAD else EXIT_OK
+
+
+def _with_live_progress(deps: Dependencies, key_uri: str, rotate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``rotate`` in a thread and show the key's running rotation live on stderr until it returns."""
+    from rotation.cli.progress import reporter
+    from rotation.service.queries import holding_rotation
+    from rotation.service.views import RotationView
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["view"] = rotate()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="rotate", daemon=True)
+    live = reporter(sys.stderr, as_json=False)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+            with contextlib.suppress(RotationError):
+                held = holding_rotation(deps, key_uri)
+                if held is not None:
+                    live.update(RotationView.from_state(held).to_dict())
+        if "view" in outcome:
+            live.update(outcome["view"])
+    finally:
+        live.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return dict(outcome["view"])
 
 
 def status_command(args: argparse.Namespace) -> int:
     from rotation.service import get_rotation, list_rotations
 
     deps = _deps()
+    if args.watch:
+        return _watch(deps, args)
     if args.rotation_id:
         view = get_rotation(deps, args.rotation_id).to_dict()
         emit(args, view, render_rotation)
@@ -183,6 +239,35 @@ def status_command(args: argparse.Namespace) -> int:
 
     emit(args, views, render)
     return EXIT_OK
+
+
+def _watch(deps: Dependencies, args: argparse.Namespace) -> int:
+    """Follow one rotation (by id, or the key's latest) until it stops running; live progress on stdout."""
+    from rotation.cli.progress import reporter
+    from rotation.errors import InputError
+    from rotation.service import get_rotation, list_rotations
+
+    if args.interval <= 0:
+        raise InputError("--interval must be a positive number of seconds")
+    rotation_id = args.rotation_id
+    if rotation_id is None:
+        if not args.key:
+            raise InputError("status --watch needs a ROTATION_ID or --key")
+        latest = list_rotations(deps, args.key, limit=1)
+        if not latest:
+            raise InputError(f"no rotation of {args.key}")
+        rotation_id = latest[0].rotation_id
+    live = reporter(sys.stdout, as_json=getattr(args, "json", False))
+    try:
+        while True:
+            view = get_rotation(deps, rotation_id).to_dict()
+            live.update(view)
+            if view["status"] != "running":
+                break
+            time.sleep(args.interval)
+    finally:
+        live.close()
+    return EXIT_FAILED if view["status"] in _BAD else EXIT_OK
 
 
 def sweep_command(args: argparse.Namespace) -> int:

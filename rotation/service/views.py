@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rotation.consumers import REGISTRY
 from rotation.domain.healing import waiting_for
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import ConsumerChange, RewrapSummary, RotationStatus, StepRecord, Trigger
@@ -49,6 +50,49 @@ class PlanView(_ToDict):
 
 
 @dataclass(frozen=True)
+class StepProgress(_ToDict):
+    """A consumer step's progress: consumers done (moved, left as configured, or rolled back) of all."""
+
+    step: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Progress(_ToDict):
+    """How far a rotation is: per consumer step done / total, time since it started (as of its last
+    journal write), the consumers in flight and those not yet done."""
+
+    steps: tuple[StepProgress, ...]
+    elapsed_s: float
+    in_flight: tuple[str, ...]
+    pending: tuple[str, ...]
+
+    @classmethod
+    def from_state(cls, state: RotationState) -> Progress:
+        by_step: dict[str, list[ConsumerChange]] = {}
+        for change in state.consumers:
+            unit = REGISTRY.unit(change.kind)
+            step = unit.repoint_step if unit is not None and unit.repoint_step else change.kind
+            by_step.setdefault(step, []).append(change)
+        ordered = sorted(by_step.items(), key=lambda kv: _index(state.run_steps, kv[0]))
+        return cls(
+            steps=tuple(StepProgress(step, sum(c.status != "planned" for c in cs), len(cs)) for step, cs in ordered),
+            elapsed_s=round((state.updated_at - state.started_at).total_seconds(), 1),
+            in_flight=tuple(_name(i.target) for i in (*state.in_flight, *((state.intent,) if state.intent else ()))),
+            pending=tuple(_name(c.resource_id) for c in state.consumers if c.status == "planned"),
+        )
+
+
+def _index(steps: tuple[str, ...], step: str) -> int:
+    return steps.index(step) if step in steps else len(steps)
+
+
+def _name(target: str) -> str:
+    return target.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class RotationView(_ToDict):
     rotation_id: str
     key_uri: str
@@ -70,6 +114,7 @@ class RotationView(_ToDict):
     retry_of: str | None = None
     waiting_for: str = ""  # for a rotation not finished: what it waits for
     on_call: tuple[str, ...] = ()  # the CLI commands (and API calls) that act on it
+    progress: Progress | None = None
 
     @classmethod
     def from_state(cls, state: RotationState) -> RotationView:
@@ -95,6 +140,7 @@ class RotationView(_ToDict):
             retry_of=state.retry_of,
             waiting_for=waits,
             on_call=actions,
+            progress=Progress.from_state(state),
         )
 
 
