@@ -3,9 +3,8 @@
 ``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
 of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost
 follows what it manages, not the vault's size: one version listing per managed key (the newest is
-the current one; the consumers' versions are judged from the same list), or, for a vault holding
-more than ``PAGE`` managed keys, one ``list_keys`` pass (pages of ``PAGE``) instead. A vault of
-2,000 keys two of which are managed costs two calls, not eighty pages.
+the current one; the versions consumers use are judged from the same list), never a listing of
+the vault. A vault of 2,000 keys two of which are managed costs two calls, not eighty pages.
 """
 
 from __future__ import annotations
@@ -62,25 +61,16 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
             item = _guarded(state.key_uri, state.rotation_id, partial(_sweep_one, deps, state))
             if item is not None:
                 items.append(item)
-        reads = list_calls = 0
-        vaults: dict[str, list[KeyRef]] = {}
-        for uri in deps.settings.managed_keys:
-            key, _ = KeyRef.parse(uri)
-            vaults.setdefault(key.vault_url, []).append(key)
+        keys = [KeyRef.parse(uri)[0] for uri in deps.settings.managed_keys]
         near = timedelta(days=deps.settings.near_expiry_days)
-        for vault_url, keys in vaults.items():
-            if len(keys) > PAGE:
-                list_calls += 1
-            else:
-                reads += len(keys)
-            for managed, latest, versions in _current_versions(deps, vault_url, keys, items):
-                decision = should_rotate(latest, None, deps.clock.now(), near)
-                due = decision.reason if decision.rotate else None
-                work = partial(reconcile_key, deps, managed, latest, trigger, due, known_versions=versions)
-                item = _guarded(managed.uri, None, work)
-                if item is not None:
-                    items.append(item)
-    report = SweepReport(started, deps.clock.now(), tuple(items), list_calls, reads)
+        for managed, latest, versions in _current_versions(deps, keys, items):
+            decision = should_rotate(latest, None, deps.clock.now(), near)
+            due = decision.reason if decision.rotate else None
+            work = partial(reconcile_key, deps, managed, latest, trigger, due, known_versions=versions)
+            item = _guarded(managed.uri, None, work)
+            if item is not None:
+                items.append(item)
+    report = SweepReport(started, deps.clock.now(), tuple(items), 0, len(keys))
     _log.info(
         "sweep_summary",
         resumed=report.count("resumed"),
@@ -108,33 +98,16 @@ def _guarded(key_uri: str, rotation_id: str | None, work: Callable[[], SweepItem
         return SweepItem(key_uri, rotation_id, "failed", f"unexpected {type(exc).__name__}")
 
 
-#: Keys per page of a Key Vault key listing (its maximum ``maxresults``).
-PAGE = 25
-
-
 def _current_versions(
-    deps: Dependencies, vault_url: str, keys: list[KeyRef], items: list[SweepItem]
-) -> list[tuple[KeyRef, KeyVersion, list[KeyVersion] | None]]:
-    """Each managed key of one vault with its current version (and every version, when read); a
-    failure becomes an item.
+    deps: Dependencies, keys: list[KeyRef], items: list[SweepItem]
+) -> list[tuple[KeyRef, KeyVersion, list[KeyVersion]]]:
+    """Each managed key with its current version and every version; a failure becomes an item.
 
-    One version listing per key (one call for up to 25 versions; the newest is the current one and
-    ``reconcile_key`` judges the consumers' versions from the same list) while the keys fit on one
-    page of a vault listing; beyond that, one listing of the vault (ceil(keys in vault / 25) calls,
-    at most the reads it replaces, since every managed key is in it). A managed key missing from its
-    vault is skipped, as a listing would. The size of the vault is not known without listing it, so
-    a small vault made mostly of managed keys (fewer than 25 x (managed - 1) keys) costs up to 25
-    reads where a listing would cost fewer pages.
+    One version listing per managed key (one call for up to 25 versions): the newest is the current
+    one, and ``reconcile_key`` judges the versions consumers use from the same list, which it needs
+    for every managed key anyway. A managed key missing from its vault is skipped.
     """
-    if len(keys) > PAGE:
-        wanted = {k.name.lower(): k for k in keys}
-        try:
-            listed = list(deps.keys.list_keys(vault_url))
-        except RotationError as exc:
-            items.extend(SweepItem(k.uri, None, "failed", f"list keys: {safe_message(exc)}") for k in keys)
-            return []
-        return [(wanted[v.key.name.lower()], v, None) for v in listed if v.key.name.lower() in wanted]
-    found: list[tuple[KeyRef, KeyVersion, list[KeyVersion] | None]] = []
+    found: list[tuple[KeyRef, KeyVersion, list[KeyVersion]]] = []
     for key in keys:
         try:
             versions = list(deps.keys.list_versions(key))

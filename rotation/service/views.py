@@ -159,8 +159,8 @@ class SweepReport(_ToDict):
     started_at: datetime
     finished_at: datetime
     items: tuple[SweepItem, ...]
-    list_calls: int = 0  # list passes over a vault (each ceil(keys / 25) calls): vaults with > 25 managed keys
-    key_reads: int = 0  # reads of one managed key's current version (one call each)
+    list_calls: int = 0  # listings of a whole vault (none since the sweep reads only its managed keys)
+    key_reads: int = 0  # version listings of one managed key (one call for up to 25 versions)
 
     def count(self, action: str) -> int:
         return sum(1 for i in self.items if i.action == action)
