@@ -119,12 +119,18 @@ def verify_consumers(run: StepRun) -> StepResult:
         return run.finish_step(Step.VERIFY_CONSUMERS, f"would read back every re-pointed consumer ({planned})")
     new = run.state.new_version
     assert new is not None
-    for change in changed:
+
+    def problem_of(change: ConsumerChange) -> str | None:
         unit = run.unit(change)
         reading = unit.read_back(run.deps, run.key, change)
-        if reading is None:
-            continue
-        problem = unit.verify(change, reading, new)
-        if problem is not None:
-            return run.roll_back(change, VerificationFailed(problem))
+        return None if reading is None else unit.verify(change, reading, new)
+
+    # Reads only: as many at once as the re-point steps write.
+    outcomes = run_bounded(changed, problem_of, run.deps.settings.repoint_concurrency)
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+    wrong = sorted((o for o in outcomes if o.result), key=lambda o: changed.index(o.item))
+    if wrong:
+        return run.roll_back(wrong[0].item, VerificationFailed(str(wrong[0].result)))
     return run.finish_step(Step.VERIFY_CONSUMERS, "every re-pointed consumer reads back the new version")
