@@ -24,10 +24,8 @@ import math
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,45 +102,15 @@ def measure_ratio(
 
 def measure_sweep(endpoints: dict[str, Any], *, keys: int) -> dict[str, Any]:
     """One reconciler tick over a vault of ``keys`` keys, two managed, neither near expiry."""
-    from azure.keyvault.keys import KeyClient
-
-    from emulators.arm.admin_client import ArmAdmin
-    from emulators.keyvault.admin_client import KeyVaultAdmin
-    from rotation.adapters.local_credential import LocalDevelopmentCredential
+    from bench.reconcile_cost import seed_vault
     from rotation.bootstrap import Bootstrap, build_dependencies
     from rotation.domain.model import Trigger, TriggerKind
     from rotation.service import sweep
     from rotation.settings import load_settings
 
-    ca = endpoints["ca_bundle"]
-    principal, subscription, suffix = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex[:6]
-    arm = ArmAdmin(endpoints["arm"]["admin"], ca)
-    arm.create_resource_group(subscription, f"rg-sweep-{suffix}")
-    arm.add_role_assignment(principal, "Contributor", f"/subscriptions/{subscription}")
-    kv = KeyVaultAdmin(endpoints["keyvault"]["admin"], ca)
-    vault = kv.create_vault(f"kv-sweep-{suffix}", subscription_id=subscription, resource_group=f"rg-sweep-{suffix}")
-    kv.set_throttle(vault["name"], enabled=False)
-    client = KeyClient(
-        vault["url"], LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False
-    )
-    far = datetime.now(UTC) + timedelta(days=300)
     managed = ("managed-a", "managed-b")
-    for name in managed:
-        client.create_rsa_key(name, size=2048, expires_on=far)
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.create_ec_key(f"bulk-{i:05d}"), range(keys - len(managed))))
-    env = {
-        "AzureWebJobsStorage": endpoints["storage"]["connection_string"],
-        "ROTATION_MANAGED_KEYS": ",".join(f"{vault['url'].rstrip('/')}/keys/{name}" for name in managed),
-        "ROTATION_SUBSCRIPTIONS": subscription,
-        "ROTATION_ARM_ENDPOINT": endpoints["arm"]["url"],
-        "ROTATION_CA_BUNDLE": ca,
-        "ROTATION_LOCAL_PRINCIPAL": principal,
-        "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
-        "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
-        "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
-        "ROTATION_LOG_LEVEL": "WARNING",
-    }
+    seeded = seed_vault(endpoints, keys, dict.fromkeys(managed, timedelta(days=300)))
+    vault, kv, env = seeded.vault, seeded.admin, seeded.settings
     deps = build_dependencies(Bootstrap(load_settings(env)), inline=True)
     kv.reset_counters()
     report = sweep(deps, Trigger(TriggerKind.TIMER))

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,16 @@ from typing import Any
 MANAGED = ("managed-near-expiry", "managed-later")
 
 
-def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
-    """Seed a vault of ``keys`` keys in running local Azure, run ``reconcile`` once, return the counts.
-
-    Sets the app settings in ``os.environ`` (callers restore them).
-    """
-    from azure.functions.timer import TimerRequest
+def seed_vault(endpoints: dict[str, Any], keys: int, managed: dict[str, timedelta]) -> SeededVault:
+    """A new vault of ``keys`` keys in running local Azure: ``managed`` (name -> time to expiry) and EC fillers."""
     from azure.keyvault.keys import KeyClient
 
     from emulators.arm.admin_client import ArmAdmin
     from emulators.keyvault.admin_client import KeyVaultAdmin
-    from rotation import bootstrap
     from rotation.adapters.local_credential import LocalDevelopmentCredential
-    from tests.functions_host import invoke
 
     ca = endpoints["ca_bundle"]
-    principal = str(uuid.uuid4())
-    subscription = str(uuid.uuid4())
-    suffix = uuid.uuid4().hex[:6]
+    principal, subscription, suffix = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex[:6]
     arm = ArmAdmin(endpoints["arm"]["admin"], ca)
     arm.create_resource_group(subscription, f"rg-sweep-{suffix}")
     arm.add_role_assignment(principal, "Contributor", f"/subscriptions/{subscription}")
@@ -50,27 +43,50 @@ def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
         vault["url"], LocalDevelopmentCredential(principal), connection_verify=ca, verify_challenge_resource=False
     )
     now = datetime.now(UTC)
-    client.create_rsa_key(MANAGED[0], size=2048, expires_on=now + timedelta(days=5))
-    client.create_rsa_key(MANAGED[1], size=2048, expires_on=now + timedelta(days=300))
+    for name, expires_in in managed.items():
+        client.create_rsa_key(name, size=2048, expires_on=now + expires_in)
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.create_ec_key(f"bulk-{i:05d}"), range(keys - len(MANAGED))))
-    seeded_s = time.monotonic() - started
-    os.environ.update(
-        {
-            "AzureWebJobsStorage": endpoints["storage"]["connection_string"],
-            "ROTATION_MANAGED_KEYS": ",".join(f"{vault['url']}/keys/{name}" for name in MANAGED),
-            "ROTATION_SUBSCRIPTIONS": subscription,
-            "ROTATION_ARM_ENDPOINT": endpoints["arm"]["url"],
-            "ROTATION_CA_BUNDLE": ca,
-            "ROTATION_LOCAL_PRINCIPAL": principal,
-            "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
-            "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
-            "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
-            "ROTATION_REWRAP_QUEUE": f"sweep-{suffix}",
-            "ROTATION_LOG_LEVEL": "WARNING",
-        }
-    )
+        list(pool.map(lambda i: client.create_ec_key(f"bulk-{i:05d}"), range(keys - len(managed))))
+    settings = {
+        "AzureWebJobsStorage": endpoints["storage"]["connection_string"],
+        "ROTATION_MANAGED_KEYS": ",".join(f"{vault['url'].rstrip('/')}/keys/{name}" for name in managed),
+        "ROTATION_SUBSCRIPTIONS": subscription,
+        "ROTATION_ARM_ENDPOINT": endpoints["arm"]["url"],
+        "ROTATION_CA_BUNDLE": ca,
+        "ROTATION_LOCAL_PRINCIPAL": principal,
+        "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
+        "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
+        "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
+        "ROTATION_REWRAP_QUEUE": f"sweep-{suffix}",
+        "ROTATION_LOG_LEVEL": "WARNING",
+    }
+    return SeededVault(vault, client, kv, settings, time.monotonic() - started)
+
+
+@dataclass
+class SeededVault:
+    vault: dict[str, Any]
+    client: Any  # azure.keyvault.keys.KeyClient
+    admin: Any  # emulators.keyvault.admin_client.KeyVaultAdmin
+    settings: dict[str, str]
+    seed_seconds: float
+
+
+def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
+    """Seed a vault of ``keys`` keys in running local Azure, run ``reconcile`` once, return the counts.
+
+    Sets the app settings in ``os.environ`` (callers restore them).
+    """
+    from azure.functions.timer import TimerRequest
+
+    from rotation import bootstrap
+    from tests.functions_host import invoke
+
+    days = (timedelta(days=5), timedelta(days=300))
+    seeded = seed_vault(endpoints, keys, dict(zip(MANAGED, days, strict=True)))
+    vault, client, kv, seeded_s = seeded.vault, seeded.client, seeded.admin, seeded.seed_seconds
+    os.environ.update(seeded.settings)
 
     bootstrap.override(None)
     bootstrap.override_dependencies(None)

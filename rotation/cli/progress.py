@@ -37,19 +37,29 @@ def _changed(last: tuple[Any, ...] | None, view: dict[str, Any]) -> tuple[tuple[
     return key, key != last
 
 
-class JsonLines:
+class _OnChange:
+    """Writes one line each time the rotation's status, stage, counts or in-flight set change."""
+
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.last: tuple[Any, ...] | None = None
 
+    def line(self, view: dict[str, Any]) -> str:
+        raise NotImplementedError
+
     def update(self, view: dict[str, Any]) -> None:
         self.last, changed = _changed(self.last, view)
         if changed:
-            self.stream.write(json.dumps(view, default=str, separators=(",", ":")) + "\n")
+            self.stream.write(self.line(view) + "\n")
             self.stream.flush()
 
     def close(self) -> None:
         return None
+
+
+class JsonLines(_OnChange):
+    def line(self, view: dict[str, Any]) -> str:
+        return json.dumps(view, default=str, separators=(",", ":"))
 
 
 def describe(view: dict[str, Any]) -> str:
@@ -69,19 +79,9 @@ def describe(view: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-class PlainLines:
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.last: tuple[Any, ...] | None = None
-
-    def update(self, view: dict[str, Any]) -> None:
-        self.last, changed = _changed(self.last, view)
-        if changed:
-            self.stream.write(describe(view) + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        return None
+class PlainLines(_OnChange):
+    def line(self, view: dict[str, Any]) -> str:
+        return describe(view)
 
 
 class LiveBar:
