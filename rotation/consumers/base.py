@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from rotation.domain.model import ConsumerChange, KeyRef, RewrapSummary
-from rotation.domain.plan import ConsumerPlanner
+from rotation.domain.plan import VERSIONLESS, ConsumerPlanner
 from rotation.domain.steps import RotationState
 from rotation.errors import VerificationFailed
 from rotation.ports import (
@@ -229,3 +229,32 @@ def would_repoint(label: str, changes: Sequence[ConsumerChange]) -> str:
     """A dry run's line for a re-point step: how many of ``label`` it would move, by name."""
     names = [short_name(c.resource_id) for c in changes]
     return f"would re-point {len(names)} {label}" + (f": {', '.join(names)}" if names else "")
+
+
+def track_adoption(unit: ConsumerUnit[Item], run: ConsumerRun, noun: str) -> Settled:
+    """Record which of ``unit``'s consumers that follow the key by themselves use the new version.
+
+    Shared by kinds whose consumers adopt a new version on their own (versionless storage accounts,
+    versionless registries, auto-rotating disk encryption sets): ``tracking`` until the read-back
+    shows the new version in use, then ``adopted``. ``noun`` describes them in a dry run's line.
+    """
+    if run.dry_run:
+        count = sum(c.kind == unit.kind and c.status == "tracking" for c in run.state.consumers)
+        return Settled(True, f"would track {count} {noun} {unit.label}")
+    new = run.state.new_version
+    tracked = adopted = 0
+    changes: list[ConsumerChange] = []
+    for change in run.state.consumers:
+        if change.kind != unit.kind or change.status not in ("tracking", "adopted"):
+            continue
+        reading = unit.read_back(run.ports, run.key, change)
+        assert reading is not None
+        if reading.in_use == new:
+            adopted += 1
+            detail = f"{reading.name}: adopted {new}"
+            changes.append(replace(change, status="adopted", after=VERSIONLESS, detail=detail))
+        else:
+            tracked += 1
+            detail = f"{reading.name}: in use {reading.in_use or 'unknown'}"
+            changes.append(replace(change, status="tracking", after=VERSIONLESS, detail=detail))
+    return Settled(True, f"{adopted} adopted, {tracked} still tracking", tuple(changes))

@@ -14,6 +14,7 @@ from rotation.consumers.base import (
     UnitPorts,
     repoint_pinned,
     roll_back_pinned,
+    track_adoption,
     would_repoint,
 )
 from rotation.domain.model import ConsumerChange, KeyRef
@@ -82,25 +83,7 @@ class PinnedOrSelfRotating:
 
     def settle(self, run: ConsumerRun) -> Settled:
         """Record which self-rotating consumers use the new version (tracking -> adopted)."""
-        if run.dry_run:
-            count = sum(c.kind == self.kind and c.status == "tracking" for c in run.state.consumers)
-            return Settled(True, f"would track {count} self-rotating {self.label}")
-        new = run.state.new_version
-        tracked = adopted = 0
-        changes: list[ConsumerChange] = []
-        for change in run.state.consumers:
-            if change.kind != self.kind or change.status not in ("tracking", "adopted"):
-                continue
-            reading = self.read_back(run.ports, run.key, change)
-            if reading.in_use == new:
-                adopted += 1
-                detail = f"{reading.name}: adopted {new}"
-                changes.append(replace(change, status="adopted", after=VERSIONLESS, detail=detail))
-            else:
-                tracked += 1
-                detail = f"{reading.name}: in use {reading.in_use or 'unknown'}"
-                changes.append(replace(change, status="tracking", after=VERSIONLESS, detail=detail))
-        return Settled(True, f"{adopted} adopted, {tracked} still tracking", tuple(changes))
+        return track_adoption(self, run, "self-rotating")  # type: ignore[arg-type]  # the subclass completes it
 
     def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
         if change.kind == self.kind and change.status == "tracking":
