@@ -28,7 +28,7 @@ from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationError
 from rotation.service import Dependencies, start_rotation, sweep
-from tests.integration.workflow.estate import ARM_SCOPE, OPERATOR, RealEstate, build_estate
+from tests.integration.workflow.estate import OPERATOR, RealEstate, build_estate
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "least-privilege-test-admin"  # the test's own principal: sets up and reads back, never the service
@@ -147,27 +147,15 @@ def _admin_keys(estate: RealEstate) -> KeyClient:
 
 
 def _account_key_version(estate: RealEstate, account_id: str) -> str:
-    storage = StorageManagementClient(
-        LocalDevelopmentCredential(ADMIN),
-        estate.subscription_id,
-        base_url=estate.arm_url,
-        connection_verify=estate.ca,
-        credential_scopes=[ARM_SCOPE],
-    )
+    storage = estate.mgmt(StorageManagementClient, ADMIN)
     account = storage.storage_accounts.get_properties(estate.resource_group, account_id.rsplit("/", 1)[-1])
     return str(account.encryption.key_vault_properties.key_version)
 
 
 def _consumer_principals(estate: RealEstate) -> list[str]:
     """The consumers' own identities (what Storage and ML use to reach the key)."""
-    credential = LocalDevelopmentCredential(OPERATOR)
-    common: dict[str, Any] = {
-        "base_url": estate.arm_url,
-        "connection_verify": estate.ca,
-        "credential_scopes": [ARM_SCOPE],
-    }
-    storage = StorageManagementClient(credential, estate.subscription_id, **common)
-    ml = MachineLearningServicesMgmtClient(credential, estate.subscription_id, **common)
+    storage = estate.mgmt(StorageManagementClient)
+    ml = estate.mgmt(MachineLearningServicesMgmtClient)
     principals = set()
     for account_id in estate.pinned + estate.versionless:
         name = account_id.rsplit("/", 1)[-1]

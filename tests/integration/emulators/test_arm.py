@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
+from tests.integration.mgmt_clients import ClientT, mgmt_client, resource_id
 
 SAMPLES = Path(__file__).parent / "test_arm_samples"
-ARM_SCOPE = "https://management.azure.com/.default"
 TESTER = "arm-tester"  # the principal the tests act as
 
 
@@ -69,16 +69,22 @@ class World:
     def arm_url(self) -> str:
         return str(self.endpoints["arm"]["url"])
 
-    def storage(self, principal: str = TESTER, **kwargs: Any) -> StorageManagementClient:
-        kwargs.setdefault("polling_interval", 0.05)
-        return StorageManagementClient(
-            LocalDevelopmentCredential(principal),
-            self.subscription_id,
-            base_url=self.arm_url,
-            connection_verify=self.ca,
-            credential_scopes=[ARM_SCOPE],
+    def mgmt(self, client_class: type[ClientT], principal: str = TESTER, **kwargs: Any) -> ClientT:
+        """An official management client for this world's subscription, acting as ``principal``."""
+        return mgmt_client(
+            client_class,
+            arm_url=self.arm_url,
+            ca=self.ca,
+            principal=principal,
+            subscription_id=self.subscription_id,
             **kwargs,
         )
+
+    def storage(self, principal: str = TESTER, **kwargs: Any) -> StorageManagementClient:
+        return self.mgmt(StorageManagementClient, principal, **kwargs)
+
+    def resource_id(self, resource_type: str, name: str) -> str:
+        return resource_id(self.subscription_id, self.resource_group, resource_type, name)
 
     def new_version(self, **kwargs: Any) -> str:
         return str(self.keys.create_rsa_key(self.key_name, size=2048, **kwargs).id)
@@ -109,16 +115,10 @@ class World:
         self.kv_admin.set_role_assignments(vault["name"], assignments)
 
     def identity_id(self, name: str) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
-        )
+        return self.resource_id("Microsoft.ManagedIdentity/userAssignedIdentities", name)
 
     def account_id(self, name: str) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Storage/storageAccounts/{name}"
-        )
+        return self.resource_id("Microsoft.Storage/storageAccounts", name)
 
 
 @pytest.fixture
@@ -794,12 +794,12 @@ class TestProcessLifecycle:
             process = first._processes[0].popen
 
         with LocalAzure(tmp_path, services=["arm"]) as second:
-            client = StorageManagementClient(
-                LocalDevelopmentCredential(TESTER),
-                subscription_id,
-                base_url=second.endpoints["arm"]["url"],
-                connection_verify=second.endpoints["ca_bundle"],
-                credential_scopes=[ARM_SCOPE],
+            client = mgmt_client(
+                StorageManagementClient,
+                arm_url=second.endpoints["arm"]["url"],
+                ca=second.endpoints["ca_bundle"],
+                principal=TESTER,
+                subscription_id=subscription_id,
             )
             listed = list(client.storage_accounts.list_by_resource_group(group))
             client.close()

@@ -22,28 +22,17 @@ from azure.mgmt.compute.models import (
     SourceVault,
 )
 
-from rotation.adapters.local_credential import LocalDevelopmentCredential
-from tests.integration.emulators.test_arm import ARM_SCOPE, TESTER, World, arm_error, world
+from tests.integration.emulators.test_arm import TESTER, World, arm_error, world
 
 __all__ = ["world"]  # the fixture, imported for this module
 
 
 def compute(world: World, principal: str = TESTER) -> ComputeManagementClient:
-    return ComputeManagementClient(
-        LocalDevelopmentCredential(principal),
-        world.subscription_id,
-        base_url=world.arm_url,
-        connection_verify=world.ca,
-        credential_scopes=[ARM_SCOPE],
-        polling_interval=0.05,
-    )
+    return world.mgmt(ComputeManagementClient, principal)
 
 
 def des_id(world: World, name: str) -> str:
-    return (
-        f"/subscriptions/{world.subscription_id}/resourceGroups/{world.resource_group}"
-        f"/providers/Microsoft.Compute/diskEncryptionSets/{name}"
-    )
+    return world.resource_id("Microsoft.Compute/diskEncryptionSets", name)
 
 
 def create_set(world: World, key_url: str, *, auto: bool = False, grant: bool = True) -> tuple[str, DiskEncryptionSet]:

@@ -25,21 +25,13 @@ from azure.mgmt.machinelearningservices.models import (
 from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.errors import InputError, PermissionDenied, PreconditionFailed, ThrottledError, TransientError
-from tests.integration.emulators.test_arm import ARM_SCOPE, TESTER, World, key_paths, sample, world
+from tests.integration.emulators.test_arm import TESTER, World, key_paths, sample, world
 
 __all__ = ["world"]  # the fixture, imported for this module
 
 
 def legacy_client(world: World, principal: str = TESTER, **kwargs: Any) -> MachineLearningServicesMgmtClient:
-    kwargs.setdefault("polling_interval", 0.05)
-    return MachineLearningServicesMgmtClient(
-        LocalDevelopmentCredential(principal),
-        world.subscription_id,
-        base_url=world.arm_url,
-        connection_verify=world.ca,
-        credential_scopes=[ARM_SCOPE],
-        **kwargs,
-    )
+    return world.mgmt(MachineLearningServicesMgmtClient, principal, **kwargs)
 
 
 def aml(world: World, principal: str = TESTER, **kwargs: Any) -> AmlWorkspaceClient:

@@ -23,28 +23,17 @@ from azure.mgmt.containerregistry.models import (
     UserIdentityProperties,
 )
 
-from rotation.adapters.local_credential import LocalDevelopmentCredential
-from tests.integration.emulators.test_arm import ARM_SCOPE, TESTER, World, arm_error, world
+from tests.integration.emulators.test_arm import TESTER, World, arm_error, world
 
 __all__ = ["world"]  # the fixture, imported for this module
 
 
 def acr(world: World, principal: str = TESTER) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(
-        LocalDevelopmentCredential(principal),
-        world.subscription_id,
-        base_url=world.arm_url,
-        connection_verify=world.ca,
-        credential_scopes=[ARM_SCOPE],
-        polling_interval=0.05,
-    )
+    return world.mgmt(ContainerRegistryManagementClient, principal)
 
 
 def registry_id(world: World, name: str) -> str:
-    return (
-        f"/subscriptions/{world.subscription_id}/resourceGroups/{world.resource_group}"
-        f"/providers/Microsoft.ContainerRegistry/registries/{name}"
-    )
+    return world.resource_id("Microsoft.ContainerRegistry/registries", name)
 
 
 def registry_with_key(

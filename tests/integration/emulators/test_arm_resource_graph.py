@@ -17,9 +17,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from rotation.adapters.local_credential import LocalDevelopmentCredential
 from tests.integration.emulators.test_arm import (
-    ARM_SCOPE,
     TESTER,
     World,
     arm_error,
@@ -27,6 +25,7 @@ from tests.integration.emulators.test_arm import (
     identity_with_access,
     world,
 )
+from tests.integration.mgmt_clients import mgmt_client
 
 __all__ = ["world"]  # the fixture, imported for this module
 
@@ -39,13 +38,7 @@ def graph_world(world: World) -> Iterator[World]:
 
 
 def graph(world: World, principal: str = TESTER, **kwargs: Any) -> ResourceGraphClient:
-    return ResourceGraphClient(
-        LocalDevelopmentCredential(principal),
-        base_url=world.arm_url,
-        connection_verify=world.ca,
-        credential_scopes=[ARM_SCOPE],
-        **kwargs,
-    )
+    return mgmt_client(ResourceGraphClient, arm_url=world.arm_url, ca=world.ca, principal=principal, **kwargs)
 
 
 def cosmos_id(subscription_id: str) -> str:

@@ -24,8 +24,8 @@ from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import KeyRef
 from rotation.service.deps import Dependencies
 from rotation.settings import Settings, load_settings
+from tests.integration.mgmt_clients import ClientT, mgmt_client
 
-ARM_SCOPE = "https://management.azure.com/.default"
 OPERATOR = "rotation-operator"  # the principal the service acts as
 
 
@@ -71,15 +71,14 @@ class RealEstate:
             verify_challenge_resource=False,
         )
 
-    def storage(self) -> StorageManagementClient:
-        return StorageManagementClient(
-            LocalDevelopmentCredential(OPERATOR),
-            self.subscription_id,
-            base_url=self.arm_url,
-            connection_verify=self.ca,
-            credential_scopes=[ARM_SCOPE],
-            polling_interval=0.05,
+    def mgmt(self, client_class: type[ClientT], principal: str = OPERATOR) -> ClientT:
+        """An official management client for the estate's subscription, acting as ``principal``."""
+        return mgmt_client(
+            client_class, arm_url=self.arm_url, ca=self.ca, principal=principal, subscription_id=self.subscription_id
         )
+
+    def storage(self) -> StorageManagementClient:
+        return self.mgmt(StorageManagementClient)
 
     def env(self, **extra: str) -> dict[str, str]:
         """App settings pointing the service at this estate."""
@@ -193,14 +192,7 @@ def build_estate(
     estate.versionless = [account("", key.name) for _ in range(versionless)]
     estate.unrelated = [account(other_version, other.name)]
 
-    ml = MachineLearningServicesMgmtClient(
-        LocalDevelopmentCredential(OPERATOR),
-        subscription_id,
-        base_url=estate.arm_url,
-        connection_verify=estate.ca,
-        credential_scopes=[ARM_SCOPE],
-        polling_interval=0.05,
-    )
+    ml = estate.mgmt(MachineLearningServicesMgmtClient)
 
     def workspace(key_id: str) -> str:
         name = f"ws-{uuid.uuid4().hex[:10]}"
