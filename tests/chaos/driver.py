@@ -91,6 +91,7 @@ class ChaosRun:
     observations: int = 0
     ticks: int = 0
     heal_log: list[str] = field(default_factory=list)  # what each reconciler tick did
+    attempts: int = 0  # rotations recorded over all keys (more than the keys: some stopped and were re-attempted)
 
     @property
     def ca(self) -> str:
@@ -185,6 +186,22 @@ def draw_faults(run: ChaosRun, rng: random.Random) -> tuple[list[dict[str, Any]]
     return kv, arm
 
 
+def draw_arm_modes(rng: random.Random) -> tuple[int, str, dict[str, Any] | None]:
+    """Slow LROs (polls until done), how ML answers a workspace update (each success shape the
+    emulator has), and an RP-side Key Vault outage (the providers' own key checks fail) or none."""
+    polls = rng.randint(1, 4)
+    ml_update = rng.choice(("location", "location-204", "location-empty-200", "sync", "async-succeeded"))
+    outage: dict[str, Any] | None = None
+    if rng.random() < 0.7:
+        outage = {
+            "count": rng.randint(1, 4),
+            "providers": tuple(rng.sample(("storage", "ml"), rng.randint(1, 2))),
+            "status": rng.choice((400, 503)),
+            "ml_delivery": rng.choice(("response", "operation")),
+        }
+    return polls, ml_update, outage
+
+
 def _trigger_threads(run: ChaosRun, rng: random.Random) -> list[threading.Thread]:
     threads: list[threading.Thread] = []
     for index, key in enumerate(run.keys):
@@ -270,9 +287,10 @@ def run(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
     rng = random.Random(seed)
     chaos = build(endpoints, seed, directory)
     kv_rules, arm_rules = draw_faults(chaos, rng)
-    polls = rng.randint(1, 4)
+    polls, ml_update, outage = draw_arm_modes(rng)
     chaos.schedule += [f"key vault fault {r}" for r in kv_rules] + [f"arm fault {r}" for r in arm_rules]
-    chaos.schedule.append(f"ARM LROs take {polls} polls")
+    chaos.schedule.append(f"ARM LROs take {polls} polls; ML workspace updates answer {ml_update!r}")
+    chaos.schedule.append(f"RP-side Key Vault outage: {outage}" if outage else "no RP-side Key Vault outage")
     threads = _trigger_threads(chaos, rng)
     killers = _killers(chaos, rng)
     stop = threading.Event()
@@ -281,7 +299,9 @@ def run(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
     try:
         kv.set_faults(*kv_rules)
         arm.set_faults(*arm_rules)
-        arm.set_lro(polls_until_done=polls)
+        arm.set_lro(polls_until_done=polls, ml_update=ml_update)
+        if outage:
+            arm.start_keyvault_outage(**outage)
         monitor.start()
         started = time.monotonic()
         processes: list[subprocess.Popen[str]] = []
@@ -305,7 +325,8 @@ def run(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
     finally:
         kv.clear_faults()  # all faults end
         arm.clear_faults()
-        arm.set_lro(polls_until_done=1)
+        arm.end_keyvault_outage()
+        arm.set_lro(polls_until_done=1, ml_update="location")
     try:
         heal(chaos)
         _observe_once(chaos)  # the quiet state is observed too
@@ -354,6 +375,7 @@ def check(chaos: ChaosRun) -> None:
     problems: list[str] = []
     deps = chaos.deps()
     for index, key in enumerate(chaos.keys):
+        chaos.attempts += len(list_rotations(deps, key.estate.key.uri))
         problems += [f"key {index} ({key.estate.key.name}): {p}" for p in _check_key(chaos, deps, key)]
     problems += [f"during the run: {v}" for v in sorted(set(chaos.observed_violations))]
     report = deps.audit.verify()
@@ -462,7 +484,7 @@ def describe(chaos: ChaosRun, problems: list[str]) -> str:
 
 def summary(chaos: ChaosRun) -> str:
     return (
-        f"chaos seed {chaos.seed}: {len(chaos.keys)} keys healed in {chaos.ticks} tick(s), "
+        f"chaos seed {chaos.seed}: {len(chaos.keys)} keys healed in {chaos.ticks} tick(s), {chaos.attempts} rotations, "
         f"{chaos.observations} observations, {len(chaos.schedule)} scheduled events, "
         f"{len(chaos.trigger_errors)} trigger errors"
     )
