@@ -4,7 +4,8 @@ The container-registry, disk-encryption-set and Resource Graph adapters speak th
 as azure-mgmt-containerregistry, azure-mgmt-compute and azure-mgmt-resourcegraph (the integration
 tests drive the emulator with those SDKs and compare), without shipping them
 (docs/decisions/0004-estate-adapters-on-azure-mgmt-core.md). What they need from azure-core is here:
-ARM challenge authentication, the transport retry policy, ``ARMPolling`` for long-running
+ARM challenge authentication, the transport retry policy, pacing from ARM's rate-limit headers
+(``arm_pacing``), ``ARMPolling`` for long-running
 operations, and translation of every azure-core error into :mod:`rotation.errors`.
 """
 
@@ -25,6 +26,7 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLo
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
+from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.adapters.azure_errors import translate
 from rotation.errors import TransientError
 from rotation.retry import TRANSPORT_RETRY
@@ -43,11 +45,13 @@ class ArmRest:
         transport_kwargs: dict[str, Any],
         *,
         polling_interval: float = 5.0,
+        pacer: ArmPacer | None = None,
     ) -> None:
         """
         Args:
             transport_kwargs: passed to the pipeline and transport (``connection_verify``, ``transport``, ...).
             polling_interval: seconds between LRO polls when ARM sends no ``Retry-After``.
+            pacer: paces requests from ARM's rate-limit headers (default: the process-wide one).
         """
         self.endpoint = arm_endpoint.rstrip("/")
         self._polling_interval = polling_interval
@@ -60,6 +64,7 @@ class ArmRest:
                 UserAgentPolicy(sdk_moniker="cmk-rotation/1.0", **kwargs),
                 ContentDecodePolicy(**kwargs),
                 RetryPolicy(**kwargs),
+                ArmPacingPolicy(pacer or shared_pacer()),
                 ARMChallengeAuthenticationPolicy(credential, arm_scope(arm_endpoint)),
                 ARMHttpLoggingPolicy(**kwargs),
             ],

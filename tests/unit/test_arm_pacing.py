@@ -223,3 +223,25 @@ class TestPolicy:
         assert transport.sent == ["PATCH", "PATCH", "PATCH"]
         assert len(time.sleeps) == 2  # before the second PATCH (1 left), and before its retry after the 429
         assert paced.estimate(SUB, "writes") == 40
+
+
+class TestAdaptersArePaced:
+    """The ARM adapters' pipelines carry the pacer: an answer reporting no writes left delays the next write."""
+
+    def test_arm_rest(self) -> None:
+        from rotation.adapters.arm_rest import ArmRest
+        from rotation.adapters.local_credential import LocalDevelopmentCredential
+
+        time = FakeTime()
+        paced = pacer(time, reserve=0)
+        transport = Answers([(200, "0"), (200, "5")])
+        rest = ArmRest(
+            "https://management.azure.com", LocalDevelopmentCredential("tester"), {"transport": transport}, pacer=paced
+        )
+        url = rest.url(f"/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.Compute/diskEncryptionSets/d", "1")
+
+        rest.send("PATCH", url, "update d", "Microsoft.Compute/diskEncryptionSets/write", {})
+        rest.send("PATCH", url, "update d", "Microsoft.Compute/diskEncryptionSets/write", {})
+
+        assert transport.sent == ["PATCH", "PATCH"]
+        assert time.sleeps == [pytest.approx(0.1)]  # one write's refill at 10 per second
