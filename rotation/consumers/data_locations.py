@@ -77,6 +77,15 @@ class DataLocationUnit:
         count = sum(s.counts.get(version, 0) for s in items)
         return (f"{count} client-side-encrypted blobs are wrapped by it",) if count else ()
 
+    def evidence(self, items: Sequence[DataSurvey]) -> str:
+        """The blobs surveyed, by the key version that wraps them (``problems``: none of this key's)."""
+        counts: dict[str, int] = {}
+        for survey in items:
+            for version, n in survey.counts.items():
+                counts[version or "problems"] = counts.get(version or "problems", 0) + n
+        by_version = ", ".join(f"{v}: {n}" for v, n in sorted(counts.items()))
+        return f"{sum(counts.values())} blobs surveyed" + (f": {by_version}" if by_version else "")
+
     def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
         return None  # moved by the settle step (the re-wrap), not one by one
 

@@ -103,9 +103,13 @@ class StorageAccountUnit:
     def references_to(self, items: Sequence[StorageAccountKey], key: KeyRef, version: str) -> tuple[str, ...]:
         found: list[str] = []
         for account in items:
+            in_use = version_of(account.current_versioned_key_id, key.uri)
             if account.key_version == version:
                 found.append(f"storage account {account.name} is pinned to it")
-            elif version_of(account.current_versioned_key_id, key.uri) == version:
+            elif account.versionless and not in_use:
+                # Fail closed: Storage does not say which version it uses, so it may be this one.
+                found.append(f"storage account {account.name} is versionless and its in-use version is unknown")
+            elif in_use == version:
                 found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
         return tuple(found)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from rotation.domain.evidence import retirement_evidence
 from rotation.domain.model import RotationStatus
 from rotation.domain.plan import references_to
 from rotation.domain.policy import retirement_due
@@ -34,6 +35,7 @@ def retire(run: StepRun) -> StepResult:
     references = references_to(registry.units, found, key, old_version)
     failures = len(state.rewrap.failed) if state.rewrap else 0
     decision = retirement_due(state.retire_after, now, references, failures)
+    evidence = retirement_evidence(registry.units, found, key, now, references)
     if not decision.due:
         detail = decision.reason + (": " + "; ".join(decision.blockers) if decision.blockers else "")
         run.commit(record_step(state, Step.RETIRE, "waiting", now, detail[:1000]))
@@ -48,10 +50,11 @@ def retire(run: StepRun) -> StepResult:
     if keys.get_key(key, old_version).enabled:
         run.write("disable_version", key.uri, old_version, lambda: keys.update_version(key, old_version, enabled=False))
     now = deps.clock.now()
-    final = record_step(run.state, Step.RETIRE, "succeeded", now, f"disabled {old_version}")
+    # The evidence the retirement relied on is kept with it: the step's detail and the audit record.
+    final = record_step(run.state, Step.RETIRE, "succeeded", now, f"disabled {old_version}; {evidence}"[:1000])
     # A crashed sweeper may have left the disable's intent; the version is disabled now, so it is resolved.
     final = replace(with_intent(final, None, now), status=RotationStatus.RETIRED)
-    audit_outcome(deps, final, "retired", f"old version {old_version} disabled after the grace period")
+    audit_outcome(deps, final, "retired", f"old version {old_version} disabled after the grace period; {evidence}")
     run.commit(final)
     _log.info("version_retired", old_version=old_version)
     return "done"
