@@ -5,7 +5,7 @@ from __future__ import annotations
 from rotation.domain.model import KeyRef
 from rotation.domain.plan import Observed, build_plan
 from rotation.domain.steps import HOLDING_STATUSES, RotationState, holds_key
-from rotation.errors import PreconditionFailed, RotationNotFound, UnknownKeyError
+from rotation.errors import PreconditionFailed, RotationNotFound, SettingsError, UnknownKeyError
 from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.views import PlanView, RotationView
@@ -27,6 +27,36 @@ def managed_key(deps: Dependencies, key_uri: str) -> KeyRef:
     raise UnknownKeyError(f"{key.uri} is not a managed key (ROTATION_MANAGED_KEYS)")
 
 
+SCOPE_SETTING = "ROTATION_SUBSCRIPTIONS"
+
+
+def discovery_gap(deps: Dependencies) -> str | None:
+    """Why discovery cannot see the whole estate, or None when it can (fail closed, issue 16).
+
+    With ``ROTATION_SUBSCRIPTIONS`` empty, the kinds that search the configured subscriptions find
+    nothing, so nothing would block retirement. That is accepted only when a registered kind declares
+    ``whole_reach`` (it searches every subscription the identity can read, as Resource Graph does).
+    """
+    if deps.settings.subscriptions or any(getattr(unit, "whole_reach", False) for unit in deps.consumers):
+        return None
+    return f"{SCOPE_SETTING} is empty and no consumer kind searches beyond it: discovery would see no consumer"
+
+
+def require_discovery_scope(deps: Dependencies) -> None:
+    """Refuse to plan or start a rotation that could not see the key's consumers.
+
+    Raises:
+        SettingsError: ``ROTATION_SUBSCRIPTIONS`` is empty and nothing discovers beyond it.
+    """
+    if discovery_gap(deps) is not None:
+        raise SettingsError(
+            SCOPE_SETTING,
+            "is empty, so no storage account or workspace would be found and nothing would keep an old key "
+            "version in use from being disabled",
+            "the subscription ids to search, comma-separated",
+        )
+
+
 def observe(deps: Dependencies, key: KeyRef) -> Observed:
     """Read the key's versions, its vault and every candidate consumer of every registered kind."""
     versions = tuple(deps.keys.list_versions(key))
@@ -44,6 +74,7 @@ def observe(deps: Dependencies, key: KeyRef) -> Observed:
 def plan(deps: Dependencies, key_uri: str) -> PlanView:
     """The plan for a managed key: its consumers, what a rotation would change, and any blocker."""
     key = managed_key(deps, key_uri)
+    require_discovery_scope(deps)
     with bound(key=key.uri):
         registry = deps.consumers
         result = build_plan(observe(deps, key), registry.units, run_steps=registry.run_steps())

@@ -13,7 +13,7 @@ from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.executor import Execution
 from rotation.service.outcomes import audit_outcome
-from rotation.service.queries import get_rotation, managed_key
+from rotation.service.queries import get_rotation, managed_key, require_discovery_scope
 from rotation.service.views import RotationView
 
 _log = get_logger("rotation.workflow")
@@ -41,9 +41,11 @@ def start_rotation(
 
     Raises:
         UnknownKeyError: not a managed key.
+        SettingsError: ``ROTATION_SUBSCRIPTIONS`` is empty and no kind discovers beyond it.
         RotationInProgress: another rotation of the key is running, waiting, or cut over within its grace period.
     """
     key = managed_key(deps, key_uri)
+    require_discovery_scope(deps)
     now = deps.clock.now()
     rotation_id = new_rotation_id(now)
     with bound(rotation_id=rotation_id, key=key.uri, trigger=trigger.kind.value):

@@ -11,6 +11,7 @@ from rotation.domain.policy import retirement_due
 from rotation.domain.steps import Step, record_step, with_intent
 from rotation.logs import get_logger
 from rotation.service.outcomes import audit_outcome
+from rotation.service.queries import discovery_gap
 from rotation.service.steps.run import StepResult, StepRun
 
 _log = get_logger("rotation.reconciler")
@@ -33,6 +34,8 @@ def retire(run: StepRun) -> StepResult:
     registry = deps.consumers
     found = {unit.kind: tuple(unit.discover(deps, key)) for unit in registry}
     references = references_to(registry.units, found, key, old_version)
+    if (gap := discovery_gap(deps)) is not None:
+        references = (gap, *references)  # discovery saw nothing: that is no evidence of no use
     failures = len(state.rewrap.failed) if state.rewrap else 0
     decision = retirement_due(state.retire_after, now, references, failures)
     evidence = retirement_evidence(registry.units, found, key, now, references)

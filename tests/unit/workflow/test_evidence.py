@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import pytest
+
+from rotation.consumers import ConsumerRegistry
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.service import get_rotation, run_rotation, start_rotation, sweep
+from rotation.errors import SettingsError
+from rotation.service import get_rotation, plan, run_rotation, start_rotation, sweep
 from tests.fakes.estate import KEY, rewrap_estate, standard_estate
+from tests.unit.workflow.toy_kind import FakeGadgets, GadgetUnit
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
 TIMER = Trigger(TriggerKind.TIMER)
@@ -62,3 +67,48 @@ class TestRetirementEvidence:
             assert f"data_location 1 (4 blobs surveyed: {new}: 4)" in text
             assert "references to the old version: 0" in text
         assert old not in retired.reason.split("disabled", 1)[1].replace(f"old version {old}", "")
+
+
+class TestDiscoveryScope:
+    """Empty ROTATION_SUBSCRIPTIONS is refused: discovery would see nothing and nothing would block."""
+
+    def test_start_and_plan_are_refused_naming_the_setting(self) -> None:
+        estate, old = standard_estate()
+        estate.settings = replace(estate.settings, subscriptions=())
+
+        with pytest.raises(SettingsError, match="ROTATION_SUBSCRIPTIONS: is empty"):
+            start_rotation(estate.deps(), KEY.uri, CLI)
+        with pytest.raises(SettingsError, match="ROTATION_SUBSCRIPTIONS"):
+            plan(estate.deps(), KEY.uri)
+        assert [v.version for v in estate.keys.all_versions(KEY)] == [old]  # nothing created
+
+    def test_retirement_waits_when_the_scope_became_empty(self) -> None:
+        estate, old = standard_estate()
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.clock.advance(timedelta(hours=25))
+        estate.settings = replace(estate.settings, subscriptions=())  # a redeploy lost the setting
+
+        blocked = sweep(estate.deps(), TIMER)
+
+        assert blocked.count("retired") == 0
+        assert "ROTATION_SUBSCRIPTIONS is empty" in blocked.items[0].detail
+        assert estate.keys.get_key(KEY, old).enabled
+
+    def test_a_kind_searching_the_whole_reach_lifts_the_refusal(self) -> None:
+        estate, old = standard_estate()
+        estate.settings = replace(estate.settings, subscriptions=())
+        gadgets = FakeGadgets()
+        gadgets.add("g1", KEY.version_uri(old))
+        estate.consumers = ConsumerRegistry((*estate.consumers.units, WholeReach(gadgets)))
+
+        result = plan(estate.deps(), KEY.uri)
+
+        assert [c.resource_id for c in result.consumers] == ["/gadgets/g1"]  # storage, workspaces: out of scope
+
+
+class WholeReach(GadgetUnit):
+    """A kind that, like Resource Graph, searches every subscription the identity can read."""
+
+    whole_reach = True
