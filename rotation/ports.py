@@ -13,6 +13,7 @@ from typing import Protocol
 
 from rotation.domain.model import (
     AuditRecord,
+    HeldBlob,
     KeyRef,
     KeyVersion,
     RewrapSummary,
@@ -164,6 +165,15 @@ class DataKeys(Protocol):
 
     def survey(self, key: KeyRef, locations: Sequence[DataLocation]) -> dict[str, int]:
         """Blob counts by key version (``""`` counts blobs with problems). Blob list. Safe to repeat."""
+        ...
+
+    def held_blobs(self, key: KeyRef, locations: Sequence[DataLocation]) -> tuple[HeldBlob, ...]:
+        """Every blob version, snapshot and soft-deleted blob whose ``KeyId`` names a version of ``key``.
+
+        The re-wrap cannot move them (Azure refuses metadata writes to versions and snapshots; a
+        soft-deleted blob can be undeleted), so they keep their version from retiring. Blob list
+        (include versions, snapshots, deleted where the service has them). Safe to repeat.
+        """
         ...
 
     def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from rotation.consumers.base import ConsumerRun, Reading, Settled, UnitPorts
-from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef
+from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, HeldBlob, KeyRef
 from rotation.domain.plan import PlanContext, UnitPlan
 
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 BLOB_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+MAX_NAMED = 20  # held blobs named in one blocker (the rest are counted)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class DataSurvey:
 
     counts: Mapping[str, int]
     locations: tuple[str, ...]  # display names
+    held: tuple[HeldBlob, ...] = ()  # versions, snapshots, soft-deleted blobs: never re-wrapped
 
 
 class DataLocationUnit:
@@ -48,7 +50,9 @@ class DataLocationUnit:
         locations = ports.settings.data_locations
         if not locations:
             return ()
-        return (DataSurvey(ports.data_keys.survey(key, locations), tuple(d.display for d in locations)),)
+        counts = ports.data_keys.survey(key, locations)
+        held = ports.data_keys.held_blobs(key, locations)
+        return (DataSurvey(counts, tuple(d.display for d in locations), held),)
 
     def uses_key(self, item: DataSurvey, key: KeyRef) -> bool:
         return True  # the survey counts the key's blobs only
@@ -75,7 +79,14 @@ class DataLocationUnit:
 
     def references_to(self, items: Sequence[DataSurvey], key: KeyRef, version: str) -> tuple[str, ...]:
         count = sum(s.counts.get(version, 0) for s in items)
-        return (f"{count} client-side-encrypted blobs are wrapped by it",) if count else ()
+        found = [f"{count} client-side-encrypted blobs are wrapped by it"] if count else []
+        held = [h for s in items for h in s.held if h.key_version == version]
+        if held:
+            # Named, so the owner can delete them (or wait for their lifecycle rule): nothing can re-wrap them.
+            names = ", ".join(h.label() for h in held[:MAX_NAMED])
+            more = f" and {len(held) - MAX_NAMED} more" if len(held) > MAX_NAMED else ""
+            found.append(f"{len(held)} blob versions, snapshots or soft-deleted blobs are wrapped by it: {names}{more}")
+        return tuple(found)
 
     def evidence(self, items: Sequence[DataSurvey]) -> str:
         """The blobs surveyed, by the key version that wraps them (``problems``: none of this key's)."""
@@ -84,7 +95,13 @@ class DataLocationUnit:
             for version, n in survey.counts.items():
                 counts[version or "problems"] = counts.get(version or "problems", 0) + n
         by_version = ", ".join(f"{v}: {n}" for v, n in sorted(counts.items()))
-        return f"{sum(counts.values())} blobs surveyed" + (f": {by_version}" if by_version else "")
+        history: dict[str, int] = {}
+        for h in (h for s in items for h in s.held):
+            kind = h.entry.split(" ", 1)[0]
+            history[kind] = history.get(kind, 0) + 1
+        line = f"{sum(counts.values())} blobs surveyed" + (f": {by_version}" if by_version else "")
+        names = (("version", "versions"), ("snapshot", "snapshots"), ("soft-deleted", "soft-deleted"))
+        return line + "; history on this key: " + ", ".join(f"{history.get(k, 0)} {n}" for k, n in names)
 
     def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
         return None  # moved by the settle step (the re-wrap), not one by one

@@ -251,6 +251,25 @@ class RewrapFailure:
 
 
 @dataclass(frozen=True)
+class HeldBlob:
+    """A blob version, snapshot or soft-deleted blob whose data key a version of the key wraps.
+
+    Azure writes nothing to a previous version or a snapshot (their metadata cannot be set), and a
+    soft-deleted blob can be undeleted, so each keeps the version that wraps it from retiring until
+    it is deleted (or expires). ``entry`` says which it is, e.g. ``version 2026-01-01T00:00:00.0000000Z``,
+    ``snapshot 2026-01-01T00:00:00.0000000Z`` or ``soft-deleted``.
+    """
+
+    location: str
+    blob: str
+    entry: str
+    key_version: str
+
+    def label(self) -> str:
+        return f"{self.location}/{self.blob} ({self.entry})"
+
+
+@dataclass(frozen=True)
 class RewrapSummary:
     rewrapped: int = 0
     already_current: int = 0

@@ -33,7 +33,7 @@ from azure.storage.blob import ContainerClient
 
 from rotation.adapters.host_storage import HostStorage
 from rotation.adapters.http_session import direct_session_kwargs, pool_for
-from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
+from rotation.domain.model import HeldBlob, KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
 from rotation.rewrap import scan
@@ -129,6 +129,21 @@ class BlobDataKeys:
                 bucket = verdict.version or "" if verdict.status is not Status.FAILED else ""
                 counts[bucket] = counts.get(bucket, 0) + 1
         return counts
+
+    def held_blobs(self, key: KeyRef, locations: Sequence[DataLocation]) -> tuple[HeldBlob, ...]:
+        """Versions, snapshots and soft-deleted blobs wrapped by a version of ``key``. Safe to repeat."""
+        held: list[HeldBlob] = []
+        for location in locations:
+            try:
+                for entry in scan.iterate_history(self._container(location), location.prefix):
+                    verdict = scan.classify(entry.blob, key, new_version="")
+                    if verdict.version:
+                        held.append(HeldBlob(location.display, entry.blob.name, entry.entry, verdict.version))
+            except ResourceNotFoundError:
+                continue  # the container is gone: the re-wrap reports it
+            except AzureError as exc:
+                raise TransientError(f"listing {location.display} failed: {type(exc).__name__}") from None
+        return tuple(held)
 
     def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:
         """Record the run and hand out page 1 of each location. Idempotent per ``rotation_id``."""

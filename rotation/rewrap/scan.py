@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from azure.storage.blob import ContainerClient
 
@@ -19,7 +20,17 @@ from rotation.rewrap.metadata import MalformedEncryptionData, WrappedKey, parse_
 _BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 
 #: The blob data action each call needs, on the data containers.
-ACTIONS: Mapping[str, frozenset[str]] = {"list_page": frozenset({_BLOB_READ})}
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "list_page": frozenset({_BLOB_READ}),
+    "iterate_history": frozenset({_BLOB_READ}),
+}
+
+#: What the history listing asks for. Azure lists previous versions (blob versioning), snapshots and
+#: soft-deleted blobs only when asked (List Blobs, ``include``:
+#: learn.microsoft.com/rest/api/storageservices/list-blobs).
+#: Azurite 3.35 lists snapshots and ignores ``versions`` and ``deleted`` (its README: "Blob Versions" and
+#: "Soft delete & Undelete Blob" are not supported).
+HISTORY_INCLUDE = ["metadata", "snapshots", "versions", "deleted"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,44 @@ def list_page(
     blobs = [ListedBlob(b.name, str(b.etag), dict(b.metadata or {})) for b in next(pages, [])]
     next_marker: str | None = getattr(pages, "continuation_token", None) or None
     return blobs, next_marker
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A listed entry that is not the current, live blob: a previous version, a snapshot, or soft-deleted.
+
+    Azure refuses to write the metadata of either of the first two (Set Blob Metadata takes no
+    ``versionid`` or ``snapshot``; "a snapshot is a read-only version of a blob", "you can't modify a
+    previous version": learn.microsoft.com/azure/storage/blobs/snapshots-overview, versioning-overview),
+    so the re-wrap cannot move them; a soft-deleted blob can be undeleted with its old wrapping.
+    """
+
+    blob: ListedBlob
+    entry: str  # "version <id>", "snapshot <time>", "soft-deleted"
+
+
+def history_entry(props: Any) -> HistoryEntry | None:
+    """The listed blob as a history entry, or None when it is the current, live blob. Pure."""
+    listed = ListedBlob(props.name, str(props.etag), dict(props.metadata or {}))
+    if getattr(props, "snapshot", None):
+        return HistoryEntry(listed, f"snapshot {props.snapshot}")
+    if getattr(props, "deleted", None):
+        return HistoryEntry(listed, "soft-deleted" + (f" version {props.version_id}" if props.version_id else ""))
+    if getattr(props, "version_id", None) and getattr(props, "is_current_version", None) is not True:
+        return HistoryEntry(listed, f"version {props.version_id}")
+    return None
+
+
+def iterate_history(container: ContainerClient, prefix: str, page_size: int = 500) -> Iterator[HistoryEntry]:
+    """Every previous version, snapshot and soft-deleted blob under ``prefix`` (memory: one page)."""
+    pages = container.list_blobs(
+        name_starts_with=prefix or None, include=HISTORY_INCLUDE, results_per_page=page_size
+    ).by_page()
+    for page in pages:
+        for props in page:
+            entry = history_entry(props)
+            if entry is not None:
+                yield entry
 
 
 def iterate(container: ContainerClient, prefix: str, page_size: int = 500) -> Iterator[ListedBlob]:

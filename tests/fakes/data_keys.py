@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rotation.domain.model import KeyRef, RewrapFailure, RewrapSummary
+from rotation.domain.model import HeldBlob, KeyRef, RewrapFailure, RewrapSummary
 from rotation.settings import DataLocation
 
 _Container = tuple[str, str]  # (account_url, container)
@@ -57,6 +57,8 @@ class FakeDataKeys:
         self.paused = False
         self.poison_messages = 0
         self.calls: list[tuple[str, str]] = []
+        # (location display, blob, entry) -> the key id wrapping it: versions, snapshots, soft-deleted blobs
+        self.history: dict[tuple[str, str, str], str | None] = {}
 
     # -- arranging state ---------------------------------------------------------------------
 
@@ -72,6 +74,13 @@ class FakeDataKeys:
         """``count`` healthy blobs wrapped by ``version`` of ``key``."""
         for i in range(count):
             self.put_blob(location, f"{location.prefix}{prefix}{i:06d}", key.version_uri(version))
+
+    def put_history(self, location: DataLocation, name: str, entry: str, key_id: str | None) -> None:
+        """A previous version, snapshot or soft-deleted blob (``entry`` as ``HeldBlob.entry``)."""
+        self.history[(location.display, name, entry)] = key_id
+
+    def delete_history(self, location: DataLocation, name: str, entry: str) -> None:
+        self.history.pop((location.display, name, entry), None)
 
     def delete_blob(self, location: DataLocation, name: str) -> None:
         self.containers.get((location.account_url, location.container), {}).pop(name, None)
@@ -99,6 +108,15 @@ class FakeDataKeys:
             bucket = _version_of(key, blob.key_id) or ""
             counts[bucket] = counts.get(bucket, 0) + 1
         return counts
+
+    def held_blobs(self, key: KeyRef, locations: Sequence[DataLocation]) -> tuple[HeldBlob, ...]:
+        self.calls.append(("held_blobs", ""))
+        displays = {location.display for location in locations}
+        return tuple(
+            HeldBlob(display, name, entry, version)
+            for (display, name, entry), key_id in sorted(self.history.items())
+            if display in displays and (version := _version_of(key, key_id))
+        )
 
     def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:
         self.calls.append(("begin_rewrap", rotation_id))

@@ -11,7 +11,7 @@ from rotation.consumers import ConsumerRegistry
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import SettingsError
 from rotation.service import get_rotation, plan, run_rotation, start_rotation, sweep
-from tests.fakes.estate import KEY, rewrap_estate, standard_estate
+from tests.fakes.estate import KEY, LOCATION, rewrap_estate, standard_estate
 from tests.unit.workflow.toy_kind import FakeGadgets, GadgetUnit
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
@@ -64,7 +64,8 @@ class TestRetirementEvidence:
             assert checked_at <= when < checked_at + timedelta(minutes=1)
             assert f"storage_account 3 ({new}: 3)" in text
             assert f"ml_workspace 2 ({new}: 2)" in text
-            assert f"data_location 1 (4 blobs surveyed: {new}: 4)" in text
+            history = "history on this key: 0 versions, 0 snapshots, 0 soft-deleted"
+            assert f"data_location 1 (4 blobs surveyed: {new}: 4; {history})" in text
             assert "references to the old version: 0" in text
         assert old not in retired.reason.split("disabled", 1)[1].replace(f"old version {old}", "")
 
@@ -112,3 +113,40 @@ class WholeReach(GadgetUnit):
     """A kind that, like Resource Graph, searches every subscription the identity can read."""
 
     whole_reach = True
+
+
+class TestBlobHistory:
+    """Versions, snapshots and soft-deleted blobs on the old version block retirement, by name."""
+
+    def test_retirement_names_held_blobs_until_they_are_deleted(self) -> None:
+        estate, old = rewrap_estate(blobs=2)
+        entries = ("version 2026-01-01T00:00:00.0000000Z", "snapshot 2026-01-01T00:00:01.0000000Z", "soft-deleted")
+        for entry in entries:
+            estate.data_keys.put_history(LOCATION, "b000000", entry, KEY.version_uri(old))
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        while view.status != RotationStatus.AWAITING_RETIREMENT:
+            view = run_rotation(estate.deps(), view.rotation_id)
+        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.clock.advance(timedelta(hours=25))
+
+        blocked = sweep(estate.deps(), TIMER)
+
+        assert blocked.count("retired") == 0
+        detail = blocked.items[0].detail
+        assert "3 blob versions, snapshots or soft-deleted blobs are wrapped by it" in detail
+        for entry in entries:
+            assert f"secure/b000000 ({entry})" in detail
+        assert estate.keys.get_key(KEY, old).enabled
+
+        for entry in entries[:2]:
+            estate.data_keys.delete_history(LOCATION, "b000000", entry)
+        assert sweep(estate.deps(), TIMER).count("retired") == 0  # the soft-deleted one can still be undeleted
+        estate.data_keys.delete_history(LOCATION, "b000000", entries[2])
+        # History wrapped by the new version does not block (the re-wrap's own write made it).
+        estate.data_keys.put_history(LOCATION, "b000001", "version x", KEY.version_uri(view.new_version or ""))
+
+        assert sweep(estate.deps(), TIMER).count("retired") == 1
+        assert not estate.keys.get_key(KEY, old).enabled
+        record = estate.audit.for_rotation(view.rotation_id)[-1]
+        assert "history on this key: 1 versions, 0 snapshots, 0 soft-deleted" in record.reason
