@@ -10,12 +10,23 @@ import pytest
 from rotation.consumers import ConsumerRegistry
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import SettingsError
-from rotation.service import get_rotation, plan, run_rotation, start_rotation, sweep
-from tests.fakes.estate import KEY, LOCATION, rewrap_estate, standard_estate
+from rotation.service import RotationView, get_rotation, plan, run_rotation, start_rotation, sweep
+from tests.fakes.estate import KEY, LOCATION, Estate, rewrap_estate, standard_estate
 from tests.unit.workflow.toy_kind import FakeGadgets, GadgetUnit
 
 CLI = Trigger(TriggerKind.CLI, caller="tester")
 TIMER = Trigger(TriggerKind.TIMER)
+
+
+def cut_over_and_adopted(estate: Estate) -> RotationView:
+    """Run a rotation to cut-over, let the versionless account adopt, and let the grace period pass."""
+    view = start_rotation(estate.deps(), KEY.uri, CLI)
+    while view.status != RotationStatus.AWAITING_RETIREMENT:
+        view = run_rotation(estate.deps(), view.rotation_id)
+    follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
+    estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+    estate.clock.advance(timedelta(hours=25))
+    return view
 
 
 class TestUnknownInUseVersion:
@@ -46,12 +57,7 @@ class TestRetirementEvidence:
 
     def test_audit_record_and_retire_step_carry_the_evidence(self) -> None:
         estate, old = rewrap_estate(blobs=4)
-        view = start_rotation(estate.deps(), KEY.uri, CLI)
-        while view.status != RotationStatus.AWAITING_RETIREMENT:
-            view = run_rotation(estate.deps(), view.rotation_id)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
-        estate.clock.advance(timedelta(hours=25))
+        view = cut_over_and_adopted(estate)
         checked_at = estate.clock.now()
 
         assert sweep(estate.deps(), TIMER).count("retired") == 1
@@ -123,12 +129,7 @@ class TestBlobHistory:
         entries = ("version 2026-01-01T00:00:00.0000000Z", "snapshot 2026-01-01T00:00:01.0000000Z", "soft-deleted")
         for entry in entries:
             estate.data_keys.put_history(LOCATION, "b000000", entry, KEY.version_uri(old))
-        view = start_rotation(estate.deps(), KEY.uri, CLI)
-        while view.status != RotationStatus.AWAITING_RETIREMENT:
-            view = run_rotation(estate.deps(), view.rotation_id)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
-        estate.clock.advance(timedelta(hours=25))
+        view = cut_over_and_adopted(estate)
 
         blocked = sweep(estate.deps(), TIMER)
 
