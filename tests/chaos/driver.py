@@ -194,7 +194,7 @@ def draw_arm_modes(rng: random.Random) -> tuple[int, str, dict[str, Any] | None]
     outage: dict[str, Any] | None = None
     if rng.random() < 0.7:
         outage = {
-            "count": rng.randint(1, 4),
+            "count": rng.randint(2, 10),  # enough to outlast a step's own retries: the reconciler must heal
             "providers": tuple(rng.sample(("storage", "ml"), rng.randint(1, 2))),
             "status": rng.choice((400, 503)),
             "ml_delivery": rng.choice(("response", "operation")),
