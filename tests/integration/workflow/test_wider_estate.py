@@ -36,12 +36,11 @@ from azure.mgmt.containerregistry.models import (
 )
 from azure.mgmt.storage import StorageManagementClient
 
-from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.service import plan, start_rotation, sweep
 from rotation.service.deps import Dependencies
+from tests.integration.mgmt_clients import mgmt_client
 from tests.integration.workflow.estate import (
-    ARM_SCOPE,
     OPERATOR,
     RealEstate,
     account_body,
@@ -87,14 +86,7 @@ class Wider:
 
 
 def _client(estate: RealEstate, cls: Any, subscription: str) -> Any:
-    return cls(
-        LocalDevelopmentCredential(OPERATOR),
-        subscription,
-        base_url=estate.arm_url,
-        connection_verify=estate.ca,
-        credential_scopes=[ARM_SCOPE],
-        polling_interval=0.05,
-    )
+    return mgmt_client(cls, arm_url=estate.arm_url, ca=estate.ca, principal=OPERATOR, subscription_id=subscription)
 
 
 def build_wider(local_azure: dict[str, Any]) -> Wider:
