@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from rotation.bootstrap import wire_inline
 from rotation.consumers import REGISTRY, ConsumerRegistry
@@ -84,6 +85,21 @@ class Estate:
                 consumers=self.consumers,
             )
         )
+
+    def deps_with_lock_check_failing(self, error: Exception) -> Dependencies:
+        """``deps()`` whose journal raises ``error`` when asked who holds a key's lock (its first call)."""
+        journal = self.journal
+
+        class FailingJournal:
+            def lock_holder(self, key_uri: str) -> Any:
+                raise error
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(journal, name)
+
+        deps = self.deps()
+        deps.journal = FailingJournal()  # type: ignore[assignment]
+        return deps
 
 
 def standard_estate() -> tuple[Estate, str]:

@@ -161,16 +161,9 @@ class TestRefusals:
     def test_throttled_service_is_503_with_retry_after(self, estate: tuple[Estate, str]) -> None:
         fakes, _ = estate
 
-        class Throttled:
-            def lock_holder(self, key_uri: str) -> Any:
-                raise ThrottledError("slow down", retry_after=7.2)
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(fakes.journal, name)
-
-        deps = fakes.deps()
-        deps.journal = Throttled()  # type: ignore[assignment]
-        bootstrap.override_dependencies(deps)
+        bootstrap.override_dependencies(
+            fakes.deps_with_lock_check_failing(ThrottledError("slow down", retry_after=7.2))
+        )
 
         resp = http("POST", "/api/rotations", body=json.dumps({"key": KEY.uri}).encode(), headers=JSON)
 
@@ -180,16 +173,7 @@ class TestRefusals:
     def test_unexpected_exception_is_500_without_trace(self, estate: tuple[Estate, str]) -> None:
         fakes, _ = estate
 
-        class Broken:
-            def lock_holder(self, key_uri: str) -> Any:
-                raise ZeroDivisionError("secret internals")
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(fakes.journal, name)
-
-        deps = fakes.deps()
-        deps.journal = Broken()  # type: ignore[assignment]
-        bootstrap.override_dependencies(deps)
+        bootstrap.override_dependencies(fakes.deps_with_lock_check_failing(ZeroDivisionError("secret internals")))
 
         with capture_logs() as logs:
             status, reply, headers = _post({"key": KEY.uri})

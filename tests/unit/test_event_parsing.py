@@ -251,29 +251,26 @@ def _mutated_events(draw: st.DrawFn) -> object:
     return payload
 
 
+def _assert_parsed_or_refused_with_message(payload: object) -> None:
+    outcome: object
+    try:
+        outcome = parse_event(payload, SCOPE)
+    except MalformedEvent as exc:
+        outcome = exc
+
+    assert isinstance(outcome, KeyVaultEvent | IgnoredEvent | MalformedEvent)
+    assert not isinstance(outcome, MalformedEvent) or outcome.message
+
+
 class TestFuzzing:
     """No payload, however hostile, makes the parser raise anything but MalformedEvent."""
 
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(_mutated_events())
     def test_mutated_key_events(self, payload: object) -> None:
-        outcome: object
-        try:
-            outcome = parse_event(payload, SCOPE)
-        except MalformedEvent as exc:
-            outcome = exc
-
-        assert isinstance(outcome, KeyVaultEvent | IgnoredEvent | MalformedEvent)
-        assert not isinstance(outcome, MalformedEvent) or outcome.message
+        _assert_parsed_or_refused_with_message(payload)
 
     @settings(max_examples=200, deadline=None)
     @given(_json)
     def test_arbitrary_json(self, payload: object) -> None:
-        outcome: object
-        try:
-            outcome = parse_event(payload, SCOPE)
-        except MalformedEvent as exc:
-            outcome = exc
-
-        assert isinstance(outcome, KeyVaultEvent | IgnoredEvent | MalformedEvent)
-        assert not isinstance(outcome, MalformedEvent) or outcome.message
+        _assert_parsed_or_refused_with_message(payload)

@@ -108,16 +108,7 @@ class TestActingOnKeyEvents:
     def test_transient_failure_is_raised_for_redelivery(self, estate: tuple[Estate, str]) -> None:
         fakes, old = estate
 
-        class Unavailable:
-            def lock_holder(self, key_uri: str) -> Any:
-                raise TransientError("table storage unavailable")
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(fakes.journal, name)
-
-        deps = fakes.deps()
-        deps.journal = Unavailable()  # type: ignore[assignment]
-        bootstrap.override_dependencies(deps)
+        bootstrap.override_dependencies(fakes.deps_with_lock_check_failing(TransientError("table storage unavailable")))
 
         with pytest.raises(TransientError):
             invoke("on_key_vault_event", _decode(_event(version=old)))
