@@ -47,6 +47,7 @@ from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
 from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
+from rotation.adapters.arm_rest import json_object
 from rotation.adapters.azure_errors import (
     error_codes,
     provider_key_vault_unreachable,
@@ -177,7 +178,7 @@ class AmlWorkspaceClient:
         response = self._send(
             HttpRequest("GET", self._url(workspace_id)), f"read workspace {workspace_id}", READ_ACTION
         )
-        return _workspace(_json(response))
+        return _workspace(json_object(response))
 
     def list_workspaces(self, subscription_id: str) -> list[WorkspaceEncryption]:
         """Every workspace in a subscription, with or without CMK. Safe to repeat."""
@@ -187,7 +188,7 @@ class AmlWorkspaceClient:
         scope = f"/subscriptions/{subscription_id}"
         url: str | None = self._url(f"{scope}/providers/Microsoft.MachineLearningServices/workspaces")
         while url:
-            page = _json(self._send(HttpRequest("GET", url), f"list the workspaces of {scope}", READ_ACTION))
+            page = json_object(self._send(HttpRequest("GET", url), f"list the workspaces of {scope}", READ_ACTION))
             for item in page.get("value") or []:
                 yield _workspace(item)
             url = page.get("nextLink") or None
@@ -285,18 +286,8 @@ def _check_key_identifier(key_identifier: str) -> None:
         )
 
 
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise TransientError(f"ARM answered {response.status_code} with a body that is not JSON") from None
-    if not isinstance(body, dict):
-        raise TransientError("ARM answered with JSON that is not an object")
-    return body
-
-
 def _deserialize(pipeline_response: PipelineResponse[HttpRequest, HttpResponse]) -> WorkspaceEncryption:
-    return _workspace(_json(pipeline_response.http_response))
+    return _workspace(json_object(pipeline_response.http_response))
 
 
 def _workspace(body: dict[str, Any]) -> WorkspaceEncryption:

@@ -101,26 +101,21 @@ def parse_event(payload: object, scope: EventScope) -> KeyVaultEvent | IgnoredEv
     """
     if not isinstance(payload, Mapping):
         raise MalformedEvent(f"an event must be a JSON object, got {describe(payload)}")
-    if "specversion" in payload:
-        if payload.get("specversion") != "1.0":
-            raise MalformedEvent(f"unsupported CloudEvents specversion {describe(payload.get('specversion'))}")
-        envelope = _Envelope(
-            event_id=payload.get("id"),
-            event_type=payload.get("type"),
-            subject=payload.get("subject"),
-            source=payload.get("source"),
-            event_time=payload.get("time"),
-            data=payload.get("data"),
-        )
-    else:
-        envelope = _Envelope(
-            event_id=payload.get("id"),
-            event_type=payload.get("eventType"),
-            subject=payload.get("subject"),
-            source=payload.get("topic"),
-            event_time=payload.get("eventTime"),
-            data=payload.get("data"),
-        )
+    cloud_event = "specversion" in payload
+    if cloud_event and payload.get("specversion") != "1.0":
+        raise MalformedEvent(f"unsupported CloudEvents specversion {describe(payload.get('specversion'))}")
+    # The two schemas carry the same fields under different names (CloudEvents 1.0 / Event Grid).
+    type_field, source_field, time_field = (
+        ("type", "source", "time") if cloud_event else ("eventType", "topic", "eventTime")
+    )
+    envelope = _Envelope(
+        event_id=payload.get("id"),
+        event_type=payload.get(type_field),
+        subject=payload.get("subject"),
+        source=payload.get(source_field),
+        event_time=payload.get(time_field),
+        data=payload.get("data"),
+    )
     return envelope.parse(scope)
 
 
