@@ -6,9 +6,22 @@ timed tests. This only checks that its measurements run and report what they mea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from bench.estate import measure_ratio, measure_sweep
+from emulators.arm.admin_client import ArmAdmin
+
+
+@pytest.fixture(autouse=True)
+def _restore_arm_roles(local_azure: dict[str, Any]) -> Iterator[None]:
+    """The benches grant roles in the session's ARM emulator; later tests expect it as it was."""
+    arm = ArmAdmin(local_azure["arm"]["admin"], local_azure["ca_bundle"])
+    saved = arm.role_assignments()
+    yield
+    arm.set_role_assignments(saved)
 
 
 def test_ratio_section_rotates_and_counts_one_patch_per_consumer(local_azure: dict[str, Any]) -> None:
