@@ -7,6 +7,7 @@ unrelated key, pinned and versionless storage accounts, CMK workspaces, and unre
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,15 +17,18 @@ from azure.keyvault.keys import KeyClient
 from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
 from azure.mgmt.machinelearningservices.models import EncryptionProperty, Identity, KeyVaultProperties, Workspace
 from azure.mgmt.storage import StorageManagementClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.keyvault.kek import VaultKek
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import KeyRef
 from rotation.service.deps import Dependencies
 from rotation.settings import Settings, load_settings
 from tests.integration.mgmt_clients import ClientT, mgmt_client
+from tests.integration.rewrap_helpers import encrypted_client
 
 OPERATOR = "rotation-operator"  # the principal the service acts as
 
@@ -105,6 +109,24 @@ class RealEstate:
         if owner:
             deps.owner = owner
         return deps
+
+    # -- driving it --------------------------------------------------------------------------
+
+    def container_of_old_version_blobs(
+        self, connection_string: str, prefix: str, sizes: range
+    ) -> tuple[ContainerClient, dict[str, bytes]]:
+        """A new container of blobs ``blob-0``... (random bytes of each size) written with client-side
+        encryption (protocol 2.0) under the key's current version, and what each blob holds."""
+        container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+            f"{prefix}{uuid.uuid4().hex[:12]}"
+        )
+        container.create_container()
+        old_kid = str(self.keys().get_key(self.key.name).id)
+        writer = encrypted_client(container, VaultKek(old_kid, self.ca, OPERATOR), "2.0")
+        payloads = {f"blob-{i}": os.urandom(size) for i, size in enumerate(sizes)}
+        for name, data in payloads.items():
+            writer.upload_blob(name, data)
+        return container, payloads
 
     # -- reading the world back -------------------------------------------------------------
 

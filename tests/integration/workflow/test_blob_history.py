@@ -9,16 +9,12 @@ README's support matrix); those are covered over the fakes (tests/unit/workflow/
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
-
-from azure.storage.blob import BlobServiceClient
 
 from emulators.keyvault.kek import VaultKek
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.service import get_rotation, run_rotation, start_rotation, sweep
-from tests.integration.rewrap_helpers import decrypting_client, encrypted_client
+from tests.integration.rewrap_helpers import decrypting_client
 from tests.integration.workflow.estate import OPERATOR, build_estate
 
 CLI = Trigger(TriggerKind.CLI, caller="integration-test")
@@ -28,16 +24,10 @@ TIMER = Trigger(TriggerKind.TIMER)
 class TestSnapshotsBlockRetirement:
     def test_retirement_waits_for_and_names_snapshots_then_retires(self, local_azure: dict[str, Any]) -> None:
         estate = build_estate(local_azure, pinned=1, versionless=0, workspaces=0)
-        connection = local_azure["storage"]["connection_string"]
-        container = BlobServiceClient.from_connection_string(connection).get_container_client(
-            f"snaps{uuid.uuid4().hex[:12]}"
+        container, payloads = estate.container_of_old_version_blobs(
+            local_azure["storage"]["connection_string"], "snaps", range(1200, 1204)
         )
-        container.create_container()
         old_kid = str(estate.keys().get_key(estate.key.name).id)
-        writer = encrypted_client(container, VaultKek(old_kid, estate.ca, OPERATOR), "2.0")
-        payloads = {f"blob-{i}": os.urandom(1200 + i) for i in range(4)}
-        for name, data in payloads.items():
-            writer.upload_blob(name, data)
         snapshots = {
             name: container.get_blob_client(name).create_snapshot()["snapshot"] for name in ("blob-0", "blob-2")
         }

@@ -4,16 +4,12 @@ it cuts over with the blob listed as failed, and the sweep keeps the old version
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
-
-from azure.storage.blob import BlobServiceClient
 
 from emulators.keyvault.kek import VaultKek
 from rotation.domain.model import ConsumerKind, RotationStatus, Trigger, TriggerKind
 from rotation.service import get_rotation, run_rotation, start_rotation, sweep
-from tests.integration.rewrap_helpers import decrypting_client, encrypted_client
+from tests.integration.rewrap_helpers import decrypting_client
 from tests.integration.workflow.estate import OPERATOR, build_estate
 
 CLI = Trigger(TriggerKind.CLI, caller="integration-test")
@@ -28,15 +24,7 @@ class TestABlobUnderLegalHold:
     def test_rotation_cuts_over_and_retirement_waits(self, local_azure: dict[str, Any]) -> None:
         estate = build_estate(local_azure, pinned=1, versionless=0, workspaces=0)
         proxied = local_azure["storage"]["proxy_connection_string"]
-        container = BlobServiceClient.from_connection_string(proxied).get_container_client(
-            f"held{uuid.uuid4().hex[:12]}"
-        )
-        container.create_container()
-        old_kid = str(estate.keys().get_key(estate.key.name).id)
-        writer = encrypted_client(container, VaultKek(old_kid, estate.ca, OPERATOR), "2.0")
-        payloads = {f"blob-{i}": os.urandom(1500 + i) for i in range(6)}
-        for name, data in payloads.items():
-            writer.upload_blob(name, data)
+        container, payloads = estate.container_of_old_version_blobs(proxied, "held", range(1500, 1506))
         container.get_blob_client(HELD).set_legal_hold(True)
         location = f"{local_azure['storage']['blob_proxy']}/{container.container_name}"
         deps = estate.deps(
