@@ -34,6 +34,15 @@ def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
     return match["sub"], match["rg"], match["name"]
 
 
+def resource_id_of_type(resource_id: str, provider_path: str, noun: str) -> str:
+    """``resource_id`` if it is an ARM resource id under ``provider_path`` (lower case, e.g.
+    ``/providers/microsoft.compute/diskencryptionsets/``); otherwise an ``InputError`` naming ``noun``."""
+    parse_resource_id(resource_id)
+    if provider_path not in resource_id.lower():
+        raise InputError(f"{resource_id!r} is not a {noun} id")
+    return resource_id
+
+
 def client_kwargs(arm_endpoint: str, transport_kwargs: dict[str, Any], pacer: ArmPacer | None = None) -> dict[str, Any]:
     """Keywords for an azure-mgmt client: transport retries, the endpoint, and pacing from ARM's rate-limit
     headers (``pacer``, else the process-wide one) after the retry policy."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -117,6 +117,19 @@ class ArmRest:
             return poller.result()
         except AzureError as exc:
             raise translate(exc, f"poll: {what}", action, non_error_status_transient=True) from None
+
+
+class ArmRestAdapter:
+    """An adapter whose every call goes through one ``ArmRest``."""
+
+    def __init__(self, rest: ArmRest) -> None:
+        self._rest = rest
+
+    @classmethod
+    def connect(
+        cls, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any], **options: Any
+    ) -> Self:
+        return cls(ArmRest(arm_endpoint, credential, transport_kwargs, **options))
 
 
 def json_object(response: HttpResponse) -> dict[str, Any]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from azure.core.credentials import TokenCredential
-
-from rotation.adapters.arm_common import parse_resource_id
-from rotation.adapters.arm_rest import ArmRest
+from rotation.adapters.arm_common import resource_id_of_type
+from rotation.adapters.arm_rest import ArmRestAdapter
 from rotation.adapters.registries import parse_timestamp
 from rotation.domain.model import KeyRef
 from rotation.domain.references import DiskEncryptionSetKey
@@ -58,23 +56,11 @@ def active_key_body(key_url: str, source_vault_id: str | None) -> dict[str, Any]
 
 
 def _check(set_id: str) -> str:
-    parse_resource_id(set_id)
-    if "/providers/microsoft.compute/diskencryptionsets/" not in set_id.lower():
-        raise InputError(f"{set_id!r} is not a disk encryption set id")
-    return set_id
+    return resource_id_of_type(set_id, "/providers/microsoft.compute/diskencryptionsets/", "disk encryption set")
 
 
-class ArmDiskEncryptionSets:
+class ArmDiskEncryptionSets(ArmRestAdapter):
     """Implements ``rotation.ports.DiskEncryptionSets``."""
-
-    def __init__(self, rest: ArmRest) -> None:
-        self._rest = rest
-
-    @classmethod
-    def connect(
-        cls, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any], **options: Any
-    ) -> ArmDiskEncryptionSets:
-        return cls(ArmRest(arm_endpoint, credential, transport_kwargs, **options))
 
     def get_set(self, set_id: str) -> DiskEncryptionSetKey:
         return set_key(self._rest.get(_check(set_id), API_VERSION, f"read disk encryption set {set_id}", READ))

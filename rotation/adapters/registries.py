@@ -14,12 +14,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from azure.core.credentials import TokenCredential
-
-from rotation.adapters.arm_common import parse_resource_id
-from rotation.adapters.arm_rest import ArmRest
+from rotation.adapters.arm_common import resource_id_of_type
+from rotation.adapters.arm_rest import ArmRestAdapter
 from rotation.domain.references import RegistryKey
-from rotation.errors import InputError, PreconditionFailed
+from rotation.errors import PreconditionFailed
 
 API_VERSION = "2025-11-01"
 READ = "Microsoft.ContainerRegistry/registries/read"
@@ -71,23 +69,11 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def _check(registry_id: str) -> str:
-    parse_resource_id(registry_id)
-    if "/providers/microsoft.containerregistry/registries/" not in registry_id.lower():
-        raise InputError(f"{registry_id!r} is not a container registry id")
-    return registry_id
+    return resource_id_of_type(registry_id, "/providers/microsoft.containerregistry/registries/", "container registry")
 
 
-class ArmContainerRegistries:
+class ArmContainerRegistries(ArmRestAdapter):
     """Implements ``rotation.ports.ContainerRegistries``."""
-
-    def __init__(self, rest: ArmRest) -> None:
-        self._rest = rest
-
-    @classmethod
-    def connect(
-        cls, arm_endpoint: str, credential: TokenCredential, transport_kwargs: dict[str, Any], **options: Any
-    ) -> ArmContainerRegistries:
-        return cls(ArmRest(arm_endpoint, credential, transport_kwargs, **options))
 
     def get_registry(self, registry_id: str) -> RegistryKey:
         body = self._rest.get(_check(registry_id), API_VERSION, f"read container registry {registry_id}", READ)
