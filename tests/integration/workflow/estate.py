@@ -24,7 +24,8 @@ from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.bootstrap import Bootstrap, build_dependencies
-from rotation.domain.model import KeyRef
+from rotation.domain.model import KeyRef, RotationStatus, Trigger
+from rotation.service import RotationView, run_rotation, start_rotation
 from rotation.service.deps import Dependencies
 from rotation.settings import Settings, load_settings
 from tests.integration.mgmt_clients import ClientT, mgmt_client
@@ -150,6 +151,16 @@ class RealEstate:
         client = self.keys()
         props = list(client.list_properties_of_key_versions(key.name))
         return sorted(props, key=lambda p: (p.created_on, p.version))
+
+
+def start_and_run_past_waiting(deps: Dependencies, key_uri: str, trigger: Trigger) -> RotationView:
+    """Start a rotation of ``key_uri`` and run it again while it waits (on its re-wrap), at most ten times."""
+    view = start_rotation(deps, key_uri, trigger)
+    for _ in range(10):
+        if view.status != RotationStatus.WAITING:
+            break
+        view = run_rotation(deps, view.rotation_id)
+    return view
 
 
 def new_identity(arm: ArmAdmin, subscription_id: str, group: str) -> tuple[str, str]:

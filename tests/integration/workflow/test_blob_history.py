@@ -13,9 +13,9 @@ from typing import Any
 
 from emulators.keyvault.kek import VaultKek
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
-from rotation.service import get_rotation, run_rotation, start_rotation, sweep
+from rotation.service import get_rotation, sweep
 from tests.integration.rewrap_helpers import decrypting_client
-from tests.integration.workflow.estate import OPERATOR, build_estate
+from tests.integration.workflow.estate import OPERATOR, build_estate, start_and_run_past_waiting
 
 CLI = Trigger(TriggerKind.CLI, caller="integration-test")
 TIMER = Trigger(TriggerKind.TIMER)
@@ -35,11 +35,7 @@ class TestSnapshotsBlockRetirement:
         deps = estate.deps(ROTATION_DATA_LOCATIONS=location, ROTATION_RETIRE_GRACE_HOURS="0")
 
         try:
-            view = start_rotation(deps, estate.key.uri, CLI)
-            for _ in range(10):
-                if view.status != RotationStatus.WAITING:
-                    break
-                view = run_rotation(deps, view.rotation_id)
+            view = start_and_run_past_waiting(deps, estate.key.uri, CLI)
             assert view.status == RotationStatus.AWAITING_RETIREMENT, view.error
             new_kid = estate.key.version_uri(str(view.new_version))
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from emulators.keyvault.kek import VaultKek
 from rotation.domain.model import ConsumerKind, RotationStatus, Trigger, TriggerKind
-from rotation.service import get_rotation, run_rotation, start_rotation, sweep
+from rotation.service import get_rotation, sweep
 from tests.integration.rewrap_helpers import decrypting_client
-from tests.integration.workflow.estate import OPERATOR, build_estate
+from tests.integration.workflow.estate import OPERATOR, build_estate, start_and_run_past_waiting
 
 CLI = Trigger(TriggerKind.CLI, caller="integration-test")
 HELD = "blob-3"
@@ -32,11 +32,7 @@ class TestABlobUnderLegalHold:
         )
 
         try:
-            view = start_rotation(deps, estate.key.uri, CLI)
-            for _ in range(10):
-                if view.status != RotationStatus.WAITING:
-                    break
-                view = run_rotation(deps, view.rotation_id)
+            view = start_and_run_past_waiting(deps, estate.key.uri, CLI)
             sweep(deps, Trigger(TriggerKind.TIMER))
             after_sweep = get_rotation(deps, view.rotation_id)
             versions = estate.versions()

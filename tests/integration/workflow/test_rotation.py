@@ -11,7 +11,7 @@ import pytest
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationInProgress
 from rotation.service import get_rotation, plan, start_rotation, sweep
-from tests.integration.workflow.estate import RealEstate, build_estate
+from tests.integration.workflow.estate import RealEstate, build_estate, start_and_run_past_waiting
 
 CLI = Trigger(TriggerKind.CLI, caller="integration-test")
 
@@ -140,7 +140,6 @@ class TestRotationWithDataKeys:
     def test_rewrap_step(self, estate: RealEstate, local_azure: dict[str, Any]) -> None:
         import os
 
-        from rotation.service import run_rotation
         from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
 
         container = new_container(local_azure)
@@ -152,11 +151,7 @@ class TestRotationWithDataKeys:
         location = f"{container.url.rsplit('/', 1)[0]}/{container.container_name}"
         deps = estate.deps(ROTATION_DATA_LOCATIONS=location)
 
-        view = start_rotation(deps, estate.key.uri, CLI)
-        for _ in range(10):
-            if view.status != RotationStatus.WAITING:
-                break
-            view = run_rotation(deps, view.rotation_id)
+        view = start_and_run_past_waiting(deps, estate.key.uri, CLI)
 
         assert view.status == RotationStatus.AWAITING_RETIREMENT, view.error
         assert view.rewrap is not None
