@@ -22,6 +22,7 @@ class FakeKeyStore:
         self.versions: dict[KeyRef, list[KeyVersion]] = {}
         self.policies: dict[KeyRef, RotationPolicy] = {}
         self.broken_versions: set[str] = set()  # versions whose wrap/unwrap probe fails
+        self.create_broken_versions = False  # every version create_version makes joins broken_versions
         self.calls: dict[str, int] = {}
         self.faults = Faults()
         self._lock = threading.Lock()
@@ -124,6 +125,8 @@ class FakeKeyStore:
         created = self._new_version(
             key, kty=like.kty, size=like.key_size or 2048, ops=like.key_ops, tags=tags, expires=expires
         )
+        if self.create_broken_versions:
+            self.broken_versions.add(created.version)
         self.faults.check("create_version:after")  # the response is lost after the version was created
         return created
 

@@ -85,14 +85,7 @@ class TestEachOutcomeWritesItsRecord:
         estate, old = estate_with(audit)
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, CALLER)
-        original = estate.keys.create_version
-
-        def create_broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-            created = original(*args, **kwargs)
-            estate.keys.broken_versions.add(created.version)
-            return created
-
-        estate.keys.create_version = create_broken  # type: ignore[method-assign]
+        estate.keys.create_broken_versions = True
 
         result = run_rotation(deps, view.rotation_id)
 

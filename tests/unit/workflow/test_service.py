@@ -284,14 +284,7 @@ class TestRollback:
         estate, old = standard_estate()
         deps = estate.deps(inline=False)
         view = start_rotation(deps, KEY.uri, CLI)
-        original = estate.keys.create_version
-
-        def create_broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-            created = original(*args, **kwargs)
-            estate.keys.broken_versions.add(created.version)
-            return created
-
-        estate.keys.create_version = create_broken  # type: ignore[method-assign]
+        estate.keys.create_broken_versions = True
 
         result = run_rotation(deps, view.rotation_id)
 
@@ -302,7 +295,7 @@ class TestRollback:
         assert not new_version.enabled  # versionless consumers must not adopt it
         assert result.error is not None
         assert "disabled" in result.error["message"]
-        estate.keys.create_version = original  # type: ignore[method-assign]
+        estate.keys.create_broken_versions = False
 
         retry = start_rotation(estate.deps(), KEY.uri, CLI, reason="after the failed probe")
 
