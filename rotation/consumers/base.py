@@ -7,7 +7,7 @@ the running rotation (``ConsumerRun``). See ``rotation.consumers`` for the whole
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
@@ -218,6 +218,11 @@ def roll_back_pinned(
     reading = unit.read_back(run.ports, run.key, change)
     if reading is not None and reading.configured != before:
         run.write(action, change.resource_id, before, lambda: set_version(before))
+
+
+def in_subscriptions(ports: UnitPorts, list_in: Callable[[str], Iterable[Item]]) -> tuple[Item, ...]:
+    """What ``list_in`` finds in each subscription the service is configured for, in that order."""
+    return tuple(item for subscription in ports.settings.subscriptions for item in list_in(subscription))
 
 
 def short_name(resource_id: str) -> str:

@@ -16,6 +16,7 @@ from rotation.consumers.base import (
     Reading,
     Settled,
     UnitPorts,
+    in_subscriptions,
     repoint_pinned,
     roll_back_pinned,
     short_name,
@@ -44,8 +45,7 @@ class MlWorkspaceUnit:
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_workspaces": (READ, WRITE, POLL)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[WorkspaceKey]:
-        subscriptions = ports.settings.subscriptions
-        return tuple(w for sub in subscriptions for w in ports.workspaces.list_workspaces(sub))
+        return in_subscriptions(ports, ports.workspaces.list_workspaces)
 
     def uses_key(self, item: WorkspaceKey, key: KeyRef) -> bool:
         return uses_key(item, key)

@@ -15,6 +15,7 @@ from rotation.consumers.base import (
     Reading,
     Settled,
     UnitPorts,
+    in_subscriptions,
     repoint_pinned,
     roll_back_pinned,
     track_adoption,
@@ -54,8 +55,7 @@ class StorageAccountUnit:
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (READ, WRITE)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[StorageAccountKey]:
-        subscriptions = ports.settings.subscriptions
-        return tuple(a for sub in subscriptions for a in ports.storage_accounts.list_accounts(sub))
+        return in_subscriptions(ports, ports.storage_accounts.list_accounts)
 
     def uses_key(self, item: StorageAccountKey, key: KeyRef) -> bool:
         return uses_key(item, key)
