@@ -86,6 +86,12 @@ class Estate:
             )
         )
 
+    def follower_adopts(self, version: str | None) -> None:
+        """The versionless account ``follows`` (standard_estate's) starts using ``version`` of KEY, as Azure's
+        automatic key-version update does."""
+        follows = next(a for a in self.storage.accounts.values() if a.name == "follows")
+        self.storage.adopt_latest(follows.account_id, KEY, version or "")
+
     def deps_with_lock_check_failing(self, error: Exception) -> Dependencies:
         """``deps()`` whose journal raises ``error`` when asked who holds a key's lock (its first call)."""
         journal = self.journal

@@ -42,8 +42,7 @@ class TestEachOutcomeWritesItsRecord:
         estate, old = estate_with(audit)
 
         view = start_rotation(estate.deps(), KEY.uri, CALLER, reason="quarterly")
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.follower_adopts(view.new_version)
         estate.clock.advance(timedelta(hours=25))
         sweep(estate.deps(), TIMER)
 

@@ -147,8 +147,7 @@ def _sweep(_estate: Estate, deps: Dependencies) -> None:
 
 
 def _adopt_and_wait(estate: Estate) -> None:
-    follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-    estate.storage.adopt_latest(follows.account_id, KEY, estate.keys.latest(KEY).version)
+    estate.follower_adopts(estate.keys.latest(KEY).version)
     estate.clock.advance(timedelta(hours=25))
 
 

@@ -23,8 +23,7 @@ def cut_over_and_adopted(estate: Estate) -> RotationView:
     view = start_rotation(estate.deps(), KEY.uri, CLI)
     while view.status != RotationStatus.AWAITING_RETIREMENT:
         view = run_rotation(estate.deps(), view.rotation_id)
-    follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-    estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+    estate.follower_adopts(view.new_version)
     estate.clock.advance(timedelta(hours=25))
     return view
 
@@ -92,8 +91,7 @@ class TestDiscoveryScope:
     def test_retirement_waits_when_the_scope_became_empty(self) -> None:
         estate, old = standard_estate()
         view = start_rotation(estate.deps(), KEY.uri, CLI)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.follower_adopts(view.new_version)
         estate.clock.advance(timedelta(hours=25))
         estate.settings = replace(estate.settings, subscriptions=())  # a redeploy lost the setting
 

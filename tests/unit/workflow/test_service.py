@@ -147,8 +147,7 @@ class TestExactlyOne:
     def test_key_is_held_until_the_old_version_retires(self) -> None:
         estate, _ = standard_estate()
         first = start_rotation(estate.deps(), KEY.uri, CLI)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, first.new_version or "")
+        estate.follower_adopts(first.new_version)
 
         with pytest.raises(RotationInProgress):
             start_rotation(estate.deps(), KEY.uri, CLI)
@@ -349,8 +348,7 @@ class TestRewrapAndRetirement:
         estate.data_keys.put_blobs(LOCATION, KEY, old, 3)
         estate.data_keys.put_blob(LOCATION, "broken", KEY.version_uri(old), problem="malformed encryptiondata")
         view = start_rotation(estate.deps(), KEY.uri, CLI)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.follower_adopts(view.new_version)
         estate.clock.advance(timedelta(hours=25))
 
         report = sweep(estate.deps(), TIMER)
@@ -549,8 +547,7 @@ class TestOutOfOrderEvents:
     def test_stale_events_after_retirement(self) -> None:
         estate, old = standard_estate()
         view = start_rotation(estate.deps(), KEY.uri, CLI)
-        follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-        estate.storage.adopt_latest(follows.account_id, KEY, view.new_version or "")
+        estate.follower_adopts(view.new_version)
         estate.clock.advance(timedelta(hours=25))
         sweep(estate.deps(), TIMER)
 

@@ -26,8 +26,7 @@ def gadget_estate() -> tuple[Estate, str, FakeGadgets]:
 
 
 def adopt_versionless(estate: Estate, version: str) -> None:
-    follows = next(a for a in estate.storage.accounts.values() if a.name == "follows")
-    estate.storage.adopt_latest(follows.account_id, KEY, version)
+    estate.follower_adopts(version)
 
 
 class TestToyKind:
