@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from rotation import bootstrap
 from rotation.bootstrap import wire_inline
 from rotation.consumers import REGISTRY, ConsumerRegistry
 from rotation.domain.model import KeyRef
@@ -121,6 +123,14 @@ def standard_estate() -> tuple[Estate, str]:
     estate.workspaces.add("ws2", KEY, old)
     estate.workspaces.add("wsother", OTHER_KEY, other)
     return estate, old
+
+
+def hosted_standard_estate() -> Iterator[tuple[Estate, str]]:
+    """A fixture body: the standard estate, wired as the function app's dependencies until the test ends."""
+    arranged = standard_estate()
+    bootstrap.override_dependencies(arranged[0].deps())
+    yield arranged
+    bootstrap.override_dependencies(None)
 
 
 def rewrap_estate(blobs: int = 10, per_poll: int = 4) -> tuple[Estate, str]:

@@ -16,7 +16,7 @@ from rotation import bootstrap
 from rotation.api.identity import ANONYMOUS_CALLER
 from rotation.domain.model import RotationStatus
 from rotation.errors import ThrottledError
-from tests.fakes.estate import KEY, Estate, standard_estate
+from tests.fakes.estate import KEY, Estate, hosted_standard_estate
 from tests.functions_host import http
 
 JSON = {"content-type": "application/json"}
@@ -24,10 +24,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 def estate() -> Iterator[tuple[Estate, str]]:
-    arranged = standard_estate()
-    bootstrap.override_dependencies(arranged[0].deps())
-    yield arranged
-    bootstrap.override_dependencies(None)
+    yield from hosted_standard_estate()
 
 
 def _post(body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from rotation import bootstrap
 from rotation.domain.model import RotationStatus
 from rotation.errors import TransientError
-from tests.fakes.estate import KEY, Estate, standard_estate
+from tests.fakes.estate import KEY, Estate, hosted_standard_estate, standard_estate
 from tests.functions_host import functions, invoke
 from tests.unit.eventgrid_payloads import key_event, sample
 
@@ -37,10 +37,7 @@ def _event(event_type: str = "KeyNearExpiry", *, version: str, schema: str = "ev
 
 @pytest.fixture
 def estate() -> Iterator[tuple[Estate, str]]:
-    arranged = standard_estate()
-    bootstrap.override_dependencies(arranged[0].deps())
-    yield arranged
-    bootstrap.override_dependencies(None)
+    yield from hosted_standard_estate()
 
 
 def _deliver(payload: Any) -> list[dict[str, Any]]:
