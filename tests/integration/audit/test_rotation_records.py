@@ -13,6 +13,7 @@ from rotation.audit.store import StoredRecord, TableAuditLog
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.service import run_rotation, start_rotation, sweep
 from tests.fakes.estate import KEY, Estate, standard_estate
+from tests.integration.audit.concurrency import run_in_threads, verified_chain
 
 CALLER = Trigger(TriggerKind.HTTP, caller="alice@example.com")
 TIMER = Trigger(TriggerKind.TIMER)
@@ -127,14 +128,7 @@ class TestConcurrentRotations:
             with lock:
                 views.extend([view.rotation_id, dry.rotation_id])
 
-        threads = [threading.Thread(target=rotate, args=(e,)) for e in estates]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(rotate, estates)
 
-        stored = audit.stored()
-        report = audit.verify()
-        assert report.ok, report.problem
-        assert [s.seq for s in stored] == list(range(1, 9))
+        stored = verified_chain(audit, 8)
         assert sorted(s.record.rotation_id or "" for s in stored) == sorted(views)

@@ -23,6 +23,7 @@ from rotation.audit.store import RECORDS, TableAuditLog, seq_key
 from rotation.cli import main
 from rotation.domain.model import RewrapFailure, RewrapSummary
 from tests.fakes.audit import LocalCheckpointSigner, make_record
+from tests.integration.audit.concurrency import run_in_threads, verified_chain
 
 REPO = Path(__file__).resolve().parents[3]
 OUTCOMES = ("succeeded", "dry_run", "refused", "failed", "rolled_back")
@@ -370,16 +371,9 @@ class TestConcurrentAppends:
                 with lock:
                     appended.append(record_id)
 
-        threads = [threading.Thread(target=rotate, args=(k,)) for k in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(rotate, range(6))
 
-        stored = store.stored()
-        report = store.verify()
-        assert report.ok, report.problem
-        assert [s.seq for s in stored] == list(range(1, 31))
+        stored = verified_chain(store, 30)
         assert sorted(s.record.record_id for s in stored) == sorted(appended)
         assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
 
