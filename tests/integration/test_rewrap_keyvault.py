@@ -20,20 +20,14 @@ from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
+from tests.integration.vaults import new_vault
 
 PRINCIPAL = "rewrap-tests"
 
 
 @pytest.fixture
 def vault(local_azure: dict[str, Any]) -> Iterator[tuple[KeyVaultAdmin, dict[str, Any], KeyClient]]:
-    admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
-    created = admin.create_vault(f"rw{uuid.uuid4().hex[:10]}")
-    client = KeyClient(
-        created["url"],
-        LocalDevelopmentCredential(PRINCIPAL),
-        connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )
+    admin, created, client = new_vault(local_azure, "rw", PRINCIPAL)
     yield admin, created, client
     admin.clear_faults()
     client.close()

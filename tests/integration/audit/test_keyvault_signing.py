@@ -17,6 +17,7 @@ from rotation.audit.store import CHECKPOINTS, TableAuditLog, seq_key
 from rotation.cli import main
 from rotation.errors import PermissionDenied
 from tests.fakes.audit import make_record
+from tests.integration.vaults import new_vault
 
 PRINCIPAL = "audit-signer"
 
@@ -24,14 +25,7 @@ PRINCIPAL = "audit-signer"
 @pytest.fixture
 def signing_key(local_azure: dict[str, Any]) -> Iterator[tuple[KeyClient, str, KeyVaultAdmin, str]]:
     """A fresh vault with an RSA signing key; yields (key client, versionless key URI, admin, vault name)."""
-    admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
-    vault = admin.create_vault(f"au{uuid.uuid4().hex[:10]}")
-    client = KeyClient(
-        vault["url"],
-        LocalDevelopmentCredential(PRINCIPAL),
-        connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )
+    admin, vault, client = new_vault(local_azure, "au", PRINCIPAL)
     key = client.create_rsa_key(f"audit-{uuid.uuid4().hex[:8]}", size=2048)
     yield client, f"{vault['url'].rstrip('/')}/keys/{key.name}", admin, vault["name"]
     client.close()
