@@ -145,11 +145,9 @@ class Env:
         self.keys.close()
         self.local.stop()
 
-    def settings(self, concurrency: int, queue: str = "rotation-rewrap") -> Settings:
-        return Settings(
-            storage=HostStorageSettings(connection_string=self.conn), ca_bundle=self.ca,
-            verify_challenge_resource=False, rewrap_concurrency=concurrency, rewrap_queue=queue,
-        )  # fmt: skip
+    def settings(self, concurrency: int, queue: str = "rotation-rewrap", *where: ContainerClient) -> Settings:
+        return scoped_settings(self.conn, self.ca, self.key.uri, [self.location(c) for c in where],
+                               rewrap_concurrency=concurrency, rewrap_queue=queue)  # fmt: skip
 
     def kek(self, kid: str) -> VaultKek:
         return VaultKek(kid, self.ca, PRINCIPAL, **_lean(self.ca))
@@ -380,8 +378,8 @@ def rewrap_once(env: Env, container: ContainerClient, threads: int, **adapter_kw
     """One inline re-wrap of ``container`` with per-blob request counts and CPU seconds per process."""
     counter = StorageCounter()
     adapter = BlobDataKeys(
-        env.settings(threads), LocalDevelopmentCredential(PRINCIPAL), env.transport, inline=True,
-        storage_kwargs={"raw_response_hook": counter}, **adapter_kwargs,
+        env.settings(threads, "rotation-rewrap", container), LocalDevelopmentCredential(PRINCIPAL), env.transport,
+        inline=True, storage_kwargs={"raw_response_hook": counter}, **adapter_kwargs,
     )  # fmt: skip
     rotation_id = f"bench-{uuid.uuid4().hex[:8]}"
     kv_before, cpu_before = env.kv_counters(), env.cpu()
@@ -505,15 +503,19 @@ def _peak_rss_mib() -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
+def scoped_settings(conn: str, ca: str, key_uri: str, locations: list[DataLocation], **extra: Any) -> Settings:
+    """Bench settings whose scope (managed keys, data locations) is the key and the containers re-wrapped."""
+    return Settings(
+        storage=HostStorageSettings(connection_string=conn), ca_bundle=ca, verify_challenge_resource=False,
+        managed_keys=(key_uri,), data_locations=tuple(locations), **extra,
+    )  # fmt: skip
+
+
 def _memory_child(conn: str, ca: str, kid: str, locations: list[list[str]], out: Any) -> None:
     """A fresh process re-wrapping the given data locations; reports its peak RSS."""
     configure_logging("console", "WARNING", stream=sys.stderr)
-    settings = Settings(
-        storage=HostStorageSettings(connection_string=conn),
-        ca_bundle=ca,
-        verify_challenge_resource=False,
-        rewrap_concurrency=8,
-    )
+    where = [DataLocation(*loc) for loc in locations]
+    settings = scoped_settings(conn, ca, KeyRef.parse(kid)[0].uri, where, rewrap_concurrency=8)
     adapter = BlobDataKeys(settings, LocalDevelopmentCredential(PRINCIPAL), transport_kwargs(ca), inline=True)
     key, version = KeyRef.parse(kid)
     rotation_id = f"mem-{uuid.uuid4().hex[:8]}"
@@ -618,13 +620,12 @@ def memory_section(env: Env, counts: Iterable[int], directory: Path) -> dict[str
     return results
 
 
-def _worker(conn: str, ca: str, queue_name: str, page_size: int, threads: int, stop: Any) -> None:  # noqa: PLR0917 - a process target
+def _worker(conn: str, ca: str, scope: tuple[str, list[list[str]]], queue_name: str, page_size: int, threads: int,  # noqa: PLR0917 - a process target
+            stop: Any) -> None:  # fmt: skip
     """A queue worker process, like one Functions instance: drain the work-item queue."""
     configure_logging("console", "WARNING", stream=sys.stderr)
-    settings = Settings(
-        storage=HostStorageSettings(connection_string=conn), ca_bundle=ca, verify_challenge_resource=False,
-        rewrap_concurrency=threads, rewrap_queue=queue_name,
-    )  # fmt: skip
+    where = [DataLocation(*loc) for loc in scope[1]]
+    settings = scoped_settings(conn, ca, scope[0], where, rewrap_concurrency=threads, rewrap_queue=queue_name)
     adapter = BlobDataKeys(
         settings, LocalDevelopmentCredential(PRINCIPAL), transport_kwargs(ca), inline=False, page_size=page_size
     )
@@ -652,12 +653,14 @@ def queued_rewrap(
     context = multiprocessing.get_context("spawn")
     queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
     starter = BlobDataKeys(
-        env.settings(threads, queue_name), LocalDevelopmentCredential(PRINCIPAL), env.transport, inline=False,
+        env.settings(threads, queue_name, container), LocalDevelopmentCredential(PRINCIPAL), env.transport,
+        inline=False,
         page_size=page_size,
     )  # fmt: skip
+    scope = (env.key.uri, [[loc.account_url, loc.container, loc.prefix] for loc in [env.location(container)]])
     stop = context.Event()  # the workers drain until the run is done (like Functions instances, they idle)
     procs = [
-        context.Process(target=_worker, args=(env.conn, env.ca, queue_name, page_size, threads, stop))
+        context.Process(target=_worker, args=(env.conn, env.ca, scope, queue_name, page_size, threads, stop))
         for _ in range(workers)
     ]
     for proc in procs:

@@ -25,6 +25,17 @@ Messages never contain key material, data keys, tokens or connection secrets.
 
 from __future__ import annotations
 
+EXCERPT_CHARS = 60
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """A short, escaped rendering of caller input for an error message: at most ``limit`` characters,
+    non-printable characters replaced, quoted (``repr``), with ``...`` when cut."""
+    text = value if isinstance(value, str) else repr(value)
+    printable = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
+    cut = printable[:limit] + ("..." if len(printable) > limit else "")
+    return repr(cut)
+
 
 class RotationError(Exception):
     """Root of every error the rotation service reports."""

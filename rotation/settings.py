@@ -69,11 +69,12 @@ class Settings:
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT
     retire_grace_hours: float = 24.0
     near_expiry_days: float = 30.0
-    wrap_algorithm: str = "RSA-OAEP-256"
+    wrap_algorithm: str | None = None  # None: each re-wrapped blob keeps its own algorithm
     journal_table: str = "rotationjournal"
     audit_table: str = "rotationaudit"
     rewrap_queue: str = DEFAULT_REWRAP_QUEUE
     audit_signing_key: str | None = None
+    audit_checkpoint_minutes: float = 60.0  # a signed checkpoint at least this often while records arrive; 0: off
     trust_client_principal_headers: bool = False
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
@@ -88,7 +89,11 @@ class Settings:
     repoint_concurrency: int = 8
 
 
-_WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
+# New wraps use RSA-OAEP-256 only: RSA1_5 (PKCS#1 v1.5) and RSA-OAEP (SHA-1) are "[Not recommended]" in
+# Key Vault's keys.json (JsonWebKeyEncryptionAlgorithm). Existing blobs wrapped with RSA-OAEP are still
+# read (rotation.rewrap.keys.UNWRAP_ALGORITHMS) and keep their algorithm unless told otherwise.
+_WRAP_ALGORITHMS = ("RSA-OAEP-256",)
+_LOCAL_ONLY = ("ROTATION_LOCAL_PRINCIPAL", "ROTATION_CA_BUNDLE", "ROTATION_VERIFY_CHALLENGE_RESOURCE")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -308,6 +313,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["rewrap_queue"] = raw
     if (raw := get("ROTATION_AUDIT_SIGNING_KEY")) is not None:
         values["audit_signing_key"] = versionless_key_uri("ROTATION_AUDIT_SIGNING_KEY", raw)
+    if (raw := get("ROTATION_AUDIT_CHECKPOINT_MINUTES")) is not None:
+        values["audit_checkpoint_minutes"] = _number(
+            "ROTATION_AUDIT_CHECKPOINT_MINUTES", raw, "a number of minutes, 0 (off) or more (default 60)", 0
+        )
     if (raw := get("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS")) is not None:
         values["trust_client_principal_headers"] = _boolean("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS", raw)
     if (raw := get("ROTATION_LOG_FORMAT")) is not None:
@@ -352,17 +361,52 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _check_local_only(settings: Settings) -> None:
-    """The local (unsigned-token) principal is for the emulators only: refuse it against real Azure."""
-    if settings.local_principal is None:
+    """The emulator escape hatches are refused unless every endpoint the app talks to is loopback.
+
+    ``ROTATION_LOCAL_PRINCIPAL`` (an unsigned token), ``ROTATION_CA_BUNDLE`` (a private CA) and
+    ``ROTATION_VERIFY_CHALLENGE_RESOURCE=false`` (a Key Vault token to any host that asks) would each
+    weaken the app against a real endpoint, so one non-loopback endpoint refuses all three.
+    """
+    flags = (
+        settings.local_principal is not None,
+        settings.ca_bundle is not None,
+        not settings.verify_challenge_resource,
+    )
+    used = [name for name, on in zip(_LOCAL_ONLY, flags, strict=True) if on]
+    if not used:
         return
-    endpoints = [settings.arm_endpoint, *settings.managed_keys]
-    remote = [e for e in endpoints if not is_loopback(urlsplit(e).hostname or "")]
-    if remote:
+    remote = next((e for e in endpoints(settings) if not is_loopback(urlsplit(e).hostname or "")), None)
+    if remote is not None:
         raise SettingsError(
-            "ROTATION_LOCAL_PRINCIPAL",
-            f"is set while {remote[0]} is not a loopback endpoint",
+            used[0],
+            f"is set while {remote} is not a loopback endpoint",
             "unset in Azure (it is only for the local emulators)",
         )
+
+
+def endpoints(settings: Settings) -> list[str]:
+    """Every endpoint the settings point the app at: ARM, vaults, keys, data locations, host storage."""
+    found = [settings.arm_endpoint, *settings.managed_keys, *settings.allowed_vaults]
+    found += [d.account_url for d in settings.data_locations]
+    if settings.audit_signing_key:
+        found.append(settings.audit_signing_key)
+    storage = settings.storage
+    found += [u for u in (storage.blob_uri, storage.queue_uri, storage.table_uri) if u]
+    if storage.connection_string is not None:
+        found += _connection_string_endpoints(storage.connection_string)
+    return found
+
+
+def _connection_string_endpoints(connection_string: str) -> list[str]:
+    """The service endpoints a storage connection string names (Azurite's well-known one is loopback)."""
+    if connection_string.strip() == "UseDevelopmentStorage=true":
+        return ["http://127.0.0.1"]
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    named = [parts[k] for k in ("BlobEndpoint", "QueueEndpoint", "TableEndpoint") if parts.get(k)]
+    if not named and parts.get("AccountName"):
+        suffix = parts.get("EndpointSuffix", "core.windows.net")
+        named.append(f"https://{parts['AccountName']}.blob.{suffix}")
+    return named
 
 
 def describe(settings: Settings) -> dict[str, object]:

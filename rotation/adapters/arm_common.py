@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
-from rotation.errors import InputError
+from rotation.errors import InputError, excerpt
 from rotation.retry import TRANSPORT_RETRY
 
 DEFAULT_SCOPE = "https://management.azure.com/.default"
@@ -30,7 +30,7 @@ def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
     """(subscription, resource group, name) of a provider resource id."""
     match = _RESOURCE_ID.match(resource_id.rstrip("/"))
     if match is None:
-        raise InputError(f"{resource_id!r} is not an ARM resource id")
+        raise InputError(f"{excerpt(resource_id)} is not an ARM resource id")
     return match["sub"], match["rg"], match["name"]
 
 

@@ -35,6 +35,11 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "set_key_version": frozenset({_READ, _WRITE}),
 }
 KEY_SOURCE = "Microsoft.Keyvault"
+# EncryptionIdentity (storage.json 2025-01-01): wire name, azure-mgmt-storage attribute.
+_ENCRYPTION_IDENTITY_FIELDS = (
+    ("userAssignedIdentity", "encryption_user_assigned_identity"),
+    ("federatedIdentityClientId", "encryption_federated_identity_client_id"),
+)
 
 
 def _get(obj: Any, *names: str) -> Any:
@@ -122,9 +127,13 @@ class ArmStorageAccounts:
         identity = _get(current, "encryption", "encryption_identity") or _get(
             current, "properties", "encryption", "encryption_identity"
         )
-        user_assigned = _get(identity, "encryption_user_assigned_identity")
-        if user_assigned:
-            encryption["identity"] = {"userAssignedIdentity": user_assigned}
+        kept_identity = {
+            wire: value for wire, attr in _ENCRYPTION_IDENTITY_FIELDS if (value := _get(identity, attr)) is not None
+        }
+        if kept_identity:
+            # Every field of the encryption identity is sent back as it was (the user-assigned identity and
+            # the multi-tenant application's federatedIdentityClientId): only the key changes.
+            encryption["identity"] = kept_identity
         services = _get(current, "encryption", "services") or _get(current, "properties", "encryption", "services")
         kept = {}
         for service in ("blob", "file", "table", "queue"):

@@ -1,6 +1,7 @@
 """``python -m rotation.api``: serve the HTTP API locally with uvicorn (the same ``create_app()`` as Azure).
 
-There is no function key locally, so the server listens on loopback only. Started rotations run
+There is no function key locally, so the server listens on loopback only and answers only requests
+whose Host is a loopback name (``rotation.api.local_host``: against DNS rebinding). Started rotations run
 in-process (no queue trigger runs locally). Settings come from the environment, as in Azure.
 """
 
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rotation import bootstrap
     from rotation.api.app import create_app
+    from rotation.api.local_host import LoopbackHostOnly
     from rotation.errors import SettingsError
 
     try:
@@ -33,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bootstrap.use_inline_dispatch(True)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
+    uvicorn.run(LoopbackHostOnly(create_app()), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 

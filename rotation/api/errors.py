@@ -5,7 +5,7 @@ Mapping from the service's error tree (``rotation.errors``):
 =====================================  ======  ==========================================
 error                                  status  notes
 =====================================  ======  ==========================================
-InputError (and request validation)    400     the reason, never the offending value in full
+InputError (and request validation)    400     the reason; at most a short escaped excerpt of the input
 UnknownKeyError, RotationNotFound      404
 RotationInProgress                     409     carries the id of the rotation holding the key
 body larger than the cap               413
@@ -43,6 +43,7 @@ from rotation.logs import bound, get_logger
 log = get_logger("rotation.api")
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_CLIENT_MESSAGE = 300
 DEFAULT_RETRY_AFTER_S = 30
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
 _NOT_FOUND_CODES = frozenset({"UnknownKey", "RotationNotFound", "AuditRecordNotFound"})
@@ -81,8 +82,16 @@ def rotation_error_response(exc: RotationError, request: Request | None = None) 
         seconds = DEFAULT_RETRY_AFTER_S if hint is None or not math.isfinite(hint) else max(1, math.ceil(hint))
         extra["headers"] = {"Retry-After": str(seconds)}
     level = "warning" if status < 500 else "error"
-    getattr(log, level)("api_request_failed", status=status, code=exc.code, message=exc.message)
-    return error_response(status, exc.code, exc.message, request, **extra)
+    message = exc.message if status >= 500 else client_message(exc.message)
+    getattr(log, level)("api_request_failed", status=status, code=exc.code, message=message)
+    return error_response(status, exc.code, message, request, **extra)
+
+
+def client_message(message: str) -> str:
+    """A 4xx message as sent: printable characters only and at most ``MAX_CLIENT_MESSAGE`` characters, so
+    no path that puts caller input into an error can echo more than a short excerpt of it."""
+    printable = "".join(c if c.isprintable() else "?" for c in message)
+    return printable if len(printable) <= MAX_CLIENT_MESSAGE else printable[: MAX_CLIENT_MESSAGE - 3] + "..."
 
 
 def _validation_message(errors: Sequence[Any]) -> str:

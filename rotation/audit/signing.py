@@ -16,7 +16,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
 from rotation.adapters.azure_errors import NotFound, translated
 from rotation.domain.model import KeyRef
-from rotation.errors import InputError
+from rotation.errors import InputError, excerpt
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -70,7 +70,7 @@ class KeyVaultCheckpointSigner:
     ) -> None:
         key, version = KeyRef.parse(key_uri)
         if version is not None:
-            raise InputError(f"the audit signing key must be versionless, not {key_uri!r}")
+            raise InputError(f"the audit signing key must be versionless, not {excerpt(key_uri)}")
         self.key = key
         self._credential = credential
         self._client_kwargs: dict[str, Any] = {

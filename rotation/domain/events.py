@@ -172,7 +172,7 @@ class _Envelope:
         except InputError as exc:
             raise MalformedEvent(f"event {event_id}: data.Id {describe(kid)} is not a key identifier") from exc
         name = _text("data.ObjectName", data.get("ObjectName"))
-        if name != key.name:
+        if name.lower() != key.name.lower():
             raise MalformedEvent(f"event {event_id}: data.ObjectName {describe(name)} does not match data.Id")
         vault_name = _text("data.VaultName", data.get("VaultName"))
         if not _VAULT_NAME.match(vault_name):
@@ -194,8 +194,10 @@ class _Envelope:
 
         if key.vault_url not in scope.allowed_vaults:
             return IgnoredEvent(event_id, full_type, "vault not in the allow-list", name, key.vault_url)
-        if key not in scope.managed_keys:
+        managed = next((k for k in scope.managed_keys if k.same_key(key)), None)
+        if managed is None:
             return IgnoredEvent(event_id, full_type, "key is not managed by this service", name, key.vault_url)
+        key = managed  # Key Vault key names are case-insensitive: act on the key as configured
         if short_type == "KeyNewVersionCreated" and version is None:
             raise MalformedEvent(f"event {event_id}: KeyNewVersionCreated without a version")
         return KeyVaultEvent(

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
-from rotation.errors import InputError
+from rotation.errors import InputError, excerpt
 
 # -- keys ----------------------------------------------------------------------------------------
 
@@ -34,6 +34,10 @@ class KeyRef:
         """The versioned key identifier (kid) of ``version``."""
         return f"{self.uri}/{version}"
 
+    def same_key(self, other: KeyRef) -> bool:
+        """Same vault and same name; Key Vault key names are case-insensitive."""
+        return self.vault_url == other.vault_url and self.name.lower() == other.name.lower()
+
     @classmethod
     def parse(cls, uri: str) -> tuple[KeyRef, str | None]:
         """Split a key URI (versioned or not) into the key and its version.
@@ -44,13 +48,13 @@ class KeyRef:
         parts = urlsplit(uri.strip())
         segments = [s for s in parts.path.split("/") if s]
         if parts.scheme != "https" or not parts.hostname or len(segments) not in (2, 3) or segments[0] != "keys":
-            raise InputError(f"{uri!r} is not a Key Vault key URI (https://<vault>/keys/<name>[/<version>])")
+            raise InputError(f"{excerpt(uri)} is not a Key Vault key URI (https://<vault>/keys/<name>[/<version>])")
         name = segments[1]
         if not name or not all(c.isalnum() or c == "-" for c in name):
-            raise InputError(f"{uri!r} has a key name Key Vault does not allow")
+            raise InputError(f"{excerpt(uri)} has a key name Key Vault does not allow")
         version = segments[2] if len(segments) == 3 else None
         if version is not None and not version.isalnum():
-            raise InputError(f"{uri!r} has a malformed key version")
+            raise InputError(f"{excerpt(uri)} has a malformed key version")
         netloc = parts.netloc.lower()
         if netloc.endswith(":443"):
             netloc = netloc[: -len(":443")]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
-from rotation.errors import InputError
+from rotation.errors import InputError, excerpt
 
 _DURATION = re.compile(
     r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -28,7 +28,7 @@ def parse_duration(text: str) -> timedelta:
     """
     match = _DURATION.match(text.strip().upper())
     if match is None or text.strip().upper() in ("P", "PT"):
-        raise InputError(f"{text!r} is not an ISO 8601 duration such as P90D or PT48H")
+        raise InputError(f"{excerpt(text)} is not an ISO 8601 duration such as P90D or PT48H")
     parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
     days = parts.get("years", 0) * 365 + parts.get("months", 0) * 30 + parts.get("weeks", 0) * 7 + parts.get("days", 0)
     return timedelta(

@@ -37,10 +37,11 @@ from rotation.domain.model import HeldBlob, KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
 from rotation.rewrap import scan
-from rotation.rewrap.checkpoint import DONE, PENDING, POISON, CheckpointStore, Item, Run
+from rotation.rewrap.checkpoint import DONE, PENDING, POISON, CheckpointStore, Item, MalformedRow, Run
 from rotation.rewrap.keys import KeyVaultUnwrapper, Unwrapper, Wrapper, fetch_wrapper
 from rotation.rewrap.queue import MAX_DEQUEUE, LocalWorkQueue, StorageWorkQueue, WorkMessage, WorkQueue, storage_queue
 from rotation.rewrap.scan import Status
+from rotation.rewrap.scope import OutOfScope, RewrapScope, checked_version
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.rewrap.worker import Rewrapper, Tally
 from rotation.settings import DataLocation, Settings
@@ -91,6 +92,7 @@ class BlobDataKeys:
     ) -> None:
         self.settings = settings
         self._redrive_base_s = redrive_base_s
+        self.scope = RewrapScope.from_settings(settings)
         self.inline = inline
         self._credential = credential
         self._transport_kwargs = dict(transport_kwargs)
@@ -123,7 +125,8 @@ class BlobDataKeys:
     def survey(self, key: KeyRef, locations: Sequence[DataLocation]) -> dict[str, int]:
         """Blob counts by version of ``key``; ``""`` counts blobs with problems. Safe to repeat."""
         counts: dict[str, int] = {}
-        for location in locations:
+        key = self.scope.key(key.uri)
+        for location in self.scope.locations_of(locations):
             for blob in self._list_all(location):
                 verdict = scan.classify(blob, key, new_version="")
                 bucket = verdict.version or "" if verdict.status is not Status.FAILED else ""
@@ -146,7 +149,13 @@ class BlobDataKeys:
         return tuple(held)
 
     def begin_rewrap(self, rotation_id: str, key: KeyRef, new_version: str, locations: Sequence[DataLocation]) -> None:
-        """Record the run and hand out page 1 of each location. Idempotent per ``rotation_id``."""
+        """Record the run and hand out page 1 of each location. Idempotent per ``rotation_id``.
+
+        Raises:
+            OutOfScope: the key or a location is not in the settings (nothing is recorded).
+        """
+        key, locations = self.scope.key(key.uri), self.scope.locations_of(locations)
+        checked_version(new_version)
         self.store.ensure_table()
         created = self.store.create_run(rotation_id, key.uri, new_version, locations)
         run = self.store.get_run(rotation_id)
@@ -166,6 +175,7 @@ class BlobDataKeys:
         for _ in range(2 * MAX_PASSES + 2):
             if run is None:
                 return False, RewrapSummary()
+            self._in_scope(run)  # a rewritten run row stops the rotation here, before any listing
             if run.done:
                 break
             if not self.inline and self._redrive([i for i in items if i.status == POISON]):
@@ -206,6 +216,11 @@ class BlobDataKeys:
         try:
             message = WorkMessage.from_json(body)
             self.process_item(message.rotation_id, message.item)
+        except OutOfScope as exc:
+            # Not retryable, and nothing was done: the message is consumed, the refusal logged.
+            log.error("rewrap_item_out_of_scope", reason=exc.message)
+        except MalformedRow as exc:
+            log.error("rewrap_item_row_malformed", reason=str(exc))
         except Exception:
             if dequeue_count >= max_dequeue:
                 self.mark_poison(body)
@@ -232,13 +247,15 @@ class BlobDataKeys:
         self.store.ensure_table()
         run = self.store.get_run(rotation_id)
         if run is None:
-            raise RotationError(f"re-wrap work item for unknown rotation {rotation_id}")
+            raise RotationError(f"re-wrap work item for unknown rotation {rotation_id[:80]!r}")
+        key, locations = self._in_scope(run)
         item = self._claim(rotation_id, item_name, takeover=takeover)
         if item is None:
             return
-        location = run.locations[item.location]
+        if not 0 <= item.location < len(locations):
+            raise OutOfScope(f"re-wrap work item {item.item_id[:40]!r} names no location of its run")
+        location = locations[item.location]
         container = self._container(location)
-        key, _ = KeyRef.parse(run.key_uri)
         try:
             blobs, next_marker = scan.list_page(container, location.prefix, item.marker, self.page_size)
         except ResourceNotFoundError:
@@ -356,6 +373,11 @@ class BlobDataKeys:
             if failure is not None:
                 raise failure
 
+    def _in_scope(self, run: Run) -> tuple[KeyRef, tuple[DataLocation, ...]]:
+        """The run's key and locations as the settings name them; raises OutOfScope for anything else."""
+        checked_version(run.new_version)
+        return self.scope.key(run.key_uri), self.scope.locations_of(run.locations)
+
     @staticmethod
     def _walked(run: Run, items: list[Item]) -> bool:
         """Every item of the current pass finished, and every location's listing walked to its end."""
@@ -367,11 +389,11 @@ class BlobDataKeys:
 
     def _verify(self, run: Run, failed: list[tuple[str, str]]) -> Run:
         """Scan every location; finish the run, start another pass, or report stragglers as failures."""
-        key, _ = KeyRef.parse(run.key_uri)
+        key, locations = self._in_scope(run)
         known = set(failed)
         stragglers: dict[int, list[tuple[str, str]]] = {}
         remaining = 0
-        for index, location in enumerate(run.locations):
+        for index, location in enumerate(locations):
             for blob in self._list_all(location):
                 verdict = scan.classify(blob, key, run.new_version)
                 if (location.display, blob.name) in known:
@@ -393,7 +415,7 @@ class BlobDataKeys:
                 self.store.record_failures(
                     run.rotation_id,
                     index,
-                    run.locations[index].display,
+                    locations[index].display,
                     [(n, f"{r} after {MAX_PASSES} passes") for n, r in found],
                 )
             self.store.update_run(run.rotation_id, Done=True, Remaining=0)

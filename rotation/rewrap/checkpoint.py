@@ -209,8 +209,34 @@ class CheckpointStore:
         self._service.close()
 
 
+class MalformedRow(ValueError):
+    """A stored run or item row does not have the shape this module writes (log-safe message)."""
+
+
 def _run(e: Any) -> Run:
-    locations = tuple(DataLocation(a, c, p) for a, c, p in json.loads(e["Locations"]))
+    """Decode a run row. Raises MalformedRow for any other shape (rows are input: anyone who can write the
+    table can write them)."""
+    try:
+        return _decode_run(e)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
+        raise MalformedRow("re-wrap run row is malformed") from None
+
+
+def _item(e: Any) -> Item:
+    """Decode an item row. Raises MalformedRow for any other shape."""
+    try:
+        return _decode_item(e)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        raise MalformedRow("re-wrap work item row is malformed") from None
+
+
+def _decode_run(e: Any) -> Run:
+    raw = json.loads(str(e["Locations"]))
+    if not isinstance(raw, list) or not all(
+        isinstance(loc, list) and len(loc) == 3 and all(isinstance(part, str) for part in loc) for loc in raw
+    ):
+        raise ValueError("Locations")
+    locations = tuple(DataLocation(a, c, p) for a, c, p in raw)
     return Run(
         str(e["PartitionKey"]),
         str(e["KeyUri"]),
@@ -222,7 +248,7 @@ def _run(e: Any) -> Run:
     )
 
 
-def _item(e: Any) -> Item:
+def _decode_item(e: Any) -> Item:
     has_next = {"yes": True, "no": False}.get(str(e.get("HasNext", "unknown")))
     metadata = getattr(e, "metadata", {}) or {}
     stamp = metadata.get("timestamp")

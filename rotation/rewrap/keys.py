@@ -25,12 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from rotation.adapters.http_session import direct_session_kwargs
 from rotation.domain.model import KeyRef
-from rotation.errors import PermissionDenied, PreconditionFailed, ThrottledError, TransientError
+from rotation.errors import InputError, PermissionDenied, PreconditionFailed, ThrottledError, TransientError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-WRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP", "RSA1_5")
+# What a blob's ``Algorithm`` may name for unwrap, and what a re-wrap may write. RSA1_5 is never accepted
+# (PKCS#1 v1.5 padding: an unwrap oracle, and "[Not recommended]" in Key Vault's keys.json). RSA-OAEP (SHA-1
+# OAEP) is what earlier client libraries wrote (the .NET v11 tutorial's ``RsaKey``, MicrosoftDocs azure-docs
+# articles/storage/blobs/storage-encrypt-decrypt-blobs-key-vault.md), so blobs wrapped with it are read and
+# keep it when re-wrapped, since readers may pass a fixed algorithm; settings never choose it for new wraps.
+UNWRAP_ALGORITHMS = ("RSA-OAEP-256", "RSA-OAEP")
+WRAP_ALGORITHMS = UNWRAP_ALGORITHMS
 
 _READ = "Microsoft.KeyVault/vaults/keys/read"
 _UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
@@ -60,39 +66,48 @@ class Unwrapper(Protocol):
 
 
 class Wrapper(Protocol):
-    """Wraps content keys for one key version, locally."""
+    """Wraps content keys for one key version, locally.
+
+    ``key_id`` is the version's ``kid`` exactly as Key Vault returns it (readers require
+    ``KeyId == kek.get_kid()``); ``algorithm`` is the algorithm every re-wrap uses, or None to keep
+    each blob's own.
+    """
 
     key_id: str
-    algorithm: str
+    algorithm: str | None
 
-    def wrap(self, content_key: bytes) -> bytes: ...
+    def wrap(self, content_key: bytes, algorithm: str) -> bytes: ...
 
 
 class PublicKeyWrapper:
     """RSA wrap with a public key: no Key Vault call."""
 
-    def __init__(self, key_id: str, public_key: rsa.RSAPublicKey, algorithm: str = "RSA-OAEP-256") -> None:
-        if algorithm not in WRAP_ALGORITHMS:
-            raise PreconditionFailed(f"wrap algorithm {algorithm} is not supported; use one of {WRAP_ALGORITHMS}")
+    def __init__(self, key_id: str, public_key: rsa.RSAPublicKey, algorithm: str | None = None) -> None:
+        if algorithm is not None:
+            _check_wrap_algorithm(algorithm)
         self.key_id = key_id
         self.algorithm = algorithm
         self._public_key = public_key
 
-    def wrap(self, content_key: bytes) -> bytes:
-        return self._public_key.encrypt(content_key, _padding(self.algorithm))
+    def wrap(self, content_key: bytes, algorithm: str) -> bytes:
+        _check_wrap_algorithm(algorithm)
+        return self._public_key.encrypt(content_key, _padding(algorithm))
 
     @classmethod
-    def from_jwk(cls, key_id: str, n: bytes, e: bytes, algorithm: str) -> PublicKeyWrapper:
+    def from_jwk(cls, key_id: str, n: bytes, e: bytes, algorithm: str | None) -> PublicKeyWrapper:
         numbers = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big"))
         return cls(key_id, numbers.public_key(), algorithm)
+
+
+def _check_wrap_algorithm(algorithm: str) -> None:
+    if algorithm not in WRAP_ALGORITHMS:
+        raise PreconditionFailed(f"wrap algorithm {algorithm[:24]!r} is not accepted; use one of {WRAP_ALGORITHMS}")
 
 
 def _padding(algorithm: str) -> padding.AsymmetricPadding:
     if algorithm == "RSA-OAEP-256":
         return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-    if algorithm == "RSA-OAEP":
-        return padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - legacy algorithm readers still use
-    return padding.PKCS1v15()
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - kept for blobs already wrapped with it
 
 
 def fetch_wrapper(
@@ -100,11 +115,16 @@ def fetch_wrapper(
     version: str,
     credential: TokenCredential,
     transport_kwargs: dict[str, Any],
-    algorithm: str,
+    algorithm: str | None,
     *,
     verify_challenge_resource: bool = True,
 ) -> PublicKeyWrapper:
-    """The new version's public key, read once (keys/read). Raises PreconditionFailed for a non-RSA key."""
+    """The new version's public key, read once (keys/read). Raises PreconditionFailed for a non-RSA key.
+
+    The wrapper's ``key_id`` is the ``kid`` Key Vault returned, byte for byte (host, port and name case
+    as the vault writes them), since azure-storage-blob's reader requires ``KeyId == kek.get_kid()``
+    and the SDK's own KeyWrapper sample returns ``key.id``. It must still name ``version`` of ``key``.
+    """
     client = KeyClient(
         key.vault_url, credential, verify_challenge_resource=verify_challenge_resource, **transport_kwargs
     )
@@ -119,7 +139,14 @@ def fetch_wrapper(
     kty_name = str(getattr(kty, "value", kty)).upper()
     if not isinstance(n, bytes) or not isinstance(e, bytes) or kty_name not in ("RSA", "RSA-HSM"):
         raise PreconditionFailed(f"{key.version_uri(version)} is not an RSA key; client-side re-wrap needs RSA")
-    return PublicKeyWrapper.from_jwk(key.version_uri(version), n, e, algorithm)
+    kid = str(getattr(jwk, "kid", None) or found.id or "")
+    try:
+        named, named_version = KeyRef.parse(kid)
+    except InputError:
+        named, named_version = None, None
+    if named is None or not key.same_key(named) or (named_version or "").lower() != version.lower():
+        raise PreconditionFailed(f"Key Vault answered for {key.version_uri(version)} with another kid")
+    return PublicKeyWrapper.from_jwk(kid, n, e, algorithm)
 
 
 class KeyVaultUnwrapper:
@@ -164,6 +191,8 @@ class KeyVaultUnwrapper:
 
     def unwrap(self, key_id: str, algorithm: str, encrypted_key: bytes) -> bytes:
         try:
+            if algorithm not in UNWRAP_ALGORITHMS:
+                raise ValueError(algorithm)
             alg = KeyWrapAlgorithm(algorithm)
         except ValueError:
             raise UnwrapRefused(f"unsupported wrap algorithm {algorithm[:24]!r}") from None

@@ -45,7 +45,10 @@ class WorkMessage:
     @classmethod
     def from_json(cls, body: str) -> WorkMessage:
         """Raises ValueError for a body that is not a work item."""
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except RecursionError:
+            raise ValueError("not a re-wrap work item") from None
         if not isinstance(data, dict) or not isinstance(data.get("rotation_id"), str):
             raise ValueError("not a re-wrap work item")
         item = data.get("item")

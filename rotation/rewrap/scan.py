@@ -15,6 +15,7 @@ from azure.storage.blob import ContainerClient
 
 from rotation.domain.model import KeyRef
 from rotation.errors import InputError
+from rotation.rewrap.keys import UNWRAP_ALGORITHMS
 from rotation.rewrap.metadata import MalformedEncryptionData, WrappedKey, parse_wrapped_key
 
 _BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
@@ -68,10 +69,13 @@ def classify(blob: ListedBlob, key: KeyRef, new_version: str) -> Verdict:
         named, version = KeyRef.parse(wrapped.key_id)
     except InputError:
         return Verdict(Status.FAILED, reason="KeyId is not a Key Vault key URI")
-    if named.vault_url != key.vault_url or named.name.lower() != key.name.lower():
+    if not named.same_key(key):
         return Verdict(Status.FAILED, reason=f"KeyId names another key ({named.uri})")
     if version is None:
         return Verdict(Status.FAILED, reason="KeyId names no key version")
+    if wrapped.algorithm not in UNWRAP_ALGORITHMS:
+        # Checked before any Key Vault call: blob metadata must not choose RSA1_5 (an unwrap oracle).
+        return Verdict(Status.FAILED, reason=f"wrap algorithm {wrapped.algorithm[:24]!r} is not accepted")
     if version == new_version:
         return Verdict(Status.CURRENT, version, wrapped)
     return Verdict(Status.OLD, version, wrapped)

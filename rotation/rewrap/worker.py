@@ -117,8 +117,10 @@ class Rewrapper:
                 except MalformedEncryptionData as exc:
                     return BlobResult(blob.name, Outcome.FAILED, f"malformed encryptiondata: {exc}", races)
                 cached = (wrapped.encrypted_key, content_key)
+            # Each blob keeps its own wrap algorithm unless the settings name one: readers may pass a fixed one.
+            algorithm = self.wrapper.algorithm or wrapped.algorithm
             metadata = rewrapped_metadata(
-                blob.metadata, wrapped, self.wrapper.key_id, self.wrapper.wrap(content_key), self.wrapper.algorithm
+                blob.metadata, wrapped, self.wrapper.key_id, self.wrapper.wrap(content_key, algorithm), algorithm
             )
             client = container.get_blob_client(blob.name)
             try:

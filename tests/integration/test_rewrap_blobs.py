@@ -45,9 +45,12 @@ def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
     client.delete_container()
 
 
-def settings_for(local_azure: dict[str, Any], **overrides: Any) -> Settings:
+def settings_for(local_azure: dict[str, Any], *where: ContainerClient | DataLocation, **overrides: Any) -> Settings:
+    """Settings whose scope (ROTATION_MANAGED_KEYS, ROTATION_DATA_LOCATIONS) is KEY and ``where``."""
     values: dict[str, Any] = {
         "storage": HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
+        "managed_keys": (KEY.uri,),
+        "data_locations": tuple(w if isinstance(w, DataLocation) else location_of(w) for w in where),
         "rewrap_concurrency": 4,
         "rewrap_queue": f"rewrap-{uuid.uuid4().hex[:8]}",
     }
@@ -60,9 +63,11 @@ def location_of(container: ContainerClient, prefix: str = "") -> DataLocation:
     return DataLocation(account_url, container.container_name, prefix)
 
 
-def adapter(local_azure: dict[str, Any], ring: LocalKeyRing, new: str, **kwargs: Any) -> BlobDataKeys:
+def adapter(
+    local_azure: dict[str, Any], container: ContainerClient, ring: LocalKeyRing, new: str, **kwargs: Any
+) -> BlobDataKeys:
     inline = kwargs.pop("inline", True)
-    settings = kwargs.pop("settings", None) or settings_for(local_azure)
+    settings = kwargs.pop("settings", None) or settings_for(local_azure, container)
     return BlobDataKeys(settings, credential=None, transport_kwargs={}, inline=inline,  # type: ignore[arg-type]
                         unwrapper=kwargs.pop("unwrapper", ring), wrapper=ring.wrapper(new), **kwargs)  # fmt: skip
 
@@ -94,7 +99,7 @@ class TestRewrapKeepsContentReadableWithOnlyTheNewVersion:
         for name, data in payloads.items():
             upload(container, ring, old, name, data, "1.0" if name.startswith("v1") else "2.0")
         raw_before = {n: container.download_blob(n).readall() for n in payloads}
-        keys = adapter(local_azure, ring, new)
+        keys = adapter(local_azure, container, ring, new)
 
         keys.begin_rewrap("rot-1", KEY, new, [location_of(container)])
         done, summary = keys.rewrap_progress("rot-1")
@@ -120,7 +125,7 @@ class TestRewrapKeepsContentReadableWithOnlyTheNewVersion:
     ) -> None:
         old, new = ring.new_version(), ring.new_version()
         upload(container, ring, old, "a", b"x" * 100, "2.0")
-        keys = adapter(local_azure, ring, new)
+        keys = adapter(local_azure, container, ring, new)
         keys.begin_rewrap("rot-2", KEY, new, [location_of(container)])
         etag = container.get_blob_client("a").get_blob_properties().etag
 
@@ -154,7 +159,7 @@ class TestBadDataIsReportedNotTouched:
         untouched = {
             n: container.get_blob_client(n).get_blob_properties().etag for n in ("malformed", "other-key", "bad-unwrap")
         }
-        keys = adapter(local_azure, ring, new)
+        keys = adapter(local_azure, container, ring, new)
 
         keys.begin_rewrap("rot-bad", KEY, new, [location_of(container)])
         done, summary = keys.rewrap_progress("rot-bad")
@@ -205,7 +210,7 @@ class TestConcurrentWriters:
                 container.delete_blob(name)
 
         ring.before_unwrap = owner_acts
-        keys = adapter(local_azure, ring, new)
+        keys = adapter(local_azure, container, ring, new)
 
         keys.begin_rewrap("rot-race", KEY, new, [location_of(container)])
         done, summary = keys.rewrap_progress("rot-race")
@@ -240,14 +245,14 @@ class TestCrashAndResume:
                 raise Crash
 
         ring.before_unwrap = crash_at_nine
-        settings = settings_for(local_azure, rewrap_concurrency=1)
-        first = adapter(local_azure, ring, new, settings=settings, page_size=5, chunk=2)
+        settings = settings_for(local_azure, container, rewrap_concurrency=1)
+        first = adapter(local_azure, container, ring, new, settings=settings, page_size=5, chunk=2)
         with pytest.raises(Crash):
             first.begin_rewrap("rot-crash", KEY, new, [location_of(container)])
         ring.before_unwrap = None
         calls_before_resume = ring.unwrap_calls
 
-        second = adapter(local_azure, ring, new, settings=settings, page_size=5, chunk=2)
+        second = adapter(local_azure, container, ring, new, settings=settings, page_size=5, chunk=2)
         done, summary = second.rewrap_progress("rot-crash")
 
         assert done is True
@@ -274,8 +279,8 @@ class TestQueuedWorkItems:
         old, new = ring.new_version(), ring.new_version()
         for i in range(12):
             upload(container, ring, old, f"q{i:03d}", b"q", "1.0")
-        settings = settings_for(local_azure)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=5)
+        settings = settings_for(local_azure, container)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, page_size=5)
         queue, poison = work_queues(settings)
 
         keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
@@ -296,8 +301,8 @@ class TestQueuedWorkItems:
         old, new = ring.new_version(), ring.new_version()
         for i in range(23):
             upload(container, ring, old, f"c{i:03d}", b"c%d" % i, "2.0")
-        settings = settings_for(local_azure)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=False, page_size=4)
+        settings = settings_for(local_azure, container)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, page_size=4)
         queue, poison = work_queues(settings)
         calls_before = ring.unwrap_calls
 
@@ -319,9 +324,9 @@ class TestQueuedWorkItems:
         old, new = ring.new_version(), ring.new_version()
         for i in range(6):
             upload(container, ring, old, f"d{i}", b"d", "2.0")
-        settings = settings_for(local_azure)
-        first = adapter(local_azure, ring, new, settings=settings, inline=False)
-        second = adapter(local_azure, ring, new, settings=settings, inline=False)
+        settings = settings_for(local_azure, container)
+        first = adapter(local_azure, container, ring, new, settings=settings, inline=False)
+        second = adapter(local_azure, container, ring, new, settings=settings, inline=False)
         first.begin_rewrap("rot-dup", KEY, new, [location_of(container)])
         item = "item-01-000-000000"
         body = json.dumps({"rotation_id": "rot-dup", "item": item})
@@ -376,8 +381,8 @@ class TestQueuedWorkItems:
         old, new = ring.new_version(), ring.new_version()
         for i in range(4):
             upload(container, ring, old, f"r{i}", b"r", "2.0")
-        settings = settings_for(local_azure)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=False)
+        settings = settings_for(local_azure, container)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False)
         keys.begin_rewrap("rot-claim", KEY, new, [location_of(container)])
         item = "item-01-000-000000"
         claim = keys.store.claim_item
@@ -408,8 +413,8 @@ class TestQueuedWorkItems:
     ) -> None:
         old, new = ring.new_version(), ring.new_version()
         upload(container, ring, old, "lost", b"l", "2.0")
-        settings = settings_for(local_azure)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=False)
+        settings = settings_for(local_azure, container)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False)
         queue, poison = work_queues(settings)
         monkeypatch.setattr("rotation.rewrap.adapter.STALE_S", 0.5)
         keys.begin_rewrap("rot-lost", KEY, new, [location_of(container)])
@@ -436,8 +441,8 @@ class TestQueuedWorkItems:
             def unwrap(self, key_id: str, algorithm: str, encrypted_key: bytes) -> bytes:
                 raise PermissionDenied("Key Vault HTTP 403 (Forbidden)", "keys/unwrap/action")
 
-        settings = settings_for(local_azure)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
+        settings = settings_for(local_azure, container)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
         queue, poison = work_queues(settings)
         keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
         queue.send_message("not a work item")

@@ -40,9 +40,12 @@ def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
     client.delete_container()
 
 
-def data_keys(local_azure: dict[str, Any], **kwargs: Any) -> BlobDataKeys:
+def data_keys(local_azure: dict[str, Any], key: KeyRef, container: ContainerClient, **kwargs: Any) -> BlobDataKeys:
+    """The inline re-wrap, scoped (managed keys, data locations) to ``key`` and ``container``."""
     settings = Settings(
         storage=HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
+        managed_keys=(key.uri,),
+        data_locations=(location_of(container),),
         ca_bundle=local_azure["ca_bundle"],
         verify_challenge_resource=False,
         rewrap_concurrency=8,
@@ -82,7 +85,7 @@ class TestRewrapWithKeyVault:
         new = keys.create_rsa_key("cmk", size=2048)
         key, _ = KeyRef.parse(str(new.id))
         admin.reset_counters()
-        adapter = data_keys(local_azure)
+        adapter = data_keys(local_azure, key, container)
 
         adapter.begin_rewrap("rot-kv", key, str(new.properties.version), [location_of(container)])
         done, summary = adapter.rewrap_progress("rot-kv")
@@ -127,7 +130,7 @@ class TestThrottledVault:
             {"rate": 0.3, "kind": "status", "status": 429, "retry_after": 0, "operations": ["unwrapKey"], "count": 12}
         )
         limiter = AdaptiveLimiter(8)
-        adapter = data_keys(local_azure, limiter=limiter)
+        adapter = data_keys(local_azure, key, container, limiter=limiter)
 
         adapter.begin_rewrap("rot-429", key, str(new.properties.version), [location_of(container)])
         done, summary = adapter.rewrap_progress("rot-429")
@@ -173,6 +176,8 @@ class TestQueueTrigger:
             "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
             "ROTATION_ARM_ENDPOINT": "https://127.0.0.1:9",
             "ROTATION_REWRAP_QUEUE": queue_name,
+            "ROTATION_MANAGED_KEYS": key.uri,
+            "ROTATION_DATA_LOCATIONS": container.url,
             "ROTATION_LOG_FORMAT": "console",
         }
         for name, value in env.items():

@@ -20,7 +20,7 @@ class TestValidSettings:
         assert settings.retire_grace_hours == 24.0
         assert settings.near_expiry_days == 30.0
         assert settings.arm_endpoint == "https://management.azure.com"
-        assert settings.wrap_algorithm == "RSA-OAEP-256"
+        assert settings.wrap_algorithm is None  # re-wrapped blobs keep their own algorithm
 
     def test_lists_and_numbers(self) -> None:
         env = BASE | {
