@@ -11,7 +11,13 @@ broken record:
 - ``deleted``: a sequence number is missing, or the head or a checkpoint covers records that are gone;
 - ``reordered``: a record sits at a position other than its own sequence number;
 - ``not_anchored``: the chain is self-consistent but disagrees with a signed checkpoint (the whole
-  chain from some point on was rewritten), or a checkpoint's signature does not verify.
+  chain from some point on was rewritten), or a checkpoint's signature does not verify;
+- ``unarchived``: an archive is kept but a record has no copy in it (written around the service, or
+  the archive append failed: either way nothing vouches for it);
+- ``archive_unreadable``: an archive is configured but could not be read, so nothing was compared.
+
+The end of the chain is checked against every witness that outlives a deletion: the archive's copies,
+the id index (entries past the last record), the head pointer and the signed checkpoints.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any, Literal
 
 from rotation.audit.codec import GENESIS_HASH, canonical_json, chain_hash
 
-ProblemKind = Literal["edited", "rewritten", "deleted", "reordered", "not_anchored", "corrupt"]
+ProblemKind = Literal[
+    "edited", "rewritten", "deleted", "reordered", "not_anchored", "corrupt", "unarchived", "archive_unreadable"
+]
 
 #: Body fields copied into entity columns (so Table queries can filter); they must match the body.
 INDEXED_FIELDS = ("record_id", "key_uri", "outcome", "rotation_id")
@@ -218,10 +226,22 @@ def verify(
         missing = ", ".join(_describe(s, ids.get(s)) for s in beyond)
         message = f"{missing} missing at the end: deleted (the immutable archive holds copies)"
         return report(Problem("deleted", beyond[0], ids.get(beyond[0]), message))
+    indexed_beyond = sorted(seq for seq in (ids_by_seq or {}) if seq > last_seq)
+    if indexed_beyond:
+        first = indexed_beyond[0]
+        missing = ", ".join(_describe(s, ids.get(s)) for s in range(last_seq + 1, indexed_beyond[-1] + 1))
+        message = f"{missing} missing at the end: deleted (the id index still names them)"
+        return report(Problem("deleted", last_seq + 1, ids.get(last_seq + 1, ids.get(first)), message))
     if archive is not None:
-        unarchived = [seq for seq in hashes if seq not in copies]
+        unarchived = sorted(seq for seq in hashes if seq not in copies and seq > (origin.seq if origin else 0))
         if unarchived:
-            warnings.append(f"{len(unarchived)} records have no archived copy (first #{unarchived[0]})")
+            first = unarchived[0]
+            message = (
+                f"{_describe(first, ids.get(first))} has no copy in the immutable archive "
+                f"({len(unarchived)} records lack one): it was written around the service, or its archive "
+                "append failed; nothing vouches for it"
+            )
+            return report(Problem("unarchived", first, ids.get(first), message))
     if head is not None:
         if head.seq > last_seq:
             missing = ", ".join(_describe(s, ids.get(s)) for s in range(last_seq + 1, head.seq + 1))

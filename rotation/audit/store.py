@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -55,6 +55,7 @@ from rotation.audit.chain import (
     ChainEntry,
     Checkpoint,
     Head,
+    Problem,
     VerifyReport,
     checkpoint_digest,
     verify,
@@ -124,6 +125,7 @@ class TableAuditLog:
         signer: CheckpointSigner | None = None,
         *,
         checkpoint_every: int = 100,
+        checkpoint_interval: timedelta | None = timedelta(hours=1),
         now: Callable[[], datetime] | None = None,
         max_attempts: int = 200,
         archive_container: str | None = DEFAULT_ARCHIVE_CONTAINER,
@@ -131,6 +133,8 @@ class TableAuditLog:
         self.table_name = table_name
         self.signer = signer
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self._anchored_at: datetime | None = None  # the latest checkpoint's time (else the first record's)
         self._storage = host_storage(connection)
         self._now = now or (lambda: datetime.now(UTC))
         self._max_attempts = max_attempts
@@ -211,9 +215,33 @@ class TableAuditLog:
             )
         self._archive_record(seq, prev_hash, digest, body, record)
         self._log(seq, prev_hash, digest, record)
-        if self.signer is not None and self.checkpoint_every > 0 and seq % self.checkpoint_every == 0:
+        if self.signer is not None and (
+            (self.checkpoint_every > 0 and seq % self.checkpoint_every == 0) or self._checkpoint_due()
+        ):
             self._periodic_checkpoint()
         return record.record_id
+
+    def _checkpoint_due(self) -> bool:
+        """The timed checkpoint: due when ``checkpoint_interval`` has passed since the latest checkpoint (or,
+        before the first, since the first record), checked as records arrive. The anchor time is read once
+        per process and then kept; a checkpoint signed elsewhere meanwhile only makes this one early."""
+        if self.checkpoint_interval is None:
+            return False
+        if self._anchored_at is None:
+            latest = max(self.checkpoints(), key=lambda c: c.seq, default=None)
+            self._anchored_at = latest.created_at if latest is not None else self._first_record_time()
+        return self._now() - self._anchored_at >= self.checkpoint_interval
+
+    def _first_record_time(self) -> datetime:
+        with _storage("read an audit record"):
+            try:
+                entity = self._table.get_entity(RECORDS, seq_key(1), select=["recorded_at"])
+            except ResourceNotFoundError:
+                return self._now()
+        when = entity.get("recorded_at")
+        if not isinstance(when, datetime):
+            return self._now()
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
     def _record_entity(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> dict[str, Any]:
         chunks = [body[i : i + _CHUNK] for i in range(0, len(body), _CHUNK)] or [""]
@@ -381,6 +409,7 @@ class TableAuditLog:
                 self._archive.append_checkpoint(checkpoint)
             except Exception as exc:  # noqa: BLE001 (the table copy stands; verify warns about the archive)
                 log.warning("audit_archive_failed", checkpoint=checkpoint.seq, error=type(exc).__name__)
+        self._anchored_at = created_at
         log.info("audit_checkpoint", seq=checkpoint.seq, hash=checkpoint.hash, key_id=checkpoint.key_id)
         return checkpoint
 
@@ -397,7 +426,31 @@ class TableAuditLog:
         if not entries or entries[0].position != latest.seq or entries[0].hash != latest.hash:
             return self.verify()
         head, etag = self._read_head()
-        return verify(entries[1:], head if etag is not None else None, [], None, origin=Head(latest.seq, latest.hash))
+        archive, unreadable = self._read_archive()
+        if unreadable is not None:
+            return replace(VerifyReport(0, 0, GENESIS_HASH, 0, 0), problem=unreadable)
+        # The segment is compared with the archive too: a record rewritten (and re-hashed) in the table since
+        # the last checkpoint must not be anchored by the next one.
+        return verify(
+            entries[1:],
+            head if etag is not None else None,
+            [],
+            None,
+            archive=archive[0] if archive is not None else None,
+            origin=Head(latest.seq, latest.hash),
+        )
+
+    def _read_archive(self) -> tuple[tuple[dict[int, ArchivedRecord], list[Checkpoint]] | None, Problem | None]:
+        """The archive's records and checkpoints (None when no archive is configured), or the problem
+        that it is configured and could not be read."""
+        if self._archive is None:
+            return None, None
+        try:
+            return self._archive.read(), None
+        except AzureError as exc:
+            name = self._archive.container_name
+            message = f"the archive {name} is configured but could not be read ({type(exc).__name__}): not verified"
+            return None, Problem("archive_unreadable", 0, None, message)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [
@@ -473,17 +526,12 @@ class TableAuditLog:
         head, etag = self._read_head()
         archive: dict[int, ArchivedRecord] | None = None
         checkpoints = {c.seq: c for c in self.checkpoints()}
-        unreadable: tuple[str, ...] = ()
-        if self._archive is not None:
-            try:
-                archived_records, archived_checkpoints = self._archive.read()
-            except AzureError as exc:
-                unreadable = (f"the archive {self._archive.container_name} could not be read ({type(exc).__name__})",)
-            else:
-                archive = archived_records
-                # A checkpoint deleted from the table still anchors the chain through its archived copy.
-                for checkpoint in archived_checkpoints:
-                    checkpoints.setdefault(checkpoint.seq, checkpoint)
+        read, unreadable = self._read_archive()
+        if read is not None:
+            archive, archived_checkpoints = read
+            # A checkpoint deleted from the table still anchors the chain through its archived copy.
+            for checkpoint in archived_checkpoints:
+                checkpoints.setdefault(checkpoint.seq, checkpoint)
         signer = self.signer
 
         def signature_valid(checkpoint: Checkpoint) -> bool:
@@ -498,7 +546,9 @@ class TableAuditLog:
             ids_by_seq=ids,
             archive=archive,
         )
-        return replace(report, warnings=report.warnings + unreadable) if unreadable else report
+        if unreadable is not None and report.problem is None:
+            return replace(report, problem=unreadable)  # a configured witness that cannot be read fails, named
+        return report
 
 
 def _body(entity: Any) -> str:

@@ -83,11 +83,18 @@ def open_data_keys(boot: Bootstrap, *, inline: bool) -> BlobDataKeys:
 def open_audit_log(boot: Bootstrap) -> TableAuditLog:
     """The app's audit log: ``ROTATION_AUDIT_TABLE`` in AzureWebJobsStorage.
 
-    Checkpoints are signed with ``ROTATION_AUDIT_SIGNING_KEY`` when it is set.
+    Checkpoints are signed with ``ROTATION_AUDIT_SIGNING_KEY`` when it is set: every 100 records and at
+    least every ``ROTATION_AUDIT_CHECKPOINT_MINUTES`` (default 60) while records arrive.
     """
+    from datetime import timedelta
+
     from rotation.audit.store import TableAuditLog
 
-    return TableAuditLog(boot.host_storage, boot.settings.audit_table, _checkpoint_signer(boot))
+    minutes = boot.settings.audit_checkpoint_minutes
+    interval = timedelta(minutes=minutes) if minutes > 0 else None
+    return TableAuditLog(
+        boot.host_storage, boot.settings.audit_table, _checkpoint_signer(boot), checkpoint_interval=interval
+    )
 
 
 def _checkpoint_signer(boot: Bootstrap) -> KeyVaultCheckpointSigner | None:

@@ -141,7 +141,9 @@ class TestResilience:
         assert raw.get_entity("head", "head")["seq"] == 4
         assert store.verify().ok
 
-    def test_an_archive_outage_only_warns(self, storage_connection: str, table_name: str) -> None:
+    def test_an_archive_outage_does_not_fail_the_append_but_fails_verify(
+        self, storage_connection: str, table_name: str
+    ) -> None:
         store = TableAuditLog(storage_connection, table_name, archive_container="x")  # a name storage refuses
 
         with capture_logs() as logs:
@@ -150,8 +152,9 @@ class TestResilience:
         report = store.verify()
         assert [s.seq for s in store.stored()] == [1]
         assert any(e["event"] == "audit_archive_failed" for e in logs)
-        assert report.ok
-        assert any("archive x could not be read" in w for w in report.warnings)
+        assert report.problem is not None
+        assert report.problem.kind == "archive_unreadable"
+        assert "archive x is configured but could not be read" in report.problem.message
 
 
 class TestTamperDetection:
