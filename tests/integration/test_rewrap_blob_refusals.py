@@ -136,8 +136,8 @@ class TestARefusingBlobIsItsOwnFailure:
         wrapped_before = json.loads(refusing.get_blob_properties().metadata["encryptiondata"])["WrappedContentKey"]
         shape.apply(refusing)
         proxied = HostStorageSettings(connection_string=local_azure["storage"]["proxy_connection_string"])
-        settings = settings_for(local_azure, storage=proxied)
-        keys = adapter(local_azure, ring, new, settings=settings, inline=not queued, page_size=6, chunk=2)
+        settings = settings_for(local_azure, container, storage=proxied)
+        keys = adapter(local_azure, container, ring, new, settings=settings, inline=not queued, page_size=6, chunk=2)
         location = location_of(container)
         rotation_id = f"rot-{shape.name}-{uuid.uuid4().hex[:8]}"
 
