@@ -236,14 +236,22 @@ class TestArchive:
     def archive_of(self, entries: list[ChainEntry]) -> dict[int, ArchivedRecord]:
         return {e.seq: ArchivedRecord(e.seq, e.record_id, e.hash) for e in entries}
 
-    def test_matching_archive_is_ok_and_missing_copies_warn(self) -> None:
+    def test_matching_archive_is_ok(self) -> None:
+        entries = build_chain(4)
+
+        report = verify(entries, head_of(entries), [], None, archive=self.archive_of(entries))
+
+        assert report.ok, report.problem
+
+    def test_a_record_without_an_archived_copy_fails(self) -> None:
         entries = build_chain(4)
         archive = self.archive_of(entries[:3])
 
         report = verify(entries, head_of(entries), [], None, archive=archive)
 
-        assert report.ok
-        assert any("no archived copy (first #4)" in w for w in report.warnings)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("unarchived", 4)
+        assert "no copy in the immutable archive" in report.problem.message
 
     def test_a_forged_copy_appended_to_the_archive_is_reported(self) -> None:
         entries = build_chain(3)
