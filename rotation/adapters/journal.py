@@ -36,7 +36,7 @@ from rotation.domain.model import (
     TriggerKind,
 )
 from rotation.domain.steps import HISTORICAL_RUN_STEPS, Intent, RotationState
-from rotation.errors import JournalConflict, NeedsHuman, RotationNotFound
+from rotation.errors import JournalConflict, NeedsHuman, PreconditionFailed, RotationNotFound
 from rotation.logs import get_logger
 from rotation.retry import TRANSPORT_RETRY
 
@@ -48,6 +48,13 @@ LOCK_ROW = "~lock"
 _CHUNK = 30_000  # characters per State property (Table storage allows 64 KiB, UTF-16)
 _ROTATION_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _PERMISSION = "Microsoft.Storage/storageAccounts/tableServices/tables/entities/write"
+_log = get_logger("rotation.journal")
+
+
+class MalformedJournalEntry(PreconditionFailed):
+    """A stored rotation does not have the shape this adapter writes: it is not acted on (rows are input)."""
+
+    code = "MalformedJournalEntry"
 
 
 def partition_of(key_uri: str) -> str:
@@ -66,6 +73,19 @@ def encode_state(state: RotationState) -> str:
 
 
 def decode_state(text: str) -> RotationState:
+    """Decode a stored rotation. Raises MalformedJournalEntry for anything this module did not write."""
+    try:
+        state = _decode_state(text)
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError, IndexError, RecursionError):
+        raise MalformedJournalEntry("a journal entry is malformed; it is not acted on") from None
+    texts = (state.rotation_id, state.key_uri, state.reason, state.stage)
+    optional = (state.old_version, state.new_version, state.adopt_version, state.lease_owner)
+    if not all(isinstance(t, str) for t in texts) or not all(v is None or isinstance(v, str) for v in optional):
+        raise MalformedJournalEntry("a journal entry has fields of the wrong type; it is not acted on")
+    return state
+
+
+def _decode_state(text: str) -> RotationState:
     data: dict[str, Any] = json.loads(text)
     trigger = data["trigger"]
     rewrap = data.get("rewrap")
@@ -151,8 +171,20 @@ def _entity(state: RotationState) -> dict[str, Any]:
 
 
 def _state(entity: Mapping[str, Any]) -> RotationState:
-    count = int(entity.get("Chunks", 1))
+    try:
+        count = min(int(entity.get("Chunks", 1)), 64)
+    except (TypeError, ValueError):
+        raise MalformedJournalEntry("a journal entry is malformed; it is not acted on") from None
     return decode_state("".join(str(entity.get(f"State{i}", "")) for i in range(count)))
+
+
+def _readable(entities: Iterable[Any]) -> Iterable[RotationState]:
+    """The entities that decode; a malformed one is logged and left out (one bad row stops no sweep)."""
+    for entity in entities:
+        try:
+            yield _state(entity)
+        except MalformedJournalEntry:
+            _log.error("journal_entry_malformed", row=str(entity.get("RowKey", ""))[:100])
 
 
 def _etag(entity: Any) -> str:

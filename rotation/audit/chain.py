@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -65,6 +65,11 @@ class Checkpoint:
 
     def digest(self) -> bytes:
         return checkpoint_digest(self.seq, self.hash, self.created_at)
+
+
+def index_key(record_id: str) -> str:
+    """The id index's RowKey for a record id (a digest: record ids come from callers)."""
+    return hashlib.sha256(record_id.encode()).hexdigest()
 
 
 def checkpoint_digest(seq: int, record_hash: str, created_at: datetime) -> bytes:
@@ -135,6 +140,7 @@ def verify(
     signature_valid: Callable[[Checkpoint], bool] | None,
     *,
     ids_by_seq: Mapping[int, str] | None = None,
+    index: Sequence[tuple[str, int]] | None = None,
     archive: Mapping[int, ArchivedRecord] | None = None,
     origin: Head | None = None,
 ) -> VerifyReport:
@@ -147,6 +153,9 @@ def verify(
         signature_valid: checks one checkpoint's signature; ``None`` when no signing key is
             configured (then any checkpoint present is a problem: it cannot be trusted or refuted).
         ids_by_seq: record ids by sequence number from the id index, to name deleted records.
+        index: every (RowKey, seq) entry of the id index (RowKey = ``index_key(record id)``); an entry
+            pointing at a record with another id is reported (a forged one would make the append skip
+            a record).
         archive: the first archived copy of each record by sequence number, when an archive is
             kept; a record that differs from its copy, or a copy with no record, is reported.
         origin: walk only the records after this already-verified point (``entries`` then start
@@ -169,11 +178,17 @@ def verify(
             warnings=tuple(warnings),
         )
 
+    if head is not None and head.seq < 0:
+        return report(Problem("corrupt", 0, None, "the head pointer is malformed: it was written around the service"))
     expected_seq = 1 if origin is None else origin.seq + 1
     prev_hash = GENESIS_HASH if origin is None else origin.hash
     if origin is not None and origin.seq > 0:
         hashes[origin.seq] = origin.hash
     prev: ChainEntry | None = None
+    index_problem: Problem | None = None  # reported last: the other witnesses name a rewrite more precisely
+    indexed_ids: dict[int, set[str]] = {}
+    for row_key, seq in index or ():
+        indexed_ids.setdefault(seq, set()).add(row_key)
     for entry in entries:
         if entry.position != entry.seq:
             return report(
@@ -197,6 +212,13 @@ def verify(
         problem = _check_entry(entry)
         if problem is not None:
             return report(problem)
+        foreign = indexed_ids.get(entry.seq, set()) - {index_key(entry.record_id)}
+        if foreign and index_problem is None:
+            message = (
+                f"{len(foreign)} id index entries point at {_describe(entry.seq, entry.record_id)} for another "
+                "record id: the record or its index entry was replaced"
+            )
+            index_problem = Problem("corrupt", entry.seq, entry.record_id, message)
         copy = copies.get(entry.seq)
         if copy is not None and copy.conflicting:
             message = f"{_describe(entry.seq, copy.record_id)} has conflicting copies in the immutable archive: forged"
@@ -254,7 +276,7 @@ def verify(
         if head.seq < last_seq:
             warnings.append(f"the head pointer lags at #{head.seq}; the next append moves it forward")
 
-    return _check_checkpoints(
+    checked = _check_checkpoints(
         checkpoints,
         hashes=hashes,
         last_seq=last_seq,
@@ -263,6 +285,7 @@ def verify(
         report=report,
         warnings=warnings,
     )
+    return replace(checked, problem=index_problem) if checked.ok and index_problem is not None else checked
 
 
 def _check_entry(entry: ChainEntry) -> Problem | None:

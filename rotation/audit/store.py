@@ -26,7 +26,6 @@ lag after a crash, never lead); appenders move it forward with ETag-guarded upda
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import threading
@@ -58,6 +57,7 @@ from rotation.audit.chain import (
     Problem,
     VerifyReport,
     checkpoint_digest,
+    index_key,
     verify,
 )
 from rotation.audit.codec import GENESIS_HASH, chain_hash, fit_body, record_from_dict, record_to_dict, stamped
@@ -84,7 +84,7 @@ def seq_key(seq: int) -> str:
 
 def id_key(record_id: str) -> str:
     # Record ids come from callers; a digest keeps RowKey free of characters Table storage refuses.
-    return hashlib.sha256(record_id.encode()).hexdigest()
+    return index_key(record_id)
 
 
 @dataclass(frozen=True)
@@ -175,11 +175,18 @@ class TableAuditLog:
         record = stamped(record, self._now())
         if not record.record_id:
             record = replace(record, record_id=uuid.uuid4().hex)
-        if self._seq_of(record.record_id) is not None:
-            log.info("audit_record_duplicate", record_id=record.record_id)
-            return record.record_id
+        indexed = self._seq_of(record.record_id)
+        if indexed is not None:
+            if self._record_id_at(indexed) == record.record_id:
+                log.info("audit_record_duplicate", record_id=record.record_id)
+                return record.record_id
+            # An index entry whose record is not this one was written around the service (it would make
+            # the service skip this record): append anyway; verify names the forged entry.
+            log.error("audit_index_entry_forged", record_id=record.record_id, seq=indexed)
         body = fit_body(record, MAX_BODY)
         head, etag = self._read_head()
+        if head.seq < 0:
+            raise PreconditionFailed("the audit head is malformed (written around the service); run audit verify")
         seq = head.seq + 1
         prev_hash = self._hash_of(head.seq) if head.seq else GENESIS_HASH
         if prev_hash is None:  # the head names a record that is not there: let verify say so
@@ -271,7 +278,7 @@ class TableAuditLog:
                 entity = self._table.get_entity(HEAD, HEAD)
             except ResourceNotFoundError:
                 return Head(0, GENESIS_HASH), None
-        return Head(int(entity["seq"]), str(entity["hash"])), str(entity.metadata["etag"])
+        return Head(_int(entity.get("seq")), str(entity.get("hash", ""))), str(entity.metadata["etag"])
 
     def _move_head(self, head: Head, etag: str | None) -> bool:
         """Move the head to ``head`` if nobody moved it since ``etag`` was read (create it if absent)."""
@@ -312,7 +319,16 @@ class TableAuditLog:
                 entity = self._table.get_entity(IDS, id_key(record_id))
             except ResourceNotFoundError:
                 return None
-        return int(entity["seq"])
+        seq = _int(entity.get("seq"))
+        return seq if seq > 0 else None
+
+    def _record_id_at(self, seq: int) -> str | None:
+        with _storage("read an audit record"):
+            try:
+                entity = self._table.get_entity(RECORDS, seq_key(seq), select=["record_id"])
+            except ResourceNotFoundError:
+                return None
+        return str(entity.get("record_id", ""))
 
     def _archive_record(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> None:
         """Best effort: the table record is the source of truth; a missing copy is a warning in verify."""
@@ -453,17 +469,23 @@ class TableAuditLog:
             return None, Problem("archive_unreadable", 0, None, message)
 
     def checkpoints(self) -> list[Checkpoint]:
-        return [
-            Checkpoint(
-                seq=int(e["seq"]),
-                hash=str(e["hash"]),
-                created_at=datetime.fromisoformat(str(e["created_at"])),
-                key_id=str(e["key_id"]),
-                algorithm=str(e["algorithm"]),
-                signature=bytes(e["signature"]),
-            )
-            for e in self._query(f"PartitionKey eq '{CHECKPOINTS}'")
-        ]
+        """The checkpoints in the table; a malformed row is logged and left out (it anchors nothing)."""
+        found = []
+        for e in self._query(f"PartitionKey eq '{CHECKPOINTS}'"):
+            try:
+                found.append(
+                    Checkpoint(
+                        seq=int(e["seq"]),
+                        hash=str(e["hash"]),
+                        created_at=datetime.fromisoformat(str(e["created_at"])),
+                        key_id=str(e["key_id"]),
+                        algorithm=str(e["algorithm"]),
+                        signature=bytes(e["signature"]),
+                    )
+                )
+            except (KeyError, TypeError, ValueError):
+                log.warning("audit_checkpoint_malformed", row=str(e.get("RowKey", ""))[:40])
+        return found
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -522,7 +544,9 @@ class TableAuditLog:
         """Walk the whole chain, its head, its archive and its checkpoints; see ``rotation.audit.chain``."""
         entries = [_entry(e) for e in self._query(f"PartitionKey eq '{RECORDS}'")]
         # The id index outlives a deleted record, so verify can name what was deleted.
-        ids = {int(e["seq"]): str(e["record_id"]) for e in self._query(f"PartitionKey eq '{IDS}'") if "record_id" in e}
+        rows = [e for e in self._query(f"PartitionKey eq '{IDS}'") if _int(e.get("seq")) > 0]
+        index = [(str(e["RowKey"]), _int(e.get("seq"))) for e in rows]
+        ids = {_int(e.get("seq")): str(e["record_id"]) for e in rows if "record_id" in e}
         head, etag = self._read_head()
         archive: dict[int, ArchivedRecord] | None = None
         checkpoints = {c.seq: c for c in self.checkpoints()}
@@ -544,6 +568,7 @@ class TableAuditLog:
             list(checkpoints.values()),
             None if signer is None else signature_valid,
             ids_by_seq=ids,
+            index=index,
             archive=archive,
         )
         if unreadable is not None and report.problem is None:
@@ -552,15 +577,26 @@ class TableAuditLog:
 
 
 def _body(entity: Any) -> str:
-    count = int(entity.get("chunks", 1))
+    count = min(max(_int(entity.get("chunks", 1), 1), 1), _MAX_CHUNKS)
     return "".join(str(entity.get("body" if i == 0 else f"body{i}", "")) for i in range(count))
 
 
+def _int(value: Any, default: int = -1) -> int:
+    """A stored integer, or ``default`` when the row holds something else (verify then names the record)."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else default
+
+
 def _entry(entity: Any) -> ChainEntry:
+    """A record row as verify reads it; never raises (a malformed row is reported by verify, by position)."""
     columns = {name: entity.get(name) for name in ("record_id", "key_uri", "outcome", "rotation_id")}
     return ChainEntry(
-        position=int(str(entity["RowKey"])),
-        seq=int(entity.get("seq", -1)),
+        position=_int(entity.get("RowKey")),
+        seq=_int(entity.get("seq", -1)),
         record_id=str(entity.get("record_id", "")),
         prev_hash=str(entity.get("prev_hash", "")),
         hash=str(entity.get("hash", "")),

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from rotation.audit.codec import chain_hash
-from rotation.audit.store import RECORDS, TableAuditLog, seq_key
+from rotation.audit.store import RECORDS, TableAuditLog, id_key, seq_key
 from rotation.cli import main
 from tests.fakes.audit import LocalCheckpointSigner, make_record
 
@@ -206,3 +207,23 @@ class TestTimedCheckpoint:
         clock.now += timedelta(minutes=10)  # type: ignore[attr-defined]
         store.append(make_record(recorded_at=clock()))
         assert [c.seq for c in store.checkpoints()] == [3]
+
+
+class TestForgedIndexEntries:
+    """Record ids are predictable (rotation id + outcome): an index entry written ahead of time must not make
+    the service skip the record, and verify names the entry that disagrees with its record."""
+
+    def test_pre_written_index_entry_does_not_suppress_the_record(
+        self, storage_connection: str, table_name: str, raw: TableClient
+    ) -> None:
+        store = TableAuditLog(storage_connection, table_name, archive_container=None)
+        first = store.append(make_record("succeeded"))
+        record = replace(make_record("failed"), record_id=f"rot-{uuid.uuid4().hex[:8]}-failed")
+        raw.create_entity({"PartitionKey": "id", "RowKey": id_key(record.record_id), "seq": 1, "record_id": first})
+
+        store.append(record)
+
+        assert record.record_id in [r.record_id for r in store.records()]
+        report = store.verify()
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("corrupt", 1)

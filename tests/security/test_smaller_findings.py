@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from emulators.localazure import free_port
-from rotation.api import deps as api_deps
+from rotation import bootstrap
 from rotation.domain.events import EventScope, KeyVaultEvent, parse_event
 from rotation.domain.model import KeyRef
 from rotation.errors import SettingsError
@@ -84,9 +84,9 @@ class TestWrapAlgorithms:
 @pytest.fixture
 def estate() -> Iterator[tuple[Estate, str]]:
     arranged = standard_estate()
-    api_deps.override(arranged[0].deps())
+    bootstrap.override_dependencies(arranged[0].deps())
     yield arranged
-    api_deps.override(None)
+    bootstrap.override_dependencies(None)
 
 
 class TestErrorBodiesDoNotEchoInput:
