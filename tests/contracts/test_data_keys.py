@@ -116,6 +116,8 @@ def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
 
     settings = Settings(
         storage=HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
+        managed_keys=(key.uri,),
+        data_locations=(location,),
         ca_bundle=ca,
         verify_challenge_resource=False,
     )
