@@ -49,6 +49,9 @@ param deployEventSubscriptions bool = false
 @maxValue(146000)
 param auditRetentionDays int = 365
 
+@description('Lock the audit container\'s retention policy once created (WORM). A locked policy can only be extended: audit blobs cannot be deleted or changed, the policy cannot be removed or shortened, and so the storage account and its resource group cannot be deleted until every audit blob is older than auditRetentionDays (docs/audit.md). Set false only for a throwaway test deployment.')
+param lockAuditRetention bool = true
+
 @description('Upper bound on Flex Consumption instances.')
 @minValue(1)
 @maxValue(1000)
@@ -231,14 +234,67 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 }
 
 // Time-based retention: audit blobs cannot be changed or deleted for auditRetentionDays; appends to
-// append blobs stay allowed. Left unlocked so a wrong period can be fixed; lock it by hand (docs/deploy.md).
-resource auditRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
-  parent: auditContainer
-  name: 'default'
+// append blobs stay allowed. ARM cannot lock a container's policy declaratively (lock is a POST action)
+// and a locked policy refuses the PUT a redeployment would send, so a deployment script owns the policy:
+// it creates it if missing, locks it (lockAuditRetention), and extends it when auditRetentionDays grows.
+// Its identity holds only the Audit Retention Locker role, on the audit container.
+resource auditRetentionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${namePrefix}-audit-retention-${suffix}'
+  location: location
+}
+
+resource auditRetentionAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditContainer.id, auditRetentionIdentity.id, 'cmk-rotation-audit-retention-locker')
+  scope: auditContainer
   properties: {
-    immutabilityPeriodSinceCreationInDays: auditRetentionDays
-    allowProtectedAppendWrites: true
+    roleDefinitionId: roles.outputs.auditRetentionLockerRoleId
+    principalId: auditRetentionIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'CMK rotation: CMK Rotation Audit Retention Locker on audit container'
   }
+}
+
+resource auditRetention 'Microsoft.Resources/deploymentScripts@2023-08-01' = {
+  name: '${namePrefix}-audit-retention-${suffix}'
+  location: location
+  kind: 'AzureCLI'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${auditRetentionIdentity.id}': {}
+    }
+  }
+  properties: {
+    azCliVersion: '2.61.0'
+    retentionInterval: 'PT1H'
+    cleanupPreference: 'OnSuccess'
+    environmentVariables: [
+      {
+        name: 'ACCOUNT'
+        value: storage.name
+      }
+      {
+        name: 'CONTAINER'
+        value: auditContainerName
+      }
+      {
+        name: 'GROUP'
+        value: resourceGroup().name
+      }
+      {
+        name: 'DAYS'
+        value: string(auditRetentionDays)
+      }
+      {
+        name: 'LOCK'
+        value: lockAuditRetention ? 'true' : 'false'
+      }
+    ]
+    scriptContent: loadTextContent('scripts/audit-retention.sh')
+  }
+  dependsOn: [
+    auditRetentionAccess
+  ]
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {

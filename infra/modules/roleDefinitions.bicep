@@ -116,6 +116,31 @@ resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
   }
 }
 
+// ARM actions on the audit container only, assigned to the deployment script that creates and locks its
+// time-based retention policy (WORM). No delete: a locked policy can then only be extended.
+resource auditRetentionLocker 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, namePrefix, 'cmk-rotation-audit-retention-locker')
+  properties: {
+    roleName: 'CMK Rotation Audit Retention Locker (${namePrefix})'
+    description: 'Read, create, extend and lock the time-based retention policy of the audit container. No delete, no blob access.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/write'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/extend/action'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/lock/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
 @description('Resource id of the CMK Rotation Key Operator role.')
 output keyOperatorRoleId string = keyOperator.id
 
@@ -127,3 +152,6 @@ output readerRoleId string = reader.id
 
 @description('Resource id of the CMK Rotation Consumer Operator role.')
 output consumerOperatorRoleId string = consumerOperator.id
+
+@description('Resource id of the CMK Rotation Audit Retention Locker role.')
+output auditRetentionLockerRoleId string = auditRetentionLocker.id

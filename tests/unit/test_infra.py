@@ -328,7 +328,7 @@ class TestBicepAndArmDeclareTheSameThings:
         in_arm = custom_roles_arm()
 
         assert in_bicep == in_arm
-        assert len(in_bicep) == 4
+        assert len(in_bicep) == 5
 
     def test_app_settings_are_the_same(self) -> None:
         site = next(r for r in arm_resources() if r["type"] == "Microsoft.Web/sites")
@@ -537,18 +537,33 @@ class TestFunctionApp:
         assert rotation_settings
         assert rotation_settings <= set(sample)
 
-    def test_audit_container_has_a_time_based_retention_policy(self) -> None:
-        policy = next(
-            r
-            for r in arm_resources()
-            if r["type"] == "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
-        )
+    def test_audit_retention_policy_is_created_and_locked(self) -> None:
+        """The audit container's retention policy is owned by a deployment script that creates it with
+        auditRetentionDays, locks it (lockAuditRetention, default true) and extends it, never shortens or
+        deletes it; no declarative (unlocked, re-PUT on every deployment) policy is left beside it."""
+        script = next(r for r in arm_resources() if r["type"] == "Microsoft.Resources/deploymentScripts")
+        bicep_script = body(bicep_resources("main.bicep")["auditRetention"])
+        env = {e["name"]: e["value"] for e in script["properties"]["environmentVariables"]}
+        text = script["properties"]["scriptContent"]
 
-        period = policy["properties"]["immutabilityPeriodSinceCreationInDays"]
-
-        assert "auditContainerName" in policy["name"]
-        assert period == "[parameters('auditRetentionDays')]"
+        assert (INFRA / "scripts/audit-retention.sh").read_text() == text
+        assert "loadTextContent('scripts/audit-retention.sh')" in (INFRA / "main.bicep").read_text()
+        assert bicep_script["kind"] == "AzureCLI"
+        assert env["CONTAINER"] == "[variables('auditContainerName')]"
+        assert env["DAYS"] == "[string(parameters('auditRetentionDays'))]"
+        assert env["LOCK"] == "[if(parameters('lockAuditRetention'), 'true', 'false')]"
+        assert arm()["parameters"]["lockAuditRetention"]["defaultValue"] is True
         assert arm()["parameters"]["auditRetentionDays"]["minValue"] >= 1
+        assert "immutability-policy lock" in text
+        assert "--allow-protected-append-writes true" in text
+        assert "immutability-policy delete" not in text
+        assert not [r for r in arm_resources() if r["type"].endswith("/immutabilityPolicies")]
+        assert custom_roles_arm()["CMK Rotation Audit Retention Locker"] == {
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/read",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/extend/action",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/lock/action",
+        }
 
 
 class TestExampleParameters:
@@ -579,6 +594,7 @@ class TestEmulatorsKnowTheCustomRoles:
             for name in ("CMK Rotation Reader", "CMK Rotation Consumer Operator")
         }
 
-        in_template = custom_roles_arm()
+        # The Audit Retention Locker acts only during a deployment (its script), never against the emulators.
+        in_template = {n: r for n, r in custom_roles_arm().items() if n != "CMK Rotation Audit Retention Locker"}
 
         assert in_emulators == in_template
