@@ -29,7 +29,7 @@ from functools import partial
 from typing import Literal
 
 from rotation.consumers import AnyUnit, ConsumerRegistry
-from rotation.domain.model import AuditOutcome, ConsumerChange, KeyRef, RotationStatus
+from rotation.domain.model import AuditOutcome, ConsumerChange, RotationStatus
 from rotation.domain.steps import (
     Intent,
     RotationState,
@@ -57,6 +57,7 @@ from rotation.retry import run_step_with_retries
 from rotation.service import steps
 from rotation.service.deps import Dependencies
 from rotation.service.outcomes import audit_outcome, safe_message
+from rotation.service.queries import managed_key
 from rotation.service.views import RotationView
 
 _log = get_logger("rotation.workflow")
@@ -159,7 +160,9 @@ class Execution:
         self.deps = deps
         self.state = state
         self.etag = etag
-        self.key, _ = KeyRef.parse(state.key_uri)
+        # The journal entry is input: the key it names must still be one of ROTATION_MANAGED_KEYS (every path
+        # that acts, run, resume, sweep, retire, rollback, HTTP/CLI by id, goes through here).
+        self.key = managed_key(deps, state.key_uri)
         self.claimed = False
         self.dry_run = dry_run
         self.would: list[str] = []  # a dry run's writes, as "action target value"
@@ -422,9 +425,17 @@ class Execution:
     def roll_back_all(self, failures: Sequence[tuple[ConsumerChange, VerificationFailed]]) -> StepResult:
         """Put each consumer that failed back on its old version through its unit (one after another),
         then stop for a human with one audit record naming them all."""
+        found: dict[str, set[str]] = {}
         for change, exc in failures:
             current = consumer(self.state, change.resource_id) or change
-            self.unit(change).roll_back(self, change)
+            unit = self.unit(change)
+            # Only a consumer a fresh discovery still finds is written to (the journal entry is input).
+            if change.kind not in found:
+                found[change.kind] = steps.found_again(self, unit)
+            if change.resource_id.lower() in found[change.kind]:
+                unit.roll_back(self, change)
+            else:
+                _log.warning("consumer_not_found_again", consumer=change.resource_id[:200])
             message = safe_message(exc)
             self.update_consumer(
                 replace(current, status="rolled_back", after=change.before, detail=f"rolled back: {message}")

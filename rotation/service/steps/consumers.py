@@ -12,10 +12,21 @@ from dataclasses import replace
 
 from rotation.consumers import AnyUnit, UnitPorts
 from rotation.domain.model import ConsumerChange, KeyRef, RotationStatus
+from rotation.domain.plan import PlanContext
 from rotation.domain.steps import RotationState, Step, record_step, with_consumer
 from rotation.errors import JournalConflict, VerificationFailed
 from rotation.service.steps.pool import run_bounded
 from rotation.service.steps.run import StepResult, StepRun
+
+NOT_FOUND_AGAIN = "not found again as a consumer of the key: not acted on"
+
+
+def found_again(run: StepRun, unit: AnyUnit) -> set[str]:
+    """The resource ids (lower-case) a fresh discovery finds as consumers of the rotation's key, of ``unit``'s
+    kind. Journalled consumers are input: only these are ever written to."""
+    mine = [item for item in unit.discover(run.deps, run.key) if unit.uses_key(item, run.key)]
+    planned = unit.plan(mine, PlanContext(run.key, None, run.state.new_version))
+    return {c.resource_id.lower() for c in planned.consumers}
 
 
 def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
@@ -24,10 +35,13 @@ def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     Each consumer is journalled (its intent in ``in_flight`` before its write, its outcome after)
     and read back. When one fails, those already moving finish, none starts after it, and only the
     failed ones are rolled back (consumers never started stay ``planned``). A dry run goes one by one.
+    A journalled consumer that a fresh discovery does not find as a consumer of the key is recorded as
+    such and not touched.
     """
     todo = [c for c in run.state.consumers if c.kind == unit.kind]
+    found = found_again(run, unit) if todo else set()
     bound = 1 if run.dry_run else run.deps.settings.repoint_concurrency
-    outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change), bound)
+    outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change, found), bound)
     errors = [o.error for o in outcomes if o.error is not None]
     for error in errors:
         if not isinstance(error, Exception) or isinstance(error, JournalConflict):
@@ -73,14 +87,21 @@ class _OneConsumer:
         return acted
 
 
-def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange) -> bool:
+def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange, found: set[str] | None = None) -> bool:
     """One consumer, self-contained: its unit reads it, writes (intent journalled before, outcome
     after) and reads it back; then its record is journalled. True when it wrote (in a dry run:
     would write). Safe to run for several consumers of one rotation at once.
 
     Raises:
         VerificationFailed: refused, or the read-back is not the new version; the caller rolls it back.
+
+    ``found``: the consumers a fresh discovery found (``found_again``), computed here when not given.
     """
+    found = found_again(run, unit) if found is None else found
+    if change.resource_id.lower() not in found:
+        if change.status != "failed" or change.detail != NOT_FOUND_AGAIN:
+            run.update_consumer(replace(change, status="failed", detail=NOT_FOUND_AGAIN))
+        return False
     one = _OneConsumer(run)
     updated = unit.repoint(one, change)
     if updated is not None:

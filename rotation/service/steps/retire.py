@@ -50,6 +50,11 @@ def retire(run: StepRun) -> StepResult:
     )
     run.state = replace(state, consumers=consumers)
     keys = deps.keys
+    if keys.get_key(key).version.lower() == old_version.lower():
+        # The journal entry names the key's current version as the old one: never disable what is in use.
+        run.commit(record_step(run.state, Step.RETIRE, "waiting", now, f"{old_version} is the key's current version"))
+        _log.error("retire_refused_current_version", old_version=old_version)
+        return "waiting"
     if keys.get_key(key, old_version).enabled:
         run.write("disable_version", key.uri, old_version, lambda: keys.update_version(key, old_version, enabled=False))
     now = deps.clock.now()
