@@ -114,10 +114,11 @@ def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
         doc["WrappedContentKey"]["EncryptedKey"] = "AAAA" * 86 + "AA=="  # 258 bytes no RSA-2048 key unwraps
         client.set_blob_metadata({"encryptiondata": json.dumps(doc)})
 
-    settings = Settings(
+    missing = DataLocation(location.account_url, f"gone{uuid.uuid4().hex[:8]}")
+    settings = Settings(  # the scope the re-wrap re-checks every run against: the key and both locations
         storage=HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
         managed_keys=(key.uri,),
-        data_locations=(location,),
+        data_locations=(location, missing),
         ca_bundle=ca,
         verify_challenge_resource=False,
     )
@@ -128,7 +129,7 @@ def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
         old=str(old.properties.version),
         new=str(new.properties.version),
         location=location,
-        missing=DataLocation(location.account_url, f"gone{uuid.uuid4().hex[:8]}"),
+        missing=missing,
         put=lambda name, version: put_wrapped(name, key.version_uri(version)),
         put_foreign=lambda name: put_wrapped(name, str(foreign.id)),
         put_malformed=lambda name: container.upload_blob(name, b"x", metadata={"encryptiondata": "{not json"}),
