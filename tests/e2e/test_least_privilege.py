@@ -48,6 +48,9 @@ NOT_ENFORCED_LOCALLY = {
     ("function app", "Storage Blob Data Owner", "function storage account"): "Azurite: shared key only",
     ("function app", "Monitoring Metrics Publisher", "application insights"): "no Application Insights locally",
     ("event grid system topic", "Storage Blob Data Contributor", "dead-letter container"): "no Event Grid locally",
+    ("audit retention deployment script", "CMK Rotation Audit Retention Locker", "audit container"): (
+        "acts only during a deployment (infra/scripts/audit-retention.sh), never while rotating"
+    ),
 }
 
 
