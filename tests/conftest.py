@@ -29,6 +29,16 @@ def local_azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 @pytest.fixture
+def container(local_azure: dict[str, Any]) -> Iterator[Any]:
+    """A fresh blob container in Azurite (a ``ContainerClient``), deleted afterwards."""
+    from tests.integration.rewrap_helpers import new_container
+
+    client = new_container(local_azure)
+    yield client
+    client.delete_container()
+
+
+@pytest.fixture
 def storage_connection(local_azure: dict[str, Any]) -> str:
     return str(local_azure["storage"]["connection_string"])
 

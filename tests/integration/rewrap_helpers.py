@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from rotation.domain.model import KeyRef
 from rotation.rewrap.keys import PublicKeyWrapper, UnwrapRefused
+from rotation.settings import DataLocation
 
 _OAEP256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
@@ -91,6 +93,19 @@ class LocalKeyRing:
             return kek.unwrap_key(encrypted_key, algorithm)
         except ValueError:
             raise UnwrapRefused("Key Vault HTTP 400 (BadParameter)") from None
+
+
+@pytest.fixture
+def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
+    """A fresh container, deleted afterwards (import it into a test module to use it as a fixture)."""
+    client = new_container(local_azure)
+    yield client
+    client.delete_container()
+
+
+def location_of(container: ContainerClient, prefix: str = "") -> DataLocation:
+    """The container as a data location (Azurite's path-style account URL)."""
+    return DataLocation(container.url.rsplit("/", 1)[0], container.container_name, prefix)
 
 
 def new_container(local_azure: dict[str, Any]) -> ContainerClient:

@@ -19,7 +19,7 @@ from rotation.domain.model import KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.settings import DataLocation, HostStorageSettings, Settings
-from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
+from tests.integration.rewrap_helpers import decrypting_client, encrypted_client
 from tests.integration.vaults import new_vault
 
 PRINCIPAL = "rewrap-tests"
@@ -31,13 +31,6 @@ def vault(local_azure: dict[str, Any]) -> Iterator[tuple[KeyVaultAdmin, dict[str
     yield admin, created, client
     admin.clear_faults()
     client.close()
-
-
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    client = new_container(local_azure)
-    yield client
-    client.delete_container()
 
 
 def data_keys(local_azure: dict[str, Any], key: KeyRef, container: ContainerClient, **kwargs: Any) -> BlobDataKeys:

@@ -23,8 +23,10 @@ from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.checkpoint import TABLE, item_id
 from rotation.rewrap.queue import WorkMessage
 from rotation.rewrap.scope import OutOfScope
-from rotation.settings import DataLocation, HostStorageSettings, Settings
-from tests.integration.rewrap_helpers import new_container
+from rotation.settings import HostStorageSettings, Settings
+from tests.integration.rewrap_helpers import (
+    location_of,
+)
 from tests.security.trap import RecordingCredential, Trap, trap_server
 
 pytestmark = pytest.mark.integration
@@ -36,17 +38,6 @@ VERSION = "0123456789abcdef0123456789abcdef"
 def trap(local_azure: dict[str, Any]) -> Iterator[Trap]:
     with trap_server(Path(local_azure["ca_bundle"]).parent) as running:
         yield running
-
-
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    client = new_container(local_azure)
-    yield client
-    client.delete_container()
-
-
-def location_of(container: ContainerClient) -> DataLocation:
-    return DataLocation(container.url.rsplit("/", 1)[0], container.container_name)
 
 
 @pytest.fixture

@@ -25,8 +25,12 @@ from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.adapters.storage_accounts import ArmStorageAccounts
 from rotation.domain.model import KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
-from rotation.settings import DataLocation, HostStorageSettings, Settings
-from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, new_container
+from rotation.settings import HostStorageSettings, Settings
+from tests.integration.rewrap_helpers import (
+    decrypting_client,
+    encrypted_client,
+    location_of,
+)
 from tests.integration.workflow.estate import OPERATOR, build_estate
 
 pytestmark = pytest.mark.integration
@@ -67,17 +71,6 @@ def vault(local_azure: dict[str, Any]) -> Iterator[KeyClient]:
     )  # fmt: skip
     yield client
     client.close()
-
-
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    client = new_container(local_azure)
-    yield client
-    client.delete_container()
-
-
-def location_of(container: ContainerClient) -> DataLocation:
-    return DataLocation(container.url.rsplit("/", 1)[0], container.container_name)
 
 
 def rewrap(local_azure: dict[str, Any], key: KeyRef, version: str, container: ContainerClient) -> None:
