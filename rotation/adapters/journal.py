@@ -41,20 +41,21 @@ from rotation.logs import get_logger
 from rotation.retry import TRANSPORT_RETRY
 
 _log = get_logger("rotation.journal")
-#: What decoding a malformed entry raises (missing fields, wrong types, bad JSON, unknown enum values).
-_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError, AssertionError)
 
 LOCK_ROW = "~lock"
 _CHUNK = 30_000  # characters per State property (Table storage allows 64 KiB, UTF-16)
 _ROTATION_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _PERMISSION = "Microsoft.Storage/storageAccounts/tableServices/tables/entities/write"
-_log = get_logger("rotation.journal")
 
 
 class MalformedJournalEntry(PreconditionFailed):
     """A stored rotation does not have the shape this adapter writes: it is not acted on (rows are input)."""
 
     code = "MalformedJournalEntry"
+
+
+#: What decoding a malformed entry raises (missing fields, wrong types, bad JSON, unknown enum values).
+_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError, AssertionError, MalformedJournalEntry)
 
 
 def partition_of(key_uri: str) -> str:
@@ -176,15 +177,6 @@ def _state(entity: Mapping[str, Any]) -> RotationState:
     except (TypeError, ValueError):
         raise MalformedJournalEntry("a journal entry is malformed; it is not acted on") from None
     return decode_state("".join(str(entity.get(f"State{i}", "")) for i in range(count)))
-
-
-def _readable(entities: Iterable[Any]) -> Iterable[RotationState]:
-    """The entities that decode; a malformed one is logged and left out (one bad row stops no sweep)."""
-    for entity in entities:
-        try:
-            yield _state(entity)
-        except MalformedJournalEntry:
-            _log.error("journal_entry_malformed", row=str(entity.get("RowKey", ""))[:100])
 
 
 def _etag(entity: Any) -> str:
