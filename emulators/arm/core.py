@@ -59,6 +59,14 @@ def obj(value: Any, path: str, type_name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def required_location(body: dict[str, Any]) -> str:
+    """The request body's required ``location``, or InvalidRequestContent as ARM answers when it is missing."""
+    value = body.get("location")
+    if not isinstance(value, str) or not value:
+        raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+    return value
+
+
 def opt_str(value: Any, path: str) -> str | None:
     if value is None or isinstance(value, str):
         return value

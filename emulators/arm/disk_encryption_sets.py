@@ -27,7 +27,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import cmk, errors
-from emulators.arm.core import Call, iso, obj, opt_str, tags
+from emulators.arm.core import Call, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyProblem, KeyRef
 from emulators.arm.provider import ResourceProvider
 
@@ -38,11 +38,6 @@ _ENCRYPTION_TYPES = (
     "EncryptionAtRestWithPlatformAndCustomerKeys",
     "ConfidentialVmEncryptedWithCustomerKey",
 )
-
-
-def set_id(call: Call) -> str:
-    p = call.params
-    return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/{TYPE}/{p['name']}"
 
 
 def invalid_parameter(message: str, target: str) -> errors.ArmError:
@@ -57,9 +52,6 @@ class DiskEncryptionSetProvider(ResourceProvider):
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.disk_encryption_sets
 
-    def resource_id(self, call: Call) -> str:
-        return set_id(call)
-
     async def refresh(self, resource: dict[str, Any]) -> None:
         await self.auto_rotate(resource)
 
@@ -71,18 +63,22 @@ class DiskEncryptionSetProvider(ResourceProvider):
         if not _NAME.match(name):
             raise invalid_parameter(f"The disk encryption set name '{name}' is invalid.", "diskEncryptionSetName")
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        location = body.get("location")
-        if not isinstance(location, str) or not location:
-            raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+        location = required_location(body)
         properties = obj(body.get("properties"), "properties", "EncryptionSetProperties")
-        key = set_id(call).lower()
+        key = self.resource_id(call).lower()
         async with self.emulator.write_lock:
             existing = self.resources().get(key)
             now = self.emulator.store.now()
             des: dict[str, Any] = (
                 copy.deepcopy(existing)
                 if existing
-                else {"id": set_id(call), "name": name, "location": location, "previousKeys": [], "next_check": None}
+                else {
+                    "id": self.resource_id(call),
+                    "name": name,
+                    "location": location,
+                    "previousKeys": [],
+                    "next_check": None,
+                }
             )
             des["tags"] = tags(body)
             des["identity"] = self.emulator.build_identity(body.get("identity"), des.get("identity"))

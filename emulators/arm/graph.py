@@ -94,42 +94,29 @@ def _literal(token: str) -> str:
 
 def _split_pipes(query: str) -> list[str]:
     """Split on ``|`` outside string literals."""
-    parts, current, quote, escaped = [], [], "", False
-    for char in query:
-        if quote:
-            current.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\" and quote == '"':
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-            current.append(char)
-        elif char == "|":
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
+    quote = _open_quote(query)
     if quote:
         raise QueryError(quote, "a string literal is not closed")
-    parts.append("".join(current).strip())
-    return parts
+    return _split_outside_literals(query, r"\|")
 
 
 def _split_or(clause: str) -> list[str]:
     """Split a where-clause on ``or`` outside string literals."""
+    return _split_outside_literals(clause, r"\s+or\s+")
+
+
+def _split_outside_literals(text: str, separator: str) -> list[str]:
     pieces, start = [], 0
-    for match in re.finditer(r"\s+or\s+", clause):
-        if _outside_literal(clause[: match.start()]):
-            pieces.append(clause[start : match.start()].strip())
+    for match in re.finditer(separator, text):
+        if not _open_quote(text[: match.start()]):
+            pieces.append(text[start : match.start()].strip())
             start = match.end()
-    pieces.append(clause[start:].strip())
+    pieces.append(text[start:].strip())
     return pieces
 
 
-def _outside_literal(prefix: str) -> bool:
+def _open_quote(prefix: str) -> str:
+    """The quote character of the string literal ``prefix`` leaves open, or "" when it ends outside one."""
     quote, escaped = "", False
     for char in prefix:
         if quote:
@@ -141,7 +128,7 @@ def _outside_literal(prefix: str) -> bool:
                 quote = ""
         elif char in "\"'":
             quote = char
-    return not quote
+    return quote
 
 
 def parse(query: str) -> Query:

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
+from emulators.arm.core import Call, arm_json, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyProblem, KeyVaultOutage
 from emulators.arm.provider import ResourceProvider
 from emulators.arm.versions import ML_LEGACY
@@ -54,11 +54,6 @@ def user_error(message: str, inner_code: str) -> errors.ArmError:
     )
 
 
-def workspace_id(call: Call) -> str:
-    p = call.params
-    return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/{TYPE}/{p['name']}"
-
-
 class MlProvider(ResourceProvider):
     TYPE = TYPE
     NOUN = "workspace"
@@ -70,9 +65,6 @@ class MlProvider(ResourceProvider):
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.workspaces
 
-    def resource_id(self, call: Call) -> str:
-        return workspace_id(call)
-
     async def create(self, call: Call) -> Response:
         body = call.json()
         name = call.params["name"]
@@ -83,15 +75,13 @@ class MlProvider(ResourceProvider):
                 "InvalidWorkspaceName",
             )
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        location = body.get("location")
-        if not isinstance(location, str) or not location:
-            raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+        location = required_location(body)
         properties = body.get("properties") or {}
         if not isinstance(properties, dict):
             raise errors.invalid_request_content(
                 "Error converting value to type 'WorkspaceProperties'. Path 'properties'"
             )
-        key = workspace_id(call).lower()
+        key = self.resource_id(call).lower()
         async with self.emulator.write_lock:
             existing = self.workspaces.get(key)
             identity = self.emulator.build_identity(body.get("identity"), (existing or {}).get("identity"))
@@ -111,7 +101,7 @@ class MlProvider(ResourceProvider):
                 copy.deepcopy(existing)
                 if existing
                 else {
-                    "id": workspace_id(call),
+                    "id": self.resource_id(call),
                     "name": name,
                     "location": location,
                     "workspaceId": str(uuid.uuid4()),
@@ -182,7 +172,7 @@ class MlProvider(ResourceProvider):
                 workspace["sku"] = obj(body["sku"], "sku", "Sku")
             if "identity" in body:
                 workspace["identity"] = self.emulator.build_identity(body["identity"], workspace.get("identity"))
-            key = workspace_id(call).lower()
+            key = self.resource_id(call).lower()
             if legacy:
                 workspace["provisioningState"] = "Succeeded"
                 self.workspaces[key] = workspace
@@ -214,7 +204,7 @@ class MlProvider(ResourceProvider):
 
         ``mode`` is one of ``state.ML_UPDATE_MODES`` except ``sync``: how the operation is polled and ends.
         """
-        self.workspaces[workspace_id(call).lower()] = workspace
+        self.workspaces[self.resource_id(call).lower()] = workspace
         headers = self.emulator.start_operation(
             call,
             f"Microsoft.MachineLearningServices/locations/{location}/workspaceOperationsStatus",

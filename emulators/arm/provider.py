@@ -30,7 +30,8 @@ class ResourceProvider:
 
     def resource_id(self, call: Call) -> str:
         """The ARM id the call's path names."""
-        raise NotImplementedError
+        p = call.params
+        return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/{self.TYPE}/{p['name']}"
 
     def render(self, resource: dict[str, Any]) -> dict[str, Any]:
         """The resource as ARM returns it."""

@@ -26,7 +26,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import cmk, errors
-from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
+from emulators.arm.core import Call, arm_json, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyProblem, KeyRef
 from emulators.arm.provider import ResourceProvider
 
@@ -36,20 +36,12 @@ _SKUS = {"basic": "Basic", "standard": "Standard", "premium": "Premium"}
 _WRITABLE = ("adminUserEnabled", "publicNetworkAccess", "zoneRedundancy", "anonymousPullEnabled", "policies")
 
 
-def registry_id(call: Call) -> str:
-    p = call.params
-    return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/{TYPE}/{p['name']}"
-
-
 class RegistryProvider(ResourceProvider):
     TYPE = TYPE
     NOUN = "container registry"
 
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.registries
-
-    def resource_id(self, call: Call) -> str:
-        return registry_id(call)
 
     async def refresh(self, resource: dict[str, Any]) -> None:
         await self.auto_rotate(resource)
@@ -67,23 +59,27 @@ class RegistryProvider(ResourceProvider):
                 target="registryName",
             )
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        location = body.get("location")
-        if not isinstance(location, str) or not location:
-            raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+        location = required_location(body)
         sku = obj(body.get("sku"), "sku", "Sku")
         if str(sku.get("name", "")).lower() not in _SKUS:
             raise errors.ArmError(
                 400, "InvalidSku", f"The sku '{sku.get('name')}' is invalid. Valid values: Basic, Standard, Premium."
             )
         properties = obj(body.get("properties"), "properties", "RegistryProperties")
-        key = registry_id(call).lower()
+        key = self.resource_id(call).lower()
         async with self.emulator.write_lock:
             existing = self.resources().get(key)
             now = self.emulator.store.now()
             registry: dict[str, Any] = (
                 copy.deepcopy(existing)
                 if existing
-                else {"id": registry_id(call), "name": name, "location": location, "creationDate": now, "cmk": None}
+                else {
+                    "id": self.resource_id(call),
+                    "name": name,
+                    "location": location,
+                    "creationDate": now,
+                    "cmk": None,
+                }
             )
             registry["sku"] = {"name": _SKUS[sku["name"].lower()], "tier": _SKUS[sku["name"].lower()]}
             registry["tags"] = tags(body)
@@ -131,7 +127,7 @@ class RegistryProvider(ResourceProvider):
             registry["provisioningState"] = "Creating" if call.method == "PUT" else "Updating"
         else:
             registry["provisioningState"] = "Succeeded"
-        self.resources()[registry_id(call).lower()] = registry
+        self.resources()[self.resource_id(call).lower()] = registry
         headers: dict[str, str] = {}
         if status == 201:
             op_id = f"registries-{uuid.uuid4()}"

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, Emulator, arm_json, tags
+from emulators.arm.core import Call, Emulator, arm_json, required_location, tags
 from emulators.arm.keyvault import KeyProblem
 from emulators.arm.state import LOCAL_TENANT_ID
 
@@ -36,9 +36,7 @@ class ResourcesProvider:
 
     async def put_group(self, call: Call) -> Response:
         body = call.json()
-        location = body.get("location")
-        if not isinstance(location, str) or not location:
-            raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+        location = required_location(body)
         async with self.emulator.write_lock:
             created = self.emulator.put_resource_group(call.params["sub"], call.params["rg"], location, tags(body))
         group = await self.emulator.resource_group(call.params["sub"], call.params["rg"])

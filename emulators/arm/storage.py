@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emulators.arm import errors
-from emulators.arm.core import Call, arm_json, iso, obj, opt_str, tags
+from emulators.arm.core import Call, arm_json, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef, KeyVaultOutage
 from emulators.arm.provider import ResourceProvider
 
@@ -63,11 +63,6 @@ def key_error(problem: KeyProblem) -> errors.ArmError:
     return errors.ArmError(400, _KEY_PROBLEM_CODES.get(problem.kind, "KeyVaultFailure"), problem.message)
 
 
-def account_id(call: Call) -> str:
-    p = call.params
-    return f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/Microsoft.Storage/storageAccounts/{p['name']}"
-
-
 class StorageProvider(ResourceProvider):
     TYPE = TYPE
     NOUN = "storage account"
@@ -78,9 +73,6 @@ class StorageProvider(ResourceProvider):
 
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.accounts
-
-    def resource_id(self, call: Call) -> str:
-        return account_id(call)
 
     async def refresh(self, resource: dict[str, Any]) -> None:
         await self.daily_check(resource)
@@ -98,15 +90,13 @@ class StorageProvider(ResourceProvider):
                 "characters in length and use numbers and lower-case letters only.",
             )
         group = await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        key = account_id(call).lower()
+        key = self.resource_id(call).lower()
         for other_key, other in self.accounts.items():
             if other["name"] == name and other_key != key:
                 raise errors.ArmError(
                     409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken."
                 )
-        location = body.get("location")
-        if not isinstance(location, str) or not location:
-            raise errors.invalid_request_content("Required property 'location' not found in JSON. Path ''")
+        location = required_location(body)
         sku = body.get("sku")
         if isinstance(sku, dict):
             opt_str(sku.get("name"), "sku.name")
@@ -143,7 +133,7 @@ class StorageProvider(ResourceProvider):
                 copy.deepcopy(existing)
                 if existing
                 else {
-                    "id": account_id(call),
+                    "id": self.resource_id(call),
                     "name": name,
                     "location": location,
                     "creationTime": now,
@@ -196,7 +186,7 @@ class StorageProvider(ResourceProvider):
                     "Error converting value to type 'StorageAccountPropertiesUpdateParameters'. Path 'properties'"
                 )
             await self._apply_properties(account, properties, now)
-            self.accounts[account_id(call).lower()] = account
+            self.accounts[self.resource_id(call).lower()] = account
             self.emulator.store.save()
         return arm_json(self.render(account))
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
-from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.mgmt.storage import StorageManagementClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -276,17 +276,26 @@ class TestCreateWithCustomerManagedKey:
         assert arm_error(caught.value)["code"] == "KeyVaultKeyTypeOrSizeNotSupported"
 
 
+def pinned_account(world: World) -> tuple[str, str, dict[str, Any], KeyVaultKey]:
+    """A storage account created on the world's key pinned to its current version.
+
+    Returns its name, the identity id and ``identity`` block it uses, and the key as it was then.
+    """
+    identity_id, identity = identity_with_access(world)
+    key = world.keys.get_key(world.key_name)
+    name = account_name()
+    world.storage().storage_accounts.begin_create(
+        world.resource_group, name, cmk_account_body(world, identity_id, identity, key.properties.version)
+    ).result()
+    return name, identity_id, identity, key
+
+
 class TestRepointStorageAccount:
     """PATCH is synchronous (200), moves the account to a new version, and refuses an unusable version."""
 
     def test_repoint_to_new_version(self, world: World) -> None:
-        identity_id, identity = identity_with_access(world)
-        first = world.keys.get_key(world.key_name)
-        name = account_name()
+        name, identity_id, _, _ = pinned_account(world)
         client = world.storage()
-        client.storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, first.properties.version)
-        ).result()
         second_id = world.new_version()
         patch = {
             "properties": {
@@ -309,13 +318,8 @@ class TestRepointStorageAccount:
         assert reread.encryption.key_vault_properties.current_versioned_key_identifier == second_id
 
     def test_disabled_version_is_refused_and_nothing_changes(self, world: World) -> None:
-        identity_id, identity = identity_with_access(world)
-        first = world.keys.get_key(world.key_name)
-        name = account_name()
+        name, identity_id, identity, first = pinned_account(world)
         client = world.storage()
-        client.storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, first.properties.version)
-        ).result()
         disabled_id = world.new_version()
         world.keys.update_key_properties(world.key_name, disabled_id.rsplit("/", 1)[-1], enabled=False)
         patch = cmk_account_body(world, identity_id, identity, disabled_id.rsplit("/", 1)[-1])
@@ -331,14 +335,9 @@ class TestRepointStorageAccount:
         assert reread.encryption.key_vault_properties.key_version == first.properties.version
 
     def test_any_write_is_refused_while_the_version_in_use_is_disabled(self, world: World) -> None:
-        identity_id, identity = identity_with_access(world)
-        version = world.keys.get_key(world.key_name).properties.version
-        name = account_name()
+        name, _, _, key = pinned_account(world)
         client = world.storage()
-        client.storage_accounts.begin_create(
-            world.resource_group, name, cmk_account_body(world, identity_id, identity, version)
-        ).result()
-        world.keys.update_key_properties(world.key_name, version, enabled=False)
+        world.keys.update_key_properties(world.key_name, key.properties.version, enabled=False)
 
         with pytest.raises(HttpResponseError) as caught:
             client.storage_accounts.update(world.resource_group, name, {"tags": {"touched": "yes"}})
