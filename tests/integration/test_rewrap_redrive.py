@@ -45,9 +45,9 @@ def poisoned_run(
     """One blob on an old version whose only work item went to the poison queue: (keys, outage, new, queues)."""
     old, new = ring.new_version(), ring.new_version()
     upload(container, ring, old, name, name.encode(), "2.0")
-    settings = settings_for(local_azure)
+    settings = settings_for(local_azure, container)
     outage = Outage(ring)
-    keys = adapter(local_azure, ring, new, settings=settings, inline=False, unwrapper=outage, **kwargs)
+    keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, unwrapper=outage, **kwargs)
     queue, poison = work_queues(settings)
     keys.begin_rewrap(f"rot-{name}", KEY, new, [location_of(container)])
     drain(queue, poison, keys.handle_message, idle_s=0.3)
