@@ -13,9 +13,9 @@ from typing import Any
 
 from rotation.adapters.arm_common import resource_id_of_type
 from rotation.adapters.arm_rest import ArmRestAdapter
-from rotation.adapters.registries import parse_timestamp
 from rotation.domain.model import KeyRef
 from rotation.domain.references import DiskEncryptionSetKey
+from rotation.domain.timestamps import parse_timestamp
 from rotation.errors import InputError, PreconditionFailed
 
 API_VERSION = "2026-03-02"

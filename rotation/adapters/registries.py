@@ -11,12 +11,12 @@ the registry stays on the key it had.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from rotation.adapters.arm_common import resource_id_of_type
 from rotation.adapters.arm_rest import ArmRestAdapter
 from rotation.domain.references import RegistryKey
+from rotation.domain.timestamps import parse_timestamp
 from rotation.errors import PreconditionFailed
 
 API_VERSION = "2025-11-01"
@@ -51,21 +51,6 @@ def key_update_body(key_identifier: str, identity_client_id: str | None) -> dict
     if identity_client_id:
         kvp["identity"] = identity_client_id
     return {"properties": {"encryption": {"status": "enabled", "keyVaultProperties": kvp}}}
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An ARM timestamp (ISO 8601, Z or offset, up to 7 fractional digits), or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.replace("Z", "+00:00")
-    head, dot, tail = text.partition(".")
-    if dot:
-        digits = "".join(c for c in tail if c.isdigit())
-        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _check(registry_id: str) -> str:

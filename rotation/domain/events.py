@@ -30,6 +30,7 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from rotation.domain.model import KeyEventType, KeyRef, KeyVaultEvent
+from rotation.domain.timestamps import parse_timestamp
 from rotation.errors import InputError
 
 EVENT_TYPE_PREFIX: Final = "Microsoft.KeyVault."
@@ -254,16 +255,9 @@ def _event_time(value: object) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and len(value) <= 64:
-        text = value.strip().replace("Z", "+00:00")
-        # Event Grid sends 7 fractional digits ("...19.4556811Z"); fromisoformat takes at most 6.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parse_timestamp(value) if isinstance(value, str) and len(value) <= 64 else None
+    if parsed is not None:
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise MalformedEvent(f"event time must be an ISO 8601 timestamp, got {describe(value)}")
 
 

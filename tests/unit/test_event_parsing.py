@@ -274,3 +274,17 @@ class TestFuzzing:
     @given(_json)
     def test_arbitrary_json(self, payload: object) -> None:
         _assert_parsed_or_refused_with_message(payload)
+
+
+class TestAzureTimestamps:
+    """ARM and Event Grid timestamps parse with 7 fractional digits and an offset (one parser for both)."""
+
+    def test_seven_fractional_digits_with_an_offset(self) -> None:
+        from datetime import UTC, datetime
+
+        from rotation.domain.timestamps import parse_timestamp
+
+        parsed = parse_timestamp("2024-05-06T07:08:19.4556811Z")
+
+        assert parsed == datetime(2024, 5, 6, 7, 8, 19, 455681, tzinfo=UTC)
+        assert parse_timestamp("not a time") is None
