@@ -12,7 +12,8 @@ file (JSON describing its URLs) once it is listening. When every service answers
 ``DIR/endpoints.json`` is written::
 
     {"storage": {"connection_string", "blob", "queue", "table", "account",
-                 "blob_proxy", "proxy_connection_string"},   # the same account, blobs through the proxy
+                 "blob_proxy", "proxy_connection_string",    # the same account, blobs through the proxy
+                 "blob_proxy_admin"},                        # its admin API: versioning, soft delete, clock
      "keyvault": {"vaults": {name: url}, "admin": url},
      "arm": {"url": url, "admin": url},
      "ca_bundle": path}
@@ -173,9 +174,11 @@ class LocalAzure:
 
     def _start_blob_proxy(self, storage: dict[str, str]) -> dict[str, str]:
         origin = storage["blob"].rsplit("/", 1)[0]
-        url = str(self._start_python("blobproxy", ["--upstream", origin])["blob"])
+        ready = self._start_python("blobproxy", ["--upstream", origin])
+        url = str(ready["blob"])
         return {
             "blob_proxy": url,
+            "blob_proxy_admin": str(ready["admin"]),
             "proxy_connection_string": azurite_connection_string(url, storage["queue"], storage["table"]),
         }
 

@@ -39,6 +39,17 @@ def container(local_azure: dict[str, Any]) -> Iterator[Any]:
 
 
 @pytest.fixture
+def blob_proxy_admin(local_azure: dict[str, Any]) -> Iterator[Any]:
+    """The blob proxy's admin client (``BlobProxyAdmin``); versioning and soft delete are off again after
+    the test (they are account-wide, like Azure's)."""
+    from emulators.blobproxy.admin_client import BlobProxyAdmin
+
+    admin = BlobProxyAdmin(local_azure["storage"]["blob_proxy_admin"])
+    yield admin
+    admin.set_blob_service(versioning=False, soft_delete_days=None)
+
+
+@pytest.fixture
 def storage_connection(local_azure: dict[str, Any]) -> str:
     return str(local_azure["storage"]["connection_string"])
 

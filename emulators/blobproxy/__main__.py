@@ -1,8 +1,9 @@
 """``python -m emulators.blobproxy --dir STATE_DIR --ready-file FILE --upstream http://127.0.0.1:PORT``
 
 Serves HTTP on a free loopback port in front of Azurite's blob endpoint (``--upstream``, its origin) and,
-once listening, writes ``FILE`` atomically: ``{"blob": "http://127.0.0.1:<port>/devstoreaccount1"}``.
-Legal holds and immutability policies are kept in ``STATE_DIR/state.json``. SIGTERM or Ctrl-C stops it.
+once listening, writes ``FILE`` atomically: ``{"blob": "http://127.0.0.1:<port>/devstoreaccount1", "admin":
+"http://127.0.0.1:<port>"}``. Legal holds and immutability policies are kept in ``STATE_DIR/state.json``; the
+versioning and soft-delete modes and each blob's history in ``STATE_DIR/history.json``. SIGTERM or Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from emulators.blobproxy.app import BlobProxy, sdk_tier_lookup
+from emulators.blobproxy.history import History
 from emulators.blobproxy.state import Protections
 from emulators.localazure import AZURITE_ACCOUNT, AZURITE_KEY
 
@@ -32,7 +34,7 @@ async def serve(state_dir: Path, ready_file: Path, upstream: str) -> None:
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
         f"BlobEndpoint={upstream}/{AZURITE_ACCOUNT};"
     )
-    proxy = BlobProxy(upstream, Protections(state_dir), sdk_tier_lookup(connection))
+    proxy = BlobProxy(upstream, Protections(state_dir), sdk_tier_lookup(connection), History(state_dir), connection)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
@@ -61,7 +63,8 @@ async def serve(state_dir: Path, ready_file: Path, upstream: str) -> None:
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     port = int(sock.getsockname()[1])
     tmp = ready_file.with_name(ready_file.name + ".tmp")
-    tmp.write_text(json.dumps({"blob": f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"}))
+    ready = {"blob": f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}", "admin": f"http://127.0.0.1:{port}"}
+    tmp.write_text(json.dumps(ready))
     os.replace(tmp, ready_file)
     log.warning("blob proxy ready: %s -> %s", port, upstream)
     await task
