@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from azure.keyvault.keys import KeyClient, KeyProperties, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from rotation.adapters.azure_errors import translated
+from rotation.adapters.client_cache import ClientCache
 from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
 from rotation.errors import PermissionDenied, RotationError, VerificationFailed
 from rotation.logs import get_logger
@@ -100,19 +100,12 @@ class KeyVaultKeyStore:
             "api_version": API_VERSION,
             "verify_challenge_resource": verify_challenge_resource,
         }
-        self._clients: dict[str, KeyClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, vault_url: str) -> KeyClient:
-        with self._lock:
-            client = self._clients.get(vault_url)
-            if client is None:
-                client = KeyClient(vault_url, self._credential, **self._kwargs)
-                self._clients[vault_url] = client
-            return client
+        self._client: ClientCache[str, KeyClient] = ClientCache(
+            lambda vault_url: KeyClient(vault_url, self._credential, **self._kwargs)
+        )
 
     def close(self) -> None:
-        for client in self._clients.values():
+        for client in self._client.built():
             client.close()
 
     def get_key(self, key: KeyRef, version: str | None = None) -> KeyVersion:

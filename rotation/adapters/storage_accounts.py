@@ -10,7 +10,6 @@ rate-limit headers (``arm_pacing``).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from azure.mgmt.storage.models import StorageAccountUpdateParameters
 from rotation.adapters.arm_common import client_kwargs, parse_resource_id
 from rotation.adapters.arm_pacing import ArmPacer
 from rotation.adapters.azure_errors import translated
+from rotation.adapters.client_cache import ClientCache
 from rotation.domain.model import KeyRef, StorageAccountKey
 from rotation.errors import InputError, PreconditionFailed
 
@@ -90,16 +90,9 @@ class ArmStorageAccounts:
     ) -> None:
         self._credential = credential
         self._kwargs = client_kwargs(arm_endpoint, transport_kwargs, pacer)
-        self._clients: dict[str, StorageManagementClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, subscription_id: str) -> StorageManagementClient:
-        with self._lock:
-            client = self._clients.get(subscription_id)
-            if client is None:
-                client = StorageManagementClient(self._credential, subscription_id, **self._kwargs)
-                self._clients[subscription_id] = client
-            return client
+        self._client: ClientCache[str, StorageManagementClient] = ClientCache(
+            lambda sub: StorageManagementClient(self._credential, sub, **self._kwargs)
+        )
 
     def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:
         with translated(f"list storage accounts in subscription {subscription_id}", _READ):

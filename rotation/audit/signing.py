@@ -6,7 +6,6 @@ service's identity can use for ``sign``. Rewriting the whole chain then needs th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
 from rotation.adapters.azure_errors import NotFound, translated
+from rotation.adapters.client_cache import ClientCache
 from rotation.domain.model import KeyRef
 from rotation.errors import InputError, excerpt
 
@@ -77,14 +77,9 @@ class KeyVaultCheckpointSigner:
             **transport_kwargs,
             "verify_challenge_resource": verify_challenge_resource,
         }
-        self._clients: dict[str, CryptographyClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, key_id: str) -> CryptographyClient:
-        with self._lock:
-            if key_id not in self._clients:
-                self._clients[key_id] = CryptographyClient(key_id, self._credential, **self._client_kwargs)
-            return self._clients[key_id]
+        self._client: ClientCache[str, CryptographyClient] = ClientCache(
+            lambda key_id: CryptographyClient(key_id, self._credential, **self._client_kwargs)
+        )
 
     def sign(self, digest: bytes) -> Signature:
         # A fresh client each time: one built on the versionless id pins the version it first

@@ -177,7 +177,7 @@ class TableAuditLog:
             record = replace(record, record_id=uuid.uuid4().hex)
         indexed = self._seq_of(record.record_id)
         if indexed is not None:
-            if self._record_id_at(indexed) == record.record_id:
+            if self._field_at(indexed, "record_id") == record.record_id:
                 log.info("audit_record_duplicate", record_id=record.record_id)
                 return record.record_id
             # An index entry whose record is not this one was written around the service (it would make
@@ -188,8 +188,8 @@ class TableAuditLog:
         if head.seq < 0:
             raise PreconditionFailed("the audit head is malformed (written around the service); run audit verify")
         seq = head.seq + 1
-        prev_hash = self._hash_of(head.seq) if head.seq else GENESIS_HASH
-        if prev_hash is None:  # the head names a record that is not there: let verify say so
+        prev_hash = self._field_at(head.seq, "hash") if head.seq else GENESIS_HASH
+        if prev_hash is None:  # the head names a record that is not there (or has no hash): let verify say so
             raise PreconditionFailed(f"the audit head names record #{head.seq}, which is missing; run audit verify")
         for _attempt in range(self._max_attempts):
             digest = chain_hash(seq, prev_hash, body)
@@ -198,7 +198,7 @@ class TableAuditLog:
                     self._table.create_entity(self._record_entity(seq, prev_hash, digest, body, record))
             except ResourceExistsError:
                 # Another appender took ``seq``: chain onto its record and try the next number.
-                found = self._hash_of(seq)
+                found = self._field_at(seq, "hash")
                 if found is None:  # gone again between the two calls: only tampering does that
                     raise PreconditionFailed(
                         f"audit record #{seq} exists and then does not; run audit verify"
@@ -305,13 +305,15 @@ class TableAuditLog:
                 return
         # Still lagging after repeated races: harmless, the next appender walks past it.
 
-    def _hash_of(self, seq: int) -> str | None:
+    def _field_at(self, seq: int, field: str) -> str | None:
+        """A field (``hash``, ``record_id``) of the record at ``seq``; None when the record or field is missing."""
         with _storage("read an audit record"):
             try:
-                entity = self._table.get_entity(RECORDS, seq_key(seq), select=["hash"])
+                entity = self._table.get_entity(RECORDS, seq_key(seq), select=[field])
             except ResourceNotFoundError:
                 return None
-        return str(entity["hash"])
+        value = entity.get(field)
+        return None if value is None else str(value)
 
     def _seq_of(self, record_id: str) -> int | None:
         with _storage("look up an audit record"):
@@ -321,14 +323,6 @@ class TableAuditLog:
                 return None
         seq = _int(entity.get("seq"))
         return seq if seq > 0 else None
-
-    def _record_id_at(self, seq: int) -> str | None:
-        with _storage("read an audit record"):
-            try:
-                entity = self._table.get_entity(RECORDS, seq_key(seq), select=["record_id"])
-            except ResourceNotFoundError:
-                return None
-        return str(entity.get("record_id", ""))
 
     def _archive_record(self, seq: int, prev_hash: str, digest: str, body: str, record: AuditRecord) -> None:
         """Best effort: the table record is the source of truth; a missing copy is a warning in verify."""

@@ -59,7 +59,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         settings=settings,
         clock=SystemClock(),
         keys=KeyVaultKeyStore(credential, transport, verify_challenge_resource=settings.verify_challenge_resource),
-        vaults=ArmVaults(settings.arm_endpoint, credential, transport),
+        vaults=ArmVaults(arm),
         storage_accounts=ArmStorageAccounts(settings.arm_endpoint, credential, transport),
         workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport),
         data_keys=open_data_keys(boot, inline=inline),

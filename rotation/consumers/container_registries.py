@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rotation.consumers.base import Reading, UnitPorts
-from rotation.consumers.via_resource_graph import PinnedOrSelfRotating, ids_of_type
+from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
+from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
+from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -87,8 +88,8 @@ class ContainerRegistryUnit(PinnedOrSelfRotating):
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.container_registries.get_registry(change.resource_id), key)
 
-    def set_key(self, ports: UnitPorts, resource_id: str, key_id: str) -> object:
-        return ports.container_registries.set_key_identifier(resource_id, key_id)
+    def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
+        return run.ports.container_registries.set_key_identifier(resource_id, run.key.version_uri(version))
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         if reading.configured != new_version or reading.in_use not in (None, new_version):

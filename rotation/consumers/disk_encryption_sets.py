@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rotation.consumers.base import Reading, UnitPorts
-from rotation.consumers.via_resource_graph import PinnedOrSelfRotating, ids_of_type
+from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
+from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
+from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -93,8 +94,8 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating):
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.disk_encryption_sets.get_set(change.resource_id), key)
 
-    def set_key(self, ports: UnitPorts, resource_id: str, key_id: str) -> object:
-        return ports.disk_encryption_sets.set_active_key(resource_id, key_id)
+    def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
+        return run.ports.disk_encryption_sets.set_active_key(resource_id, run.key.version_uri(version))
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         # A previous key may stay in use while Azure re-wraps the disks: that blocks retirement, not the rotation.

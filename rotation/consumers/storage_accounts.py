@@ -7,20 +7,10 @@ until it reports the new version in use, and it blocks retirement until then.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 
-from rotation.consumers.base import (
-    ConsumerRun,
-    Reading,
-    Settled,
-    UnitPorts,
-    in_subscriptions,
-    repoint_pinned,
-    roll_back_pinned,
-    track_adoption,
-    would_repoint,
-)
+from rotation.consumers.base import ConsumerRun, Reading, UnitPorts, in_subscriptions
+from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef, StorageAccountKey
 from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
@@ -39,19 +29,18 @@ def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
     return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
 
 
-def _setter(run: ConsumerRun, change: ConsumerChange) -> Callable[[str], object]:
-    """Set the account's keyversion (the PATCH is absolute: safe to repeat). storageAccounts/write."""
-    key, accounts = run.key, run.ports.storage_accounts
-    return lambda version: accounts.set_key_version(change.resource_id, key.vault_url, key.name, version)
-
-
-class StorageAccountUnit:
+class StorageAccountUnit(PinnedOrSelfRotating):
     """Implements ``ConsumerUnit[StorageAccountKey]``."""
 
     kind: str = ConsumerKind.STORAGE_ACCOUNT
     label = "storage accounts"
     repoint_step: str | None = "repoint_storage"
     settle_step: str | None = "track_versionless"
+    set_action = "set_storage_version"
+    rollback_action = "rollback_storage"
+    property_label = "keyversion"
+    self_rotating_noun = "versionless"
+    found_self_rotating = "became versionless; tracked"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (READ, WRITE)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[StorageAccountKey]:
@@ -113,22 +102,6 @@ class StorageAccountUnit:
                 found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
         return tuple(found)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
-        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
-            return None
-        reading = self.read_back(run.ports, run.key, change)
-        if reading.configured == "":
-            return replace(change, status="tracking", after=VERSIONLESS, detail="became versionless; tracked")
-        return repoint_pinned(
-            run,
-            self,
-            change,
-            action="set_storage_version",
-            set_version=_setter(run, change),
-            mismatch=lambda r: f"{r.name} reads back {r.configured}",
-            detail=lambda r, new: f"{r.name}: keyversion {change.before} -> {new}",
-        )
-
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.storage_accounts.get_account(change.resource_id), key)
 
@@ -137,23 +110,10 @@ class StorageAccountUnit:
             return f"{reading.name} is not using {new_version} (in use: {reading.in_use})"
         return None
 
-    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
-        before = change.before
-        if not before or before == VERSIONLESS:
-            return
-        roll_back_pinned(run, self, change, before, action="rollback_storage", set_version=_setter(run, change))
-
-    def settle(self, run: ConsumerRun) -> Settled:
-        """Record which versionless accounts adopted the new version (they adopt by themselves)."""
-        return track_adoption(self, run, "versionless")
-
-    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
-        if change.kind == self.kind and change.status == "tracking":
-            return replace(change, status="adopted", detail="adopted the new version")
-        return change
-
-    def describe(self, changes: Sequence[ConsumerChange]) -> str:
-        return would_repoint(f"pinned {self.label}", changes)
+    def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
+        """Set the account's keyversion (the PATCH is absolute: safe to repeat). storageAccounts/write."""
+        key = run.key
+        return run.ports.storage_accounts.set_key_version(resource_id, key.vault_url, key.name, version)
 
 
 STORAGE_ACCOUNTS = StorageAccountUnit()

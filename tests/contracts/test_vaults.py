@@ -64,7 +64,9 @@ def real_subscription(local_azure: dict[str, Any]) -> Subscription:
         )
         return str(created["url"]), str(created["arm_id"])
 
-    vaults = ArmVaults(local_azure["arm"]["url"], LocalDevelopmentCredential(OPERATOR), {"connection_verify": ca})
+    vaults = ArmVaults.connect(
+        local_azure["arm"]["url"], LocalDevelopmentCredential(OPERATOR), {"connection_verify": ca}
+    )
     return Subscription(vaults, subscription, add)
 
 

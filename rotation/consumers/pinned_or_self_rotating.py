@@ -1,0 +1,91 @@
+"""The life of a consumer that is either pinned to a key version or follows the key's newest version.
+
+Storage accounts, container registries and disk encryption sets behave alike once planned: a pinned
+one is re-pointed (read, write journalled, read back) and rolled back; one that follows the key by
+itself is tracked until it reports the new version in use, and blocks retirement until then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rotation.consumers.base import (
+    ConsumerRun,
+    Reading,
+    Settled,
+    UnitPorts,
+    repoint_pinned,
+    roll_back_pinned,
+    track_adoption,
+    would_repoint,
+)
+from rotation.domain.model import ConsumerChange, KeyRef
+from rotation.domain.plan import VERSIONLESS
+
+
+class PinnedOrSelfRotating:
+    """Re-point, roll back, track and retire for a kind whose consumers are pinned or follow the key.
+
+    A subclass names its journal actions, the property it changes and how its self-rotating consumers
+    are described, and implements ``read_back`` (``configured`` ``""`` when the consumer follows the
+    newest version) and ``set_version`` (the write).
+    """
+
+    kind: str
+    label: str
+    set_action: str
+    rollback_action: str
+    property_label: str
+    #: How the consumers that follow the key by themselves are called in a dry run ("versionless").
+    self_rotating_noun: str = "self-rotating"
+    #: The recorded detail when a consumer planned as pinned turns out to follow the key by itself.
+    found_self_rotating: str = "follows the newest version; tracked"
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        raise NotImplementedError
+
+    def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
+        """Point the consumer at ``version`` of the run's key; polled to the end, read back."""
+        raise NotImplementedError
+
+    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+        if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
+            return None
+        reading = self.read_back(run.ports, run.key, change)
+        if reading.configured == "":
+            return replace(change, status="tracking", after=VERSIONLESS, detail=self.found_self_rotating)
+        return repoint_pinned(
+            run,
+            self,  # type: ignore[arg-type]  # the subclass completes ConsumerUnit
+            change,
+            action=self.set_action,
+            set_version=lambda v: self.set_version(run, change.resource_id, v),
+            mismatch=lambda r: f"{r.name} reads back {r.configured}",
+            detail=lambda r, new: f"{r.name}: {self.property_label} {change.before} -> {new}",
+        )
+
+    def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:
+        before = change.before
+        if not before or before == VERSIONLESS:
+            return
+        roll_back_pinned(
+            run,
+            self,  # type: ignore[arg-type]  # the subclass completes ConsumerUnit
+            change,
+            before,
+            action=self.rollback_action,
+            set_version=lambda v: self.set_version(run, change.resource_id, v),
+        )
+
+    def settle(self, run: ConsumerRun) -> Settled:
+        """Record which self-rotating consumers use the new version (tracking -> adopted)."""
+        return track_adoption(self, run, self.self_rotating_noun)  # type: ignore[arg-type]  # the subclass completes it
+
+    def at_retirement(self, change: ConsumerChange) -> ConsumerChange:
+        if change.kind == self.kind and change.status == "tracking":
+            return replace(change, status="adopted", detail="adopted the new version")
+        return change
+
+    def describe(self, changes: Sequence[ConsumerChange]) -> str:
+        return would_repoint(f"pinned {self.label}", changes)
