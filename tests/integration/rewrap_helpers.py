@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -129,3 +129,24 @@ def decrypting_client(container: ContainerClient, resolver: Callable[[str], Any]
     client.require_encryption = True
     client.key_resolver_function = resolver
     return client
+
+
+def read_every_entry(container: ContainerClient, resolver: Callable[[str], Any]) -> dict[tuple[str, str], bytes]:
+    """Every blob, blob version and snapshot (not soft-deleted ones: Azure serves no data for them) read
+    with the SDK's client-side decryption through ``resolver``, by (name, ``current`` | ``version <id>`` |
+    ``snapshot <time>``). A version or snapshot that cannot be decrypted raises."""
+    found: dict[tuple[str, str], bytes] = {}
+    for item in container.list_blobs(include=["snapshots", "versions"]):
+        if item.snapshot:
+            entry, options = f"snapshot {item.snapshot}", {"snapshot": item.snapshot}
+        elif item.version_id and item.is_current_version is not True:
+            entry, options = f"version {item.version_id}", {"version_id": item.version_id}
+        else:
+            entry, options = "current", {}
+        blob = BlobClient.from_blob_url(
+            container.get_blob_client(item.name).url, credential=container.credential, **options
+        )
+        blob.require_encryption = True
+        blob.key_resolver_function = resolver
+        found[(item.name, entry)] = blob.download_blob().readall()
+    return found
