@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import escape
 
@@ -33,6 +34,8 @@ from emulators.asgi import Receive, Scope, Send, read_body
 from emulators.blobproxy.history import BlobService, History
 from emulators.blobproxy.state import ARCHIVE_REFUSED, ARCHIVED, POLICY_MODES, Protections, Refusal, parse_until
 from emulators.blobproxy.versions import BlobRequest, Response, VersionedBlobs
+
+T = TypeVar("T")
 
 #: (container, blob) -> the blob's access tier upstream, or None when the blob does not exist.
 TierLookup = Callable[[str, str], Awaitable[str | None]]
@@ -268,6 +271,7 @@ class SdkUpstream:
 
         self.service = BlobServiceClient.from_connection_string(connection_string)
         self.client = client
+        self._last_snapshot: dict[str, float] = {}
         credential = self.service.credential
         self.sas = generate_account_sas(
             credential.account_name,
@@ -286,7 +290,23 @@ class SdkUpstream:
             except ResourceNotFoundError:
                 return None
 
-        return await asyncio.to_thread(take)
+        return await self.spaced(container, blob, lambda: asyncio.to_thread(take))
+
+    async def spaced(self, container: str, blob: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` (a Snapshot Blob) at least 2 ms after the blob's previous snapshot was answered.
+
+        Azurite names a snapshot by its request's start time in milliseconds (LokiBlobMetadataStore
+        createSnapshot: convertDateTimeStringMsTo7Digital(context.startTime)): two snapshots of one blob
+        in the same millisecond would share an id.
+        """
+        key = f"{container}/{blob}"
+        wait = self._last_snapshot.get(key, 0.0) + 0.002 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            return await call()
+        finally:
+            self._last_snapshot[key] = time.monotonic()  # after Azurite answered: later than its start time
 
     async def delete_snapshot(self, container: str, blob: str, snapshot: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

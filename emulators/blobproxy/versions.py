@@ -67,6 +67,10 @@ class Upstream(Protocol):
         """The blob's Azurite snapshots, oldest first; None when the base blob does not exist."""
         ...
 
+    async def spaced(self, container: str, blob: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        """``call`` (the client's Snapshot Blob) apart in time from the proxy's own snapshots of the blob."""
+        ...
+
     async def send(
         self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes
     ) -> Response:
@@ -123,6 +127,8 @@ class VersionedBlobs:
                 return await self._on_version(request, record)
             if "snapshot" in query:
                 return await self._on_snapshot(method, name, record, query["snapshot"][0])
+            if method == "PUT" and comp == "snapshot" and record.live:
+                return await self.up.spaced(name[1], name[2], forward)
             if method == "PUT" and comp == "undelete":
                 return await self._undelete(name, record)
             if not record.live:

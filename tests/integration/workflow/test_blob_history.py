@@ -44,6 +44,11 @@ def _resolver(estate: RealEstate, *kids: str) -> Callable[[str], VaultKek | None
     return lambda kid: VaultKek(kid, estate.ca, OPERATOR) if not kids or kid in kids else None
 
 
+def _enabled(estate: RealEstate) -> dict[str, bool]:
+    """Whether each version of the key is enabled, by version (creation times can tie within a second)."""
+    return {str(v.version): bool(v.enabled) for v in estate.versions()}
+
+
 def _retire_step(deps: Dependencies, rotation_id: str) -> Any:
     return [s for s in get_rotation(deps, rotation_id).steps if s.name == "retire"][-1]
 
@@ -81,13 +86,13 @@ class TestSnapshotsBlockRetirement:
             sweep(deps, TIMER)
             waiting = get_rotation(deps, view.rotation_id)
             retire = [s for s in waiting.steps if s.name == "retire"][-1]
-            versions_while_held = [v.enabled for v in estate.versions()]
+            versions_while_held = _enabled(estate)
 
             for name in snapshots:
                 container.get_blob_client(name).delete_blob(delete_snapshots="only")
             sweep(deps, TIMER)
             retired = get_rotation(deps, view.rotation_id)
-            versions_after = [v.enabled for v in estate.versions()]
+            versions_after = _enabled(estate)
             for name, data in payloads.items():
                 assert new_only.download_blob(name).readall() == data
         finally:
@@ -98,9 +103,9 @@ class TestSnapshotsBlockRetirement:
         assert "2 blob versions, snapshots or soft-deleted blobs are wrapped by it" in retire.detail
         for name, snapshot in snapshots.items():
             assert f"{name} (snapshot {snapshot})" in retire.detail
-        assert versions_while_held == [True, True]
+        assert versions_while_held == {old_kid.rsplit("/", 1)[-1]: True, view.new_version: True}
         assert retired.status == RotationStatus.RETIRED
-        assert versions_after == [False, True]
+        assert versions_after == {old_kid.rsplit("/", 1)[-1]: False, view.new_version: True}
         final = [s for s in retired.steps if s.name == "retire"][-1]
         assert "4 blobs surveyed" in final.detail
         assert "0 snapshots" in final.detail
@@ -126,13 +131,13 @@ class TestVersionsBlockRetirement:
             everything_before = read_every_entry(container, _resolver(estate, old_kid, new_kid))
             sweep(deps, TIMER)
             waiting = _retire_step(deps, view.rotation_id)
-            enabled_while_held = [v.enabled for v in estate.versions()]
+            enabled_while_held = _enabled(estate)
 
             for name, version_id in previous.items():
                 container.get_blob_client(name).delete_blob(version_id=version_id)
             sweep(deps, TIMER)
             retired = get_rotation(deps, view.rotation_id)
-            enabled_after = [v.enabled for v in estate.versions()]
+            enabled_after = _enabled(estate)
             everything_after = read_every_entry(container, _resolver(estate))
         finally:
             container.delete_container()
@@ -149,9 +154,9 @@ class TestVersionsBlockRetirement:
         assert f"{len(payloads)} blob versions, snapshots or soft-deleted blobs are wrapped by it" in waiting.detail
         for name, version_id in previous.items():
             assert f"{name} (version {version_id})" in waiting.detail
-        assert enabled_while_held == [True, True]
+        assert enabled_while_held == {old_kid.rsplit("/", 1)[-1]: True, view.new_version: True}
         assert retired.status == RotationStatus.RETIRED
-        assert enabled_after == [False, True]
+        assert enabled_after == {old_kid.rsplit("/", 1)[-1]: False, view.new_version: True}
         assert everything_after == {(n, "current"): d for n, d in payloads.items()}
 
 
@@ -174,7 +179,7 @@ class TestSoftDeletedBlobBlocksRetirement:
             new_kid = estate.key.version_uri(str(view.new_version))
             sweep(deps, TIMER)
             waiting = _retire_step(deps, view.rotation_id)
-            enabled_while_held = [v.enabled for v in estate.versions()]
+            enabled_while_held = _enabled(estate)
             deleted.undelete_blob()  # still needed: it reads with the old version, which is still enabled
             undeleted = read_every_entry(container, _resolver(estate, old_kid, new_kid))
             deleted.delete_blob()
@@ -182,7 +187,7 @@ class TestSoftDeletedBlobBlocksRetirement:
             blob_proxy_admin.advance_clock(2 * 86400 + 60)  # the retention period runs out
             sweep(deps, TIMER)
             retired = get_rotation(deps, view.rotation_id)
-            enabled_after = [v.enabled for v in estate.versions()]
+            enabled_after = _enabled(estate)
             everything_after = read_every_entry(container, _resolver(estate))
         finally:
             container.delete_container()
@@ -192,10 +197,10 @@ class TestSoftDeletedBlobBlocksRetirement:
         assert view.rewrap.rewrapped == len(payloads) - 1
         assert waiting.status == "waiting"
         assert "blob-1 (soft-deleted)" in waiting.detail
-        assert enabled_while_held == [True, True]
+        assert enabled_while_held == {old_kid.rsplit("/", 1)[-1]: True, view.new_version: True}
         assert undeleted == {(n, "current"): d for n, d in payloads.items()}
         assert retired.status == RotationStatus.RETIRED
-        assert enabled_after == [False, True]
+        assert enabled_after == {old_kid.rsplit("/", 1)[-1]: False, view.new_version: True}
         assert everything_after == {(n, "current"): d for n, d in payloads.items() if n != "blob-1"}
 
 
