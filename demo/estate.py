@@ -19,12 +19,12 @@ from typing import Any
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 from azure.keyvault.keys import KeyClient, KeyRotationLifetimeAction, KeyRotationPolicy, KeyRotationPolicyAction
-from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from azure.mgmt.core import ARMPipelineClient
 from azure.storage.blob import BlobServiceClient
 
 from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
+from emulators.keyvault.kek import VaultKek
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 
 ML_API_VERSION = "2025-06-01"
@@ -130,11 +130,10 @@ class Estate:
 
     def read_blob(self, name: str) -> bytes:
         """Download and decrypt one blob, resolving its key-encryption key from Key Vault by KeyId."""
-        credential = LocalDevelopmentCredential(self.principal)
         ca = self.endpoints["ca_bundle"]
 
         def resolve(kid: str) -> Any:
-            return _VaultKek(kid, credential, ca)
+            return VaultKek(kid, ca, self.principal)
 
         service = BlobServiceClient.from_connection_string(self.endpoints["storage"]["connection_string"])
         blob = service.get_blob_client(self.container, name)
@@ -142,26 +141,6 @@ class Estate:
         blob.require_encryption = True
         data: bytes = blob.download_blob().readall()
         return data
-
-
-class _VaultKek:
-    """A key-encryption key for azure-storage-blob: wraps and unwraps in Key Vault (keys/wrap, keys/unwrap)."""
-
-    def __init__(self, kid: str, credential: LocalDevelopmentCredential, ca_bundle: str) -> None:
-        self._kid = kid
-        self._crypto = CryptographyClient(kid, credential, connection_verify=ca_bundle, verify_challenge_resource=False)
-
-    def wrap_key(self, key: bytes) -> bytes:
-        return bytes(self._crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, key).encrypted_key)
-
-    def unwrap_key(self, key: bytes, algorithm: str) -> bytes:
-        return bytes(self._crypto.unwrap_key(KeyWrapAlgorithm(algorithm), key).key)
-
-    def get_kid(self) -> str:
-        return self._kid
-
-    def get_key_wrap_algorithm(self) -> str:
-        return "RSA-OAEP-256"
 
 
 def _arm_client(endpoints: dict[str, Any], principal: str) -> ARMPipelineClient:
@@ -305,7 +284,7 @@ def seed_estate(endpoints: dict[str, Any], *, blobs: int = 12, expires_in_days: 
     container = f"cse-{suffix}"
     service = BlobServiceClient.from_connection_string(endpoints["storage"]["connection_string"])
     container_client = service.create_container(container)
-    container_client.key_encryption_key = _VaultKek(f"{vault_url}/keys/{key_name}/{first_version}", credential, ca)
+    container_client.key_encryption_key = VaultKek(f"{vault_url}/keys/{key_name}/{first_version}", ca, principal)
     container_client.encryption_version = "2.0"
     container_client.require_encryption = True
     names = []

@@ -27,6 +27,7 @@ from emulators.arm.core import Call, Emulator, arm_json
 from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.graph import ResourceGraph, rendered
 from emulators.arm.ml import MlProvider
+from emulators.arm.provider import ResourceProvider
 from emulators.arm.rbac import is_allowed
 from emulators.arm.registries import RegistryProvider
 from emulators.arm.resources import ResourcesProvider
@@ -77,11 +78,12 @@ class ArmApp:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        storage = StorageProvider(emulator)
+        storage = self.storage = StorageProvider(emulator)
         ml = MlProvider(emulator)
         res = ResourcesProvider(emulator)
-        self.storage = storage
-        sa, ws = "Microsoft.Storage/storageAccounts", "Microsoft.MachineLearningServices/workspaces"
+        acr = self.registries = RegistryProvider(emulator)
+        des = self.disk_encryption_sets = DiskEncryptionSetProvider(emulator)
+        self.graph = ResourceGraph(emulator, [rendered(p) for p in (storage, ml, acr, des)] + [self._generic_resources])
         rg_type, kv_type = "resourceGroups", "Microsoft.KeyVault/vaults"
         rg_read = "Microsoft.Resources/subscriptions/resourceGroups/read"
         self.routes: list[RouteSpec] = [
@@ -101,67 +103,15 @@ class ArmApp:
                 _SUB + r"/resourcegroups",
                 GET=Operation("ResourceGroups_List", rg_read, res.list_groups, versions.RESOURCES, rg_type),
             ),
-            self._route(
-                _RG + r"/providers/microsoft\.storage/storageaccounts/(?P<name>[^/]+)",
-                GET=Operation("StorageAccounts_GetProperties", f"{sa}/read", storage.get, versions.STORAGE, sa),
-                PUT=Operation("StorageAccounts_Create", f"{sa}/write", storage.create, versions.STORAGE, sa, True),
-                PATCH=Operation("StorageAccounts_Update", f"{sa}/write", storage.update, versions.STORAGE, sa, True),
-                DELETE=Operation("StorageAccounts_Delete", f"{sa}/delete", storage.delete, versions.STORAGE, sa, True),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.storage/storageaccounts",
-                GET=Operation(
-                    "StorageAccounts_ListByResourceGroup",
-                    f"{sa}/read",
-                    storage.list_by_resource_group,
-                    versions.STORAGE,
-                    sa,
-                ),
-            ),
-            self._route(
-                _SUB + r"/providers/microsoft\.storage/storageaccounts",
-                GET=Operation("StorageAccounts_List", f"{sa}/read", storage.list, versions.STORAGE, sa),
-            ),
-            self._route(
-                _SUB + r"/providers/microsoft\.storage/locations/(?P<loc>[^/]+)/asyncoperations/(?P<op>[^/]+)",
-                GET=Operation(
-                    "StorageAccounts_OperationStatus",
-                    f"{sa}/read",
-                    storage.operation_status,
-                    versions.STORAGE,
-                    sa,
-                    scope="operation",
-                ),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.machinelearningservices/workspaces/(?P<name>[^/]+)",
-                GET=Operation("Workspaces_Get", f"{ws}/read", ml.get, versions.ML, ws),
-                PUT=Operation("Workspaces_CreateOrUpdate", f"{ws}/write", ml.create, versions.ML, ws, True),
-                PATCH=Operation("Workspaces_Update", f"{ws}/write", ml.update, versions.ML, ws, True),
-                DELETE=Operation("Workspaces_Delete", f"{ws}/delete", ml.delete, versions.ML, ws, True),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.machinelearningservices/workspaces",
-                GET=Operation(
-                    "Workspaces_ListByResourceGroup", f"{ws}/read", ml.list_by_resource_group, versions.ML, ws
-                ),
-            ),
-            self._route(
-                _SUB + r"/providers/microsoft\.machinelearningservices/workspaces",
-                GET=Operation("Workspaces_ListBySubscription", f"{ws}/read", ml.list, versions.ML, ws),
-            ),
-            self._route(
-                _SUB
-                + r"/providers/microsoft\.machinelearningservices/locations/(?P<loc>[^/]+)"
-                + r"/workspaceoperationsstatus/(?P<op>[^/]+)",
-                GET=Operation(
-                    "Workspaces_OperationStatus",
-                    "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read",
-                    ml.operation_status,
-                    versions.ML,
-                    ws,
-                    scope="operation",
-                ),
+            *self._resource_routes(storage, versions.STORAGE, "StorageAccounts", get="GetProperties", create="Create"),
+            self._location_operation_route(storage, versions.STORAGE, "StorageAccounts", "asyncoperations"),
+            *self._resource_routes(ml, versions.ML, "Workspaces", list_all="ListBySubscription"),
+            self._location_operation_route(
+                ml,
+                versions.ML,
+                "Workspaces",
+                "workspaceoperationsstatus",
+                action="Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read",
             ),
             self._route(
                 _RG + r"/providers/microsoft\.keyvault/vaults/(?P<name>[^/]+)",
@@ -179,83 +129,22 @@ class ArmApp:
                     "Vaults_ListBySubscription", f"{kv_type}/read", res.list_vaults, versions.KEYVAULT, kv_type
                 ),
             ),
-        ]
-        self.routes += self._estate_routes(ml)
-        self.buckets = TokenBuckets()
-        self.admin = AdminApi(emulator, storage, self.registries, self.disk_encryption_sets, self.buckets)
-
-    def _estate_routes(self, ml: MlProvider) -> list[RouteSpec]:
-        """Container registries, disk encryption sets and Resource Graph over every resource."""
-        acr = self.registries = RegistryProvider(self.emulator)
-        des = self.disk_encryption_sets = DiskEncryptionSetProvider(self.emulator)
-        cr, ds = "Microsoft.ContainerRegistry/registries", "Microsoft.Compute/diskEncryptionSets"
-        self.graph = ResourceGraph(
-            self.emulator, [rendered(p) for p in (self.storage, ml, acr, des)] + [self._generic_resources]
-        )
-        return [
+            *self._resource_routes(acr, versions.CONTAINER_REGISTRY, "Registries", create="Create"),
             self._route(
-                _RG + r"/providers/microsoft\.containerregistry/registries/(?P<name>[^/]+)",
-                GET=Operation("Registries_Get", f"{cr}/read", acr.get, versions.CONTAINER_REGISTRY, cr),
-                PUT=Operation("Registries_Create", f"{cr}/write", acr.create, versions.CONTAINER_REGISTRY, cr, True),
-                PATCH=Operation("Registries_Update", f"{cr}/write", acr.update, versions.CONTAINER_REGISTRY, cr, True),
-                DELETE=Operation(
-                    "Registries_Delete", f"{cr}/delete", acr.delete, versions.CONTAINER_REGISTRY, cr, True
-                ),
-            ),
-            self._route(
+                # ACR's status monitor hangs under the registry (RegistryUpdate.json), not under a location.
                 _RG
                 + r"/providers/microsoft\.containerregistry/registries/(?P<name>[^/]+)"
                 + r"/operationstatuses/(?P<op>[^/]+)",
                 GET=Operation(
-                    "Registries_OperationStatus", f"{cr}/read", acr.operation_status, versions.CONTAINER_REGISTRY, cr
-                ),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.containerregistry/registries",
-                GET=Operation(
-                    "Registries_ListByResourceGroup",
-                    f"{cr}/read",
-                    acr.list_by_resource_group,
+                    "Registries_OperationStatus",
+                    f"{acr.TYPE}/read",
+                    acr.operation_status,
                     versions.CONTAINER_REGISTRY,
-                    cr,
+                    acr.TYPE,
                 ),
             ),
-            self._route(
-                _SUB + r"/providers/microsoft\.containerregistry/registries",
-                GET=Operation("Registries_List", f"{cr}/read", acr.list, versions.CONTAINER_REGISTRY, cr),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.compute/diskencryptionsets/(?P<name>[^/]+)",
-                GET=Operation("DiskEncryptionSets_Get", f"{ds}/read", des.get, versions.DISK, ds),
-                PUT=Operation("DiskEncryptionSets_CreateOrUpdate", f"{ds}/write", des.create, versions.DISK, ds, True),
-                PATCH=Operation("DiskEncryptionSets_Update", f"{ds}/write", des.update, versions.DISK, ds, True),
-                DELETE=Operation("DiskEncryptionSets_Delete", f"{ds}/delete", des.delete, versions.DISK, ds, True),
-            ),
-            self._route(
-                _RG + r"/providers/microsoft\.compute/diskencryptionsets",
-                GET=Operation(
-                    "DiskEncryptionSets_ListByResourceGroup",
-                    f"{ds}/read",
-                    des.list_by_resource_group,
-                    versions.DISK,
-                    ds,
-                ),
-            ),
-            self._route(
-                _SUB + r"/providers/microsoft\.compute/diskencryptionsets",
-                GET=Operation("DiskEncryptionSets_List", f"{ds}/read", des.list, versions.DISK, ds),
-            ),
-            self._route(
-                _SUB + r"/providers/microsoft\.compute/locations/(?P<loc>[^/]+)/diskoperations/(?P<op>[^/]+)",
-                GET=Operation(
-                    "DiskEncryptionSets_OperationStatus",
-                    f"{ds}/read",
-                    des.operation_status,
-                    versions.DISK,
-                    ds,
-                    scope="operation",
-                ),
-            ),
+            *self._resource_routes(des, versions.DISK, "DiskEncryptionSets"),
+            self._location_operation_route(des, versions.DISK, "DiskEncryptionSets", "diskoperations"),
             self._route(
                 r"/providers/microsoft\.resourcegraph/resources",
                 POST=Operation(
@@ -268,6 +157,63 @@ class ArmApp:
                 ),
             ),
         ]
+        self.buckets = TokenBuckets()
+        self.admin = AdminApi(emulator, storage, acr, des, self.buckets)
+
+    def _resource_routes(
+        self,
+        provider: ResourceProvider,
+        api_versions: tuple[str, ...],
+        operations: str,
+        *,
+        get: str = "Get",
+        create: str = "CreateOrUpdate",
+        list_all: str = "List",
+    ) -> list[RouteSpec]:
+        """A resource type's routes: one resource (get, create, update, delete), and the lists of a resource
+        group and of a subscription. Operation names are ``{operations}_{name}`` as in the type's REST spec;
+        ``get``, ``create`` and ``list_all`` are the names that differ between types."""
+        arm_type = provider.TYPE
+        path = r"/providers/" + re.escape(arm_type.lower())
+
+        def op(name: str, verb: str, handler: Handler, write: bool = False) -> Operation:
+            return Operation(f"{operations}_{name}", f"{arm_type}/{verb}", handler, api_versions, arm_type, write)
+
+        return [
+            self._route(
+                _RG + path + r"/(?P<name>[^/]+)",
+                GET=op(get, "read", provider.get),
+                PUT=op(create, "write", provider.create, write=True),
+                PATCH=op("Update", "write", provider.update, write=True),
+                DELETE=op("Delete", "delete", provider.delete, write=True),
+            ),
+            self._route(_RG + path, GET=op("ListByResourceGroup", "read", provider.list_by_resource_group)),
+            self._route(_SUB + path, GET=op(list_all, "read", provider.list)),
+        ]
+
+    def _location_operation_route(
+        self,
+        provider: ResourceProvider,
+        api_versions: tuple[str, ...],
+        operations: str,
+        segment: str,
+        *,
+        action: str | None = None,
+    ) -> RouteSpec:
+        """The poll of a type's long-running operations, ``.../locations/{loc}/{segment}/{op}`` in its namespace,
+        authorised on the resource the operation changes; ``action`` is the type's read unless given."""
+        namespace = re.escape(provider.TYPE.split("/")[0].lower())
+        return self._route(
+            _SUB + r"/providers/" + namespace + r"/locations/(?P<loc>[^/]+)/" + segment + r"/(?P<op>[^/]+)",
+            GET=Operation(
+                f"{operations}_OperationStatus",
+                action or f"{provider.TYPE}/read",
+                provider.operation_status,
+                api_versions,
+                provider.TYPE,
+                scope="operation",
+            ),
+        )
 
     async def _generic_resources(self) -> list[dict[str, Any]]:
         return [dict(r) for _, r in sorted(self.emulator.state.generic_resources.items())]

@@ -3,7 +3,7 @@
 Both resource providers check a key *as the resource's identity* through the Key Vault emulator
 (``KeyVaultGateway.check_key``, the same check the storage and ML providers make), follow the newest
 version of a key on their own schedule ("within one hour", see ``AUTO_ROTATION_S``), and report
-whether the versions they use are still usable (the admin access query).
+whether the versions they use are still usable (the admin access query): ``KeyFollowingProvider``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from emulators.arm import errors
 from emulators.arm.core import Emulator
 from emulators.arm.keyvault import KeyInfo, KeyProblem, KeyRef
+from emulators.arm.provider import ResourceProvider
 
 #: ACR: "Azure Container Registry regularly checks the key vault for a new key version and updates the
 #: customer-managed key within 1 hour" (learn.microsoft.com, container-registry-customer-managed-keys,
@@ -100,3 +101,40 @@ def identity_principal(emulator: Emulator, identity: dict[str, Any] | None, clie
     if identity and identity.get("principalId"):
         return str(identity["principalId"])
     raise errors.ArmError(400, "IdentityRequired", "The resource has no managed identity to access the key vault with.")
+
+
+class KeyFollowingProvider(ResourceProvider):
+    """A provider whose resources may follow their key's newest version by themselves (registries, sets).
+
+    A resource is brought up to date (its automatic check, if due) before every read; the admin API
+    asks whether what it protects is readable now and can run its check at once.
+    """
+
+    async def refresh(self, resource: dict[str, Any]) -> None:
+        await self.auto_rotate(resource)
+
+    async def auto_rotate(self, resource: dict[str, Any], *, now_due: bool = False) -> bool:
+        """Adopt the newest usable version when the automatic check is due (or ``now_due``); True if it did."""
+        raise NotImplementedError
+
+    def principal_for(self, resource: dict[str, Any]) -> str:
+        """The principal the resource uses its key as."""
+        raise NotImplementedError
+
+    def keys_in_use(self, resource: dict[str, Any]) -> list[str]:
+        """The versioned key ids the resource's data is protected with now (none without a CMK)."""
+        raise NotImplementedError
+
+    async def access(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Whether what the resource protects is readable now: every key version in use must be usable."""
+        await self.auto_rotate(resource)
+        in_use = self.keys_in_use(resource)
+        reason = None
+        for key_id in in_use:
+            try:
+                reason = await usable(self.emulator, key_id, self.principal_for(resource))
+            except errors.ArmError as error:
+                reason = f"{error.code}: {error.message}"
+            if reason:
+                break
+        return {"accessible": reason is None, "reason": reason, "keys_in_use": in_use}

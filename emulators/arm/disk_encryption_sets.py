@@ -29,10 +29,8 @@ from starlette.responses import Response
 from emulators.arm import cmk, errors
 from emulators.arm.core import Call, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyProblem, KeyRef
-from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.Compute/diskEncryptionSets"
-_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,80}$")
 _ENCRYPTION_TYPES = (
     "EncryptionAtRestWithCustomerKey",
     "EncryptionAtRestWithPlatformAndCustomerKeys",
@@ -45,41 +43,28 @@ def invalid_parameter(message: str, target: str) -> errors.ArmError:
     return errors.ArmError(400, "InvalidParameter", message, target=target)
 
 
-class DiskEncryptionSetProvider(ResourceProvider):
+class DiskEncryptionSetProvider(cmk.KeyFollowingProvider):
     TYPE = TYPE
     NOUN = "disk encryption set"
+    NAME = re.compile(r"^[a-zA-Z0-9_-]{1,80}$")
 
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.disk_encryption_sets
 
-    async def refresh(self, resource: dict[str, Any]) -> None:
-        await self.auto_rotate(resource)
+    def invalid_name(self, name: str) -> errors.ArmError:
+        return invalid_parameter(f"The disk encryption set name '{name}' is invalid.", "diskEncryptionSetName")
 
     # -- operations -------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        body = call.json()
-        name = call.params["name"]
-        if not _NAME.match(name):
-            raise invalid_parameter(f"The disk encryption set name '{name}' is invalid.", "diskEncryptionSetName")
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        body, _group = await self._create_request(call)
         location = required_location(body)
         properties = obj(body.get("properties"), "properties", "EncryptionSetProperties")
         key = self.resource_id(call).lower()
         async with self.emulator.write_lock:
             existing = self.resources().get(key)
             now = self.emulator.store.now()
-            des: dict[str, Any] = (
-                copy.deepcopy(existing)
-                if existing
-                else {
-                    "id": self.resource_id(call),
-                    "name": name,
-                    "location": location,
-                    "previousKeys": [],
-                    "next_check": None,
-                }
-            )
+            des = self._draft(call, existing, location, previousKeys=[], next_check=None)
             des["tags"] = tags(body)
             des["identity"] = self.emulator.build_identity(body.get("identity"), des.get("identity"))
             if des["identity"] is None:
@@ -97,13 +82,7 @@ class DiskEncryptionSetProvider(ResourceProvider):
             return self._accepted(call, des)
 
     async def update(self, call: Call) -> Response:
-        body = call.json()
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        unknown = set(body) - {"identity", "tags", "properties"}
-        if unknown:
-            raise errors.invalid_request_content(
-                f"Could not find member '{sorted(unknown)[0]}' on object of type 'DiskEncryptionSetUpdate'"
-            )
+        body = await self._update_request(call, {"identity", "tags", "properties"}, "DiskEncryptionSetUpdate")
         properties = obj(body.get("properties"), "properties", "DiskEncryptionSetUpdateProperties")
         async with self.emulator.write_lock:
             des = copy.deepcopy(self._find(call))
@@ -242,20 +221,6 @@ class DiskEncryptionSetProvider(ResourceProvider):
     def keys_in_use(self, des: dict[str, Any]) -> list[str]:
         return [des["activeKey"]["keyUrl"], *(k["keyUrl"] for k in des.get("previousKeys") or [])]
 
-    async def access(self, des: dict[str, Any]) -> dict[str, Any]:
-        """Whether the disks behind the set are readable now: every key version in use must be usable."""
-        await self.auto_rotate(des)
-        in_use = self.keys_in_use(des)
-        reason = None
-        for key_url in in_use:
-            try:
-                reason = await cmk.usable(self.emulator, key_url, self.principal_for(des))
-            except errors.ArmError as error:
-                reason = f"{error.code}: {error.message}"
-            if reason:
-                break
-        return {"accessible": reason is None, "reason": reason, "keys_in_use": in_use}
-
     # -- rendering --------------------------------------------------------------------------
 
     def render(self, des: dict[str, Any]) -> dict[str, Any]:
@@ -269,14 +234,4 @@ class DiskEncryptionSetProvider(ResourceProvider):
         }
         if des.get("autoKeyRotationError"):
             properties["autoKeyRotationError"] = des["autoKeyRotationError"]
-        body: dict[str, Any] = {
-            "id": des["id"],
-            "name": des["name"],
-            "type": TYPE,
-            "location": des["location"],
-            "tags": des.get("tags", {}),
-            "properties": properties,
-        }
-        if des.get("identity"):
-            body["identity"] = des["identity"]
-        return body
+        return self._tracked(des, properties=properties)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from emulators.arm import errors
+from emulators.arm.cmk import KeyFollowingProvider
 from emulators.arm.core import Emulator
 from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.registries import RegistryProvider
@@ -92,7 +93,7 @@ class EstateAdmin:
 
     # -- registries and disk encryption sets --------------------------------------------------
 
-    def _owner(self, resource_id: str) -> tuple[RegistryProvider | DiskEncryptionSetProvider, dict[str, Any]]:
+    def _owner(self, resource_id: str) -> tuple[KeyFollowingProvider, dict[str, Any]]:
         for provider in (self.registries, self.disk_encryption_sets):
             found = provider.resources().get(resource_id.lower())
             if found is not None:

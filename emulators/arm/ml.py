@@ -22,7 +22,6 @@ from emulators.arm.provider import ResourceProvider
 from emulators.arm.versions import ML_LEGACY
 
 TYPE = "Microsoft.MachineLearningServices/workspaces"
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 _UPDATABLE = {
     "description",
     "friendlyName",
@@ -57,6 +56,7 @@ def user_error(message: str, inner_code: str) -> errors.ArmError:
 class MlProvider(ResourceProvider):
     TYPE = TYPE
     NOUN = "workspace"
+    NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 
     @property
     def workspaces(self) -> dict[str, dict[str, Any]]:
@@ -65,16 +65,15 @@ class MlProvider(ResourceProvider):
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.workspaces
 
+    def invalid_name(self, name: str) -> errors.ArmError:
+        return user_error(
+            f"Workspace name '{name}' is invalid: 3-33 characters, letters, digits, '-' and '_', starting with a "
+            "letter or digit.",
+            "InvalidWorkspaceName",
+        )
+
     async def create(self, call: Call) -> Response:
-        body = call.json()
-        name = call.params["name"]
-        if not _NAME.match(name):
-            raise user_error(
-                f"Workspace name '{name}' is invalid: 3-33 characters, letters, digits, '-' and '_', starting with a "
-                "letter or digit.",
-                "InvalidWorkspaceName",
-            )
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        body, _group = await self._create_request(call)
         location = required_location(body)
         properties = body.get("properties") or {}
         if not isinstance(properties, dict):
@@ -97,16 +96,8 @@ class MlProvider(ResourceProvider):
                     )
             elif encryption is not None:
                 await self._validate_new_encryption(call, encryption, identity)
-            workspace: dict[str, Any] = (
-                copy.deepcopy(existing)
-                if existing
-                else {
-                    "id": self.resource_id(call),
-                    "name": name,
-                    "location": location,
-                    "workspaceId": str(uuid.uuid4()),
-                    "creationTime": self.emulator.store.now(),
-                }
+            workspace = self._draft(
+                call, existing, location, workspaceId=str(uuid.uuid4()), creationTime=self.emulator.store.now()
             )
             workspace["identity"] = identity
             workspace["tags"] = tags(body)
@@ -122,14 +113,8 @@ class MlProvider(ResourceProvider):
             return self._accepted(call, workspace, location)
 
     async def update(self, call: Call) -> Response:
-        body = call.json()
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        body = await self._update_request(call, {"tags", "sku", "identity", "properties"}, "WorkspaceUpdateParameters")
         legacy = call.api_version == ML_LEGACY
-        unknown_top = set(body) - {"tags", "sku", "identity", "properties"}
-        if unknown_top:
-            raise errors.invalid_request_content(
-                f"Could not find member '{sorted(unknown_top)[0]}' on object of type 'WorkspaceUpdateParameters'"
-            )
         properties = body.get("properties") or {}
         if not isinstance(properties, dict):
             raise errors.invalid_request_content(
@@ -356,18 +341,7 @@ class MlProvider(ResourceProvider):
         )
         if stored.get("encryption"):
             properties["encryption"] = copy.deepcopy(stored["encryption"])
-        body: dict[str, Any] = {
-            "id": workspace["id"],
-            "name": workspace["name"],
-            "type": TYPE,
-            "location": workspace["location"],
-            "tags": workspace.get("tags", {}),
-            "sku": workspace.get("sku"),
-            "properties": properties,
-        }
-        if workspace.get("identity"):
-            body["identity"] = workspace["identity"]
-        return body
+        return self._tracked(workspace, sku=workspace.get("sku"), properties=properties)
 
 
 class _OutageInOperation(errors.ArmError):

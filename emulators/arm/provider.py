@@ -1,12 +1,14 @@
-"""What the emulator's resource providers (storage accounts, ML workspaces) do alike.
+"""What the emulator's resource providers (storage accounts, ML workspaces, registries, ...) do alike.
 
 A resource is a dict kept in ``State`` under its lower-cased ARM id. A provider looks one up from the
 call's path, lists them by resource group or subscription, deletes one, and answers the polls of its
-long-running creates and updates.
+long-running creates and updates; its create and update start with the same checks (below).
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any, ClassVar
 
 from starlette.responses import Response
@@ -20,6 +22,8 @@ class ResourceProvider:
     TYPE: ClassVar[str]
     #: How a resource is named in messages, e.g. ``storage account``.
     NOUN: ClassVar[str]
+    #: The names the type allows (checked on create).
+    NAME: ClassVar[re.Pattern[str]]
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
@@ -37,8 +41,66 @@ class ResourceProvider:
         """The resource as ARM returns it."""
         raise NotImplementedError
 
+    def _tracked(self, resource: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """The envelope of a tracked resource as ARM renders it: id, name, type, location, tags, then the
+        type's ``fields`` (sku, properties, ...), and the managed identity when it has one."""
+        body: dict[str, Any] = {
+            "id": resource["id"],
+            "name": resource["name"],
+            "type": self.TYPE,
+            "location": resource["location"],
+            "tags": resource.get("tags", {}),
+            **fields,
+        }
+        if resource.get("identity"):
+            body["identity"] = resource["identity"]
+        return body
+
     async def refresh(self, resource: dict[str, Any]) -> None:
         """Bring a resource up to date with the emulator's clock before it is read (nothing by default)."""
+
+    def invalid_name(self, name: str) -> errors.ArmError:
+        """The resource provider's refusal of a name that ``NAME`` does not match."""
+        raise NotImplementedError
+
+    async def create(self, call: Call) -> Response:
+        """PUT: create the resource or replace it."""
+        raise NotImplementedError
+
+    async def update(self, call: Call) -> Response:
+        """PATCH: change some of the resource's properties."""
+        raise NotImplementedError
+
+    # -- what a create and an update check first ---------------------------------------------
+
+    async def _create_request(self, call: Call) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A create's body and resource group, once the body parses, the name is one the type allows and
+        the group exists (in that order)."""
+        body = call.json()
+        name = call.params["name"]
+        if not self.NAME.match(name):
+            raise self.invalid_name(name)
+        group = await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        return body, group
+
+    def _draft(self, call: Call, existing: dict[str, Any] | None, location: str, **fresh: Any) -> dict[str, Any]:
+        """What a create changes (write lock held): a copy of the resource it replaces, or a new resource with
+        its id, name, location and ``fresh`` fields."""
+        if existing:
+            return copy.deepcopy(existing)
+        return {"id": self.resource_id(call), "name": call.params["name"], "location": location, **fresh}
+
+    async def _update_request(self, call: Call, members: set[str], type_name: str) -> dict[str, Any]:
+        """An update's body, once it parses, the group exists and it names only ``members`` of ``type_name``
+        (ARM's deserialiser refuses an unknown member)."""
+        body = call.json()
+        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        unknown = set(body) - members
+        if unknown:
+            raise errors.invalid_request_content(
+                f"Could not find member '{sorted(unknown)[0]}' on object of type '{type_name}'"
+            )
+        return body
 
     def _find(self, call: Call) -> dict[str, Any]:
         resource = self.resources().get(self.resource_id(call).lower())

@@ -28,37 +28,32 @@ from starlette.responses import Response
 from emulators.arm import cmk, errors
 from emulators.arm.core import Call, arm_json, iso, obj, opt_str, required_location, tags
 from emulators.arm.keyvault import KeyProblem, KeyRef
-from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.ContainerRegistry/registries"
-_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 _SKUS = {"basic": "Basic", "standard": "Standard", "premium": "Premium"}
 _WRITABLE = ("adminUserEnabled", "publicNetworkAccess", "zoneRedundancy", "anonymousPullEnabled", "policies")
 
 
-class RegistryProvider(ResourceProvider):
+class RegistryProvider(cmk.KeyFollowingProvider):
     TYPE = TYPE
     NOUN = "container registry"
+    NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.emulator.state.registries
 
-    async def refresh(self, resource: dict[str, Any]) -> None:
-        await self.auto_rotate(resource)
+    def invalid_name(self, name: str) -> errors.ArmError:
+        return errors.ArmError(
+            400,
+            "RegistryNameInvalid",
+            f"The registry name '{name}' is invalid: 5-50 alphanumeric characters.",
+            target="registryName",
+        )
 
     # -- operations -------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        body = call.json()
-        name = call.params["name"]
-        if not _NAME.match(name):
-            raise errors.ArmError(
-                400,
-                "RegistryNameInvalid",
-                f"The registry name '{name}' is invalid: 5-50 alphanumeric characters.",
-                target="registryName",
-            )
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
+        body, _group = await self._create_request(call)
         location = required_location(body)
         sku = obj(body.get("sku"), "sku", "Sku")
         if str(sku.get("name", "")).lower() not in _SKUS:
@@ -70,17 +65,7 @@ class RegistryProvider(ResourceProvider):
         async with self.emulator.write_lock:
             existing = self.resources().get(key)
             now = self.emulator.store.now()
-            registry: dict[str, Any] = (
-                copy.deepcopy(existing)
-                if existing
-                else {
-                    "id": self.resource_id(call),
-                    "name": name,
-                    "location": location,
-                    "creationDate": now,
-                    "cmk": None,
-                }
-            )
+            registry = self._draft(call, existing, location, creationDate=now, cmk=None)
             registry["sku"] = {"name": _SKUS[sku["name"].lower()], "tier": _SKUS[sku["name"].lower()]}
             registry["tags"] = tags(body)
             registry["identity"] = self.emulator.build_identity(body.get("identity"), registry.get("identity"))
@@ -90,13 +75,7 @@ class RegistryProvider(ResourceProvider):
             return self._accepted(call, registry, 201 if existing is None else 200)
 
     async def update(self, call: Call) -> Response:
-        body = call.json()
-        await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        unknown = set(body) - {"identity", "tags", "sku", "properties"}
-        if unknown:
-            raise errors.invalid_request_content(
-                f"Could not find member '{sorted(unknown)[0]}' on object of type 'RegistryUpdateParameters'"
-            )
+        body = await self._update_request(call, {"identity", "tags", "sku", "properties"}, "RegistryUpdateParameters")
         properties = obj(body.get("properties"), "properties", "RegistryPropertiesUpdateParameters")
         async with self.emulator.write_lock:
             registry = copy.deepcopy(self._find(call))
@@ -236,17 +215,9 @@ class RegistryProvider(ResourceProvider):
         self.emulator.store.save()
         return changed
 
-    async def access(self, registry: dict[str, Any]) -> dict[str, Any]:
-        """Whether the registry's content is readable now: the version in use must be usable."""
-        await self.auto_rotate(registry)
+    def keys_in_use(self, registry: dict[str, Any]) -> list[str]:
         state = registry.get("cmk")
-        if not state:
-            return {"accessible": True, "reason": None, "keys_in_use": []}
-        try:
-            reason = await cmk.usable(self.emulator, state["current_kid"], self.principal_for(registry))
-        except errors.ArmError as error:
-            reason = f"{error.code}: {error.message}"
-        return {"accessible": reason is None, "reason": reason, "keys_in_use": [state["current_kid"]]}
+        return [state["current_kid"]] if state else []
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -281,15 +252,4 @@ class RegistryProvider(ResourceProvider):
         }
         if "policies" in stored:
             properties["policies"] = stored["policies"]
-        body: dict[str, Any] = {
-            "id": registry["id"],
-            "name": registry["name"],
-            "type": TYPE,
-            "location": registry["location"],
-            "tags": registry.get("tags", {}),
-            "sku": registry["sku"],
-            "properties": properties,
-        }
-        if registry.get("identity"):
-            body["identity"] = registry["identity"]
-        return body
+        return self._tracked(registry, sku=registry["sku"], properties=properties)

@@ -20,7 +20,6 @@ from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.Storage/storageAccounts"
 DAY = 86400
-_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 _SKUS = {
     "standard_lrs": ("Standard_LRS", "Standard"),
     "standard_grs": ("Standard_GRS", "Standard"),
@@ -66,6 +65,7 @@ def key_error(problem: KeyProblem) -> errors.ArmError:
 class StorageProvider(ResourceProvider):
     TYPE = TYPE
     NOUN = "storage account"
+    NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
     @property
     def accounts(self) -> dict[str, dict[str, Any]]:
@@ -77,19 +77,19 @@ class StorageProvider(ResourceProvider):
     async def refresh(self, resource: dict[str, Any]) -> None:
         await self.daily_check(resource)
 
+    def invalid_name(self, name: str) -> errors.ArmError:
+        return errors.ArmError(
+            400,
+            "AccountNameInvalid",
+            f"{name} is not a valid storage account name. Storage account name must be between 3 and 24 "
+            "characters in length and use numbers and lower-case letters only.",
+        )
+
     # -- operations -------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        body = call.json()
+        body, group = await self._create_request(call)
         name = call.params["name"]
-        if not _NAME.match(name):
-            raise errors.ArmError(
-                400,
-                "AccountNameInvalid",
-                f"{name} is not a valid storage account name. Storage account name must be between 3 and 24 "
-                "characters in length and use numbers and lower-case letters only.",
-            )
-        group = await self.emulator.resource_group(call.params["sub"], call.params["rg"])
         key = self.resource_id(call).lower()
         for other_key, other in self.accounts.items():
             if other["name"] == name and other_key != key:
@@ -129,18 +129,7 @@ class StorageProvider(ResourceProvider):
                     f"'{group['name']}'. A resource with the same name cannot be created in location '{location}'.",
                 )
             now = self.emulator.store.now()
-            account = (
-                copy.deepcopy(existing)
-                if existing
-                else {
-                    "id": self.resource_id(call),
-                    "name": name,
-                    "location": location,
-                    "creationTime": now,
-                    "properties": {},
-                    "cmk": None,
-                }
-            )
+            account = self._draft(call, existing, location, creationTime=now, properties={}, cmk=None)
             account["sku"] = {"name": _SKUS[sku["name"].lower()][0], "tier": _SKUS[sku["name"].lower()][1]}
             account["kind"] = kind
             account["tags"] = tags(body)
@@ -414,16 +403,4 @@ class StorageProvider(ResourceProvider):
             if cmk.get("expires") is not None:
                 kvp["currentVersionedKeyExpirationTimestamp"] = iso(cmk["expires"])
         properties["encryption"] = encryption
-        body: dict[str, Any] = {
-            "id": account["id"],
-            "name": name,
-            "type": TYPE,
-            "location": account["location"],
-            "tags": account.get("tags", {}),
-            "sku": account["sku"],
-            "kind": account["kind"],
-            "properties": properties,
-        }
-        if account.get("identity"):
-            body["identity"] = account["identity"]
-        return body
+        return self._tracked(account, sku=account["sku"], kind=account["kind"], properties=properties)
