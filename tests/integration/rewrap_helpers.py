@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -93,14 +92,6 @@ class LocalKeyRing:
             return kek.unwrap_key(encrypted_key, algorithm)
         except ValueError:
             raise UnwrapRefused("Key Vault HTTP 400 (BadParameter)") from None
-
-
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    """A fresh container, deleted afterwards (import it into a test module to use it as a fixture)."""
-    client = new_container(local_azure)
-    yield client
-    client.delete_container()
 
 
 def location_of(container: ContainerClient, prefix: str = "") -> DataLocation:

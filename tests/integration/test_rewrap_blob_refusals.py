@@ -28,8 +28,8 @@ from azure.storage.queue import QueueClient
 
 from rotation.rewrap.queue import drain
 from rotation.settings import HostStorageSettings
-from tests.integration.rewrap_helpers import LocalKeyRing, decrypting_client
-from tests.integration.test_rewrap_blobs import KEY, adapter, location_of, settings_for, upload, work_queues
+from tests.integration.rewrap_helpers import LocalKeyRing, decrypting_client, location_of
+from tests.integration.test_rewrap_blobs import KEY, adapter, settings_for, upload, work_queues
 
 BLOBS = [f"b{i:02d}" for i in range(9)]
 REFUSING = "b04"  # in the middle of the first page (pages of 6)

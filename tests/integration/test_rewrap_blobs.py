@@ -7,8 +7,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import pytest
 from azure.storage.blob import ContainerClient
@@ -23,7 +23,7 @@ from tests.integration.rewrap_helpers import (
     LocalKeyRing,
     decrypting_client,
     encrypted_client,
-    new_container,
+    location_of,
 )
 
 KEY = KeyRef("https://kv.vault.azure.net", "cmk")
@@ -38,13 +38,6 @@ def ring() -> LocalKeyRing:
     return LocalKeyRing(KEY)
 
 
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    client = new_container(local_azure)
-    yield client
-    client.delete_container()
-
-
 def settings_for(local_azure: dict[str, Any], *where: ContainerClient | DataLocation, **overrides: Any) -> Settings:
     """Settings whose scope (ROTATION_MANAGED_KEYS, ROTATION_DATA_LOCATIONS) is KEY and ``where``."""
     values: dict[str, Any] = {
@@ -56,11 +49,6 @@ def settings_for(local_azure: dict[str, Any], *where: ContainerClient | DataLoca
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def location_of(container: ContainerClient, prefix: str = "") -> DataLocation:
-    account_url = container.url.rsplit("/", 1)[0]
-    return DataLocation(account_url, container.container_name, prefix)
 
 
 def adapter(
@@ -81,6 +69,32 @@ def work_queues(settings: Settings, name: str | None = None, **kwargs: Any) -> t
 def upload(container: ContainerClient, ring: LocalKeyRing, version: str, name: str, data: bytes, protocol: str) -> None:  # noqa: PLR0917 - reads like the SDK call it wraps
     client = encrypted_client(container, ring.kek(version), protocol)
     client.upload_blob(name, data, metadata={"owner": "team-a", "Purpose": "training"})
+
+
+class QueuedRewrap(NamedTuple):
+    old: str
+    new: str
+    settings: Settings
+    keys: BlobDataKeys
+
+
+def queued_rewrap(
+    local_azure: dict[str, Any],
+    container: ContainerClient,
+    ring: LocalKeyRing,
+    blobs: Mapping[str, bytes],
+    *,
+    protocol: str = "2.0",
+    **adapter_kwargs: Any,
+) -> QueuedRewrap:
+    """``blobs`` written (with ``protocol``) under a new version of KEY, the next version, and a queued (not
+    inline) adapter re-wrapping to it with settings scoped to ``container``: (old, new, settings, adapter)."""
+    old, new = ring.new_version(), ring.new_version()
+    for name, data in blobs.items():
+        upload(container, ring, old, name, data, protocol)
+    settings = settings_for(local_azure, container)
+    keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, **adapter_kwargs)
+    return QueuedRewrap(old, new, settings, keys)
 
 
 @pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
@@ -276,11 +290,8 @@ class TestQueuedWorkItems:
     def test_queue_consumer_finishes_the_run(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
-        old, new = ring.new_version(), ring.new_version()
-        for i in range(12):
-            upload(container, ring, old, f"q{i:03d}", b"q", "1.0")
-        settings = settings_for(local_azure, container)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, page_size=5)
+        blobs = {f"q{i:03d}": b"q" for i in range(12)}
+        _, new, settings, keys = queued_rewrap(local_azure, container, ring, blobs, protocol="1.0", page_size=5)
         queue, poison = work_queues(settings)
 
         keys.begin_rewrap("rot-q", KEY, new, [location_of(container)])
@@ -298,11 +309,8 @@ class TestQueuedWorkItems:
     def test_concurrent_consumers_in_one_process_finish_the_run_once(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
-        old, new = ring.new_version(), ring.new_version()
-        for i in range(23):
-            upload(container, ring, old, f"c{i:03d}", b"c%d" % i, "2.0")
-        settings = settings_for(local_azure, container)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, page_size=4)
+        blobs = {f"c{i:03d}": b"c%d" % i for i in range(23)}
+        _, new, settings, keys = queued_rewrap(local_azure, container, ring, blobs, page_size=4)
         queue, poison = work_queues(settings)
         calls_before = ring.unwrap_calls
 
@@ -321,11 +329,7 @@ class TestQueuedWorkItems:
     def test_duplicate_message_while_an_item_is_held_does_nothing(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
-        old, new = ring.new_version(), ring.new_version()
-        for i in range(6):
-            upload(container, ring, old, f"d{i}", b"d", "2.0")
-        settings = settings_for(local_azure, container)
-        first = adapter(local_azure, container, ring, new, settings=settings, inline=False)
+        _, new, settings, first = queued_rewrap(local_azure, container, ring, {f"d{i}": b"d" for i in range(6)})
         second = adapter(local_azure, container, ring, new, settings=settings, inline=False)
         first.begin_rewrap("rot-dup", KEY, new, [location_of(container)])
         item = "item-01-000-000000"
@@ -378,11 +382,7 @@ class TestQueuedWorkItems:
         """The sender marks an item enqueued right after sending its message; a fast worker that read the
         item before that write lands loses its ETag-guarded claim. Its message is deleted when handling
         returns, so dropping the item there would leave it pending forever (found by the scale-out bench)."""
-        old, new = ring.new_version(), ring.new_version()
-        for i in range(4):
-            upload(container, ring, old, f"r{i}", b"r", "2.0")
-        settings = settings_for(local_azure, container)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False)
+        _, new, _, keys = queued_rewrap(local_azure, container, ring, {f"r{i}": b"r" for i in range(4)})
         keys.begin_rewrap("rot-claim", KEY, new, [location_of(container)])
         item = "item-01-000-000000"
         claim = keys.store.claim_item
@@ -411,10 +411,7 @@ class TestQueuedWorkItems:
         container: ContainerClient,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        old, new = ring.new_version(), ring.new_version()
-        upload(container, ring, old, "lost", b"l", "2.0")
-        settings = settings_for(local_azure, container)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False)
+        _, new, settings, keys = queued_rewrap(local_azure, container, ring, {"lost": b"l"})
         queue, poison = work_queues(settings)
         monkeypatch.setattr("rotation.rewrap.adapter.STALE_S", 0.5)
         keys.begin_rewrap("rot-lost", KEY, new, [location_of(container)])
@@ -434,15 +431,11 @@ class TestQueuedWorkItems:
     def test_failing_item_goes_to_the_poison_queue_and_is_reported(
         self, local_azure: dict[str, Any], ring: LocalKeyRing, container: ContainerClient
     ) -> None:
-        old, new = ring.new_version(), ring.new_version()
-        upload(container, ring, old, "p", b"p", "2.0")
-
         class Forbidden:
             def unwrap(self, key_id: str, algorithm: str, encrypted_key: bytes) -> bytes:
                 raise PermissionDenied("Key Vault HTTP 403 (Forbidden)", "keys/unwrap/action")
 
-        settings = settings_for(local_azure, container)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=False, unwrapper=Forbidden())
+        old, new, settings, keys = queued_rewrap(local_azure, container, ring, {"p": b"p"}, unwrapper=Forbidden())
         queue, poison = work_queues(settings)
         keys.begin_rewrap("rot-p", KEY, new, [location_of(container)])
         queue.send_message("not a work item")

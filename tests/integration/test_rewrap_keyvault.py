@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.storage.blob import ContainerClient
 
 from emulators.keyvault.admin_client import KeyVaultAdmin
@@ -18,8 +18,8 @@ from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.throttle import AdaptiveLimiter
-from rotation.settings import DataLocation, HostStorageSettings, Settings
-from tests.integration.rewrap_helpers import decrypting_client, encrypted_client
+from rotation.settings import HostStorageSettings, Settings
+from tests.integration.rewrap_helpers import decrypting_client, encrypted_client, location_of
 from tests.integration.vaults import new_vault
 
 PRINCIPAL = "rewrap-tests"
@@ -52,8 +52,27 @@ def data_keys(local_azure: dict[str, Any], key: KeyRef, container: ContainerClie
     )
 
 
-def location_of(container: ContainerClient) -> DataLocation:
-    return DataLocation(container.url.rsplit("/", 1)[0], container.container_name)
+def blobs_then_new_version(
+    keys: KeyClient,
+    container: ContainerClient,
+    ca: str,
+    payloads: Mapping[str, bytes],
+    protocol_of: Callable[[str], str] = lambda _name: "2.0",
+) -> tuple[KeyVaultKey, KeyVaultKey, KeyRef]:
+    """A version of ``cmk`` wraps ``payloads`` (the SDK's client-side encryption, the protocol by blob name),
+    then the next version is made: (old, new, the key)."""
+    old = keys.create_rsa_key("cmk", size=2048)
+    for name, data in payloads.items():
+        encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), protocol_of(name)).upload_blob(name, data)
+    new = keys.create_rsa_key("cmk", size=2048)
+    key, _ = KeyRef.parse(str(new.id))
+    return old, new, key
+
+
+def reader_knowing_only(version: KeyVaultKey, container: ContainerClient, ca: str) -> ContainerClient:
+    """The container read through client-side decryption that can resolve ``version`` and nothing else."""
+    kek = VaultKek(str(version.id), ca, PRINCIPAL)
+    return decrypting_client(container, lambda kid: kek if kid == kek.kid else None)
 
 
 @pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
@@ -70,13 +89,8 @@ class TestRewrapWithKeyVault:
     ) -> None:
         admin, created, keys = vault
         ca = local_azure["ca_bundle"]
-        old = keys.create_rsa_key("cmk", size=2048)
         payloads = {f"p{protocol}-{i}": os.urandom(3000 + i) for protocol in ("1.0", "2.0") for i in range(4)}
-        for name, data in payloads.items():
-            writer = encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), name[1:4])
-            writer.upload_blob(name, data)
-        new = keys.create_rsa_key("cmk", size=2048)
-        key, _ = KeyRef.parse(str(new.id))
+        old, new, key = blobs_then_new_version(keys, container, ca, payloads, lambda name: name[1:4])
         admin.reset_counters()
         adapter = data_keys(local_azure, key, container)
 
@@ -91,8 +105,7 @@ class TestRewrapWithKeyVault:
         assert counters.get("unwrapKey") == 8
         assert counters.get("wrapKey", 0) == 0
         assert counters.get("getKey") == 2  # the new version's public key, and the old version's client once
-        new_kek = VaultKek(str(new.id), ca, PRINCIPAL)
-        reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
+        reader = reader_knowing_only(new, container, ca)
         for name, data in payloads.items():
             assert reader.download_blob(name).readall() == data
         with pytest.raises(HttpResponseError):  # the old version really is disabled
@@ -112,13 +125,7 @@ class TestThrottledVault:
     ) -> None:
         admin, created, keys = vault
         ca = local_azure["ca_bundle"]
-        old = keys.create_rsa_key("cmk", size=2048)
-        for i in range(30):
-            encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), "2.0").upload_blob(
-                f"t{i:02d}", b"t%d" % i
-            )
-        new = keys.create_rsa_key("cmk", size=2048)
-        key, _ = KeyRef.parse(str(new.id))
+        _, new, key = blobs_then_new_version(keys, container, ca, {f"t{i:02d}": b"t%d" % i for i in range(30)})
         admin.set_faults(
             {"rate": 0.3, "kind": "status", "status": 429, "retry_after": 0, "operations": ["unwrapKey"], "count": 12}
         )
@@ -156,11 +163,7 @@ class TestQueueTrigger:
 
         _admin, _created, keys = vault
         ca = local_azure["ca_bundle"]
-        old = keys.create_rsa_key("cmk", size=2048)
-        for i in range(7):
-            encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), "2.0").upload_blob(f"w{i}", b"w%d" % i)
-        new = keys.create_rsa_key("cmk", size=2048)
-        key, _ = KeyRef.parse(str(new.id))
+        _, new, key = blobs_then_new_version(keys, container, ca, {f"w{i}": b"w%d" % i for i in range(7)})
         queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
         env = {
             "AzureWebJobsStorage": local_azure["storage"]["connection_string"],
@@ -195,7 +198,6 @@ class TestQueueTrigger:
         assert invocations == 3
         assert done is True
         assert summary.rewrapped == 7
-        new_kek = VaultKek(str(new.id), ca, PRINCIPAL)
-        reader = decrypting_client(container, lambda kid: new_kek if kid == new_kek.kid else None)
+        reader = reader_knowing_only(new, container, ca)
         assert [reader.download_blob(f"w{i}").readall() for i in range(7)] == [b"w%d" % i for i in range(7)]
         starter.close()
