@@ -35,8 +35,6 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from emulators.arm.admin_client import ArmAdmin
-from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import KeyVaultEvent, RotationStatus, Trigger, TriggerKind
@@ -44,6 +42,7 @@ from rotation.errors import RotationInProgress
 from rotation.service import handle_key_event, list_rotations, start_rotation, sweep
 from rotation.service.deps import Dependencies
 from rotation.settings import load_settings
+from tests.integration.endpoints import LocalEndpoints
 from tests.integration.workflow.estate import RealEstate, build_estate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,9 +78,8 @@ class KeyUnderTest:
 
 
 @dataclass
-class ChaosRun:
+class ChaosRun(LocalEndpoints):
     seed: int
-    endpoints: dict[str, Any]
     directory: Path
     keys: list[KeyUnderTest] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -92,18 +90,6 @@ class ChaosRun:
     ticks: int = 0
     heal_log: list[str] = field(default_factory=list)  # what each reconciler tick did
     attempts: int = 0  # rotations recorded over all keys (more than the keys: some stopped and were re-attempted)
-
-    @property
-    def ca(self) -> str:
-        return str(self.endpoints["ca_bundle"])
-
-    @property
-    def kv_admin(self) -> KeyVaultAdmin:
-        return KeyVaultAdmin(self.endpoints["keyvault"]["admin"], self.ca)
-
-    @property
-    def arm_admin(self) -> ArmAdmin:
-        return ArmAdmin(self.endpoints["arm"]["admin"], self.ca)
 
     def deps(self, owner: str | None = None) -> Dependencies:
         deps = build_dependencies(Bootstrap(load_settings(self.env)), inline=True)
@@ -118,7 +104,7 @@ class ChaosRun:
 
 
 def build(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
-    run = ChaosRun(seed, endpoints, directory)
+    run = ChaosRun(endpoints, seed, directory)
     blobs = BlobServiceClient.from_connection_string(endpoints["storage"]["connection_string"])
     for _ in range(KEYS):
         estate = build_estate(endpoints, pinned=1, versionless=1, workspaces=1)

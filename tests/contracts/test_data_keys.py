@@ -80,20 +80,15 @@ def fake_blobs() -> Blobs:
 
 
 def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
-    from azure.keyvault.keys import KeyClient
-
-    from emulators.keyvault.admin_client import KeyVaultAdmin
     from emulators.keyvault.kek import VaultKek
     from rotation.adapters.local_credential import LocalDevelopmentCredential
     from rotation.rewrap.adapter import BlobDataKeys
     from rotation.settings import HostStorageSettings, Settings
     from tests.integration.rewrap_helpers import encrypted_client, new_container
+    from tests.integration.vaults import new_vault
 
     ca = local_azure["ca_bundle"]
-    created = KeyVaultAdmin(local_azure["keyvault"]["admin"], ca).create_vault(f"dk{uuid.uuid4().hex[:10]}")
-    keys = KeyClient(
-        created["url"], LocalDevelopmentCredential(PRINCIPAL), connection_verify=ca, verify_challenge_resource=False
-    )
+    _, _, keys = new_vault(local_azure, "dk", PRINCIPAL)
     old = keys.create_rsa_key("cmk", size=2048)
     new = keys.create_rsa_key("cmk", size=2048)
     foreign = keys.create_rsa_key("other", size=2048)

@@ -67,27 +67,19 @@ def fake_vault() -> Vault:
 
 def real_vault(local_azure: dict[str, Any]) -> Iterator[Vault]:
     from azure.keyvault.keys import (
-        KeyClient,
         KeyOperation,
         KeyRotationLifetimeAction,
         KeyRotationPolicy,
         KeyRotationPolicyAction,
     )
 
-    from emulators.keyvault.admin_client import KeyVaultAdmin
     from rotation.adapters.keyvault import KeyVaultKeyStore
     from rotation.adapters.local_credential import LocalDevelopmentCredential
+    from tests.integration.vaults import new_vault
 
     ca = local_azure["ca_bundle"]
-    created = KeyVaultAdmin(local_azure["keyvault"]["admin"], ca).create_vault(f"kc{uuid.uuid4().hex[:10]}")
+    _, created, owner = new_vault(local_azure, "kc", PRINCIPAL, api_version="7.6")
     vault_url = KeyRef.parse(created["url"].rstrip("/") + "/keys/x")[0].vault_url
-    owner = KeyClient(
-        created["url"],
-        LocalDevelopmentCredential(PRINCIPAL),
-        api_version="7.6",
-        connection_verify=ca,
-        verify_challenge_resource=False,
-    )
     store = KeyVaultKeyStore(
         LocalDevelopmentCredential(PRINCIPAL), {"connection_verify": ca}, verify_challenge_resource=False
     )

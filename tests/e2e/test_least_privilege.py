@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.keyvault.keys import KeyClient
 from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
 from azure.mgmt.storage import StorageManagementClient
 
 from emulators.arm.admin_client import ArmAdmin
 from rotation.adapters.azure_errors import CONSUMER_KEY_ROLE
-from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationError
 from rotation.service import Dependencies, start_rotation, sweep
@@ -139,16 +137,6 @@ class World:
         self.estate.arm_admin.set_role_assignments(arm)
 
 
-def _admin_keys(estate: RealEstate) -> KeyClient:
-    return KeyClient(
-        estate.vault["url"],
-        LocalDevelopmentCredential(ADMIN),
-        api_version="7.6",
-        connection_verify=estate.ca,
-        verify_challenge_resource=False,
-    )
-
-
 def _account_key_version(estate: RealEstate, account_id: str) -> str:
     storage = estate.mgmt(StorageManagementClient, ADMIN)
     account = storage.storage_accounts.get_properties(estate.resource_group, account_id.rsplit("/", 1)[-1])
@@ -230,11 +218,11 @@ class TestExactlyTheDocumentedRoles:
 
     def test_full_rotation_succeeds(self, world: World) -> None:
         world.grant(ENFORCED)
-        before = [p.version for p in _admin_keys(world.estate).list_properties_of_key_versions(world.estate.key.name)]
+        before = [p.version for p in world.estate.keys(ADMIN).list_properties_of_key_versions(world.estate.key.name)]
 
         deps, rotation_id = rotate_retire_and_sign(world)
 
-        versions = list(_admin_keys(world.estate).list_properties_of_key_versions(world.estate.key.name))
+        versions = list(world.estate.keys(ADMIN).list_properties_of_key_versions(world.estate.key.name))
         new = next(v.version for v in versions if v.version not in before)
         assert len(versions) == len(before) + 1
         assert [v.enabled for v in versions if v.version in before] == [False]

@@ -25,8 +25,8 @@ from emulators.arm.admin_client import ArmAdmin
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import free_port
 from rotation import bootstrap
-from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.api.app import create_app
+from tests.integration.vaults import key_client
 from tests.worker import triggers
 from tests.worker.host import WorkerHost
 from tests.worker.queues import QueueListener, settle
@@ -52,12 +52,7 @@ def estate(local_azure: dict[str, Any], arm_roles_restored: None) -> Iterator[Es
 
 
 def _keys(estate: Estate) -> KeyClient:
-    return KeyClient(
-        estate.vault_url,
-        LocalDevelopmentCredential(estate.principal),
-        connection_verify=estate.endpoints["ca_bundle"],
-        verify_challenge_resource=False,
-    )
+    return key_client(estate.vault_url, estate.principal, estate.endpoints["ca_bundle"])
 
 
 def _versions(estate: Estate) -> list[str]:

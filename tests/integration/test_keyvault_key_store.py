@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.keyvault.keys import KeyClient
 
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from rotation.adapters.keyvault import KeyVaultKeyStore
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.domain.model import KeyRef
 from rotation.errors import PermissionDenied
+from tests.integration.vaults import key_client
 
 PRINCIPAL = "key-store-tests"
 
@@ -39,12 +39,7 @@ def _key_with_a_disabled_version(
     """A vault in the ``disabled_version_get: forbidden`` mode, a key with two versions, the older disabled."""
     vault = admin.create_vault(f"kvs{uuid.uuid4().hex[:10]}", disabled_version_get="forbidden")
     key = KeyRef(vault["url"], f"cmk-{uuid.uuid4().hex[:6]}")
-    with KeyClient(
-        vault["url"],
-        LocalDevelopmentCredential(PRINCIPAL),
-        connection_verify=ca_bundle,
-        verify_challenge_resource=False,
-    ) as client:
+    with key_client(vault["url"], PRINCIPAL, ca_bundle) as client:
         old = str(client.create_rsa_key(key.name, size=2048).properties.version)
         client.create_rsa_key(key.name, size=2048)
     store.update_version(key, old, enabled=False)

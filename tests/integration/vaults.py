@@ -11,17 +11,23 @@ from emulators.keyvault.admin_client import KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 
 
+def key_client(vault_url: str, principal: str, ca: str, **options: Any) -> KeyClient:
+    """The official data-plane key client for ``vault_url``, acting as ``principal`` and trusting ``ca`` (the
+    emulators' CA bundle); ``options`` go to the client (e.g. ``api_version``)."""
+    return KeyClient(
+        vault_url,
+        LocalDevelopmentCredential(principal),
+        connection_verify=ca,
+        verify_challenge_resource=False,
+        **options,
+    )
+
+
 def new_vault(
-    local_azure: dict[str, Any], prefix: str, principal: str
+    local_azure: dict[str, Any], prefix: str, principal: str, **client_options: Any
 ) -> tuple[KeyVaultAdmin, dict[str, Any], KeyClient]:
     """(emulator admin, the created vault's description, a key client for it acting as ``principal``);
     the vault's name is ``prefix`` and random hex. The caller closes the client."""
     admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
     created = admin.create_vault(f"{prefix}{uuid.uuid4().hex[:10]}")
-    client = KeyClient(
-        created["url"],
-        LocalDevelopmentCredential(principal),
-        connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )
-    return admin, created, client
+    return admin, created, key_client(created["url"], principal, local_azure["ca_bundle"], **client_options)

@@ -20,7 +20,6 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from azure.mgmt.storage.models import Encryption, EncryptionIdentity, StorageAccountUpdateParameters
 from azure.storage.blob import ContainerClient
 
-from emulators.keyvault.admin_client import KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
 from rotation.adapters.storage_accounts import ArmStorageAccounts
 from rotation.domain.model import KeyRef
@@ -31,6 +30,7 @@ from tests.integration.rewrap_helpers import (
     encrypted_client,
     location_of,
 )
+from tests.integration.vaults import new_vault
 from tests.integration.workflow.estate import OPERATOR, build_estate
 
 pytestmark = pytest.mark.integration
@@ -63,12 +63,7 @@ class FixedAlgorithmKek:
 
 @pytest.fixture
 def vault(local_azure: dict[str, Any]) -> Iterator[KeyClient]:
-    admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
-    created = admin.create_vault(f"sec{uuid.uuid4().hex[:10]}")
-    client = KeyClient(
-        created["url"], LocalDevelopmentCredential(PRINCIPAL), connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )  # fmt: skip
+    _, _, client = new_vault(local_azure, "sec", PRINCIPAL)
     yield client
     client.close()
 

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulators.arm.admin_client import ArmAdmin
-from emulators.keyvault.admin_client import KeyVaultAdmin
-from rotation.adapters.local_credential import LocalDevelopmentCredential
-from tests.integration.mgmt_clients import ClientT, mgmt_client, resource_id
+from tests.integration.endpoints import LocalEndpoints
+from tests.integration.mgmt_clients import ClientT, cmk_encryption, cmk_storage_account, mgmt_client, resource_id
+from tests.integration.vaults import key_client
 
 SAMPLES = Path(__file__).parent / "test_arm_samples"
 TESTER = "arm-tester"  # the principal the tests act as
@@ -49,25 +49,14 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
 
 
 @dataclass
-class World:
+class World(LocalEndpoints):
     """A fresh subscription, resource group and vault with one RSA key, plus clients for them."""
 
-    endpoints: dict[str, Any]
-    arm_admin: ArmAdmin
-    kv_admin: KeyVaultAdmin
     subscription_id: str
     resource_group: str
     vault: dict[str, Any]
     keys: KeyClient
     key_name: str
-
-    @property
-    def ca(self) -> str:
-        return str(self.endpoints["ca_bundle"])
-
-    @property
-    def arm_url(self) -> str:
-        return str(self.endpoints["arm"]["url"])
 
     def mgmt(self, client_class: type[ClientT], principal: str = TESTER, **kwargs: Any) -> ClientT:
         """An official management client for this world's subscription, acting as ``principal``."""
@@ -90,13 +79,7 @@ class World:
         return str(self.keys.create_rsa_key(self.key_name, size=2048, **kwargs).id)
 
     def key_client(self, vault: dict[str, Any]) -> KeyClient:
-        return KeyClient(
-            vault["url"],
-            LocalDevelopmentCredential(TESTER),
-            api_version="7.6",
-            connection_verify=self.ca,
-            verify_challenge_resource=False,
-        )
+        return key_client(vault["url"], TESTER, self.ca, api_version="7.6")
 
     def new_vault(self, **options: Any) -> dict[str, Any]:
         return self.kv_admin.create_vault(
@@ -121,40 +104,34 @@ class World:
         return self.resource_id("Microsoft.Storage/storageAccounts", name)
 
 
+def restore_arm_defaults(arm_admin: ArmAdmin, *, lro_retry_after_s: int = 1) -> None:
+    """Emulator-wide settings back to their defaults: no role assignments (all allowed), no throttle, no
+    faults, no Key Vault outage, unpaged lists, LROs done after one poll (each ``Retry-After`` as given)."""
+    arm_admin.set_role_assignments([])
+    arm_admin.reset_throttle()
+    arm_admin.clear_faults()
+    arm_admin.end_keyvault_outage()
+    arm_admin.set_lro(retry_after_s=lro_retry_after_s, polls_until_done=1, ml_update="location")
+    arm_admin.set_page_size(None)
+
+
 @pytest.fixture
 def world(local_azure: dict[str, Any]) -> Iterator[World]:
-    arm_admin = ArmAdmin(local_azure["arm"]["admin"], local_azure["ca_bundle"])
-    kv_admin = KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
+    local = LocalEndpoints(local_azure)
     # Emulator-wide settings are shared by the session: start from the defaults whatever ran before.
-    arm_admin.set_role_assignments([])
-    arm_admin.reset_throttle()
-    arm_admin.clear_faults()
-    arm_admin.end_keyvault_outage()
-    arm_admin.set_page_size(None)
+    # Retry-After: 0 lets the SDK poll at its polling_interval (0.05 s here) instead of sleeping 1 s per LRO.
+    restore_arm_defaults(local.arm_admin, lro_retry_after_s=0)
     subscription_id = str(uuid.uuid4())
     resource_group = f"rg-{uuid.uuid4().hex[:8]}"
-    arm_admin.create_resource_group(subscription_id, resource_group)
-    vault = kv_admin.create_vault(
+    local.arm_admin.create_resource_group(subscription_id, resource_group)
+    vault = local.kv_admin.create_vault(
         f"kv{uuid.uuid4().hex[:10]}", subscription_id=subscription_id, resource_group=resource_group, location="eastus"
     )
-    keys = KeyClient(
-        vault["url"],
-        LocalDevelopmentCredential(TESTER),
-        api_version="7.6",
-        connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )
+    keys = key_client(vault["url"], TESTER, local.ca, api_version="7.6")
     key_name = f"cmk-{uuid.uuid4().hex[:6]}"
     keys.create_rsa_key(key_name, size=2048)
-    # Retry-After: 0 lets the SDK poll at its polling_interval (0.05 s here) instead of sleeping 1 s per LRO.
-    arm_admin.set_lro(retry_after_s=0, polls_until_done=1, ml_update="location")
-    yield World(local_azure, arm_admin, kv_admin, subscription_id, resource_group, vault, keys, key_name)
-    arm_admin.set_role_assignments([])
-    arm_admin.reset_throttle()
-    arm_admin.clear_faults()
-    arm_admin.end_keyvault_outage()
-    arm_admin.set_lro(retry_after_s=1, polls_until_done=1, ml_update="location")
-    arm_admin.set_page_size(None)
+    yield World(local_azure, subscription_id, resource_group, vault, keys, key_name)
+    restore_arm_defaults(local.arm_admin)
 
 
 def identity_with_access(world: World) -> tuple[str, dict[str, Any]]:
@@ -166,23 +143,7 @@ def identity_with_access(world: World) -> tuple[str, dict[str, Any]]:
 
 
 def cmk_account_body(world: World, identity_id: str, identity: dict[str, Any], version: str = "") -> dict[str, Any]:
-    return {
-        "location": "eastus",
-        "sku": {"name": "Standard_LRS"},
-        "kind": "StorageV2",
-        "identity": identity,
-        "properties": {
-            "encryption": {
-                "keySource": "Microsoft.Keyvault",
-                "keyvaultproperties": {
-                    "keyvaulturi": world.vault["url"],
-                    "keyname": world.key_name,
-                    "keyversion": version,
-                },
-                "identity": {"userAssignedIdentity": identity_id},
-            }
-        },
-    }
+    return cmk_storage_account(world.vault["url"], world.key_name, version, identity_id, identity)
 
 
 def create_cmk_account(world: World, *, identity_id: str = "", identity: dict[str, Any] | None = None) -> str:
@@ -297,19 +258,8 @@ class TestRepointStorageAccount:
         name, identity_id, _, _ = pinned_account(world)
         client = world.storage()
         second_id = world.new_version()
-        patch = {
-            "properties": {
-                "encryption": {
-                    "keySource": "Microsoft.Keyvault",
-                    "keyvaultproperties": {
-                        "keyvaulturi": world.vault["url"],
-                        "keyname": world.key_name,
-                        "keyversion": second_id.rsplit("/", 1)[-1],
-                    },
-                    "identity": {"userAssignedIdentity": identity_id},
-                }
-            }
-        }
+        encryption = cmk_encryption(world.vault["url"], world.key_name, second_id.rsplit("/", 1)[-1], identity_id)
+        patch = {"properties": {"encryption": encryption}}
 
         updated = client.storage_accounts.update(world.resource_group, name, patch)
 

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from emulators.auth import make_token
 from emulators.keyvault.admin_client import AdminApiError, KeyVaultAdmin
 from rotation.adapters.local_credential import LocalDevelopmentCredential
+from tests.integration.vaults import key_client
 
 SAMPLES = Path(__file__).parent / "test_keyvault_samples"
 VERSION = r"[0-9a-f]{32}"
@@ -96,38 +97,12 @@ class Capture:
         self.body = json.loads(text) if text else None
 
 
-@pytest.fixture(scope="module")
-def ca_bundle(local_azure: dict[str, Any]) -> str:
-    return str(local_azure["ca_bundle"])
-
-
-@pytest.fixture(scope="module")
-def admin(local_azure: dict[str, Any], ca_bundle: str) -> KeyVaultAdmin:
-    return KeyVaultAdmin(local_azure["keyvault"]["admin"], ca_bundle)
-
-
-@pytest.fixture
-def vault(admin: KeyVaultAdmin) -> dict[str, Any]:
-    return admin.create_vault(f"kv{uuid.uuid4().hex[:12]}")
-
-
 @pytest.fixture
 def make_keys(vault: dict[str, Any], ca_bundle: str) -> Callable[..., KeyClient]:
     def build(principal: str = "tester", **options: Any) -> KeyClient:
-        return KeyClient(
-            vault["url"],
-            LocalDevelopmentCredential(principal),
-            connection_verify=ca_bundle,
-            verify_challenge_resource=False,
-            **options,
-        )
+        return key_client(vault["url"], principal, ca_bundle, **options)
 
     return build
-
-
-@pytest.fixture
-def keys(make_keys: Callable[..., KeyClient]) -> KeyClient:
-    return make_keys()
 
 
 @pytest.fixture
@@ -679,30 +654,26 @@ class TestSoftDelete:
         assert recovered.id == key.id
         assert keys.get_key("gone").id == key.id
 
-    def test_deleted_name_cannot_be_reused(self, keys: KeyClient) -> None:
+    @pytest.mark.parametrize(
+        ("act", "status"),
+        [
+            pytest.param(lambda keys, name: keys.create_ec_key(name), 409, id="reusing-the-name"),
+            pytest.param(lambda keys, name: keys.purge_deleted_key(name), 403, id="purging-under-purge-protection"),
+        ],
+    )
+    def test_a_deleted_key_is_held(self, keys: KeyClient, act: Callable[[KeyClient, str], object], status: int) -> None:
         keys.create_ec_key("held")
         keys.begin_delete_key("held", _polling_interval=0.05).wait()
 
         with pytest.raises(HttpResponseError) as caught:
-            keys.create_ec_key("held")
+            act(keys, "held")
 
-        assert caught.value.status_code == 409
-
-    def test_purge_is_refused_under_purge_protection(self, keys: KeyClient) -> None:
-        keys.create_ec_key("protected")
-        keys.begin_delete_key("protected", _polling_interval=0.05).wait()
-
-        with pytest.raises(HttpResponseError) as caught:
-            keys.purge_deleted_key("protected")
-
-        assert caught.value.status_code == 403
-        assert keys.get_deleted_key("protected").name == "protected"
+        assert caught.value.status_code == status
+        assert keys.get_deleted_key("held").name == "held"
 
     def test_purge_without_purge_protection(self, admin: KeyVaultAdmin, ca_bundle: str) -> None:
         vault = admin.create_vault(f"kv{uuid.uuid4().hex[:12]}", enable_purge_protection=False)
-        keys = KeyClient(
-            vault["url"], LocalDevelopmentCredential("p"), connection_verify=ca_bundle, verify_challenge_resource=False
-        )
+        keys = key_client(vault["url"], "p", ca_bundle)
         created = keys.create_ec_key("purgeable")
         keys.begin_delete_key("purgeable", _polling_interval=0.05).wait()
 
@@ -1018,12 +989,7 @@ class TestAdmin:
         self, admin: KeyVaultAdmin, vault: dict[str, Any], keys: KeyClient, ca_bundle: str
     ) -> None:
         other = admin.create_vault(f"kv{uuid.uuid4().hex[:12]}")
-        other_keys = KeyClient(
-            other["url"],
-            LocalDevelopmentCredential("tester"),
-            connection_verify=ca_bundle,
-            verify_challenge_resource=False,
-        )
+        other_keys = key_client(other["url"], "tester", ca_bundle)
         keys.create_ec_key("only-here")
 
         with pytest.raises(ResourceNotFoundError):

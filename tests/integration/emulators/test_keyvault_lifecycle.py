@@ -28,6 +28,7 @@ from azure.storage.queue import QueueClient
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.localazure import REPO, LocalAzure
 from rotation.adapters.local_credential import LocalDevelopmentCredential
+from tests.integration.vaults import key_client
 from tests.local_http import serving
 
 DAY = 86400
@@ -35,29 +36,10 @@ SAMPLES = Path(__file__).parent / "test_keyvault_samples"
 
 
 @pytest.fixture(scope="module")
-def private_kv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def kv_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A private emulator: these tests move its clock."""
     with LocalAzure(Path(tmp_path_factory.mktemp("kv-private")), services=["keyvault"]) as local:
         yield local.endpoints
-
-
-@pytest.fixture(scope="module")
-def admin(private_kv: dict[str, Any]) -> KeyVaultAdmin:
-    return KeyVaultAdmin(private_kv["keyvault"]["admin"], private_kv["ca_bundle"])
-
-
-@pytest.fixture
-def vault(admin: KeyVaultAdmin) -> dict[str, Any]:
-    return admin.create_vault(f"kv{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def keys(vault: dict[str, Any], private_kv: dict[str, Any]) -> KeyClient:
-    return KeyClient(
-        vault["url"],
-        LocalDevelopmentCredential("lifecycle"),
-        connection_verify=private_kv["ca_bundle"],
-        verify_challenge_resource=False,
-    )
 
 
 def emulator_time(admin: KeyVaultAdmin, offset_seconds: float = 0) -> dt.datetime:
@@ -327,12 +309,7 @@ class TestStandalone:
         try:
             wait_for(ready_file.exists, timeout=60)
             ready = json.loads(ready_file.read_text())
-            keys = KeyClient(
-                ready["vaults"]["kv-solo"],
-                LocalDevelopmentCredential("solo"),
-                connection_verify=ready["ca_bundle"],
-                verify_challenge_resource=False,
-            )
+            keys = key_client(ready["vaults"]["kv-solo"], "solo", ready["ca_bundle"])
             key = keys.create_ec_key("solo")
         finally:
             process.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ answers 403 as Azure answers for a disabled secret version, while the version li
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,29 +15,6 @@ from azure.keyvault.keys import KeyClient
 
 from emulators.admin_http import AdminApiError
 from emulators.keyvault.admin_client import KeyVaultAdmin
-from rotation.adapters.local_credential import LocalDevelopmentCredential
-
-
-@pytest.fixture
-def admin(local_azure: dict[str, Any]) -> KeyVaultAdmin:
-    return KeyVaultAdmin(local_azure["keyvault"]["admin"], local_azure["ca_bundle"])
-
-
-@pytest.fixture
-def vault(admin: KeyVaultAdmin) -> dict[str, Any]:
-    return admin.create_vault(f"kvm{uuid.uuid4().hex[:10]}")
-
-
-@pytest.fixture
-def keys(vault: dict[str, Any], local_azure: dict[str, Any]) -> Iterator[KeyClient]:
-    client = KeyClient(
-        vault["url"],
-        LocalDevelopmentCredential("modes"),
-        connection_verify=local_azure["ca_bundle"],
-        verify_challenge_resource=False,
-    )
-    yield client
-    client.close()
 
 
 def _disabled_and_enabled(keys: KeyClient) -> tuple[str, str]:

@@ -28,15 +28,16 @@ from rotation.domain.model import KeyRef, RotationStatus, Trigger
 from rotation.service import RotationView, run_rotation, start_rotation
 from rotation.service.deps import Dependencies
 from rotation.settings import Settings, load_settings
-from tests.integration.mgmt_clients import ClientT, mgmt_client
+from tests.integration.endpoints import LocalEndpoints
+from tests.integration.mgmt_clients import ClientT, cmk_storage_account, mgmt_client
 from tests.integration.rewrap_helpers import encrypted_client
+from tests.integration.vaults import key_client
 
 OPERATOR = "rotation-operator"  # the principal the service acts as
 
 
 @dataclass
-class RealEstate:
-    endpoints: dict[str, Any]
+class RealEstate(LocalEndpoints):
     subscription_id: str
     resource_group: str
     vault: dict[str, Any]
@@ -51,30 +52,9 @@ class RealEstate:
     journal_table: str = field(default_factory=lambda: f"j{uuid.uuid4().hex[:12]}")
     audit_table: str = field(default_factory=lambda: f"a{uuid.uuid4().hex[:12]}")
 
-    @property
-    def ca(self) -> str:
-        return str(self.endpoints["ca_bundle"])
-
-    @property
-    def arm_url(self) -> str:
-        return str(self.endpoints["arm"]["url"])
-
-    @property
-    def arm_admin(self) -> ArmAdmin:
-        return ArmAdmin(self.endpoints["arm"]["admin"], self.ca)
-
-    @property
-    def kv_admin(self) -> KeyVaultAdmin:
-        return KeyVaultAdmin(self.endpoints["keyvault"]["admin"], self.ca)
-
-    def keys(self) -> KeyClient:
-        return KeyClient(
-            self.vault["url"],
-            LocalDevelopmentCredential(OPERATOR),
-            api_version="7.6",
-            connection_verify=self.ca,
-            verify_challenge_resource=False,
-        )
+    def keys(self, principal: str = OPERATOR) -> KeyClient:
+        """A key client for the estate's vault, acting as ``principal`` (the service's own by default)."""
+        return key_client(self.vault["url"], principal, self.ca, api_version="7.6")
 
     def mgmt(self, client_class: type[ClientT], principal: str = OPERATOR) -> ClientT:
         """An official management client for the estate's subscription, acting as ``principal``."""
@@ -174,19 +154,8 @@ def new_identity(arm: ArmAdmin, subscription_id: str, group: str) -> tuple[str, 
 
 
 def account_body(vault_url: str, key_name: str, version: str, identity_id: str) -> dict[str, Any]:
-    return {
-        "location": "eastus",
-        "sku": {"name": "Standard_LRS"},
-        "kind": "StorageV2",
-        "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity_id: {}}},
-        "properties": {
-            "encryption": {
-                "keySource": "Microsoft.Keyvault",
-                "keyvaultproperties": {"keyvaulturi": vault_url, "keyname": key_name, "keyversion": version},
-                "identity": {"userAssignedIdentity": identity_id},
-            }
-        },
-    }
+    """A storage account on ``key_name`` (``version`` "" : versionless) used through ``identity_id``."""
+    return cmk_storage_account(vault_url, key_name, version, identity_id)
 
 
 def build_estate(
