@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,22 @@ def blob_proxy_admin(local_azure: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture
 def storage_connection(local_azure: dict[str, Any]) -> str:
     return str(local_azure["storage"]["connection_string"])
+
+
+@pytest.fixture
+def table_name() -> str:
+    """A fresh table name in Azurite (an audit table, for the tests that ask): nothing creates it here."""
+    return f"audit{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def raw_table(storage_connection: str, table_name: str) -> Iterator[Any]:
+    """Direct access to that table (a ``TableClient``), as someone with the storage key (an attacker) has."""
+    from azure.data.tables import TableClient
+
+    client = TableClient.from_connection_string(storage_connection, table_name)
+    yield client
+    client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -119,6 +119,10 @@ class LocalCheckpointSigner:
         return True
 
 
+# Outcomes the store tests append, one record of each, to make a chain of distinct records.
+OUTCOMES = ("succeeded", "dry_run", "refused", "failed", "rolled_back")
+
+
 def make_record(
     outcome: str = "succeeded",
     *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,49 +19,36 @@ from azure.data.tables import TableClient, UpdateMode
 from rotation.audit.codec import chain_hash
 from rotation.audit.store import RECORDS, TableAuditLog, id_key, seq_key
 from rotation.cli import main
-from tests.fakes.audit import LocalCheckpointSigner, make_record
+from tests.fakes.audit import OUTCOMES, LocalCheckpointSigner, make_record
 
 pytestmark = pytest.mark.integration
-OUTCOMES = ("succeeded", "dry_run", "refused", "failed", "rolled_back")
 
 
-@pytest.fixture
-def table_name() -> str:
-    return f"audit{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def raw(storage_connection: str, table_name: str) -> Iterator[TableClient]:
-    client = TableClient.from_connection_string(storage_connection, table_name)
-    yield client
-    client.close()
-
-
-def truncate_tail(raw: TableClient, keep: int, *, drop_index: bool = True) -> None:
+def truncate_tail(raw_table: TableClient, keep: int, *, drop_index: bool = True) -> None:
     """Delete every record after ``keep``, move the head back to it, and (by default) drop the id index."""
-    for entity in list(raw.query_entities("PartitionKey eq 'record'")):
+    for entity in list(raw_table.query_entities("PartitionKey eq 'record'")):
         if int(entity["seq"]) > keep:
-            raw.delete_entity(entity)
+            raw_table.delete_entity(entity)
     head = {
         "PartitionKey": "head",
         "RowKey": "head",
         "seq": keep,
-        "hash": raw.get_entity(RECORDS, seq_key(keep))["hash"],
+        "hash": raw_table.get_entity(RECORDS, seq_key(keep))["hash"],
     }
-    raw.upsert_entity(head, mode=UpdateMode.REPLACE)
+    raw_table.upsert_entity(head, mode=UpdateMode.REPLACE)
     if drop_index:
-        for entity in list(raw.query_entities("PartitionKey eq 'id'")):
+        for entity in list(raw_table.query_entities("PartitionKey eq 'id'")):
             if int(entity["seq"]) > keep:
-                raw.delete_entity(entity)
+                raw_table.delete_entity(entity)
 
 
-def rehash_record(raw: TableClient, seq: int) -> None:
+def rehash_record(raw_table: TableClient, seq: int) -> None:
     """Edit record ``seq``'s reason and recompute its hash (and the head), as a careful attacker would."""
-    entity = raw.get_entity(RECORDS, seq_key(seq))
+    entity = raw_table.get_entity(RECORDS, seq_key(seq))
     entity["body"] = entity["body"].replace('"reason":"', '"reason":"approved; ', 1)
     entity["hash"] = chain_hash(seq, entity["prev_hash"], entity["body"])
-    raw.update_entity(entity, mode=UpdateMode.REPLACE)
-    raw.upsert_entity(
+    raw_table.update_entity(entity, mode=UpdateMode.REPLACE)
+    raw_table.upsert_entity(
         {"PartitionKey": "head", "RowKey": "head", "seq": seq, "hash": entity["hash"]}, mode=UpdateMode.REPLACE
     )
 
@@ -72,13 +59,13 @@ class TestTailTruncation:
 
     @pytest.mark.parametrize("archive", ["rotation-audit", None])
     def test_truncation_under_a_signed_checkpoint(
-        self, storage_connection: str, table_name: str, raw: TableClient, archive: str | None
+        self, storage_connection: str, table_name: str, raw_table: TableClient, archive: str | None
     ) -> None:
         store = TableAuditLog(
             storage_connection, table_name, LocalCheckpointSigner(), checkpoint_every=5, archive_container=archive
         )
         ids = [store.append(make_record(o)) for o in OUTCOMES]
-        truncate_tail(raw, 3)
+        truncate_tail(raw_table, 3)
 
         report = store.verify()
 
@@ -88,11 +75,11 @@ class TestTailTruncation:
         assert "#4" in report.problem.message
 
     def test_index_entries_past_the_last_record_are_flagged(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         store = TableAuditLog(storage_connection, table_name, archive_container=None)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
-        truncate_tail(raw, 3, drop_index=False)
+        truncate_tail(raw_table, 3, drop_index=False)
 
         report = store.verify()
 
@@ -104,13 +91,13 @@ class TestTailTruncation:
         self,
         storage_connection: str,
         table_name: str,
-        raw: TableClient,
+        raw_table: TableClient,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         store = TableAuditLog(storage_connection, table_name)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
-        truncate_tail(raw, 2)
+        truncate_tail(raw_table, 2)
         monkeypatch.setenv("AzureWebJobsStorage", storage_connection)
         monkeypatch.setenv("ROTATION_AUDIT_TABLE", table_name)
         monkeypatch.setenv("ROTATION_LOG_FORMAT", "console")
@@ -159,7 +146,7 @@ class TestCheckpointComparesWithTheArchive:
     table (re-hashed, head moved) and no longer matches its archived copy."""
 
     def test_no_checkpoint_over_a_rewritten_record(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         archive = f"arch{uuid.uuid4().hex[:10]}"
         store = TableAuditLog(
@@ -167,7 +154,7 @@ class TestCheckpointComparesWithTheArchive:
         )
         for outcome in OUTCOMES:
             store.append(make_record(outcome))  # checkpoint at #3
-        rehash_record(raw, 5)
+        rehash_record(raw_table, 5)
 
         store.append(make_record("succeeded"))  # #6: the periodic checkpoint is due
 
@@ -214,12 +201,14 @@ class TestForgedIndexEntries:
     the service skip the record, and verify names the entry that disagrees with its record."""
 
     def test_pre_written_index_entry_does_not_suppress_the_record(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         store = TableAuditLog(storage_connection, table_name, archive_container=None)
         first = store.append(make_record("succeeded"))
         record = replace(make_record("failed"), record_id=f"rot-{uuid.uuid4().hex[:8]}-failed")
-        raw.create_entity({"PartitionKey": "id", "RowKey": id_key(record.record_id), "seq": 1, "record_id": first})
+        raw_table.create_entity(
+            {"PartitionKey": "id", "RowKey": id_key(record.record_id), "seq": 1, "record_id": first}
+        )
 
         store.append(record)
 

@@ -37,11 +37,6 @@ def signer_for(local_azure: dict[str, Any], key_uri: str, principal: str = PRINC
     )
 
 
-@pytest.fixture
-def table_name() -> str:
-    return f"audit{uuid.uuid4().hex[:12]}"
-
-
 class TestKeyVaultCheckpoints:
     """Periodic checkpoints are signed in Key Vault and anchor the chain, across signing-key versions."""
 

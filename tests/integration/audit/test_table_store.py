@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,16 +21,10 @@ from rotation.audit.codec import chain_hash
 from rotation.audit.store import RECORDS, TableAuditLog, seq_key
 from rotation.cli import main
 from rotation.domain.model import RewrapFailure, RewrapSummary
-from tests.fakes.audit import LocalCheckpointSigner, make_record
+from tests.fakes.audit import OUTCOMES, LocalCheckpointSigner, make_record
 from tests.integration.audit.concurrency import run_in_threads, verified_chain
 
 REPO = Path(__file__).resolve().parents[3]
-OUTCOMES = ("succeeded", "dry_run", "refused", "failed", "rolled_back")
-
-
-@pytest.fixture
-def table_name() -> str:
-    return f"audit{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -39,14 +32,6 @@ def store(storage_connection: str, table_name: str) -> Iterator[TableAuditLog]:
     log = TableAuditLog(storage_connection, table_name)
     yield log
     log.close()
-
-
-@pytest.fixture
-def raw(storage_connection: str, table_name: str) -> Iterator[TableClient]:
-    """Direct access to the audit table, as someone with the storage key (an attacker) has."""
-    client = TableClient.from_connection_string(storage_connection, table_name)
-    yield client
-    client.close()
 
 
 CliRunner = Callable[..., tuple[int, str]]
@@ -128,17 +113,17 @@ class TestOutcomeRecords:
 class TestResilience:
     """The chain survives a lost head and an archive outage; neither blocks the rotation being recorded."""
 
-    def test_appends_walk_past_a_missing_head(self, store: TableAuditLog, raw: TableClient) -> None:
+    def test_appends_walk_past_a_missing_head(self, store: TableAuditLog, raw_table: TableClient) -> None:
         for outcome in OUTCOMES[:3]:
             store.append(make_record(outcome))
-        raw.delete_entity("head", "head")
+        raw_table.delete_entity("head", "head")
 
         store.append(make_record("failed"))
 
         stored = store.stored()
         assert [s.seq for s in stored] == [1, 2, 3, 4]
         assert stored[3].prev_hash == stored[2].hash
-        assert raw.get_entity("head", "head")["seq"] == 4
+        assert raw_table.get_entity("head", "head")["seq"] == 4
         assert store.verify().ok
 
     def test_an_archive_outage_does_not_fail_the_append_but_fails_verify(
@@ -170,10 +155,10 @@ class TestTamperDetection:
         assert code == 0
         assert out.startswith("audit chain OK: 5 records through #5")
 
-    def test_edited_record_is_named(self, chain: list[str], raw: TableClient, cli: CliRunner) -> None:
-        entity = raw.get_entity(RECORDS, seq_key(4))
+    def test_edited_record_is_named(self, chain: list[str], raw_table: TableClient, cli: CliRunner) -> None:
+        entity = raw_table.get_entity(RECORDS, seq_key(4))
         entity["body"] = entity["body"].replace('"outcome":"failed"', '"outcome":"succeeded"')
-        raw.update_entity(entity, mode=UpdateMode.REPLACE)
+        raw_table.update_entity(entity, mode=UpdateMode.REPLACE)
 
         code, out = cli("audit", "verify", "--json")
 
@@ -184,8 +169,8 @@ class TestTamperDetection:
         assert report["problem"]["seq"] == 4
         assert report["problem"]["record_id"] == chain[3]
 
-    def test_deleted_record_is_named(self, chain: list[str], raw: TableClient, cli: CliRunner) -> None:
-        raw.delete_entity(RECORDS, seq_key(2))
+    def test_deleted_record_is_named(self, chain: list[str], raw_table: TableClient, cli: CliRunner) -> None:
+        raw_table.delete_entity(RECORDS, seq_key(2))
 
         code, out = cli("audit", "verify")
 
@@ -195,11 +180,11 @@ class TestTamperDetection:
         assert "deleted" in out
 
     def test_a_corrupt_record_is_reported_not_crashed_on(
-        self, chain: list[str], raw: TableClient, cli: CliRunner
+        self, chain: list[str], raw_table: TableClient, cli: CliRunner
     ) -> None:
-        entity = raw.get_entity(RECORDS, seq_key(2))
+        entity = raw_table.get_entity(RECORDS, seq_key(2))
         entity["body"] = "{not json"
-        raw.update_entity(entity, mode=UpdateMode.REPLACE)
+        raw_table.update_entity(entity, mode=UpdateMode.REPLACE)
 
         code, _out = cli("audit", "show", "#2")
         verify_code, out = cli("audit", "verify")
@@ -209,9 +194,9 @@ class TestTamperDetection:
         assert "BROKEN at record #2" in out
 
     def test_the_installed_command_exits_non_zero(
-        self, chain: list[str], raw: TableClient, storage_connection: str, table_name: str
+        self, chain: list[str], raw_table: TableClient, storage_connection: str, table_name: str
     ) -> None:
-        raw.delete_entity(RECORDS, seq_key(3))
+        raw_table.delete_entity(RECORDS, seq_key(3))
         env = {**os.environ, "AzureWebJobsStorage": storage_connection, "ROTATION_AUDIT_TABLE": table_name}
 
         result = subprocess.run(
@@ -227,20 +212,20 @@ class TestTamperDetection:
         assert result.returncode == 1
         assert f"BROKEN at record #3: record #3 ({chain[2]}) missing" in result.stdout
 
-    def test_deleted_last_record_is_named(self, chain: list[str], raw: TableClient, cli: CliRunner) -> None:
-        raw.delete_entity(RECORDS, seq_key(5))
+    def test_deleted_last_record_is_named(self, chain: list[str], raw_table: TableClient, cli: CliRunner) -> None:
+        raw_table.delete_entity(RECORDS, seq_key(5))
 
         code, out = cli("--json", "audit", "verify")
 
         assert code == 1
         assert json.loads(out)["problem"]["record_id"] == chain[4]
 
-    def test_reordered_records_are_named(self, chain: list[str], raw: TableClient, cli: CliRunner) -> None:
-        second, third = raw.get_entity(RECORDS, seq_key(2)), raw.get_entity(RECORDS, seq_key(3))
+    def test_reordered_records_are_named(self, chain: list[str], raw_table: TableClient, cli: CliRunner) -> None:
+        second, third = raw_table.get_entity(RECORDS, seq_key(2)), raw_table.get_entity(RECORDS, seq_key(3))
         swapped_into_2 = {**dict(third), "PartitionKey": RECORDS, "RowKey": seq_key(2)}
         swapped_into_3 = {**dict(second), "PartitionKey": RECORDS, "RowKey": seq_key(3)}
-        raw.upsert_entity(swapped_into_2, mode=UpdateMode.REPLACE)
-        raw.upsert_entity(swapped_into_3, mode=UpdateMode.REPLACE)
+        raw_table.upsert_entity(swapped_into_2, mode=UpdateMode.REPLACE)
+        raw_table.upsert_entity(swapped_into_3, mode=UpdateMode.REPLACE)
 
         code, out = cli("audit", "verify", "--json")
 
@@ -250,20 +235,25 @@ class TestTamperDetection:
         assert chain[2] in problem["message"]
 
     def test_rewritten_chain_is_caught_by_a_signed_checkpoint(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         signer = LocalCheckpointSigner()
         store = TableAuditLog(storage_connection, table_name, signer, checkpoint_every=3, archive_container=None)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
         attacker = TableAuditLog(storage_connection, table_name, archive_container=None)  # no signing key
-        target = raw.get_entity(RECORDS, seq_key(2))
-        raw.delete_entity(RECORDS, seq_key(2))
+        target = raw_table.get_entity(RECORDS, seq_key(2))
+        raw_table.delete_entity(RECORDS, seq_key(2))
         # Rewrite from #2 on, re-hashing every record so the chain is self-consistent again.
         for seq in range(3, 6):
-            raw.delete_entity(RECORDS, seq_key(seq))
-        raw.delete_entity("head", "head")
-        raw.upsert_entity(
-            {"PartitionKey": "head", "RowKey": "head", "seq": 1, "hash": raw.get_entity(RECORDS, seq_key(1))["hash"]}
+            raw_table.delete_entity(RECORDS, seq_key(seq))
+        raw_table.delete_entity("head", "head")
+        raw_table.upsert_entity(
+            {
+                "PartitionKey": "head",
+                "RowKey": "head",
+                "seq": 1,
+                "hash": raw_table.get_entity(RECORDS, seq_key(1))["hash"],
+            }
         )
         for _ in range(4):
             attacker.append(make_record("succeeded"))
@@ -281,14 +271,16 @@ class TestTamperDetection:
 class TestPeriodicCheckpoints:
     """A periodic checkpoint checks the records since the last one and refuses to sign a broken segment."""
 
-    def test_a_broken_segment_is_not_signed(self, storage_connection: str, table_name: str, raw: TableClient) -> None:
+    def test_a_broken_segment_is_not_signed(
+        self, storage_connection: str, table_name: str, raw_table: TableClient
+    ) -> None:
         signer = LocalCheckpointSigner()
         store = TableAuditLog(storage_connection, table_name, signer, checkpoint_every=2)
         for outcome in OUTCOMES[:3]:
             store.append(make_record(outcome))
-        entity = raw.get_entity(RECORDS, seq_key(3))
+        entity = raw_table.get_entity(RECORDS, seq_key(3))
         entity["body"] = entity["body"].replace('"reason":"', '"reason":"edited ', 1)
-        raw.update_entity(entity, mode=UpdateMode.REPLACE)
+        raw_table.update_entity(entity, mode=UpdateMode.REPLACE)
 
         with capture_logs() as logs:
             store.append(make_record("failed"))
@@ -304,20 +296,22 @@ class TestImmutableArchive:
     """The WORM archive copy of each record catches what the table alone cannot."""
 
     def test_a_rehashed_rewrite_is_caught_against_the_archive(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         store = TableAuditLog(storage_connection, table_name)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
         # Edit #3 and re-hash #3..#5 and the head in the table only (the archive cannot be rewritten).
-        prev = raw.get_entity(RECORDS, seq_key(2))["hash"]
+        prev = raw_table.get_entity(RECORDS, seq_key(2))["hash"]
         for seq in range(3, 6):
-            entity = raw.get_entity(RECORDS, seq_key(seq))
+            entity = raw_table.get_entity(RECORDS, seq_key(seq))
             if seq == 3:
                 entity["body"] = entity["body"].replace('"reason":"', '"reason":"approved; ', 1)
             entity["prev_hash"] = prev
             entity["hash"] = prev = chain_hash(seq, prev, entity["body"])
-            raw.update_entity(entity, mode=UpdateMode.REPLACE)
-        raw.upsert_entity({"PartitionKey": "head", "RowKey": "head", "seq": 5, "hash": prev}, mode=UpdateMode.REPLACE)
+            raw_table.update_entity(entity, mode=UpdateMode.REPLACE)
+        raw_table.upsert_entity(
+            {"PartitionKey": "head", "RowKey": "head", "seq": 5, "hash": prev}, mode=UpdateMode.REPLACE
+        )
 
         report = store.verify()
 
@@ -327,18 +321,23 @@ class TestImmutableArchive:
         assert "archived copy" in report.problem.message
 
     def test_deleting_the_tail_and_head_is_caught_against_the_archive(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         store = TableAuditLog(storage_connection, table_name)
         ids = [store.append(make_record(o)) for o in OUTCOMES]
-        raw.delete_entity(RECORDS, seq_key(5))
-        raw.delete_entity(RECORDS, seq_key(4))
-        raw.upsert_entity(
-            {"PartitionKey": "head", "RowKey": "head", "seq": 3, "hash": raw.get_entity(RECORDS, seq_key(3))["hash"]},
+        raw_table.delete_entity(RECORDS, seq_key(5))
+        raw_table.delete_entity(RECORDS, seq_key(4))
+        raw_table.upsert_entity(
+            {
+                "PartitionKey": "head",
+                "RowKey": "head",
+                "seq": 3,
+                "hash": raw_table.get_entity(RECORDS, seq_key(3))["hash"],
+            },
             mode=UpdateMode.REPLACE,
         )
-        for entity in raw.query_entities("PartitionKey eq 'id'"):
-            raw.delete_entity(entity)
+        for entity in raw_table.query_entities("PartitionKey eq 'id'"):
+            raw_table.delete_entity(entity)
 
         report = store.verify()
 
@@ -347,13 +346,13 @@ class TestImmutableArchive:
         assert ids[4] in report.problem.message
 
     def test_a_checkpoint_deleted_from_the_table_still_anchors(
-        self, storage_connection: str, table_name: str, raw: TableClient
+        self, storage_connection: str, table_name: str, raw_table: TableClient
     ) -> None:
         store = TableAuditLog(storage_connection, table_name, LocalCheckpointSigner(), checkpoint_every=2)
         for outcome in OUTCOMES:
             store.append(make_record(outcome))
-        for entity in raw.query_entities("PartitionKey eq 'checkpoint'"):
-            raw.delete_entity(entity)
+        for entity in raw_table.query_entities("PartitionKey eq 'checkpoint'"):
+            raw_table.delete_entity(entity)
 
         report = store.verify()
 
@@ -451,7 +450,7 @@ class TestReads:
         store: TableAuditLog,
         storage_connection: str,
         table_name: str,
-        raw: TableClient,
+        raw_table: TableClient,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         from fastapi.testclient import TestClient
@@ -470,7 +469,7 @@ class TestReads:
         not_ascii = client.get("/api/audit/%C2%B3")  # "³": isdigit() but not a number int() takes
         bad = client.get("/api/audit", params={"since": "yesterday"})
         verified = client.get("/api/audit/verify")
-        raw.delete_entity(RECORDS, seq_key(3))
+        raw_table.delete_entity(RECORDS, seq_key(3))
         broken = client.get("/api/audit/verify")
 
         assert listed.status_code == 200
