@@ -10,34 +10,27 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from rotation.adapters.azure_errors import NotFound
 from rotation.adapters.resource_graph import references_in
 from rotation.domain.model import KeyRef
 from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
 from rotation.errors import InputError, VerificationFailed
-from tests.fakes.arm import SUBSCRIPTION
+from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, arm_id_of, read
 from tests.fakes.faults import Faults
 
 
-def _rid(provider: str, name: str, subscription: str = SUBSCRIPTION) -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/rg/providers/{provider}/{name}"
-
-
-class FakeContainerRegistries:
+class FakeContainerRegistries(FakeConsumerProvider):
     """Implements ``rotation.ports.ContainerRegistries``. Versionless registries adopt on ``auto_rotate``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.registries: dict[str, RegistryKey] = {}
-        self.refuse_versions: set[str] = set()
-        self.writes: list[tuple[str, str]] = []
-        self.faults = Faults()
 
     def add(self, name: str, key: KeyRef, version: str | None, *, in_use: str | None = None) -> RegistryKey:
         """A registry pinned to ``version``, or versionless (None) using ``in_use``."""
         identifier = key.version_uri(version) if version else key.uri
         used = version or in_use
         registry = RegistryKey(
-            _rid("Microsoft.ContainerRegistry/registries", name),
+            arm_id_of("Microsoft.ContainerRegistry/registries", name),
             name,
             identifier,
             key.version_uri(used) if used else None,
@@ -54,10 +47,7 @@ class FakeContainerRegistries:
 
     def get_registry(self, registry_id: str) -> RegistryKey:
         self.faults.check("get_registry")
-        registry = self.registries.get(registry_id.lower())
-        if registry is None:
-            raise NotFound(f"could not read container registry {registry_id.rsplit('/', 1)[-1]}: not found")
-        return registry
+        return read(self.registries, registry_id, "container registry")
 
     def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
         self.faults.check("set_key_identifier")
@@ -72,18 +62,21 @@ class FakeContainerRegistries:
         return updated
 
 
-class FakeDiskEncryptionSets:
+class FakeDiskEncryptionSets(FakeConsumerProvider):
     """Implements ``rotation.ports.DiskEncryptionSets``. Sets with auto rotation adopt on ``auto_rotate``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sets: dict[str, DiskEncryptionSetKey] = {}
-        self.refuse_versions: set[str] = set()
-        self.writes: list[tuple[str, str]] = []
-        self.faults = Faults()
 
     def add(self, name: str, key: KeyRef, version: str, *, auto_rotation: bool = False) -> DiskEncryptionSetKey:
         des = DiskEncryptionSetKey(
-            _rid("Microsoft.Compute/diskEncryptionSets", name), name, key.version_uri(version), None, (), auto_rotation
+            arm_id_of("Microsoft.Compute/diskEncryptionSets", name),
+            name,
+            key.version_uri(version),
+            None,
+            (),
+            auto_rotation,
         )
         self.sets[des.set_id.lower()] = des
         return des
@@ -96,10 +89,7 @@ class FakeDiskEncryptionSets:
 
     def get_set(self, set_id: str) -> DiskEncryptionSetKey:
         self.faults.check("get_set")
-        des = self.sets.get(set_id.lower())
-        if des is None:
-            raise NotFound(f"could not read disk encryption set {set_id.rsplit('/', 1)[-1]}: not found")
-        return des
+        return read(self.sets, set_id, "disk encryption set")
 
     def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
         self.faults.check("set_active_key")
@@ -131,7 +121,7 @@ class FakeKeyReferences:
         self, resource_type: str, name: str, properties: dict[str, Any], *, subscription: str = SUBSCRIPTION
     ) -> str:
         """A resource of any type whose ``properties`` may name a key; returns its id."""
-        resource_id = _rid(resource_type, name, subscription)
+        resource_id = arm_id_of(resource_type, name, subscription)
         self.resources[resource_id.lower()] = {
             "id": resource_id,
             "type": resource_type.lower(),
