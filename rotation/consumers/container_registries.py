@@ -16,7 +16,6 @@ from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
 from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
-from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
 from rotation.domain.references import RegistryKey
 
@@ -34,7 +33,7 @@ def _reading(registry: RegistryKey, key: KeyRef) -> Reading:
     )
 
 
-class ContainerRegistryUnit(PinnedOrSelfRotating):
+class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
     """Implements ``ConsumerUnit[RegistryKey]``."""
 
     kind: str = KIND
@@ -44,6 +43,7 @@ class ContainerRegistryUnit(PinnedOrSelfRotating):
     set_action = "set_registry_key"
     rollback_action = "rollback_registry_key"
     property_label = "keyIdentifier"
+    follows_detail = "versionless, rotates by itself within the hour"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_registries": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[RegistryKey]:
@@ -52,26 +52,9 @@ class ContainerRegistryUnit(PinnedOrSelfRotating):
     def uses_key(self, item: RegistryKey, key: KeyRef) -> bool:
         return version_of(item.key_identifier, key.uri) is not None
 
-    def plan(self, items: Sequence[RegistryKey], context: PlanContext) -> UnitPlan:
-        key, target = context.key, context.target
-        consumers: list[Consumer] = []
-        changes: list[ConsumerChange] = []
-        for registry in sorted(items, key=lambda r: r.registry_id.lower()):
-            reading = _reading(registry, key)
-            pinned = reading.configured or None
-            consumers.append(Consumer(self.kind, registry.registry_id, registry.name, pinned, reading.in_use))
-            if pinned is None:
-                detail = (
-                    f"{registry.name}: versionless, rotates by itself within the hour (in use: "
-                    f"{reading.in_use or 'unknown'}); tracked until it adopts"
-                )
-                changes.append(
-                    ConsumerChange(self.kind, registry.registry_id, VERSIONLESS, VERSIONLESS, "tracking", detail)
-                )
-            else:
-                detail = f"{registry.name}: keyIdentifier {pinned} -> {target or 'the new version'}"
-                changes.append(ConsumerChange(self.kind, registry.registry_id, pinned, target, "planned", detail))
-        return UnitPlan(tuple(consumers), tuple(changes))
+    def consumer(self, item: RegistryKey, key: KeyRef) -> Consumer:
+        reading = _reading(item, key)
+        return Consumer(self.kind, item.registry_id, item.name, reading.configured or None, reading.in_use)
 
     def references_to(self, items: Sequence[RegistryKey], key: KeyRef, version: str) -> tuple[str, ...]:
         found: list[str] = []

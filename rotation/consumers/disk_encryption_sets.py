@@ -16,7 +16,6 @@ from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
 from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
-from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
 from rotation.domain.references import DiskEncryptionSetKey
 
@@ -39,7 +38,7 @@ def _reading(des: DiskEncryptionSetKey, key: KeyRef) -> Reading:
     return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
 
 
-class DiskEncryptionSetUnit(PinnedOrSelfRotating):
+class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
     """Implements ``ConsumerUnit[DiskEncryptionSetKey]``."""
 
     kind: str = KIND
@@ -49,6 +48,7 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating):
     set_action = "set_disk_encryption_set_key"
     rollback_action = "rollback_disk_encryption_set_key"
     property_label = "activeKey"
+    follows_detail = "follows the latest version by itself"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_disk_encryption_sets": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DiskEncryptionSetKey]:
@@ -57,30 +57,14 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating):
     def uses_key(self, item: DiskEncryptionSetKey, key: KeyRef) -> bool:
         return bool(versions_in_use(item, key))
 
-    def plan(self, items: Sequence[DiskEncryptionSetKey], context: PlanContext) -> UnitPlan:
-        key, target = context.key, context.target
-        consumers: list[Consumer] = []
-        changes: list[ConsumerChange] = []
-        for des in sorted(items, key=lambda d: d.set_id.lower()):
-            active = version_of(des.key_url, key.uri) or None
-            in_use = ", ".join(versions_in_use(des, key))
-            consumers.append(
-                Consumer(
-                    self.kind,
-                    des.set_id,
-                    des.name,
-                    None if des.auto_rotation else active,
-                    in_use or None,
-                    des.identity_principal_id,
-                )
-            )
-            if des.auto_rotation:
-                detail = f"{des.name}: follows the latest version by itself (in use: {in_use}); tracked until it adopts"
-                changes.append(ConsumerChange(self.kind, des.set_id, VERSIONLESS, VERSIONLESS, "tracking", detail))
-            else:
-                detail = f"{des.name}: activeKey {active} -> {target or 'the new version'}"
-                changes.append(ConsumerChange(self.kind, des.set_id, active, target, "planned", detail))
-        return UnitPlan(tuple(consumers), tuple(changes))
+    def consumer(self, item: DiskEncryptionSetKey, key: KeyRef) -> Consumer:
+        active = version_of(item.key_url, key.uri) or None
+        in_use = ", ".join(versions_in_use(item, key)) or None
+        pinned = None if item.auto_rotation else active
+        return Consumer(self.kind, item.set_id, item.name, pinned, in_use, item.identity_principal_id)
+
+    def follows_key(self, item: DiskEncryptionSetKey, consumer: Consumer) -> bool:
+        return item.auto_rotation
 
     def references_to(self, items: Sequence[DiskEncryptionSetKey], key: KeyRef, version: str) -> tuple[str, ...]:
         found: list[str] = []

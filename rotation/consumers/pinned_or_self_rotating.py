@@ -1,17 +1,20 @@
 """The life of a consumer that is either pinned to a key version or follows the key's newest version.
 
-Storage accounts, container registries and disk encryption sets behave alike once planned: a pinned
-one is re-pointed (read, write journalled, read back) and rolled back; one that follows the key by
-itself is tracked until it reports the new version in use, and blocks retirement until then.
+Storage accounts, container registries and disk encryption sets behave alike: a pinned one is planned
+to move to the new version, re-pointed (read, write journalled, read back) and rolled back; one that
+follows the key by itself is planned as tracked, tracked until it reports the new version in use,
+and blocks retirement until then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Generic
 
 from rotation.consumers.base import (
     ConsumerRun,
+    Item,
     Reading,
     Settled,
     UnitPorts,
@@ -20,16 +23,16 @@ from rotation.consumers.base import (
     track_adoption,
     would_repoint,
 )
-from rotation.domain.model import ConsumerChange, KeyRef
-from rotation.domain.plan import VERSIONLESS
+from rotation.domain.model import Consumer, ConsumerChange, KeyRef
+from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 
 
-class PinnedOrSelfRotating:
-    """Re-point, roll back, track and retire for a kind whose consumers are pinned or follow the key.
+class PinnedOrSelfRotating(Generic[Item]):
+    """Plan, re-point, roll back, track and retire for a kind whose consumers are pinned or follow the key.
 
     A subclass names its journal actions, the property it changes and how its self-rotating consumers
-    are described, and implements ``read_back`` (``configured`` ``""`` when the consumer follows the
-    newest version) and ``set_version`` (the write).
+    are described, and implements ``consumer`` (an item as the plan lists it), ``read_back``
+    (``configured`` ``""`` when the consumer follows the newest version) and ``set_version`` (the write).
     """
 
     kind: str
@@ -41,6 +44,31 @@ class PinnedOrSelfRotating:
     self_rotating_noun: str = "self-rotating"
     #: The recorded detail when a consumer planned as pinned turns out to follow the key by itself.
     found_self_rotating: str = "follows the newest version; tracked"
+    #: How a consumer follows the key by itself, in its planned change ("versionless").
+    follows_detail: str
+
+    def consumer(self, item: Item, key: KeyRef) -> Consumer:
+        """``item`` as a consumer of ``key``: the version it is pinned to and the version it uses."""
+        raise NotImplementedError
+
+    def follows_key(self, item: Item, consumer: Consumer) -> bool:
+        """Whether ``item`` moves to the key's newest version by itself (tracked, not re-pointed): by
+        default when it is pinned to no version of the key."""
+        return consumer.pinned_version is None
+
+    def plan(self, items: Sequence[Item], context: PlanContext) -> UnitPlan:
+        planned = sorted(((self.consumer(i, context.key), i) for i in items), key=lambda p: p[0].resource_id.lower())
+        changes = (self._planned_change(c, self.follows_key(i, c), context.target) for c, i in planned)
+        return UnitPlan(tuple(c for c, _ in planned), tuple(changes))
+
+    def _planned_change(self, consumer: Consumer, follows: bool, target: str | None) -> ConsumerChange:
+        name, pinned = consumer.name, consumer.pinned_version
+        if follows:
+            in_use = consumer.version_in_use or "unknown"
+            detail = f"{name}: {self.follows_detail} (in use: {in_use}); tracked until it adopts"
+            return ConsumerChange(self.kind, consumer.resource_id, VERSIONLESS, VERSIONLESS, "tracking", detail)
+        detail = f"{name}: {self.property_label} {pinned} -> {target or 'the new version'}"
+        return ConsumerChange(self.kind, consumer.resource_id, pinned, target, "planned", detail)
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         raise NotImplementedError

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from rotation.consumers.base import ConsumerRun, Reading, UnitPorts, in_subscriptions
 from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, KeyRef, StorageAccountKey
-from rotation.domain.plan import VERSIONLESS, PlanContext, UnitPlan
 from rotation.domain.policy import version_of
 
 READ = "Microsoft.Storage/storageAccounts/read"
@@ -29,7 +28,7 @@ def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
     return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
 
 
-class StorageAccountUnit(PinnedOrSelfRotating):
+class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
     """Implements ``ConsumerUnit[StorageAccountKey]``."""
 
     kind: str = ConsumerKind.STORAGE_ACCOUNT
@@ -40,6 +39,7 @@ class StorageAccountUnit(PinnedOrSelfRotating):
     rollback_action = "rollback_storage"
     property_label = "keyversion"
     self_rotating_noun = "versionless"
+    follows_detail = "versionless"
     found_self_rotating = "became versionless; tracked"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_storage": (READ, WRITE)}
 
@@ -49,45 +49,17 @@ class StorageAccountUnit(PinnedOrSelfRotating):
     def uses_key(self, item: StorageAccountKey, key: KeyRef) -> bool:
         return uses_key(item, key)
 
-    def plan(self, items: Sequence[StorageAccountKey], context: PlanContext) -> UnitPlan:
-        key, target = context.key, context.target
-        consumers: list[Consumer] = []
-        changes: list[ConsumerChange] = []
-        for account in sorted(items, key=lambda a: a.account_id.lower()):
-            in_use = version_of(account.current_versioned_key_id, key.uri) or None
-            consumers.append(
-                Consumer(
-                    self.kind,
-                    account.account_id,
-                    account.name,
-                    None if account.versionless else account.key_version,
-                    in_use if account.versionless else account.key_version,
-                    account.identity_principal_id,
-                )
-            )
-            if account.versionless:
-                changes.append(
-                    ConsumerChange(
-                        self.kind,
-                        account.account_id,
-                        VERSIONLESS,
-                        VERSIONLESS,
-                        "tracking",
-                        f"{account.name}: versionless (in use: {in_use or 'unknown'}); tracked until it adopts",
-                    )
-                )
-            else:
-                changes.append(
-                    ConsumerChange(
-                        self.kind,
-                        account.account_id,
-                        account.key_version,
-                        target,
-                        "planned",
-                        f"{account.name}: keyversion {account.key_version} -> {target or 'the new version'}",
-                    )
-                )
-        return UnitPlan(tuple(consumers), tuple(changes))
+    def consumer(self, item: StorageAccountKey, key: KeyRef) -> Consumer:
+        in_use = version_of(item.current_versioned_key_id, key.uri) or None
+        pinned = None if item.versionless else item.key_version
+        return Consumer(
+            self.kind,
+            item.account_id,
+            item.name,
+            pinned,
+            in_use if item.versionless else pinned,
+            item.identity_principal_id,
+        )
 
     def references_to(self, items: Sequence[StorageAccountKey], key: KeyRef, version: str) -> tuple[str, ...]:
         found: list[str] = []
