@@ -15,6 +15,7 @@ from rotation.domain.model import ConsumerKind, KeyRef, KeyVaultEvent, RotationS
 from rotation.domain.steps import ROTATION_TAG
 from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
 from rotation.service import (
+    RotationView,
     get_rotation,
     handle_key_event,
     list_rotations,
@@ -42,6 +43,19 @@ def consumers_on(estate: Estate, version: str) -> dict[str, bool]:
         if f"/keys/{KEY.name}/" in ws.key_identifier:
             result[ws.name] = ws.key_identifier.endswith("/" + version)
     return result
+
+
+def assert_stopped_before_any_change(
+    estate: Estate, view: RotationView, old: str, *, status: RotationStatus, naming: str, audited: str
+) -> None:
+    """The rotation stopped with ``status``, its error naming ``naming``; the key has no new version, every
+    consumer is still on ``old``, and the one audit record says ``audited``."""
+    assert view.status == status
+    assert view.error is not None
+    assert naming in view.error["message"]
+    assert len(estate.keys.all_versions(KEY)) == 1
+    assert all(consumers_on(estate, old).values())
+    assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == [audited]
 
 
 class TestRotation:
@@ -94,12 +108,9 @@ class TestRotation:
 
         view = start_rotation(estate.deps(), KEY.uri, CLI)
 
-        assert view.status == RotationStatus.REFUSED
-        assert view.error is not None
-        assert "purge protection" in view.error["message"]
-        assert len(estate.keys.all_versions(KEY)) == 1
-        assert all(consumers_on(estate, old).values())
-        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["refused"]
+        assert_stopped_before_any_change(
+            estate, view, old, status=RotationStatus.REFUSED, naming="purge protection", audited="refused"
+        )
 
 
 class TestDryRun:
@@ -593,12 +604,9 @@ class TestGuard:
 
         result = run_rotation(estate.deps(), view.rotation_id)
 
-        assert result.status == RotationStatus.NEEDS_HUMAN
-        assert result.error is not None
-        assert "out of order" in result.error["message"]
-        assert len(estate.keys.all_versions(KEY)) == 1
-        assert all(consumers_on(estate, old).values())
-        assert [r.outcome for r in estate.audit.for_rotation(view.rotation_id)] == ["needs_human"]
+        assert_stopped_before_any_change(
+            estate, result, old, status=RotationStatus.NEEDS_HUMAN, naming="out of order", audited="needs_human"
+        )
 
 
 class TestStuckRetirement:
