@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,10 +26,42 @@ from tests.integration.vaults import new_vault
 PRINCIPAL = "rewrap-tests"
 
 
+@dataclass
+class Vault:
+    """A fresh vault in the Key Vault emulator: its admin client and name, a key client acting as PRINCIPAL,
+    and the CA bundle that trusts it."""
+
+    admin: KeyVaultAdmin
+    name: str
+    keys: KeyClient
+    ca: str
+
+    def blobs_then_new_version(
+        self,
+        container: ContainerClient,
+        payloads: Mapping[str, bytes],
+        protocol_of: Callable[[str], str] = lambda _name: "2.0",
+    ) -> tuple[KeyVaultKey, KeyVaultKey, KeyRef]:
+        """A version of ``cmk`` wraps ``payloads`` (the SDK's client-side encryption, the protocol by blob
+        name), then the next version is made: (old, new, the key)."""
+        old = self.keys.create_rsa_key("cmk", size=2048)
+        for name, data in payloads.items():
+            writer = encrypted_client(container, VaultKek(str(old.id), self.ca, PRINCIPAL), protocol_of(name))
+            writer.upload_blob(name, data)
+        new = self.keys.create_rsa_key("cmk", size=2048)
+        key, _ = KeyRef.parse(str(new.id))
+        return old, new, key
+
+    def reader_knowing_only(self, version: KeyVaultKey, container: ContainerClient) -> ContainerClient:
+        """The container read through client-side decryption that resolves ``version`` and nothing else."""
+        kek = VaultKek(str(version.id), self.ca, PRINCIPAL)
+        return decrypting_client(container, lambda kid: kek if kid == kek.kid else None)
+
+
 @pytest.fixture
-def vault(local_azure: dict[str, Any]) -> Iterator[tuple[KeyVaultAdmin, dict[str, Any], KeyClient]]:
+def vault(local_azure: dict[str, Any]) -> Iterator[Vault]:
     admin, created, client = new_vault(local_azure, "rw", PRINCIPAL)
-    yield admin, created, client
+    yield Vault(admin, created["name"], client, local_azure["ca_bundle"])
     admin.clear_faults()
     client.close()
 
@@ -52,29 +85,6 @@ def data_keys(local_azure: dict[str, Any], key: KeyRef, container: ContainerClie
     )
 
 
-def blobs_then_new_version(
-    keys: KeyClient,
-    container: ContainerClient,
-    ca: str,
-    payloads: Mapping[str, bytes],
-    protocol_of: Callable[[str], str] = lambda _name: "2.0",
-) -> tuple[KeyVaultKey, KeyVaultKey, KeyRef]:
-    """A version of ``cmk`` wraps ``payloads`` (the SDK's client-side encryption, the protocol by blob name),
-    then the next version is made: (old, new, the key)."""
-    old = keys.create_rsa_key("cmk", size=2048)
-    for name, data in payloads.items():
-        encrypted_client(container, VaultKek(str(old.id), ca, PRINCIPAL), protocol_of(name)).upload_blob(name, data)
-    new = keys.create_rsa_key("cmk", size=2048)
-    key, _ = KeyRef.parse(str(new.id))
-    return old, new, key
-
-
-def reader_knowing_only(version: KeyVaultKey, container: ContainerClient, ca: str) -> ContainerClient:
-    """The container read through client-side decryption that can resolve ``version`` and nothing else."""
-    kek = VaultKek(str(version.id), ca, PRINCIPAL)
-    return decrypting_client(container, lambda kid: kek if kid == kek.kid else None)
-
-
 @pytest.mark.filterwarnings("ignore:This client has been configured to use encryption with version 1.0")
 class TestRewrapWithKeyVault:
     """Protocol 1.0 and 2.0 blobs written under the old version decrypt with only the new version after the
@@ -84,32 +94,30 @@ class TestRewrapWithKeyVault:
     def test_rewrap_then_disable_the_old_version(
         self,
         local_azure: dict[str, Any],
-        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        vault: Vault,
         container: ContainerClient,
     ) -> None:
-        admin, created, keys = vault
-        ca = local_azure["ca_bundle"]
         payloads = {f"p{protocol}-{i}": os.urandom(3000 + i) for protocol in ("1.0", "2.0") for i in range(4)}
-        old, new, key = blobs_then_new_version(keys, container, ca, payloads, lambda name: name[1:4])
-        admin.reset_counters()
+        old, new, key = vault.blobs_then_new_version(container, payloads, lambda name: name[1:4])
+        vault.admin.reset_counters()
         adapter = data_keys(local_azure, key, container)
 
         adapter.begin_rewrap("rot-kv", key, str(new.properties.version), [location_of(container)])
         done, summary = adapter.rewrap_progress("rot-kv")
-        counters = admin.counters().get(created["name"], {})
-        probe = VaultKek(str(old.id), ca, PRINCIPAL).wrap_key(os.urandom(32))
-        keys.update_key_properties("cmk", str(old.properties.version), enabled=False)
+        counters = vault.admin.counters().get(vault.name, {})
+        probe = VaultKek(str(old.id), vault.ca, PRINCIPAL).wrap_key(os.urandom(32))
+        vault.keys.update_key_properties("cmk", str(old.properties.version), enabled=False)
 
         assert done is True
         assert summary.rewrapped == 8
         assert counters.get("unwrapKey") == 8
         assert counters.get("wrapKey", 0) == 0
         assert counters.get("getKey") == 2  # the new version's public key, and the old version's client once
-        reader = reader_knowing_only(new, container, ca)
+        reader = vault.reader_knowing_only(new, container)
         for name, data in payloads.items():
             assert reader.download_blob(name).readall() == data
         with pytest.raises(HttpResponseError):  # the old version really is disabled
-            VaultKek(str(old.id), ca, PRINCIPAL).unwrap_key(probe, "RSA-OAEP-256")
+            VaultKek(str(old.id), vault.ca, PRINCIPAL).unwrap_key(probe, "RSA-OAEP-256")
         adapter.close()
 
 
@@ -120,13 +128,11 @@ class TestThrottledVault:
     def test_throttling_is_absorbed(
         self,
         local_azure: dict[str, Any],
-        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        vault: Vault,
         container: ContainerClient,
     ) -> None:
-        admin, created, keys = vault
-        ca = local_azure["ca_bundle"]
-        _, new, key = blobs_then_new_version(keys, container, ca, {f"t{i:02d}": b"t%d" % i for i in range(30)})
-        admin.set_faults(
+        _, new, key = vault.blobs_then_new_version(container, {f"t{i:02d}": b"t%d" % i for i in range(30)})
+        vault.admin.set_faults(
             {"rate": 0.3, "kind": "status", "status": 429, "retry_after": 0, "operations": ["unwrapKey"], "count": 12}
         )
         limiter = AdaptiveLimiter(8)
@@ -139,7 +145,7 @@ class TestThrottledVault:
         assert summary.rewrapped == 30
         assert summary.failed == ()
         assert limiter.stats().throttled > 0
-        assert admin.counters()[created["name"]].get("unwrapKey") == 30
+        assert vault.admin.counters()[vault.name].get("unwrapKey") == 30
         adapter.close()
 
 
@@ -150,7 +156,7 @@ class TestQueueTrigger:
     def test_worker_function_drives_the_queue(
         self,
         local_azure: dict[str, Any],
-        vault: tuple[KeyVaultAdmin, dict[str, Any], KeyClient],
+        vault: Vault,
         container: ContainerClient,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
@@ -161,9 +167,8 @@ class TestQueueTrigger:
         from rotation.settings import load_settings
         from tests.functions_host import invoke
 
-        _admin, _created, keys = vault
-        ca = local_azure["ca_bundle"]
-        _, new, key = blobs_then_new_version(keys, container, ca, {f"w{i}": b"w%d" % i for i in range(7)})
+        ca = vault.ca
+        _, new, key = vault.blobs_then_new_version(container, {f"w{i}": b"w%d" % i for i in range(7)})
         queue_name = f"rewrap-{uuid.uuid4().hex[:8]}"
         env = {
             "AzureWebJobsStorage": local_azure["storage"]["connection_string"],
@@ -198,6 +203,6 @@ class TestQueueTrigger:
         assert invocations == 3
         assert done is True
         assert summary.rewrapped == 7
-        reader = reader_knowing_only(new, container, ca)
+        reader = vault.reader_knowing_only(new, container)
         assert [reader.download_blob(f"w{i}").readall() for i in range(7)] == [b"w%d" % i for i in range(7)]
         starter.close()
