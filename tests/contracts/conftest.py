@@ -7,7 +7,8 @@ against Azurite and the emulators, via ``local_azure``), so ``-m unit`` still ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -17,6 +18,21 @@ if TYPE_CHECKING:
 FAKE = pytest.param("fake", marks=pytest.mark.unit, id="fake")
 REAL = pytest.param("real", marks=pytest.mark.integration, id="real")
 BOTH = (FAKE, REAL)
+
+SubjectT = TypeVar("SubjectT")
+
+
+def fake_or_real(
+    request: pytest.FixtureRequest,
+    fake: Callable[[], SubjectT],
+    real: Callable[[dict[str, Any]], Iterator[SubjectT]],
+) -> Iterator[SubjectT]:
+    """The subject for the fixture's param: ``fake()``, or ``real(local_azure)`` (a generator: what follows
+    its ``yield`` tears the real one down after the test)."""
+    if request.param == "fake":
+        yield fake()
+    else:
+        yield from real(request.getfixturevalue("local_azure"))
 
 
 @pytest.fixture(params=BOTH)

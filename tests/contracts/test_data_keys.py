@@ -22,7 +22,7 @@ import pytest
 from rotation.domain.model import KeyRef, RewrapSummary
 from rotation.ports import DataKeys
 from rotation.settings import DataLocation
-from tests.contracts.conftest import BOTH
+from tests.contracts.conftest import BOTH, fake_or_real
 
 PRINCIPAL = "contract-tests"
 
@@ -46,10 +46,7 @@ class Blobs:
 
 @pytest.fixture(params=BOTH)
 def blobs(request: pytest.FixtureRequest) -> Iterator[Blobs]:
-    if request.param == "fake":
-        yield fake_blobs()
-    else:
-        yield from real_blobs(request.getfixturevalue("local_azure"))
+    yield from fake_or_real(request, fake_blobs, real_blobs)
 
 
 def fake_blobs() -> Blobs:

@@ -20,7 +20,7 @@ import pytest
 from rotation.domain.model import KeyRef, RotationPolicy
 from rotation.errors import PreconditionFailed
 from rotation.ports import KeyStore
-from tests.contracts.conftest import BOTH
+from tests.contracts.conftest import BOTH, fake_or_real
 
 PRINCIPAL = "contract-tests"
 WRAP_OPS = ("wrapKey", "unwrapKey")
@@ -42,10 +42,7 @@ class Vault:
 
 @pytest.fixture(params=BOTH)
 def vault(request: pytest.FixtureRequest) -> Iterator[Vault]:
-    if request.param == "fake":
-        yield fake_vault()
-    else:
-        yield from real_vault(request.getfixturevalue("local_azure"))
+    yield from fake_or_real(request, fake_vault, real_vault)
 
 
 def fake_vault() -> Vault:
