@@ -11,19 +11,17 @@ from azure.storage.queue import QueueClient
 from rotation.errors import PermissionDenied
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.queue import drain
-from tests.integration.rewrap_helpers import LocalKeyRing
+from tests.integration.rewrap_helpers import LocalKeyRing, location_of
 from tests.integration.test_rewrap_blobs import (
     KEY,
     adapter,
-    container,
-    location_of,
     ring,
     settings_for,
     upload,
     work_queues,
 )
 
-__all__ = ["container", "ring"]  # fixtures
+__all__ = ["ring"]  # the fixture (``container`` is the shared one in tests/conftest.py)
 
 
 class Outage:
