@@ -23,6 +23,7 @@ from rotation.domain.model import (
     VaultProperties,
     WorkspaceKey,
 )
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
 from rotation.domain.steps import RotationState
 from rotation.settings import DataLocation
@@ -115,6 +116,24 @@ class Workspaces(Protocol):
         """PATCH encryption.keyVaultProperties.keyIdentifier, a long-running operation polled to the end.
 
         workspaces/write. Safe to repeat (absolute value).
+        """
+        ...
+
+    def begin_key_identifier(self, workspace_id: str, key_identifier: str) -> Operation | None:
+        """Send the same PATCH and return the operation ARM accepted (polling URL, ``Retry-After``), or None
+        when ARM answered it at once. workspaces/write. Not to be repeated while its operation runs: poll it.
+
+        Raises:
+            VerificationFailed: ARM refused the key (the workspace keeps its key).
+        """
+        ...
+
+    def poll_key_update(self, workspace_id: str, operation: Operation) -> OperationPoll:
+        """One poll of an accepted update. workspaces operation-status read. Safe to repeat.
+
+        Raises:
+            VerificationFailed: the operation ended ``Failed`` (the workspace keeps its key).
+            TransientError: it ended ``Canceled``, or the poll failed in a way that may pass.
         """
         ...
 

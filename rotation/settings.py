@@ -22,6 +22,13 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 #: The queue a started rotation is handed to in Azure; fixed, because the ``run_rotation`` binding names it.
 RUN_QUEUE = "rotation-run"
 DEFAULT_REWRAP_QUEUE = "rotation-rewrap"  # also the rewrap_worker binding when ROTATION_REWRAP_QUEUE is unset
+#: host.json's ``functionTimeout`` (tests/unit/test_settings.py holds the two together).
+FUNCTION_TIMEOUT_SECONDS = 1800
+#: How long one invocation of ``run_rotation`` polls long-running operations before it hands the rest to a
+#: continuation: five minutes under ``functionTimeout``, for the journal writes, the re-enqueue and a slow poll.
+DEFAULT_INVOCATION_BUDGET_SECONDS = 1500.0
+#: The most the budget may be: a minute under ``functionTimeout``.
+MAX_INVOCATION_BUDGET_SECONDS = FUNCTION_TIMEOUT_SECONDS - 60
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class Settings:
     retry_max_attempts: int = 10
     rewrap_wait_hours: float = 72.0
     repoint_concurrency: int = 8
+    #: Seconds one Function invocation may spend on a rotation before pausing long-running operations still
+    #: in flight and re-enqueueing its continuation (``ROTATION_INVOCATION_BUDGET_SECONDS``).
+    invocation_budget_seconds: float = DEFAULT_INVOCATION_BUDGET_SECONDS
 
 
 # New wraps use RSA-OAEP-256 only: RSA1_5 (PKCS#1 v1.5) and RSA-OAEP (SHA-1) are "[Not recommended]" in
@@ -339,6 +349,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["rewrap_concurrency"] = _whole("ROTATION_REWRAP_CONCURRENCY", raw, 256)
     if (raw := get("ROTATION_REPOINT_CONCURRENCY")) is not None:
         values["repoint_concurrency"] = _whole("ROTATION_REPOINT_CONCURRENCY", raw, 64)
+    if (raw := get("ROTATION_INVOCATION_BUDGET_SECONDS")) is not None:
+        expected = (
+            f"a number of seconds from 1 to {MAX_INVOCATION_BUDGET_SECONDS} (a minute under functionTimeout; "
+            f"default {DEFAULT_INVOCATION_BUDGET_SECONDS:.0f})"
+        )
+        budget = _number("ROTATION_INVOCATION_BUDGET_SECONDS", raw, expected, 1)
+        if budget > MAX_INVOCATION_BUDGET_SECONDS:
+            raise SettingsError("ROTATION_INVOCATION_BUDGET_SECONDS", f"{raw!r} is out of range", expected)
+        values["invocation_budget_seconds"] = budget
 
     for setting, attr, expected, minimum in (
         ("ROTATION_RETRY_BACKOFF_MINUTES", "retry_backoff_minutes", "a number of minutes, 0 or more (default 15)", 0),

@@ -46,6 +46,7 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLo
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
+from rotation.adapters.arm_operations import accepted_operation, poll_once
 from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.adapters.arm_rest import json_object
 from rotation.adapters.azure_errors import (
@@ -55,6 +56,7 @@ from rotation.adapters.azure_errors import (
     response_body,
     translate,
 )
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.errors import (
     InputError,
     ProviderKeyVaultUnavailable,
@@ -74,6 +76,8 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "list_workspaces": frozenset({READ_ACTION}),
     # an update whose last poll carries no workspace is read back (READ_ACTION)
     "update_key_identifier": frozenset({WRITE_ACTION, POLL_ACTION, READ_ACTION}),
+    "begin_key_update": frozenset({WRITE_ACTION}),
+    "poll_key_update": frozenset({POLL_ACTION}),
 }
 
 #: Error codes with which a long-running operation may end ``Failed`` for a reason that may pass (ARM's own
@@ -199,16 +203,45 @@ class AmlWorkspaceClient:
         """Send the PATCH and return the poller (call ``.result()`` through :meth:`wait` to keep error translation)."""
         _check_workspace_id(workspace_id)
         _check_key_identifier(key_identifier)
-        body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key_identifier}}}}
-        request = HttpRequest(
-            "PATCH",
-            self._url(workspace_id),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            content=json.dumps(body),
-        )
+        request = self._key_request(workspace_id, key_identifier)
         initial = self._run(request, f"update workspace {workspace_id}", WRITE_ACTION)
         polling = ARMPolling(self._polling_interval)
         return LROPoller(self._client, initial, _deserialize, polling)
+
+    def begin_key_update(self, workspace_id: str, key_identifier: str) -> Operation | None:
+        """Send the PATCH; the long-running operation ARM accepted (its polling URL and ``Retry-After``), or
+        None when ARM answered with the final workspace. Nothing is polled here: see :meth:`poll_key_update`.
+
+        Not safe to repeat while its operation runs (a second PATCH is a second operation). Raises as
+        :meth:`update_key_identifier` does for the PATCH itself.
+        """
+        _check_workspace_id(workspace_id)
+        _check_key_identifier(key_identifier)
+        initial = self._run(
+            self._key_request(workspace_id, key_identifier), f"update workspace {workspace_id}", WRITE_ACTION
+        )
+        return accepted_operation(initial.http_response, self._polling_interval)
+
+    def poll_key_update(self, workspace_id: str, operation: Operation) -> OperationPoll:
+        """One poll of an accepted key update (the caller has checked ``operation.url``). Safe to repeat.
+
+        Raises:
+            VerificationFailed: the operation ended ``Failed``: the workspace keeps its key.
+            ProviderKeyVaultUnavailable: ML could not reach Key Vault to check the key (may pass).
+            TransientError: ended ``Canceled`` or failed with a transient code; throttled, 5xx, connection.
+            PermissionDenied: the caller lacks the operation-status read.
+        """
+        what = f"update workspace {workspace_id}"
+
+        def run(request: HttpRequest) -> PipelineResponse[HttpRequest, HttpResponse]:
+            return self._client._pipeline.run(request)
+
+        try:
+            return poll_once(run, operation, self._polling_interval)
+        except HttpResponseError as exc:
+            raise _operation_failure(exc, what) from None
+        except AzureError as exc:
+            raise _translate(exc, f"poll the update of workspace {workspace_id}", POLL_ACTION) from None
 
     def update_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceEncryption:
         """PATCH ``properties.encryption.keyVaultProperties.keyIdentifier`` and poll the LRO to completion.
@@ -246,6 +279,15 @@ class AmlWorkspaceClient:
         return result
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _key_request(self, workspace_id: str, key_identifier: str) -> HttpRequest:
+        body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key_identifier}}}}
+        return HttpRequest(
+            "PATCH",
+            self._url(workspace_id),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            content=json.dumps(body),
+        )
 
     def _url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("https://", "http://")):

@@ -35,6 +35,7 @@ from rotation.domain.model import (
     Trigger,
     TriggerKind,
 )
+from rotation.domain.operations import Operation
 from rotation.domain.steps import HISTORICAL_RUN_STEPS, Intent, RotationState
 from rotation.errors import JournalConflict, NeedsHuman, PreconditionFailed, RotationNotFound
 from rotation.logs import get_logger
@@ -137,13 +138,8 @@ def _decode_state(text: str) -> RotationState:
         if rewrap
         else None,
         error=(data["error"][0], data["error"][1]) if data.get("error") else None,
-        intent=Intent(intent["action"], intent["target"], intent.get("value", ""), _time(intent.get("recorded_at")))
-        if intent
-        else None,
-        in_flight=tuple(
-            Intent(i["action"], i["target"], i.get("value", ""), _time(i.get("recorded_at")))
-            for i in data.get("in_flight", [])
-        ),
+        intent=_intent(intent) if intent else None,
+        in_flight=tuple(_intent(i) for i in data.get("in_flight", [])),
         lease_owner=data.get("lease_owner"),
         lease_expires=_time(data.get("lease_expires")),
         history=tuple(data.get("history", [])),
@@ -152,6 +148,25 @@ def _decode_state(text: str) -> RotationState:
         attempt=int(data.get("attempt", 1)),
         retry_of=data.get("retry_of"),
     )
+
+
+def _intent(data: dict[str, Any]) -> Intent:
+    return Intent(
+        data["action"],
+        data["target"],
+        data.get("value", ""),
+        _time(data.get("recorded_at")),
+        _operation(data["operation"]) if data.get("operation") else None,
+    )
+
+
+def _operation(data: dict[str, Any]) -> Operation:
+    """A journalled polling URL, as stored: its shape only. Whether it may be polled is checked where it is
+    used (``polling_url_problem``, against the settings), never here."""
+    header = data["header"]
+    if header not in ("Azure-AsyncOperation", "Location") or not isinstance(data["url"], str):
+        raise MalformedJournalEntry("a journalled operation is malformed; it is not acted on")
+    return Operation(data["url"], header, float(data.get("retry_after_s", 1.0)), _time(data.get("accepted_at")))
 
 
 def _entity(state: RotationState) -> dict[str, Any]:

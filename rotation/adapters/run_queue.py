@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from rotation.settings import RUN_QUEUE
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 #: What enqueueing needs on AzureWebJobsStorage (named in the error when it is refused).
 ENQUEUE_ACTION = "Microsoft.Storage/storageAccounts/queueServices/queues/write"
+_MAX_VISIBILITY_DELAY_S = 7 * 24 * 3600
 
 
 class QueueDispatcher:
@@ -32,7 +34,9 @@ class QueueDispatcher:
         )
         self._created = False
 
-    def dispatch(self, rotation_id: str) -> None:
+    def dispatch(self, rotation_id: str, delay_seconds: float = 0.0) -> None:
+        """Enqueue the run; with ``delay_seconds`` the message stays invisible that long (at most 7 days, the
+        queue's limit on a visibility timeout)."""
         from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - see the module docstring
 
         from rotation.adapters.azure_errors import translated  # noqa: PLC0415 - see the module docstring
@@ -42,4 +46,5 @@ class QueueDispatcher:
                 with contextlib.suppress(ResourceExistsError):
                     self._client.create_queue()
                 self._created = True
-            self._client.send_message(json.dumps({"rotation_id": rotation_id}))
+            delay = max(0, min(math.ceil(delay_seconds), _MAX_VISIBILITY_DELAY_S))
+            self._client.send_message(json.dumps({"rotation_id": rotation_id}), visibility_timeout=delay or None)

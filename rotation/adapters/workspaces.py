@@ -11,15 +11,19 @@ headers (``arm_pacing``).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
 
 from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
 from rotation.adapters.arm_pacing import ArmPacer
 from rotation.domain.model import WorkspaceKey
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.errors import PermissionDenied, PreconditionFailed, VerificationFailed
 from rotation.retry import TRANSPORT_RETRY
+
+T = TypeVar("T")
 
 
 def _workspace(found: WorkspaceEncryption) -> WorkspaceKey:
@@ -62,11 +66,22 @@ class ArmWorkspaces:
         return _workspace(self._client.get_workspace(workspace_id))
 
     def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
-        try:
-            return _workspace(self._client.update_key_identifier(workspace_id, key_identifier))
-        except PermissionDenied:
-            raise
-        except PreconditionFailed as exc:
-            if "(400" in exc.message and "key" in exc.message.lower():
-                raise VerificationFailed(exc.message) from None
-            raise
+        return _workspace(_key_refusal(lambda: self._client.update_key_identifier(workspace_id, key_identifier)))
+
+    def begin_key_identifier(self, workspace_id: str, key_identifier: str) -> Operation | None:
+        return _key_refusal(lambda: self._client.begin_key_update(workspace_id, key_identifier))
+
+    def poll_key_update(self, workspace_id: str, operation: Operation) -> OperationPoll:
+        return self._client.poll_key_update(workspace_id, operation)
+
+
+def _key_refusal(call: Callable[[], T]) -> T:
+    """``call()``; ARM's refusal of a key the workspace cannot use (a 400 naming the key) is ``VerificationFailed``."""
+    try:
+        return call()
+    except PermissionDenied:
+        raise
+    except PreconditionFailed as exc:
+        if "(400" in exc.message and "key" in exc.message.lower():
+            raise VerificationFailed(exc.message) from None
+        raise

@@ -69,6 +69,8 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         journal=TableJournal(boot.host_storage, settings.journal_table),
         audit=open_audit_log(boot),
         dispatcher=dispatcher,
+        # In-process runs (CLI, local server) poll operations to the end; the queue trigger has a budget.
+        invocation_budget_seconds=None if inline else settings.invocation_budget_seconds,
     )
     return wire_inline(deps)
 

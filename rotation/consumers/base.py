@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from rotation.domain.model import ConsumerChange, KeyRef, RewrapSummary
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.plan import VERSIONLESS, ConsumerPlanner
 from rotation.domain.steps import RotationState
 from rotation.errors import VerificationFailed
@@ -26,6 +27,8 @@ from rotation.ports import (
 from rotation.settings import Settings
 
 Item = TypeVar("Item")
+#: A write as a long-running operation: ``begin(version)`` sends it, ``poll(operation)`` polls it once.
+LongRunning = tuple[Callable[[str], Operation | None], Callable[[Operation], OperationPoll]]
 
 
 class UnitPorts(Protocol):
@@ -100,6 +103,23 @@ class ConsumerRun(Protocol):
         In a dry run nothing is called or journalled and the answer is False. Safe to call from
         the per-consumer functions only; the executor owns every other journal write.
         """
+        ...
+
+    def write_long_running(
+        self,
+        action: str,
+        target: str,
+        value: str,
+        begin: Callable[[], Operation | None],
+        poll: Callable[[Operation], OperationPoll],
+    ) -> bool:
+        """``write`` for an ARM write ARM may accept as a long-running operation: ``begin()`` sends it (once:
+        its polling URL is journalled with the intent), ``poll`` polls it until done or until the
+        invocation's budget, when ``OperationPending`` is raised and a later invocation polls on."""
+        ...
+
+    def awaiting(self, target: str) -> bool:
+        """Whether an accepted operation on ``target`` is journalled: it is polled on, not sent again."""
         ...
 
 
@@ -177,6 +197,7 @@ def repoint_pinned(
     set_version: Callable[[str], object],
     mismatch: Callable[[Reading], str],
     detail: Callable[[Reading, str], str],
+    long_running: LongRunning | None = None,
 ) -> ConsumerChange:
     """The re-point of a consumer pinned to a version: read it, write if needed, read it back.
 
@@ -187,13 +208,22 @@ def repoint_pinned(
         set_version: the write, given the new version.
         mismatch: the log-safe reason when the read-back is not the new version.
         detail: the recorded detail of the moved consumer, given its reading and the new version.
+        long_running: the write as a long-running operation (begin, poll) instead of ``set_version``: its
+            polling URL is journalled, and an operation journalled by an earlier invocation is polled on
+            whatever the consumer reads back, never sent again. A poll that finds the operation gone (404)
+            ends the wait: the read-back below judges.
     """
     new = run.state.new_version
     reading = unit.read_back(run.ports, run.key, change)
     assert reading is not None
-    if new is None or reading.configured != new:
+    if new is None or reading.configured != new or run.awaiting(change.resource_id):
         target = new or "the new version"
-        if not run.write(action, change.resource_id, target, lambda: set_version(target)):
+        if long_running is not None:
+            begin, poll = long_running
+            acted = run.write_long_running(action, change.resource_id, target, lambda: begin(target), poll)
+        else:
+            acted = run.write(action, change.resource_id, target, lambda: set_version(target))
+        if not acted:
             return change  # a dry run: the planned change says what would be done
         reading = unit.read_back(run.ports, run.key, change)
         assert reading is not None

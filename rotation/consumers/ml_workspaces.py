@@ -1,7 +1,8 @@
 """Azure ML workspaces with customer-managed keys (``Microsoft.MachineLearningServices/workspaces``).
 
 A workspace names its key by ``keyIdentifier``; ``repoint_workspaces`` sets it to the new version
-(a long-running PATCH the adapter polls to the end). A versionless identifier is left as
+(a long-running PATCH whose polling URL is journalled, then polled, across invocations when it outlasts
+one: ``ConsumerRun.write_long_running``). A versionless identifier is left as
 configured. Azure ML only accepts keys in the vault the workspace was created with, which the plan
 checks up front.
 """
@@ -92,14 +93,20 @@ class MlWorkspaceUnit:
                 change, status="unchanged", after=VERSIONLESS, detail="versionless keyIdentifier; left as configured"
             )
         key = run.key
+        workspaces = run.ports.workspaces
+        workspace_id = change.resource_id
         return repoint_pinned(
             run,
             self,
             change,
             action="set_workspace_key",
-            set_version=lambda v: run.ports.workspaces.set_key_identifier(change.resource_id, key.version_uri(v)),
+            set_version=lambda v: workspaces.set_key_identifier(workspace_id, key.version_uri(v)),
             mismatch=lambda r: f"{r.name} reads back another key",
             detail=lambda r, new: f"{r.name}: keyIdentifier -> {new}",
+            long_running=(
+                lambda v: workspaces.begin_key_identifier(workspace_id, key.version_uri(v)),
+                lambda operation: workspaces.poll_key_update(workspace_id, operation),
+            ),
         )
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:

@@ -29,6 +29,7 @@ from rotation.domain.model import (
     StepRecord,
     Trigger,
 )
+from rotation.domain.operations import Operation
 from rotation.errors import NeedsHuman
 
 
@@ -81,6 +82,8 @@ class Intent:
     target: str
     value: str = ""
     recorded_at: datetime | None = None
+    #: The long-running operation ARM accepted for this write, while it runs (polled by a later invocation).
+    operation: Operation | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,20 @@ def without_in_flight(state: RotationState, target: str, now: datetime, outcome:
         history=(*state.history, line)[-60:],
         updated_at=now,
     )
+
+
+def with_operation(state: RotationState, target: str, operation: Operation, now: datetime) -> RotationState:
+    """Record the long-running operation ARM accepted for the in-flight write on ``target``."""
+    line = f"{now.isoformat()} accepted {target} (polling {operation.header})"
+    in_flight = tuple(
+        replace(i, operation=operation) if i.target.lower() == target.lower() else i for i in state.in_flight
+    )
+    return replace(state, in_flight=in_flight, history=(*state.history, line)[-60:], updated_at=now)
+
+
+def awaiting(state: RotationState, target: str) -> Intent | None:
+    """The in-flight write on ``target`` whose long-running operation was accepted, if any."""
+    return next((i for i in state.in_flight if i.target.lower() == target.lower() and i.operation is not None), None)
 
 
 def settled(state: RotationState, now: datetime) -> RotationState:

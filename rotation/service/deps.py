@@ -32,8 +32,9 @@ from rotation.settings import Settings
 
 
 class Dispatcher(Protocol):
-    def dispatch(self, rotation_id: str) -> None:
-        """Have ``run_rotation(rotation_id)`` run: now (inline) or from the ``rotation-run`` queue."""
+    def dispatch(self, rotation_id: str, delay_seconds: float = 0.0) -> None:
+        """Have ``run_rotation(rotation_id)`` run: now (inline) or from the ``rotation-run`` queue, where the
+        message becomes visible after ``delay_seconds`` (a continuation waits for the operations it polls)."""
         ...
 
 
@@ -52,9 +53,13 @@ class InlineDispatcher:
     def __init__(self, runner: Callable[[str], object] | None = None) -> None:
         self.runner = runner
         self.dispatched: list[str] = []
+        self.delays: list[float] = []
 
-    def dispatch(self, rotation_id: str) -> None:
+    def dispatch(self, rotation_id: str, delay_seconds: float = 0.0) -> None:
+        """Run it now (``delay_seconds`` is only recorded: in-process runs have no invocation budget, so they
+        never hand a continuation over)."""
         self.dispatched.append(rotation_id)
+        self.delays.append(delay_seconds)
         if self.runner is not None:
             self.runner(rotation_id)
 
@@ -90,3 +95,7 @@ class Dependencies:
     step_attempts: int = 5
     #: The consumer kinds this build rotates (``rotation.consumers``).
     consumers: ConsumerRegistry = REGISTRY
+    #: Seconds one ``run_rotation`` invocation polls long-running operations before it pauses and hands the
+    #: rest to a continuation (``ROTATION_INVOCATION_BUDGET_SECONDS`` in the Function app); None: poll them
+    #: to the end in this process (CLI, local server).
+    invocation_budget_seconds: float | None = None

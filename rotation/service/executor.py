@@ -24,16 +24,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 from rotation.consumers import AnyUnit, ConsumerRegistry
 from rotation.domain.model import AuditOutcome, ConsumerChange, RotationStatus
+from rotation.domain.operations import Operation, OperationPending, OperationPoll, polling_url_problem
 from rotation.domain.steps import (
     Intent,
     RotationState,
     Step,
+    awaiting,
     consumer,
     guard,
     next_step,
@@ -42,6 +44,7 @@ from rotation.domain.steps import (
     with_consumer,
     with_in_flight,
     with_intent,
+    with_operation,
     without_in_flight,
 )
 from rotation.errors import (
@@ -61,8 +64,9 @@ from rotation.service.queries import managed_key
 from rotation.service.views import RotationView
 
 _log = get_logger("rotation.workflow")
+T = TypeVar("T")
 
-StepResult = Literal["done", "waiting", "stop"]
+StepResult = Literal["done", "waiting", "stop", "paused"]
 StepBody = Callable[["Execution"], StepResult]
 
 
@@ -72,8 +76,10 @@ def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
     If another executor holds an unexpired claim on the rotation, returns its current view untouched.
     """
     state, etag = deps.journal.load(rotation_id)
+    budget = deps.invocation_budget_seconds
     with bound(rotation_id=rotation_id, key=state.key_uri, trigger=state.trigger.kind.value):
-        execution = Execution(deps, state, etag)
+        deadline = deps.clock.now() + timedelta(seconds=budget) if budget is not None else None
+        execution = Execution(deps, state, etag, deadline=deadline)
         if next_step(state) is None or not execution.claim():
             _log.info("rotation_claimed_elsewhere", owner=state.lease_owner)
             return RotationView.from_state(execution.state)
@@ -85,6 +91,10 @@ def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
             return RotationView.from_state(state)
         finally:
             execution.release()
+        if execution.continue_after is not None:
+            # Operations still run at the budget: the next invocation polls them on (never a second write).
+            deps.dispatcher.dispatch(rotation_id, delay_seconds=execution.continue_after)
+            _log.info("rotation_continued", stage=execution.state.stage, delay_s=execution.continue_after)
         final = execution.state
         _log.info(
             "rotation_summary",
@@ -156,7 +166,15 @@ class Execution:
     It is the ``ConsumerRun`` the units see: ``ports``, ``key``, ``state``, ``dry_run``, ``write``.
     """
 
-    def __init__(self, deps: Dependencies, state: RotationState, etag: str, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        deps: Dependencies,
+        state: RotationState,
+        etag: str,
+        *,
+        dry_run: bool = False,
+        deadline: datetime | None = None,
+    ) -> None:
         self.deps = deps
         self.state = state
         self.etag = etag
@@ -167,6 +185,10 @@ class Execution:
         self.dry_run = dry_run
         self.would: list[str] = []  # a dry run's writes, as "action target value"
         self.writes = 0  # writes done since the current step started
+        #: When this invocation must stop polling long-running operations (None: poll them to the end).
+        self.deadline = deadline
+        #: Set when a step paused at the budget: the continuation runs this many seconds later.
+        self.continue_after: float | None = None
         # Unique per pass, so two invocations in one worker process never share a claim.
         self.owner = f"{deps.owner}#{secrets.token_hex(3)}"
         # Concurrent re-points share this pass: every read-modify-write of ``state`` and every
@@ -261,11 +283,18 @@ class Execution:
         return True
 
     def release(self) -> None:
+        """Give the claim up; after a pause, keep it until the continuation is due, so the reconciler does
+        not start a second chain of invocations beside the continuation (it resumes the rotation if the
+        continuation message is lost, once the claim has lapsed)."""
         if not self.claimed:
             return
         self.claimed = False
+        expires = None
+        if self.continue_after is not None:
+            expires = self.deps.clock.now() + timedelta(seconds=self.continue_after)
+        owner = self.owner if expires is not None else None
         with contextlib.suppress(JournalConflict, TransientError):  # else the claim simply expires
-            self.commit(replace(self.state, lease_owner=None, lease_expires=None))
+            self.commit(replace(self.state, lease_owner=owner, lease_expires=expires))
 
     @contextmanager
     def side_effect(self, action: str, target: str, value: str = "") -> Iterator[None]:
@@ -305,6 +334,107 @@ class Execution:
     def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
         """``write`` for one of a step's concurrent re-points (thread-safe; see ``in_flight``)."""
         return self._write(self.in_flight, action, target, value, act)
+
+    def awaiting(self, target: str) -> bool:
+        """Whether an accepted long-running operation on ``target`` is journalled (a later invocation polls it)."""
+        with self._lock:
+            return awaiting(self.state, target) is not None
+
+    def write_long_running(
+        self,
+        action: str,
+        target: str,
+        value: str,
+        begin: Callable[[], Operation | None],
+        poll: Callable[[Operation], OperationPoll],
+    ) -> bool:
+        """``write_in_flight`` for an ARM write that may be accepted as a long-running operation.
+
+        The intent is journalled, ``begin()`` sends the write; when ARM accepts it as an operation, its
+        polling URL (checked against the settings) joins the intent in the journal before any poll. Then
+        it is polled until done, or until this invocation's deadline: ``OperationPending`` leaves intent
+        and URL journalled, and the next invocation polls the journalled operation on; the write is never
+        sent again for it. A journalled URL is input: one that fails the check stops the rotation for a
+        human, and nothing is sent to it. True when it acted (False in a dry run, which records it).
+
+        Raises:
+            OperationPending: still running at the deadline.
+            NeedsHuman: a polling URL (from ARM or from the journal) that the settings do not allow.
+        """
+        if self.dry_run:
+            with self._lock:
+                self.would.append(f"{action} {target} {value}".rstrip())
+            return False
+        with self._lock:
+            journalled = awaiting(self.state, target)
+        if journalled is not None and (journalled.action, journalled.value) == (action, value):
+            assert journalled.operation is not None
+            operation = journalled.operation
+            self._check_polling_url(operation, target, "the journalled operation")
+            _log.info("operation_resumed", action=action, target=target, header=operation.header)
+        else:
+            self.change(lambda s: with_in_flight(s, Intent(action, target, value), self.deps.clock.now()))
+            _log.info("side_effect_intent", action=action, target=target, value=value)
+            started = self._outcome_of(target, begin)
+            if started is None:
+                return self._done(action, target)
+            operation = replace(started, accepted_at=self.deps.clock.now())
+            self._outcome_of(target, lambda: self._check_polling_url(operation, target, "ARM's answer"))
+            self.change(lambda s: with_operation(s, target, operation, self.deps.clock.now()))
+            _log.info("operation_accepted", action=action, target=target, header=operation.header)
+        self._outcome_of(target, lambda: self._await(target, operation, poll))
+        return self._done(action, target)
+
+    def _check_polling_url(self, operation: Operation, target: str, source: str) -> None:
+        problem = polling_url_problem(operation.url, self.deps.settings.arm_endpoint, target)
+        if problem is not None:
+            _log.error("polling_url_refused", target=target, source=source, problem=problem)
+            raise NeedsHuman(f"{source} for {target[:300]} is refused: {problem}; nothing was sent to it")
+
+    def _outcome_of(self, target: str, act: Callable[[], T]) -> T:
+        """``act()``; a ``RotationError`` clears the in-flight intent with its outcome (``OperationPending``
+        leaves it: the operation still runs)."""
+        try:
+            return act()
+        except RotationError as exc:
+            outcome = f"failed ({exc.code})"
+            self.change(lambda s: without_in_flight(s, target, self.deps.clock.now(), outcome))
+            raise
+
+    def _done(self, action: str, target: str) -> bool:
+        self.change(lambda s: without_in_flight(s, target, self.deps.clock.now()))
+        _log.info("side_effect_done", action=action, target=target)
+        with self._lock:
+            self.writes += 1
+        return True
+
+    def _await(self, target: str, operation: Operation, poll: Callable[[Operation], OperationPoll]) -> None:
+        """Poll ``operation`` every ``Retry-After`` until it is done or gone, or raise ``OperationPending``
+        when the next wait would cross the deadline. A gone operation (404) is left to the caller's read-back."""
+        wait = operation.retry_after_s
+        while True:
+            if self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline:
+                raise OperationPending(target, wait)
+            self.deps.sleep(wait)
+            answer = poll(operation)
+            if answer.status == "running":
+                wait = answer.retry_after_s
+                continue
+            if answer.status == "gone":
+                _log.warning("operation_record_gone", target=target)
+            return
+
+    def pause(self, step: str, pending: Sequence[OperationPending], label: str) -> StepResult:
+        """Stop ``step`` at the invocation's budget with operations still running: journal which consumers
+        await which operation (their intents keep the URLs) and have a continuation run after the shortest
+        ``Retry-After``."""
+        delay = min(p.retry_after_s for p in pending)
+        names = ", ".join(sorted(p.target.rstrip("/").rsplit("/", 1)[-1] for p in pending))
+        detail = f"{len(pending)} {label} awaiting their update operations (continued next invocation): {names}"
+        self.commit(record_step(self.state, step, "waiting", self.deps.clock.now(), detail[:500]))
+        self.continue_after = delay
+        _log.info("step_paused", step=step, awaiting=len(pending), retry_after_s=delay)
+        return "paused"
 
     def _write(
         self,
@@ -362,7 +492,7 @@ class Execution:
             except RotationError as exc:
                 self.stop(step, RotationStatus.FAILED, exc, "failed")
                 return
-            if result == "stop":
+            if result in ("stop", "paused"):
                 return
             if result == "waiting":
                 _log.info("step_waiting", step=step)

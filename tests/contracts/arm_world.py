@@ -31,6 +31,7 @@ class ArmWorld:
     storage: StorageAccounts
     workspaces: Workspaces
     refusing_version: Callable[[], str]  # a version of ``key`` the resource provider refuses
+    arm_endpoint: str = "https://management.azure.com"
 
     def missing_id(self, resource_type: str) -> str:
         name = f"missing{uuid.uuid4().hex[:8]}"
@@ -46,6 +47,7 @@ def fake_world() -> ArmWorld:
     vaults = FakeVaults()
     vault = vaults.add(vault_url)
     storage, workspaces = FakeStorageAccounts(), FakeWorkspaces(vaults)
+    workspaces.lro_polls = 2  # as the emulator: a key update is an operation
     key, other = KeyRef(vault_url, "cmk"), KeyRef(vault_url, "other")
     old, new, other_version = (secrets.token_hex(16) for _ in range(3))
 
@@ -99,4 +101,5 @@ def real_world(local_azure: dict[str, Any]) -> ArmWorld:
         storage=ArmStorageAccounts(estate.arm_url, credential, transport),
         workspaces=ArmWorkspaces(estate.arm_url, credential, transport, polling_interval=0.05),
         refusing_version=lambda: uuid.uuid4().hex,  # no such version: the provider refuses it (400)
+        arm_endpoint=estate.arm_url,
     )

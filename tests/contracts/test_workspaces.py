@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from rotation.domain.operations import polling_url_problem
 from rotation.errors import PreconditionFailed, VerificationFailed
 from tests.contracts.arm_world import ArmWorld
 
@@ -52,5 +53,37 @@ class TestSetKeyIdentifier:
 
         with pytest.raises(VerificationFailed):
             arm.workspaces.set_key_identifier(arm.workspace, refused)
+
+        assert arm.workspaces.get_workspace(arm.workspace).key_identifier == arm.key.version_uri(arm.old)
+
+
+class TestKeyUpdateAsAnOperation:
+    """The same PATCH sent alone answers with the operation to poll (a URL the service may poll), polled one
+    request at a time until done; then the workspace reads back the key. A refused key is refused at once."""
+
+    def test_begin_then_poll_until_done(self, arm: ArmWorld) -> None:
+        kid = arm.key.version_uri(arm.new)
+
+        operation = arm.workspaces.begin_key_identifier(arm.workspace, kid)
+        answers = []
+        for _ in range(20):
+            if operation is None:
+                break
+            answers.append(arm.workspaces.poll_key_update(arm.workspace, operation).status)
+            if answers[-1] != "running":
+                break
+
+        assert operation is not None
+        assert polling_url_problem(operation.url, arm.arm_endpoint, arm.workspace) is None
+        assert operation.retry_after_s >= 1
+        assert answers[-1] == "done"
+        assert set(answers[:-1]) <= {"running"}
+        assert arm.workspaces.get_workspace(arm.workspace).key_identifier == kid
+
+    def test_a_refused_key_is_refused_when_sent(self, arm: ArmWorld) -> None:
+        refused = arm.key.version_uri(arm.refusing_version())
+
+        with pytest.raises(VerificationFailed):
+            arm.workspaces.begin_key_identifier(arm.workspace, refused)
 
         assert arm.workspaces.get_workspace(arm.workspace).key_identifier == arm.key.version_uri(arm.old)

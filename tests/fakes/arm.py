@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rotation.adapters.azure_errors import NotFound
 from rotation.domain.model import KeyRef, StorageAccountKey, VaultProperties, WorkspaceKey
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.errors import PreconditionFailed, VerificationFailed
 from tests.fakes.faults import Faults
 
@@ -124,12 +126,25 @@ class FakeStorageAccounts(FakeConsumerProvider):
 
 
 class FakeWorkspaces(FakeConsumerProvider):
-    """Implements ``rotation.ports.Workspaces``."""
+    """Implements ``rotation.ports.Workspaces``.
+
+    ``lro_polls`` > 0 makes ``begin_key_identifier`` answer with an operation that needs that many polls
+    (0: ARM answers at once); ``apply_at_completion`` keeps the old key until the operation ends;
+    ``fail_versions`` makes the operations setting those versions end ``Failed``. ``patches`` counts every
+    key PATCH by workspace (lower-case id), ``polls`` every poll.
+    """
 
     def __init__(self, vaults: FakeVaults) -> None:
         super().__init__()
         self.vaults = vaults
         self.workspaces: dict[str, WorkspaceKey] = {}
+        self.lro_polls = 0
+        self.retry_after_s = 30.0
+        self.apply_at_completion = False
+        self.fail_versions: set[str] = set()
+        self.operations: dict[str, dict[str, Any]] = {}  # polling URL -> the operation
+        self.patches: Counter[str] = Counter()
+        self.polls: list[str] = []  # polled URLs, in order
 
     def add(self, name: str, key: KeyRef, version: str, *, vault_arm_id: str | None = None) -> WorkspaceKey:
         workspace_id = arm_id_of("Microsoft.MachineLearningServices/workspaces", name)
@@ -146,13 +161,57 @@ class FakeWorkspaces(FakeConsumerProvider):
         self.faults.check("get_workspace")
         return read(self.workspaces, workspace_id, "workspace")
 
-    def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
-        self.faults.check("set_key_identifier")
+    def begin_key_identifier(self, workspace_id: str, key_identifier: str) -> Operation | None:
+        self.faults.check("begin_key_identifier")
+        if self.lro_polls <= 0:
+            self.set_key_identifier(workspace_id, key_identifier)
+            return None
+        self._check_key(key_identifier)
+        workspace = read(self.workspaces, workspace_id, "workspace")
+        self.patches[workspace_id.lower()] += 1
+        url = (
+            f"https://management.azure.com/subscriptions/{SUBSCRIPTION}/providers/Microsoft.MachineLearningServices/"
+            f"locations/eastus/workspaceOperationsStatus/op{len(self.operations) + sum(self.patches.values())}"
+            "?api-version=2025-06-01"
+        )
+        self.operations[url] = {"workspace": workspace, "key": key_identifier, "polls_left": self.lro_polls}
+        if not self.apply_at_completion:
+            self._apply(workspace_id, key_identifier)
+        self.faults.check("begin_key_identifier:after")
+        return Operation(url, "Azure-AsyncOperation", self.retry_after_s)
+
+    def poll_key_update(self, workspace_id: str, operation: Operation) -> OperationPoll:
+        self.faults.check("poll_key_update")
+        self.polls.append(operation.url)
+        found = self.operations.get(operation.url)
+        if found is None:
+            return OperationPoll("gone")
+        found["polls_left"] -= 1
+        if found["polls_left"] > 0:
+            return OperationPoll("running", self.retry_after_s)
+        del self.operations[operation.url]
+        key: str = found["key"]
+        if key.rstrip("/").rsplit("/", 1)[-1] in self.fail_versions:
+            self.workspaces[workspace_id.lower()] = found["workspace"]  # the workspace keeps its key
+            raise VerificationFailed(f"could not update workspace {workspace_id}: the operation failed")
+        if self.apply_at_completion:
+            self._apply(workspace_id, key)
+        return OperationPoll("done")
+
+    def _check_key(self, key_identifier: str) -> None:
         if key_identifier.rstrip("/").rsplit("/", 1)[-1] in self.refuse_versions:
             raise VerificationFailed(f"the workspace identity cannot use key {key_identifier}")
-        workspace = read(self.workspaces, workspace_id, "workspace")
-        updated = replace(workspace, key_identifier=key_identifier)
+
+    def _apply(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
+        updated = replace(read(self.workspaces, workspace_id, "workspace"), key_identifier=key_identifier)
         self.workspaces[workspace_id.lower()] = updated
         self.writes.append((workspace_id, key_identifier))
+        return updated
+
+    def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
+        self.patches[workspace_id.lower()] += 1
+        self.faults.check("set_key_identifier")
+        self._check_key(key_identifier)
+        updated = self._apply(workspace_id, key_identifier)
         self.faults.check("set_key_identifier:after")
         return updated

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from rotation.errors import SettingsError
-from rotation.settings import DataLocation, load_settings
+from rotation.settings import FUNCTION_TIMEOUT_SECONDS, DataLocation, load_settings
 
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 
@@ -51,6 +54,24 @@ class TestValidSettings:
         assert settings.storage.connection_string is not None
 
 
+class TestInvocationBudget:
+    """The budget of one invocation stays under host.json's functionTimeout, with room to pause cleanly."""
+
+    def test_the_default_leaves_a_margin_under_function_timeout(self) -> None:
+        host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+        hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+        timeout = hours * 3600 + minutes * 60 + seconds
+
+        budget = load_settings(BASE).invocation_budget_seconds
+
+        assert timeout == FUNCTION_TIMEOUT_SECONDS
+        assert budget <= timeout - 300  # five minutes for the journal writes, the re-enqueue and a slow poll
+        assert budget >= timeout / 2  # and most of the invocation for the work
+
+    def test_a_budget_is_read_in_seconds(self) -> None:
+        assert load_settings(BASE | {"ROTATION_INVOCATION_BUDGET_SECONDS": "90"}).invocation_budget_seconds == 90.0
+
+
 class TestInvalidSettings:
     """Each malformed or missing value raises SettingsError naming the setting."""
 
@@ -85,6 +106,9 @@ class TestInvalidSettings:
             ("ROTATION_VERIFY_CHALLENGE_RESOURCE", "2"),
             ("ROTATION_REWRAP_CONCURRENCY", "1.5"),
             ("ROTATION_REWRAP_CONCURRENCY", "1000"),
+            ("ROTATION_INVOCATION_BUDGET_SECONDS", "0"),
+            ("ROTATION_INVOCATION_BUDGET_SECONDS", "1800"),
+            ("ROTATION_INVOCATION_BUDGET_SECONDS", "half an hour"),
         ],
     )
     def test_names_the_setting(self, name: str, value: str) -> None:

@@ -12,13 +12,18 @@ from dataclasses import replace
 
 from rotation.consumers import AnyUnit, UnitPorts
 from rotation.domain.model import ConsumerChange, KeyRef, RotationStatus
+from rotation.domain.operations import Operation, OperationPending, OperationPoll
 from rotation.domain.plan import PlanContext
-from rotation.domain.steps import RotationState, Step, record_step, with_consumer
-from rotation.errors import JournalConflict, VerificationFailed
+from rotation.domain.steps import RotationState, Step, consumer, record_step, with_consumer
+from rotation.errors import JournalConflict, TransientError, VerificationFailed
+from rotation.service.outcomes import safe_message
 from rotation.service.steps.pool import run_bounded
 from rotation.service.steps.run import StepResult, StepRun
 
 NOT_FOUND_AGAIN = "not found again as a consumer of the key: not acted on"
+#: The detail of a consumer refused while others' operations were still pending at the budget: it is rolled
+#: back with the step's other failures once none is pending (``repoint``).
+REFUSED = "refused, to roll back: "
 
 
 def found_again(run: StepRun, unit: AnyUnit) -> set[str]:
@@ -35,6 +40,9 @@ def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     Each consumer is journalled (its intent in ``in_flight`` before its write, its outcome after)
     and read back. When one fails, those already moving finish, none starts after it, and only the
     failed ones are rolled back (consumers never started stay ``planned``). A dry run goes one by one.
+    When long-running operations are still running at the invocation's budget the step pauses
+    (``paused``; the executor re-enqueues the rotation): the next invocation polls them on, and only
+    then rolls back any consumer refused meanwhile.
     A journalled consumer that a fresh discovery does not find as a consumer of the key is recorded as
     such and not touched.
     """
@@ -42,11 +50,22 @@ def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     found = found_again(run, unit) if todo else set()
     bound = 1 if run.dry_run else run.deps.settings.repoint_concurrency
     outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change, found), bound)
-    errors = [o.error for o in outcomes if o.error is not None]
+    pending = [o.error for o in outcomes if isinstance(o.error, OperationPending)]
+    errors = [o.error for o in outcomes if o.error is not None and not isinstance(o.error, OperationPending)]
     for error in errors:
         if not isinstance(error, Exception) or isinstance(error, JournalConflict):
             raise error  # the process is going down, or another executor took over: nothing to roll back
     refused = [(o.item, o.error) for o in outcomes if isinstance(o.error, VerificationFailed)]
+    fatal = [e for e in errors if not isinstance(e, TransientError | VerificationFailed)]
+    if pending and not fatal:
+        # Operations still run at the invocation's budget: roll nothing back yet (what they move must be
+        # known first). A refused consumer is journalled as such and rolled back once none is pending.
+        for change, error in refused:
+            detail = f"{REFUSED}{safe_message(error)}"
+            run.update_consumer(
+                replace(consumer(run.state, change.resource_id) or change, status="failed", detail=detail)
+            )
+        return run.pause(step, pending, unit.label)
     if refused:
         return run.roll_back_all(refused)
     if errors:
@@ -81,7 +100,22 @@ class _OneConsumer:
         return self._run.dry_run
 
     def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
-        acted = self._run.write_in_flight(action, target, value, act)
+        return self._count(self._run.write_in_flight(action, target, value, act))
+
+    def write_long_running(
+        self,
+        action: str,
+        target: str,
+        value: str,
+        begin: Callable[[], Operation | None],
+        poll: Callable[[Operation], OperationPoll],
+    ) -> bool:
+        return self._count(self._run.write_long_running(action, target, value, begin, poll))
+
+    def awaiting(self, target: str) -> bool:
+        return self._run.awaiting(target)
+
+    def _count(self, acted: bool) -> bool:
         if acted or self._run.dry_run:
             self.writes += 1
         return acted
@@ -98,6 +132,8 @@ def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange, found:
     ``found``: the consumers a fresh discovery found (``found_again``), computed here when not given.
     """
     found = found_again(run, unit) if found is None else found
+    if change.status == "failed" and change.detail.startswith(REFUSED):
+        raise VerificationFailed(change.detail.removeprefix(REFUSED))  # refused while others were pending
     if change.resource_id.lower() not in found:
         if change.status != "failed" or change.detail != NOT_FOUND_AGAIN:
             run.update_consumer(replace(change, status="failed", detail=NOT_FOUND_AGAIN))

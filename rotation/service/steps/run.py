@@ -7,11 +7,12 @@ from typing import Literal, Protocol
 
 from rotation.consumers import AnyUnit, ConsumerRun
 from rotation.domain.model import ConsumerChange, KeyRef
+from rotation.domain.operations import OperationPending
 from rotation.domain.steps import RotationState
 from rotation.errors import VerificationFailed
 from rotation.service.deps import Dependencies
 
-StepResult = Literal["done", "waiting", "stop"]
+StepResult = Literal["done", "waiting", "stop", "paused"]
 
 
 class StepRun(ConsumerRun, Protocol):
@@ -48,6 +49,11 @@ class StepRun(ConsumerRun, Protocol):
     def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
         """``write`` for one of a step's concurrent re-points: thread-safe, its intent kept in
         ``state.in_flight`` (one per target) until its outcome is journalled."""
+        ...
+
+    def pause(self, step: str, pending: Sequence[OperationPending], label: str) -> StepResult:
+        """Stop ``step`` at the invocation's budget with ``pending`` operations running; a continuation
+        polls them on."""
         ...
 
     def unit(self, change: ConsumerChange) -> AnyUnit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +34,8 @@ POINTS = (
     ("keys", "update_version"),
     ("storage", "set_key_version"),
     ("workspaces", "set_key_identifier"),
+    ("workspaces", "begin_key_identifier"),
+    ("workspaces", "poll_key_update"),
     ("data_keys", "begin_rewrap"),
     ("audit", "append"),
 )
@@ -116,6 +119,7 @@ def _check_cut_over(estate: Estate) -> str:
     patched = [account_id.lower() for account_id, _ in estate.storage.writes]
     patched += [workspace_id.lower() for workspace_id, _ in estate.workspaces.writes]
     assert sorted(patched) == sorted(set(patched)), "exactly one PATCH per consumer"
+    assert set(estate.workspaces.patches.values()) <= {1}, "exactly one PATCH per workspace"
     for account in estate.storage.accounts.values():
         if account.key_name == KEY.name and not account.versionless:
             assert account.key_version == new.version
@@ -125,6 +129,33 @@ def _check_cut_over(estate: Estate) -> str:
     assert estate.data_keys.versions_in_use(KEY, [LOCATION]) == {new.version: 5}
     assert [r.outcome for r in estate.audit.for_rotation(state.rotation_id)] == ["succeeded"]
     return state.rotation_id
+
+
+def _lro_estate(*, apply_at_completion: bool = False) -> Estate:
+    """The estate with workspace updates as operations of two polls 30 s apart (see test_long_operations)."""
+    estate = _estate()
+    estate.workspaces.lro_polls = 2
+    estate.workspaces.retry_after_s = 30.0
+    estate.workspaces.apply_at_completion = apply_at_completion
+    return estate
+
+
+def _budgeted(deps: Dependencies) -> Dependencies:
+    deps.invocation_budget_seconds = 45.0  # one poll per invocation: every update outlasts one
+    return deps
+
+
+def _invoke_to_the_end(estate: Estate, deps: Dependencies) -> None:
+    """The queue's invocations, each with its budget, each after the continuation's delay, until cut over."""
+    for _ in range(12):
+        held = holding_rotation(deps, KEY.uri)
+        if held is None:
+            start_rotation(deps, KEY.uri, CLI)
+        elif held.status == RotationStatus.AWAITING_RETIREMENT:
+            return
+        else:
+            estate.clock.advance(timedelta(seconds=31))
+            run_rotation(deps, held.rotation_id)
 
 
 def _count(run: Callable[[Estate, Dependencies], None], estate: Estate) -> int:
@@ -158,8 +189,14 @@ def _retire_points() -> int:
     return _count(_sweep, estate)
 
 
+def _long_operation_points() -> int:
+    estate = _lro_estate()
+    return _count(lambda e, d: _invoke_to_the_end(e, _budgeted(d)), estate)
+
+
 ROTATION_CASES = _cases(_rotation_points())
 RETIRE_CASES = _cases(_retire_points())
+LONG_OPERATION_CASES = _cases(_long_operation_points())
 
 
 class TestEveryCrashPointOfARotation:
@@ -177,6 +214,73 @@ class TestEveryCrashPointOfARotation:
         _rotate_to_the_end(estate, estate.deps(owner="successor"))
 
         _check_cut_over(estate)
+
+
+class TestEveryCrashPointOfARotationAcrossInvocations:
+    """Workspace updates that outlast the invocation budget: killed around any journal write, PATCH or poll of
+    any invocation, the next invocations finish the rotation with one PATCH per workspace."""
+
+    @pytest.mark.parametrize(("at", "when"), LONG_OPERATION_CASES)
+    def test_resume(self, at: int, when: str) -> None:
+        estate = _lro_estate()
+        killer = Killer(estate, at, when)
+        with pytest.raises(Crash):
+            _invoke_to_the_end(estate, _budgeted(estate.deps(owner="victim", inline=False)))
+        killer.restore()
+        estate.clock.advance(timedelta(seconds=estate.deps().lease_seconds + 1))
+
+        _invoke_to_the_end(estate, _budgeted(estate.deps(owner="successor", inline=False)))
+
+        _check_cut_over(estate)
+
+
+class TestACrashBetweenAcceptedAndDone:
+    """Killed after an update's operation was journalled and before it ended, while the workspace still reads
+    its old key (the key changes when the operation completes): the successor polls the journalled operation
+    on and never PATCHes again (re-reading the workspace alone would)."""
+
+    @pytest.mark.parametrize("polls_before_the_crash", [0, 1])
+    def test_resumes_without_a_second_patch(self, polls_before_the_crash: int) -> None:
+        estate = _lro_estate(apply_at_completion=True)
+        estate.workspaces.lro_polls = 3
+        # One at a time, so the crash comes after an accepted operation and before anything else was sent.
+        estate.settings = replace(estate.settings, repoint_concurrency=1)
+        polls = estate.workspaces.polls
+        poll, save = estate.workspaces.poll_key_update, estate.journal.save
+        dead = threading.Event()
+
+        def dying_poll(workspace_id: str, operation: Any) -> Any:
+            if dead.is_set() or len(polls) >= polls_before_the_crash:
+                dead.set()
+                raise Crash("workspaces.poll_key_update")
+            return poll(workspace_id, operation)
+
+        def frozen_save(state: Any, etag: str) -> str:
+            if dead.is_set():
+                raise Crash("journal.save")  # the dead process writes nothing more
+            return save(state, etag)
+
+        estate.workspaces.poll_key_update = dying_poll  # type: ignore[method-assign]
+        estate.journal.save = frozen_save  # type: ignore[method-assign]
+        with pytest.raises(Crash):
+            _invoke_to_the_end(estate, estate.deps(owner="victim", inline=False))
+        estate.workspaces.poll_key_update, estate.journal.save = poll, save  # type: ignore[method-assign]
+        state = estate.journal.list(KEY.uri)[0]
+        journalled = [i.operation.url for i in state.in_flight if i.operation is not None]
+        old = state.old_version
+        assert len(journalled) == 1, "the crash came after the operation was journalled"
+        assert all(
+            w.key_identifier.endswith(f"/{old}")
+            for w in estate.workspaces.workspaces.values()
+            if "/cmk/" in w.key_identifier
+        )
+        estate.clock.advance(timedelta(seconds=estate.deps().lease_seconds + 1))
+
+        _invoke_to_the_end(estate, _budgeted(estate.deps(owner="successor", inline=False)))
+
+        _check_cut_over(estate)
+        assert set(journalled) <= set(estate.workspaces.polls), "the journalled operations were polled on"
+        assert sorted(estate.workspaces.patches.values()) == [1, 1]  # the second workspace's first PATCH came later
 
 
 class TestEveryCrashPointOfARetirement:
@@ -209,4 +313,5 @@ class TestEveryCrashPointOfARetirement:
 def test_the_matrix_is_not_empty() -> None:
     """Guards the parametrisation itself: the clean runs found the points they must."""
     assert len(ROTATION_CASES) >= 2 * 20
+    assert len(LONG_OPERATION_CASES) > len(ROTATION_CASES)
     assert len(RETIRE_CASES) >= 2 * 3
