@@ -21,7 +21,7 @@ from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
 from emulators.arm.registries import RegistryProvider
-from emulators.arm.state import ML_UPDATE_MODES, KeyVaultOutage, State
+from emulators.arm.state import ML_UPDATE_APPLIES, ML_UPDATE_MODES, KeyVaultOutage, State
 from emulators.arm.storage import StorageProvider
 from emulators.arm.throttle import KINDS, TokenBuckets
 
@@ -218,6 +218,7 @@ class AdminApi:
                 "retry_after_s": lro.retry_after_s,
                 "polls_until_done": lro.polls_until_done,
                 "ml_update": lro.ml_update,
+                "ml_update_applies": lro.ml_update_applies,
                 "error": lro.error,
             }
         )
@@ -236,6 +237,10 @@ class AdminApi:
             if body["ml_update"] not in ML_UPDATE_MODES:
                 raise _bad(f"ml_update must be one of {list(ML_UPDATE_MODES)}")
             lro.ml_update = body["ml_update"]
+        if "ml_update_applies" in body:
+            if body["ml_update_applies"] not in ML_UPDATE_APPLIES:
+                raise _bad(f"ml_update_applies must be one of {list(ML_UPDATE_APPLIES)}")
+            lro.ml_update_applies = body["ml_update_applies"]
         if "error" in body:
             error = body["error"]
             if not isinstance(error, dict) or not isinstance(error.get("code"), str) or not error["code"]:

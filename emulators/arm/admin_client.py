@@ -75,10 +75,13 @@ class ArmAdmin(AdminHttpClient):
         *,
         ml_update: str | None = None,
         error: dict[str, Any] | None = None,
+        ml_update_applies: str | None = None,
     ) -> dict[str, Any]:
         """LRO timing, and how an ML workspace update answers (``ml_update``: ``location`` (default),
         ``location-204``, ``location-empty-200``, ``sync``, ``async-succeeded``, ``async-failed``,
-        ``async-canceled``); ``error`` is the error object an ``async-failed`` operation ends with."""
+        ``async-canceled``); ``error`` is the error object an ``async-failed`` operation ends with;
+        ``ml_update_applies``: the workspace shows the new key when the update is ``accepted`` (default) or
+        ``completed``."""
         body = {
             k: v
             for k, v in (
@@ -86,6 +89,7 @@ class ArmAdmin(AdminHttpClient):
                 ("polls_until_done", polls_until_done),
                 ("ml_update", ml_update),
                 ("error", error),
+                ("ml_update_applies", ml_update_applies),
             )
             if v is not None
         }

@@ -235,8 +235,10 @@ class Emulator:
         *,
         mode: str = "location",
         error: dict[str, Any] | None = None,
+        applies: dict[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Record an operation and return the 202 headers that point at it.
+        """Record an operation and return the 202 headers that point at it (``applies``: the resource as the
+        operation leaves it when it succeeds, for a provider that shows the change only then).
 
         ``location`` modes answer ``Location`` + ``Retry-After`` (the ARM async contract for PATCH/DELETE);
         ``async-*`` modes answer ``Azure-AsyncOperation`` + ``Retry-After`` and the operation resource is
@@ -254,6 +256,8 @@ class Emulator:
             "polls_remaining": max(1, int(settings.polls_until_done)),
             "deadline": time.time() + max(1, settings.retry_after_s) * max(1, settings.polls_until_done) + 30,
         }
+        if applies is not None:
+            self.state.operations[op_id]["applies"] = applies
         url = (
             f"{call.base_url}/subscriptions/{call.params['sub']}/providers/{provider_path}/{op_id}"
             f"?api-version={call.api_version}"

@@ -175,6 +175,11 @@ class MlProvider(ResourceProvider):
                 kept = {**copy.deepcopy(before), "provisioningState": "Updating"}
                 return self._accepted(call, kept, workspace["location"], mode)
             workspace["provisioningState"] = "Updating"
+            if self.emulator.state.lro.ml_update_applies == "completed":
+                # A mode (what a GET shows during Azure ML's update is not documented): the workspace keeps
+                # its settings until the operation ends Succeeded.
+                kept = {**copy.deepcopy(before), "provisioningState": "Updating"}
+                return self._accepted(call, kept, workspace["location"], mode, applies=workspace)
             return self._accepted(call, workspace, workspace["location"], mode)
 
     def _accepted(
@@ -184,10 +189,13 @@ class MlProvider(ResourceProvider):
         location: str,
         mode: str = "location",
         error: dict[str, Any] | None = None,
+        *,
+        applies: dict[str, Any] | None = None,
     ) -> Response:
         """Store the workspace and answer 202 with the URL clients poll (write lock held).
 
-        ``mode`` is one of ``state.ML_UPDATE_MODES`` except ``sync``: how the operation is polled and ends.
+        ``mode`` is one of ``state.ML_UPDATE_MODES`` except ``sync``: how the operation is polled and ends;
+        ``applies``: the workspace as the operation leaves it when it ends Succeeded (``ml_update_applies``).
         """
         self.workspaces[self.resource_id(call).lower()] = workspace
         headers = self.emulator.start_operation(
@@ -197,6 +205,7 @@ class MlProvider(ResourceProvider):
             "ml",
             mode=mode,
             error=error,
+            applies=applies,
         )
         self.emulator.store.save()
         return Response(status_code=202, headers=headers)

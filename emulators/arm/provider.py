@@ -181,6 +181,11 @@ class ResourceProvider:
         return resource
 
     def _finish(self, operation: dict[str, Any], status: str) -> None:
-        """The resource's provisioningState takes the operation's terminal status (ARM RPC)."""
-        self._operation_target(operation)["provisioningState"] = status
+        """The resource's provisioningState takes the operation's terminal status (ARM RPC); a change shown only
+        on success (``applies``) is applied then."""
+        target = self._operation_target(operation)
+        if status == "Succeeded" and operation.get("applies"):
+            target.clear()
+            target.update(operation["applies"])
+        target["provisioningState"] = status
         self.emulator.store.save()

@@ -30,6 +30,9 @@ ML_UPDATE_MODES = (
     "async-failed",  # ... ends Failed with an error object; the workspace is unchanged
     "async-canceled",  # ... ends Canceled; the workspace is unchanged
 )
+#: When the workspace shows the key an accepted update sets (docs/emulators/arm.md "LRO outcome modes"):
+#: ``accepted``, at once (with provisioningState Updating), or ``completed``, when the operation ends Succeeded.
+ML_UPDATE_APPLIES = ("accepted", "completed")
 #: The error object of an ``async-failed`` operation unless the admin API sets another (not a Microsoft capture).
 DEFAULT_LRO_ERROR = {
     "code": "WorkspaceUpdateFailed",
@@ -42,6 +45,7 @@ class LroSettings:
     retry_after_s: int = 1
     polls_until_done: int = 1
     ml_update: str = "location"
+    ml_update_applies: str = "accepted"
     error: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LRO_ERROR))
 
 

@@ -131,6 +131,8 @@ def waiting_for(state: RotationState) -> tuple[str, tuple[str, ...]]:
     if status == RotationStatus.RUNNING:
         if step is not None and step.status == "failed":
             return f"the next reconciler tick to resume {state.stage} ({detail})", (retry, abandon)
+        if step is not None and step.status == "waiting":
+            return f"{state.stage}: {detail}", (abandon,)  # paused at the invocation budget; its continuation
         return f"an executor running {state.stage}", (abandon,)
     if status == RotationStatus.WAITING:
         return f"{state.stage}: {detail or 'an external process'}", (retry, abandon)

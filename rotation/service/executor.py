@@ -372,6 +372,7 @@ class Execution:
             operation = journalled.operation
             self._check_polling_url(operation, target, "the journalled operation")
             _log.info("operation_resumed", action=action, target=target, header=operation.header)
+            first_wait = 0.0  # the continuation was delayed by Retry-After: poll at once, so each invocation polls
         else:
             self.change(lambda s: with_in_flight(s, Intent(action, target, value), self.deps.clock.now()))
             _log.info("side_effect_intent", action=action, target=target, value=value)
@@ -382,7 +383,8 @@ class Execution:
             self._outcome_of(target, lambda: self._check_polling_url(operation, target, "ARM's answer"))
             self.change(lambda s: with_operation(s, target, operation, self.deps.clock.now()))
             _log.info("operation_accepted", action=action, target=target, header=operation.header)
-        self._outcome_of(target, lambda: self._await(target, operation, poll))
+            first_wait = operation.retry_after_s
+        self._outcome_of(target, lambda: self._await(target, operation, poll, first_wait))
         return self._done(action, target)
 
     def _check_polling_url(self, operation: Operation, target: str, source: str) -> None:
@@ -408,13 +410,17 @@ class Execution:
             self.writes += 1
         return True
 
-    def _await(self, target: str, operation: Operation, poll: Callable[[Operation], OperationPoll]) -> None:
+    def _await(
+        self, target: str, operation: Operation, poll: Callable[[Operation], OperationPoll], first_wait: float
+    ) -> None:
         """Poll ``operation`` every ``Retry-After`` until it is done or gone, or raise ``OperationPending``
-        when the next wait would cross the deadline. A gone operation (404) is left to the caller's read-back."""
-        wait = operation.retry_after_s
+        when the next wait would cross the deadline (a first wait of 0 always polls once, so every
+        invocation makes progress whatever its budget). A gone operation (404) is left to the caller's read-back."""
+        wait = first_wait
         while True:
-            if self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline:
-                raise OperationPending(target, wait)
+            late = self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline
+            if wait > 0 and late:
+                raise OperationPending(target, max(wait, operation.retry_after_s))
             self.deps.sleep(wait)
             answer = poll(operation)
             if answer.status == "running":

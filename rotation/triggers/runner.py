@@ -3,6 +3,9 @@
 ``start_rotation`` (event, timer, HTTP) records the rotation and, in Azure, enqueues
 ``{"rotation_id": ...}`` here instead of running it inside the triggering invocation; this function
 calls ``rotation.service.run_rotation``, which is idempotent and resumes wherever the journal says.
+An invocation that reaches ``ROTATION_INVOCATION_BUDGET_SECONDS`` with long-running operations still
+running enqueues its own continuation here (delayed by ARM's ``Retry-After``) and returns normally; the
+continuation polls the journalled operations on.
 A failure of the run as a whole re-raises so the host retries the message (a rotation that stops
 with a reason is a normal outcome, not a failure); after ``maxDequeueCount`` tries the message goes to
 ``rotation-run-poison`` and the reconciler's sweep still resumes the rotation from the journal.

@@ -41,3 +41,15 @@ def test_sweep_section_counts_key_vault_calls(local_azure: dict[str, Any]) -> No
     assert result["key_vault_calls"] == 2
     assert result["within_bound"] is True
     assert result["actions"] == 0
+
+
+def test_budget_section_continues_across_invocations_with_one_patch_each(local_azure: dict[str, Any]) -> None:
+    from bench.lro_budget import measure_budget
+
+    result = measure_budget(local_azure, workspaces=2, retry_after_s=1, polls=3, budget_s=1)
+
+    assert result["ok"], result
+    assert result["patches"] == 2
+    assert result["patches_per_workspace"] == 1
+    assert result["polls"] == 2 * 3
+    assert result["invocations"] >= 2

@@ -40,7 +40,8 @@ SIDE_EFFECTS = (
     ("keys", "create_version"),
     ("keys", "update_version"),
     ("storage_accounts", "set_key_version"),
-    ("workspaces", "set_key_identifier"),
+    ("workspaces", "begin_key_identifier"),  # the PATCH; its operation is journalled, then polled
+    ("workspaces", "poll_key_update"),  # not a side effect: a kill point between "accepted" and "done"
     ("data_keys", "begin_rewrap"),
     ("audit", "append"),
 )

@@ -24,7 +24,7 @@ from rotation.service import list_rotations
 from tests.integration.workflow.estate import RealEstate, build_estate
 
 REPO = Path(__file__).resolve().parents[3]
-PATCHES = frozenset({"storage_accounts.set_key_version", "workspaces.set_key_identifier"})
+PATCHES = frozenset({"storage_accounts.set_key_version", "workspaces.begin_key_identifier"})
 HARNESS = "tests.integration.workflow.crash_harness"
 
 
@@ -157,7 +157,7 @@ class TestCrashMatrix:
         failures = [r for r in results if r[4] != "ok"]
         assert not failures, failures
         assert {"journal.begin", "keys.create_version", "storage_accounts.set_key_version"} <= set(side_effects)
-        assert {"workspaces.set_key_identifier", "audit.append"} <= set(side_effects)
+        assert {"workspaces.begin_key_identifier", "workspaces.poll_key_update", "audit.append"} <= set(side_effects)
 
 
 class TestCrashDuringConcurrentRepoints:
@@ -199,6 +199,52 @@ class TestCrashDuringConcurrentRepoints:
                     )
                 )
         assert results == [(w, n, 3, 2) for n in sorted(PATCHES) for w in ("before", "after")], results
+
+
+class TestCrashBetweenAcceptedAndDone:
+    """A process SIGKILLed after a workspace update was accepted and its polling URL journalled, before the
+    operation ended (before its first or its second poll), while the workspace still shows its old key (the
+    emulator's ``ml_update_applies: completed``): a fresh process polls the journalled operation on and the
+    ARM emulator counts exactly one PATCH (re-reading the workspace alone would send a second)."""
+
+    @pytest.mark.parametrize("poll", [1, 2])
+    def test_one_patch(self, local_azure: dict[str, Any], tmp_path: Path, poll: int) -> None:
+        def lro_estate() -> tuple[RealEstate, Path]:
+            return _estate(local_azure, tmp_path, pinned=0, workspaces=1, versionless=0)
+
+        estate, env_file = lro_estate()
+        admin = estate.arm_admin
+        before = admin.set_lro()
+        admin.set_lro(polls_until_done=3, ml_update="async-succeeded", ml_update_applies="completed")
+        try:
+            count_file = tmp_path / f"lro-count-{poll}.json"
+            clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
+            assert clean.returncode == 0, clean.stderr[-2000:]
+            side_effects: list[str] = json.loads(count_file.read_text())
+            polls = [i + 1 for i, name in enumerate(side_effects) if name == "workspaces.poll_key_update"]
+            estate, env_file = lro_estate()
+            admin.reset_counters()
+
+            killed = _run(["start", "--env", str(env_file), "--kill-at", str(polls[poll - 1]), "--when", "before"])
+            at_the_crash = estate.deps().journal.list(estate.key.uri)[0]
+            workspace_at_the_crash = estate.workspace_key(estate.workspaces[0])
+            resumed = _run(["resume", "--env", str(env_file)])
+            counters = admin.counters()
+        finally:
+            admin.set_lro(
+                ml_update=before["ml_update"],
+                ml_update_applies=before["ml_update_applies"],
+                polls_until_done=before["polls_until_done"],
+            )
+
+        assert len(polls) == 3
+        assert killed.returncode == -9
+        assert [i.operation is not None for i in at_the_crash.in_flight] == [True]
+        assert workspace_at_the_crash.endswith("/" + (at_the_crash.old_version or "?"))
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
+        assert counters.get("Workspaces_Update") == 1
+        assert counters.get("Workspaces_OperationStatus") == 3
 
 
 class TestRetireResumesWhenGetOfADisabledVersionIsRefused:
