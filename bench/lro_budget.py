@@ -24,11 +24,9 @@ def measure_budget(
 
     estate = build_estate(endpoints, pinned=0, versionless=0, workspaces=workspaces)
     admin = estate.arm_admin
-    before = admin.set_lro()
-    admin.set_lro(
+    with admin.lro_settings(
         retry_after_s=retry_after_s, polls_until_done=polls, ml_update="async-succeeded", ml_update_applies="completed"
-    )
-    try:
+    ):
         settings = estate.settings(ROTATION_INVOCATION_BUDGET_SECONDS=str(budget_s), ROTATION_LOG_LEVEL="WARNING")
         deps = build_dependencies(Bootstrap(settings), inline=False)
         admin.reset_counters()
@@ -37,13 +35,6 @@ def measure_budget(
         invocations = deliver_until_settled(queue, deps, view.rotation_id, limit=200, wait_s=retry_after_s + 15)
         counters = admin.counters()
         final = get_rotation(deps, view.rotation_id)
-    finally:
-        admin.set_lro(
-            retry_after_s=before["retry_after_s"],
-            polls_until_done=before["polls_until_done"],
-            ml_update=before["ml_update"],
-            ml_update_applies=before["ml_update_applies"],
-        )
     new = final.new_version or "?"
     moved = sum(estate.workspace_key(w).endswith("/" + new) for w in estate.workspaces)
     patches = counters.get("Workspaces_Update", 0)

@@ -10,6 +10,8 @@ admin.account_access(account_id)           # -> {"accessible": bool, "reason": s
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from emulators.admin_http import AdminApiError, AdminHttpClient
@@ -94,6 +96,16 @@ class ArmAdmin(AdminHttpClient):
             if v is not None
         }
         return dict(self._call("PUT", "/admin/lro", body))
+
+    @contextmanager
+    def lro_settings(self, **changes: Any) -> Iterator[dict[str, Any]]:
+        """``set_lro(**changes)`` for the ``with`` block (yields the settings in force), then every LRO
+        setting as it was before the block, whatever happened in it."""
+        before = self.set_lro()
+        try:
+            yield self.set_lro(**changes)
+        finally:
+            self._call("PUT", "/admin/lro", before)
 
     def start_keyvault_outage(
         self,
