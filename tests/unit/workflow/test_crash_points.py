@@ -89,15 +89,17 @@ def _estate() -> Estate:
     return estate
 
 
-def _rotate_to_the_end(estate: Estate, deps: Dependencies) -> None:
-    """The next triggers: resume (or start) until cut over."""
-    for _ in range(6):
+def _rotate_to_the_end(estate: Estate, deps: Dependencies, *, tries: int = 6, between_s: float = 0) -> None:
+    """The next triggers: resume (or start) until cut over, the clock moved ``between_s`` before each resume
+    (a continuation's delay)."""
+    for _ in range(tries):
         held = holding_rotation(deps, KEY.uri)
         if held is None:
             start_rotation(deps, KEY.uri, CLI)
         elif held.status == RotationStatus.AWAITING_RETIREMENT:
             return
         else:
+            estate.clock.advance(timedelta(seconds=between_s))
             run_rotation(deps, held.rotation_id)
 
 
@@ -147,15 +149,7 @@ def _budgeted(deps: Dependencies) -> Dependencies:
 
 def _invoke_to_the_end(estate: Estate, deps: Dependencies) -> None:
     """The queue's invocations, each with its budget, each after the continuation's delay, until cut over."""
-    for _ in range(12):
-        held = holding_rotation(deps, KEY.uri)
-        if held is None:
-            start_rotation(deps, KEY.uri, CLI)
-        elif held.status == RotationStatus.AWAITING_RETIREMENT:
-            return
-        else:
-            estate.clock.advance(timedelta(seconds=31))
-            run_rotation(deps, held.rotation_id)
+    _rotate_to_the_end(estate, deps, tries=12, between_s=31)
 
 
 def _count(run: Callable[[Estate, Dependencies], None], estate: Estate) -> int:
