@@ -18,7 +18,7 @@ from rotation.consumers import RUN_STEPS
 from rotation.domain.model import RotationStatus, Trigger, TriggerKind
 from rotation.domain.operations import polling_url_problem
 from rotation.domain.steps import RotationState, guard
-from rotation.service import get_rotation, run_rotation, start_rotation
+from rotation.service import get_rotation, run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
 from tests.fakes.estate import KEY, Estate, standard_estate
 
@@ -137,6 +137,26 @@ class TestARotationAcrossInvocations:
         estate.clock.advance(timedelta(seconds=RETRY_AFTER + 1))
         run_rotation(_queued(estate, "continuation"), rotation_id)
         assert len(estate.workspaces.polls) > polls
+
+    def test_a_lost_continuation_is_resumed_by_the_sweep(self) -> None:
+        """The continuation message is lost: the reconciler leaves the rotation alone while its claim holds,
+        then dispatches it; the resumed invocation polls the journalled operations on."""
+        estate = _lro_estate()
+        rotation_id = _started(estate)
+        run_rotation(_queued(estate), rotation_id)  # pauses; its continuation is never delivered
+        sweeper = _queued(estate, "sweeper")
+
+        sweep(sweeper, Trigger(TriggerKind.TIMER))
+        early = list(sweeper.dispatcher.dispatched)  # type: ignore[attr-defined]
+        estate.clock.advance(timedelta(seconds=RETRY_AFTER + 1))
+        sweep(sweeper, Trigger(TriggerKind.TIMER))
+        late = list(sweeper.dispatcher.dispatched)  # type: ignore[attr-defined]
+        _invoke_until_settled(estate, rotation_id)
+
+        assert early == []  # the claim is held until the continuation is due
+        assert late == [rotation_id]
+        assert _state(estate, rotation_id).status == RotationStatus.AWAITING_RETIREMENT
+        assert _workspace_patches(estate) == {"ws1": 1, "ws2": 1}
 
     def test_without_a_budget_the_operations_are_polled_to_the_end(self) -> None:
         """The CLI and the local server: one invocation, no continuation."""
