@@ -214,9 +214,7 @@ class TestCrashBetweenAcceptedAndDone:
 
         estate, env_file = lro_estate()
         admin = estate.arm_admin
-        before = admin.set_lro()
-        admin.set_lro(polls_until_done=3, ml_update="async-succeeded", ml_update_applies="completed")
-        try:
+        with admin.lro_settings(polls_until_done=3, ml_update="async-succeeded", ml_update_applies="completed"):
             count_file = tmp_path / f"lro-count-{poll}.json"
             clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
             assert clean.returncode == 0, clean.stderr[-2000:]
@@ -230,12 +228,6 @@ class TestCrashBetweenAcceptedAndDone:
             workspace_at_the_crash = estate.workspace_key(estate.workspaces[0])
             resumed = _run(["resume", "--env", str(env_file)])
             counters = admin.counters()
-        finally:
-            admin.set_lro(
-                ml_update=before["ml_update"],
-                ml_update_applies=before["ml_update_applies"],
-                polls_until_done=before["polls_until_done"],
-            )
 
         assert len(polls) == 3
         assert killed.returncode == -9

@@ -34,18 +34,10 @@ def slow_updates(local_azure: dict[str, Any]) -> Iterator[RealEstate]:
     """Three workspaces (no storage) whose key updates take four polls a second apart, shown on completion."""
     estate = build_estate(local_azure, pinned=0, versionless=0, workspaces=3)
     admin = estate.arm_admin
-    before = admin.set_lro()
-    admin.set_lro(retry_after_s=1, polls_until_done=POLLS, ml_update="async-succeeded", ml_update_applies="completed")
-    admin.reset_counters()
-    try:
+    lro = {"retry_after_s": 1, "polls_until_done": POLLS, "ml_update": "async-succeeded"}
+    with admin.lro_settings(**lro, ml_update_applies="completed"):
+        admin.reset_counters()
         yield estate
-    finally:
-        admin.set_lro(
-            retry_after_s=before["retry_after_s"],
-            polls_until_done=before["polls_until_done"],
-            ml_update=before["ml_update"],
-            ml_update_applies=before["ml_update_applies"],
-        )
 
 
 def _queue(estate: RealEstate) -> QueueClient:
