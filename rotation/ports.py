@@ -93,10 +93,20 @@ class StorageAccounts(Protocol):
         """storageAccounts/read. Safe to repeat."""
         ...
 
-    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+    def set_key_version(
+        self,
+        account_id: str,
+        vault_url: str,
+        key_name: str,
+        key_version: str,
+        *,
+        based_on: StorageAccountKey | None = None,
+    ) -> StorageAccountKey:
         """PATCH encryption.keyvaultproperties (``key_version=""`` = versionless). storageAccounts/write.
 
         Safe to repeat (the PATCH is absolute). Azure itself checks the account identity can use the key.
+        ``based_on``: the account as the caller just read it; what its reading kept (``kept``) is sent back
+        unchanged instead of reading the account again. Without it the account is read first.
         """
         ...
 

@@ -15,8 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from emulators.arm import errors
-from emulators.arm.core import Emulator
+from emulators.arm import errors, versions
+from emulators.arm.core import Call, Emulator
 from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
@@ -71,6 +71,7 @@ class AdminApi:
             ("POST", "/admin/role-assignments"): self._add_role,
             ("GET", "/admin/throttle"): self._get_throttle,
             ("PUT", "/admin/throttle"): self._put_throttle,
+            ("GET", "/admin/throttle/stats"): self._throttle_stats,
             ("GET", "/admin/faults"): self._get_faults,
             ("PUT", "/admin/faults"): self._put_faults,
             ("DELETE", "/admin/faults"): self._clear_faults,
@@ -86,6 +87,7 @@ class AdminApi:
             ("POST", "/admin/resource-groups"): self._add_group,
             ("POST", "/admin/user-assigned-identities"): self._add_identity,
             ("GET", "/admin/storage-accounts/access"): self._access,
+            ("POST", "/admin/storage-accounts"): self._seed_accounts,
             **self.estate.routes(),
         }.get((method, path))
         if handler is None:
@@ -146,7 +148,11 @@ class AdminApi:
         return JSONResponse({"enabled": throttle.enabled, **throttle.buckets})
 
     async def _put_throttle(self, request: Request, body: dict[str, Any]) -> Response:
-        """``{"enabled"?, "reads"?|"writes"?|"deletes"?: {"bucket"?, "refill_per_s"?}}``; every bucket starts full."""
+        """``{"enabled"?, "reads"?|"writes"?|"deletes"?: {"bucket"?, "refill_per_s"?, "initial"?}}``.
+
+        Every bucket is forgotten; each starts again full, or at its kind's ``initial`` tokens when set
+        (``null`` removes it). Not Azure's: a bench measures a sustained rate from a drained bucket.
+        """
         throttle = self.state.throttle
         unknown = set(body) - {"enabled", *KINDS}
         if unknown:
@@ -156,20 +162,30 @@ class AdminApi:
             change = body.get(kind)
             if change is None:
                 continue
-            if not isinstance(change, dict) or set(change) - {"bucket", "refill_per_s"}:
-                raise _bad(f'"{kind}" must be {{"bucket"?: N, "refill_per_s"?: R}}')
+            if not isinstance(change, dict) or set(change) - {"bucket", "refill_per_s", "initial"}:
+                raise _bad(f'"{kind}" must be {{"bucket"?: N, "refill_per_s"?: R, "initial"?: N}}')
             size = change.get("bucket", buckets[kind]["bucket"])
             refill = change.get("refill_per_s", buckets[kind]["refill_per_s"])
+            initial = change.get("initial")  # a kind restated without it starts full again
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                 raise _bad(f"{kind}.bucket must be a positive integer")
             if not isinstance(refill, int | float) or isinstance(refill, bool) or refill <= 0:
                 raise _bad(f"{kind}.refill_per_s must be a positive number")
+            if initial is not None and (not isinstance(initial, int) or isinstance(initial, bool) or initial < 0):
+                raise _bad(f"{kind}.initial must be a whole number of tokens, 0 or more (or null)")
             buckets[kind] = {"bucket": size, "refill_per_s": float(refill)}
+            if initial is not None:
+                buckets[kind]["initial"] = min(initial, size)
         if "enabled" in body:
             throttle.enabled = bool(body["enabled"])
         throttle.buckets = buckets
         self.buckets.reset()
         return await self._get_throttle(request, None)
+
+    async def _throttle_stats(self, request: Request, _body: Any) -> Response:
+        """``{"value": [{subscription_id, principal, kind, tokens, granted, throttled, first_request_at,
+        last_granted_at}]}``: what each bucket answered (``?subscription_id=`` narrows it)."""
+        return JSONResponse({"value": self.buckets.stats(request.query_params.get("subscription_id"))})
 
     async def _get_faults(self, _request: Request, _body: Any) -> Response:
         return JSONResponse({"rules": self.state.faults})
@@ -336,6 +352,37 @@ class AdminApi:
         }
         self.state.user_identities[identity_id.lower()] = entry
         return JSONResponse(entry, status_code=201)
+
+    async def _seed_accounts(self, request: Request, body: dict[str, Any]) -> Response:
+        """``{"subscription_id", "resource_group", "accounts": [{"name", <a create's body>}]}``: many accounts at once.
+
+        Each is validated exactly as ``PUT`` validates it (CMK checked against the Key Vault emulator as the
+        account's identity) and stored ``Succeeded``; all or none. Not throttled, not counted: it builds big
+        estates for tests and benchmarks without spending the ARM write bucket.
+        """
+        sub, group, accounts = body.get("subscription_id"), body.get("resource_group"), body.get("accounts")
+        if not isinstance(sub, str) or not isinstance(group, str) or not isinstance(accounts, list) or not accounts:
+            raise _bad('expected {"subscription_id", "resource_group", "accounts": [{"name", ...}, ...]}')
+        names = [a.get("name") if isinstance(a, dict) else None for a in accounts]
+        if not all(isinstance(n, str) and n for n in names):
+            raise _bad('every account needs a "name"')
+        if len({str(n) for n in names}) != len(names):
+            raise _bad("account names must be unique")
+        base_url = f"{request.url.scheme}://{request.url.netloc}"
+        calls = [
+            Call(
+                method="PUT",
+                path=f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/{name}",
+                params={"sub": sub, "rg": group, "name": str(name)},
+                query={},
+                api_version=versions.STORAGE[-1],
+                principal="admin-seed",
+                base_url=base_url,
+                body=json.dumps({k: v for k, v in account.items() if k != "name"}).encode(),
+            )
+            for name, account in zip(names, accounts, strict=True)
+        ]
+        return JSONResponse({"value": await self.storage.seed(calls)}, status_code=201)
 
     async def _access(self, request: Request, _body: Any) -> Response:
         account_id = request.query_params.get("id", "")

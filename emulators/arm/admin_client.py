@@ -48,16 +48,30 @@ class ArmAdmin(AdminHttpClient):
         reads: tuple[int, float] | None = None,
         writes: tuple[int, float] | None = None,
         deletes: tuple[int, float] | None = None,
+        initial: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         """ARM's token buckets per subscription and principal: ``(bucket size, refill per second)`` per kind.
 
-        Defaults are Azure's (reads 250/25, writes 200/10, deletes 200/10, enabled); every bucket starts full.
+        Defaults are Azure's (reads 250/25, writes 200/10, deletes 200/10, enabled); every bucket starts full,
+        or with ``initial[kind]`` tokens (not Azure's: to measure a sustained rate from a drained bucket; the
+        kind's size and refill must be given with it).
         """
         body: dict[str, Any] = {} if enabled is None else {"enabled": enabled}
         for kind, bucket in (("reads", reads), ("writes", writes), ("deletes", deletes)):
             if bucket is not None:
                 body[kind] = {"bucket": bucket[0], "refill_per_s": bucket[1]}
+        for kind, tokens in (initial or {}).items():
+            if kind not in body:
+                raise ValueError(f"initial[{kind!r}] needs the {kind} bucket's size and refill too")
+            body[kind]["initial"] = tokens
         return dict(self._call("PUT", "/admin/throttle", body))
+
+    def throttle_stats(self, subscription_id: str | None = None) -> list[dict[str, Any]]:
+        """What each token bucket answered: ``granted``, ``throttled`` (429s), ``first_request_at``,
+        ``last_granted_at`` (seconds on the emulator's monotonic clock), ``tokens`` left, by subscription,
+        principal and kind."""
+        query = "?" + urllib.parse.urlencode({"subscription_id": subscription_id}) if subscription_id else ""
+        return list(self._call("GET", f"/admin/throttle/stats{query}")["value"])
 
     def reset_throttle(self) -> dict[str, Any]:
         """Azure's bucket sizes and refill rates, enabled, every bucket full."""
@@ -157,6 +171,14 @@ class ArmAdmin(AdminHttpClient):
     ) -> dict[str, str]:
         body = {"id": identity_id, "principal_id": principal_id, "client_id": client_id}
         return dict(self._call("POST", "/admin/user-assigned-identities", body))
+
+    def seed_storage_accounts(
+        self, subscription_id: str, resource_group: str, accounts: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Create many storage accounts at once (each ``{"name", <the create body>}``), validated as a PUT is,
+        stored ``Succeeded``, without spending the ARM write bucket; returns them as ARM renders them."""
+        body = {"subscription_id": subscription_id, "resource_group": resource_group, "accounts": accounts}
+        return list(self._call("POST", "/admin/storage-accounts", body)["value"])
 
     def account_access(self, account_id: str) -> dict[str, Any]:
         """``{"accessible": bool, "reason": str | None, "key_in_use": str | None}``, judged live against the vault."""

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,14 @@ class Store:
         return State(**{k: v for k, v in raw.items() if k in known})
 
     def save(self) -> None:
-        data = json.dumps(asdict(self.state), indent=1, sort_keys=True)
+        """Write the whole state atomically. Called after every change, so it is kept cheap: the resource
+        dicts are serialised as they are (no deep copy) and compactly (a 500-account estate saves in ms)."""
+        state = self.state
+        snapshot: dict[str, Any] = {}
+        for f in fields(state):
+            value = getattr(state, f.name)
+            snapshot[f.name] = asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+        data = json.dumps(snapshot, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state.", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             handle.write(data)

@@ -88,6 +88,34 @@ class StorageProvider(ResourceProvider):
     # -- operations -------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
+        """PUT: validate, store (``Creating`` until the operation is polled), answer 202 with the operation."""
+        async with self.emulator.write_lock:
+            key, account = await self.build(call)
+            self.accounts[key] = account
+            headers = self.emulator.start_operation(
+                call, f"Microsoft.Storage/locations/{account['location']}/asyncoperations", account["id"], "storage"
+            )
+            self.emulator.store.save()
+        return Response(status_code=202, headers=headers)
+
+    async def seed(self, calls: list[Call]) -> list[dict[str, Any]]:
+        """Create every account of ``calls`` at once, validated as ``create`` does, already ``Succeeded``.
+
+        The admin API's bulk seed (``POST /admin/storage-accounts``): nothing is stored unless all are valid.
+        """
+        async with self.emulator.write_lock:
+            built = [await self.build(call) for call in calls]
+            for key, account in built:
+                account["provisioningState"] = "Succeeded"
+                self.accounts[key] = account
+            self.emulator.store.save()
+        return [self.render(account) for _, account in built]
+
+    async def build(self, call: Call) -> tuple[str, dict[str, Any]]:
+        """The account a PUT describes (its stored key and state), validated, CMK checked; nothing stored.
+
+        The caller holds the emulator's write lock.
+        """
         body, group = await self._create_request(call)
         name = call.params["name"]
         key = self.resource_id(call).lower()
@@ -119,29 +147,23 @@ class StorageProvider(ResourceProvider):
             raise errors.invalid_request_content(
                 "Error converting value to type 'StorageAccountPropertiesCreateParameters'. Path 'properties'"
             )
-        async with self.emulator.write_lock:
-            existing = self.accounts.get(key)
-            if existing and existing["location"].lower() != location.lower():
-                raise errors.ArmError(
-                    409,
-                    "InvalidResourceLocation",
-                    f"The resource '{name}' already exists in location '{existing['location']}' in resource group "
-                    f"'{group['name']}'. A resource with the same name cannot be created in location '{location}'.",
-                )
-            now = self.emulator.store.now()
-            account = self._draft(call, existing, location, creationTime=now, properties={}, cmk=None)
-            account["sku"] = {"name": _SKUS[sku["name"].lower()][0], "tier": _SKUS[sku["name"].lower()][1]}
-            account["kind"] = kind
-            account["tags"] = tags(body)
-            account["identity"] = self.emulator.build_identity(body.get("identity"), (existing or {}).get("identity"))
-            await self._apply_properties(account, properties, now)
-            account["provisioningState"] = "Creating" if existing is None else "Succeeded"
-            self.accounts[key] = account
-            headers = self.emulator.start_operation(
-                call, f"Microsoft.Storage/locations/{location}/asyncoperations", account["id"], "storage"
+        existing = self.accounts.get(key)
+        if existing and existing["location"].lower() != location.lower():
+            raise errors.ArmError(
+                409,
+                "InvalidResourceLocation",
+                f"The resource '{name}' already exists in location '{existing['location']}' in resource group "
+                f"'{group['name']}'. A resource with the same name cannot be created in location '{location}'.",
             )
-            self.emulator.store.save()
-        return Response(status_code=202, headers=headers)
+        now = self.emulator.store.now()
+        account = self._draft(call, existing, location, creationTime=now, properties={}, cmk=None)
+        account["sku"] = {"name": _SKUS[sku["name"].lower()][0], "tier": _SKUS[sku["name"].lower()][1]}
+        account["kind"] = kind
+        account["tags"] = tags(body)
+        account["identity"] = self.emulator.build_identity(body.get("identity"), (existing or {}).get("identity"))
+        await self._apply_properties(account, properties, now)
+        account["provisioningState"] = "Creating" if existing is None else "Succeeded"
+        return key, account
 
     async def update(self, call: Call) -> Response:
         body = call.json()

@@ -7,6 +7,11 @@ deletes: bucket 200, refill 10/s. Over the limit, ARM answers 429 with ``Retry-A
 every answer reports what is left in ``x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}``.
 
 Not modelled: the tenant-level buckets and the global subscription limit (15x one principal's).
+
+Two things Azure does not do, for measuring: a kind's ``initial`` setting makes a bucket first seen start
+with that many tokens instead of full (a bench measures the sustained rate from a drained bucket), and
+every bucket counts what it answered (:meth:`TokenBuckets.stats`: granted, throttled, when the first
+request came and when the last one was granted), so a 429 is counted where it is answered, not by clients.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ def header_for(kind: str) -> str:
 class _Level:
     tokens: float
     at: float
+    first_request_at: float
+    last_granted_at: float | None = None
+    granted: int = 0
+    throttled: int = 0
 
 
 class TokenBuckets:
@@ -48,7 +57,28 @@ class TokenBuckets:
         self._levels: dict[tuple[str, str, str], _Level] = {}
 
     def reset(self) -> None:
+        """Forget every bucket (each starts again at its kind's ``initial`` level) and its counts."""
         self._levels.clear()
+
+    def stats(self, subscription_id: str | None = None) -> list[dict[str, object]]:
+        """What each bucket answered since it was first used (or the last reset), optionally of one subscription.
+
+        Times are seconds on the emulator's monotonic clock: only differences between them mean anything.
+        """
+        return [
+            {
+                "subscription_id": sub,
+                "principal": principal,
+                "kind": kind,
+                "tokens": math.floor(level.tokens),
+                "granted": level.granted,
+                "throttled": level.throttled,
+                "first_request_at": level.first_request_at,
+                "last_granted_at": level.last_granted_at,
+            }
+            for (sub, principal, kind), level in sorted(self._levels.items())
+            if subscription_id is None or sub == subscription_id.lower()
+        ]
 
     def take(self, settings: Throttle, subscription_id: str, principal: str, kind: str) -> dict[str, str]:
         """Spend one token; return the rate-limit header for the answer.
@@ -63,11 +93,15 @@ class TokenBuckets:
         key = (subscription_id.lower(), principal, kind)
         level = self._levels.get(key)
         if level is None:
-            level = self._levels[key] = _Level(size, now)
+            initial = min(size, float(bucket.get("initial", size)))
+            level = self._levels[key] = _Level(initial, now, first_request_at=now)
         level.tokens = min(size, level.tokens + (now - level.at) * refill)
         level.at = now
         if level.tokens < 1 and settings.enabled:
+            level.throttled += 1
             retry_after = max(1, math.ceil((1 - level.tokens) / refill)) if refill > 0 else 60
             raise errors.throttled(subscription_id, principal, retry_after, kind)
         level.tokens = max(0.0, level.tokens - 1)
+        level.granted += 1
+        level.last_granted_at = now
         return {header_for(kind): str(math.floor(level.tokens))}

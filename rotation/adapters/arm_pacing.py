@@ -12,6 +12,13 @@ never overstates what ARM has (the count was taken before the answer reached us)
 alone on its principal is not throttled. azure-core's retry policy still owns a 429 if one happens (other
 processes sharing the principal): the pacer only reads it as "nothing left".
 
+Concurrent requests (a step re-points several consumers at once, each thread through the same pacer):
+
+- before ARM reported anything for a bucket, one request goes first and the others wait for its answer
+  (the bucket may be nearly empty: a burst of unknowns would be a burst of 429s);
+- answers come back out of order: a count is taken only from an answer to a request sent after the one
+  whose count is known (a late answer to an earlier request reports an older, higher count).
+
 :class:`ArmPacingPolicy` is the azure-core policy the ARM adapters put right after their retry policy,
 so every attempt (and every LRO poll) is paced and observed. One process-wide pacer is shared by all
 ARM adapters (:func:`shared_pacer`), since they spend the same buckets.
@@ -35,6 +42,8 @@ from rotation.logs import get_logger
 ARM_REFILL_PER_S: Mapping[str, float] = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
 DEFAULT_RESERVE = 10
 MAX_WAIT_S = 30.0
+#: How often a request waiting for the first answer of a bucket looks again.
+FIRST_ANSWER_POLL_S = 0.02
 
 _SUBSCRIPTION = re.compile(r"^/subscriptions/([^/?]+)", re.IGNORECASE)
 _log = get_logger("rotation.arm_pacing")
@@ -57,6 +66,9 @@ class _Budget:
     remaining: float | None = None  # what ARM last reported
     seen_at: float = 0.0
     in_flight: int = 0  # requests sent, not yet answered
+    answered: bool = False  # ARM answered one (with or without a count)
+    sent: int = 0  # requests sent so far: each one's number orders the answers
+    counted: int = 0  # the number of the request whose answer gave ``remaining``
 
 
 class ArmPacer:
@@ -105,34 +117,52 @@ class ArmPacer:
         Returns:
             The seconds waited (0 when the budget allows it at once).
         """
+        return self.acquire(subscription_id, kind)[0]
+
+    def acquire(self, subscription_id: str, kind: str) -> tuple[float, int]:
+        """``before``, also returning the request's number in its bucket (give it back to ``after``)."""
         waited = 0.0
         while True:
             with self._lock:
                 budget = self._budget(subscription_id, kind)
                 left = self._estimate(budget, kind, self._clock())
                 refill = self._refill.get(kind, 0.0)
+                first_pending = left is None and budget.in_flight > 0 and not budget.answered
                 # (a millionth of a token of slack: a refill computed from float times may fall short by a hair)
-                if left is None or left >= self._reserve + 1 - 1e-6 or refill <= 0 or waited >= self._max_wait_s:
+                go = left >= self._reserve + 1 - 1e-6 if left is not None else not first_pending
+                if go or refill <= 0 or waited >= self._max_wait_s:
                     budget.in_flight += 1
+                    budget.sent += 1
                     if waited:
                         self.waits += 1
                         self.waited_s += waited
-                    return waited
-                pause = max(0.001, min((self._reserve + 1 - left) / refill, self._max_wait_s - waited))
-            _log.info(
-                "arm_pacing_wait", subscription=subscription_id, kind=kind, left=int(left), wait_s=round(pause, 2)
-            )
+                    return waited, budget.sent
+                if left is None:  # the first request of this bucket is still unanswered: wait for its count
+                    pause = min(FIRST_ANSWER_POLL_S, self._max_wait_s - waited)
+                else:
+                    pause = max(0.001, min((self._reserve + 1 - left) / refill, self._max_wait_s - waited))
+            if left is not None:
+                _log.info(
+                    "arm_pacing_wait", subscription=subscription_id, kind=kind, left=int(left), wait_s=round(pause, 2)
+                )
             self._sleep(pause)
             waited += pause
 
-    def after(self, subscription_id: str, kind: str, remaining: float | None) -> None:
-        """Record an answer: ``remaining`` is ARM's count for the bucket, None when it reported none."""
+    def after(self, subscription_id: str, kind: str, remaining: float | None, number: int | None = None) -> None:
+        """Record an answer: ``remaining`` is ARM's count for the bucket, None when it reported none.
+
+        ``number``: the request's (from ``acquire``); a count from a request sent before the one whose count
+        is known is older than it, and ignored.
+        """
         with self._lock:
             budget = self._budget(subscription_id, kind)
             budget.in_flight = max(0, budget.in_flight - 1)
-            if remaining is not None:
-                budget.remaining = max(0.0, remaining)
-                budget.seen_at = self._clock()
+            budget.answered = True
+            if remaining is None or (number is not None and number < budget.counted):
+                return
+            budget.remaining = max(0.0, remaining)
+            budget.seen_at = self._clock()
+            budget.counted = number if number is not None else budget.sent
 
     def _budget(self, subscription_id: str, kind: str) -> _Budget:
         return self._budgets.setdefault((subscription_id.lower(), kind), _Budget())
@@ -177,7 +207,7 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
         scope = subscription_and_kind(request.http_request.method, request.http_request.url)
         if scope is None:
             return self.next.send(request)
-        self._pacer.before(*scope)
+        _, number = self._pacer.acquire(*scope)
         remaining: float | None = None
         try:
             response = self.next.send(request)
@@ -185,7 +215,7 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
             remaining = reported_remaining(http.status_code, http.headers, scope[1])
             return response
         finally:
-            self._pacer.after(*scope, remaining)
+            self._pacer.after(*scope, remaining, number)
 
 
 _shared: ArmPacer | None = None

@@ -22,7 +22,7 @@ from rotation.adapters.arm_common import client_kwargs, parse_resource_id
 from rotation.adapters.arm_pacing import ArmPacer
 from rotation.adapters.azure_errors import translated
 from rotation.adapters.client_cache import ClientCache
-from rotation.domain.model import KeyRef, StorageAccountKey
+from rotation.domain.model import KeyRef, StorageAccountKey, StorageEncryptionKept
 from rotation.errors import InputError, PreconditionFailed
 
 _READ = "Microsoft.Storage/storageAccounts/read"
@@ -50,6 +50,25 @@ def _get(obj: Any, *names: str) -> Any:
     return obj
 
 
+def _kept(account: Any) -> StorageEncryptionKept:
+    """What a re-point of ``account`` (an SDK ``StorageAccount``) sends back as it was read."""
+    encryption = _get(account, "encryption") or _get(account, "properties", "encryption")
+    identity = _get(encryption, "encryption_identity")
+    services = _get(encryption, "services")
+    return StorageEncryptionKept(
+        identity=tuple(
+            (wire, str(value))
+            for wire, attr in _ENCRYPTION_IDENTITY_FIELDS
+            if (value := _get(identity, attr)) is not None
+        ),
+        services=tuple(
+            (service, str(getattr(key_type, "value", key_type)))
+            for service in ("blob", "file", "table", "queue")
+            if (found := _get(services, service)) is not None and (key_type := _get(found, "key_type")) is not None
+        ),
+    )
+
+
 def _account(account: Any) -> StorageAccountKey | None:
     """The CMK settings of an account, or None when it does not use a customer-managed key."""
     encryption = _get(account, "encryption") or _get(account, "properties", "encryption")
@@ -74,6 +93,7 @@ def _account(account: Any) -> StorageAccountKey | None:
         current_versioned_key_id=_get(kvp, "current_versioned_key_identifier") or None,
         last_key_rotation=rotated if isinstance(rotated, datetime) else None,
         identity_principal_id=_get(account, "identity", "principal_id"),
+        kept=_kept(account),
     )
 
 
@@ -108,35 +128,36 @@ class ArmStorageAccounts:
             raise PreconditionFailed(f"storage account {name} no longer uses a customer-managed key")
         return found
 
-    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+    def set_key_version(
+        self,
+        account_id: str,
+        vault_url: str,
+        key_name: str,
+        key_version: str,
+        *,
+        based_on: StorageAccountKey | None = None,
+    ) -> StorageAccountKey:
+        """Re-point the account; the encryption identity and services go back as read (``based_on``'s when
+        it carries them, else from a read made here: one read per re-point, not two)."""
         sub, group, name = parse_resource_id(account_id)
         client = self._client(sub)
-        with translated(f"read storage account {name}", _READ):
-            current = client.storage_accounts.get_properties(group, name)
+        kept = based_on.kept if based_on is not None and based_on.account_id.lower() == account_id.lower() else None
+        if kept is None:
+            with translated(f"read storage account {name}", _READ):
+                kept = _kept(client.storage_accounts.get_properties(group, name))
         encryption: dict[str, Any] = {
             "keySource": KEY_SOURCE,
             "keyvaultproperties": {"keyvaulturi": vault_url, "keyname": key_name, "keyversion": key_version},
         }
-        identity = _get(current, "encryption", "encryption_identity") or _get(
-            current, "properties", "encryption", "encryption_identity"
-        )
-        kept_identity = {
-            wire: value for wire, attr in _ENCRYPTION_IDENTITY_FIELDS if (value := _get(identity, attr)) is not None
-        }
-        if kept_identity:
+        if kept.identity:
             # Every field of the encryption identity is sent back as it was (the user-assigned identity and
             # the multi-tenant application's federatedIdentityClientId): only the key changes.
-            encryption["identity"] = kept_identity
-        services = _get(current, "encryption", "services") or _get(current, "properties", "encryption", "services")
-        kept = {}
-        for service in ("blob", "file", "table", "queue"):
-            found = _get(services, service)
-            key_type = _get(found, "key_type")
-            if found is not None and key_type is not None:
-                kept[service] = {"keyType": str(getattr(key_type, "value", key_type)), "enabled": True}
-        if kept:
+            encryption["identity"] = dict(kept.identity)
+        if kept.services:
             # As Microsoft's example sends it: the encryption block keeps its services.
-            encryption["services"] = kept
+            encryption["services"] = {
+                service: {"keyType": key_type, "enabled": True} for service, key_type in kept.services
+            }
         with translated(f"re-point storage account {name} to {key_name}/{key_version or '(versionless)'}", _WRITE):
             patch = StorageAccountUpdateParameters({"properties": {"encryption": encryption}})
             updated = client.storage_accounts.update(group, name, patch)

@@ -198,12 +198,14 @@ def repoint_pinned(
     mismatch: Callable[[Reading], str],
     detail: Callable[[Reading, str], str],
     long_running: LongRunning | None = None,
+    reading: Reading | None = None,
 ) -> ConsumerChange:
     """The re-point of a consumer pinned to a version: read it, write if needed, read it back.
 
     Shared by kinds whose consumers name a key version (storage accounts, workspaces, ...).
 
     Args:
+        reading: the consumer as the caller just read it (not read again), else it is read here.
         action: the intent's name in the journal (``set_storage_version``).
         set_version: the write, given the new version.
         mismatch: the log-safe reason when the read-back is not the new version.
@@ -214,7 +216,7 @@ def repoint_pinned(
             ends the wait: the read-back below judges.
     """
     new = run.state.new_version
-    reading = unit.read_back(run.ports, run.key, change)
+    reading = reading if reading is not None else unit.read_back(run.ports, run.key, change)
     assert reading is not None
     if new is None or reading.configured != new or run.awaiting(change.resource_id):
         target = new or "the new version"

@@ -82,10 +82,22 @@ class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
             return f"{reading.name} is not using {new_version} (in use: {reading.in_use})"
         return None
 
+    def read_before_write(
+        self, ports: UnitPorts, key: KeyRef, change: ConsumerChange
+    ) -> tuple[Reading, StorageAccountKey | None]:
+        account = ports.storage_accounts.get_account(change.resource_id)
+        return _reading(account, key), account
+
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         """Set the account's keyversion (the PATCH is absolute: safe to repeat). storageAccounts/write."""
+        return self.set_version_based_on(run, resource_id, version, None)
+
+    def set_version_based_on(
+        self, run: ConsumerRun, resource_id: str, version: str, item: StorageAccountKey | None
+    ) -> object:
+        """``set_version``; the account as just read (``item``) gives what the PATCH keeps, without a second read."""
         key = run.key
-        return run.ports.storage_accounts.set_key_version(resource_id, key.vault_url, key.name, version)
+        return run.ports.storage_accounts.set_key_version(resource_id, key.vault_url, key.name, version, based_on=item)
 
 
 STORAGE_ACCOUNTS = StorageAccountUnit()

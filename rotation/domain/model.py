@@ -114,6 +114,15 @@ class ConsumerKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class StorageEncryptionKept:
+    """What a storage account's re-point sends back exactly as it was read: the encryption identity's fields
+    (wire name, value) and each encryption service's key type (service, ``keyType``)."""
+
+    identity: tuple[tuple[str, str], ...] = ()
+    services: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class StorageAccountKey:
     """A storage account's CMK configuration as read through ARM."""
 
@@ -125,6 +134,7 @@ class StorageAccountKey:
     current_versioned_key_id: str | None  # read-only currentVersionedKeyIdentifier
     last_key_rotation: datetime | None = None
     identity_principal_id: str | None = None
+    kept: StorageEncryptionKept | None = None  # None: not known from this reading (a write reads it first)
 
     @property
     def versionless(self) -> bool:

@@ -106,7 +106,15 @@ class FakeStorageAccounts(FakeConsumerProvider):
         """Azure refuses the ``n``-th ``set_key_version`` from now, unless it writes ``unless`` (e.g. a rollback)."""
         self._refused_write = (self._key_writes + n, unless)
 
-    def set_key_version(self, account_id: str, vault_url: str, key_name: str, key_version: str) -> StorageAccountKey:
+    def set_key_version(
+        self,
+        account_id: str,
+        vault_url: str,
+        key_name: str,
+        key_version: str,
+        *,
+        based_on: StorageAccountKey | None = None,  # the fake keeps no encryption identity to send back
+    ) -> StorageAccountKey:
         self._key_writes += 1
         self.faults.check("set_key_version")
         refused = self._refused_write

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.estate import measure_ratio, measure_sweep
+from bench.estate import measure_bucket, measure_ratio, measure_sweep
 from emulators.arm.admin_client import ArmAdmin
 
 
@@ -53,3 +53,18 @@ def test_budget_section_continues_across_invocations_with_one_patch_each(local_a
     assert result["patches_per_workspace"] == 1
     assert result["polls"] == 2 * 3
     assert result["invocations"] >= 2
+
+
+def test_bucket_section_reports_the_emulators_counts(local_azure: dict[str, Any]) -> None:
+    arm = ArmAdmin(local_azure["arm"]["admin"], local_azure["ca_bundle"])
+    try:
+        result = measure_bucket(local_azure, accounts=6, concurrency=3)
+    finally:
+        arm.reset_throttle()  # the section leaves the throttle off, as the benchmark runs it
+
+    assert result["status"] == "awaiting_retirement"
+    assert (result["moved"], result["failed_consumers"]) == (6, 0)
+    assert result["writes"]["granted"] == 6
+    assert result["patches"] == 6 + result["writes"]["throttled"]
+    assert result["throttled_share"] == pytest.approx(result["writes"]["throttled"] / result["patches"], abs=1e-4)
+    assert 0 < result["of_refill"] <= 1.1  # a drained bucket grants at most its refill (+ one token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,6 +148,68 @@ class TestPacer:
         burst = 5 - 2  # what was left above the reserve goes at once
         rate = (50 - burst) / (time.now - 100.0)
         assert 9.5 <= rate <= 10.0 + 1e-9  # then the refill rate (ARM's whole-token counts cost a little)
+
+    def test_before_any_count_the_first_request_goes_alone(self) -> None:
+        time = FakeTime()
+        pending: list[int] = []
+
+        def answer_while_waiting(seconds: float) -> None:  # the first request's answer arrives meanwhile
+            time.sleep(seconds)
+            while pending:
+                paced.after(SUB, "writes", 45, pending.pop())
+
+        paced = ArmPacer(reserve=2, refill_per_s={"writes": 10.0}, clock=time.clock, sleep=answer_while_waiting)
+        first_waited, first = paced.acquire(SUB, "writes")
+        pending.append(first)
+
+        second_waited = paced.before(SUB, "writes")
+
+        assert first_waited == 0
+        assert time.sleeps == [pytest.approx(0.02)]  # it waited for the first answer, not for a refill
+        assert second_waited == pytest.approx(0.02)
+        assert paced.estimate(SUB, "writes") == pytest.approx(44)  # 45 reported, the second in flight
+
+    def test_an_answer_without_a_count_releases_the_others(self) -> None:
+        time = FakeTime()
+        paced = pacer(time, reserve=2)
+        _, first = paced.acquire(SUB, "writes")
+        paced.after(SUB, "writes", None, first)
+
+        assert paced.before(SUB, "writes") == 0
+        assert paced.before(SUB, "writes") == 0
+        assert time.sleeps == []
+
+    def test_a_late_answer_to_an_earlier_request_is_not_believed(self) -> None:
+        time = FakeTime()
+        paced = pacer(time, reserve=2)
+        _, probe = paced.acquire(SUB, "writes")
+        paced.after(SUB, "writes", 20, probe)
+        _, earlier = paced.acquire(SUB, "writes")
+        _, later = paced.acquire(SUB, "writes")
+
+        paced.after(SUB, "writes", 18, later)  # ARM took both; the later one's answer comes first
+        paced.after(SUB, "writes", 19, earlier)
+
+        assert paced.estimate(SUB, "writes") == 18
+
+    def test_threads_share_one_budget(self) -> None:
+        """Re-point threads share the pacer: their requests in flight all count against one bucket."""
+        time = FakeTime()
+        paced = pacer(time, reserve=2)
+        _, probe = paced.acquire(SUB, "writes")
+        paced.after(SUB, "writes", 6, probe)
+
+        def send() -> None:
+            paced.acquire(SUB, "writes")
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert paced.estimate(SUB, "writes") == pytest.approx(2, abs=1e-6)  # 6 - 4 in flight, none answered
+        assert time.sleeps == []
 
     def test_rejects_a_negative_reserve(self) -> None:
         with pytest.raises(ValueError, match="reserve"):

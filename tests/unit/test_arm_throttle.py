@@ -82,6 +82,52 @@ class TestTokenBuckets:
         assert other_subscription["x-ms-ratelimit-remaining-subscription-writes"] == "0"
         assert reads == {"x-ms-ratelimit-remaining-subscription-reads": "249"}
 
+    def test_a_bucket_set_to_start_drained_grants_only_its_refill(self) -> None:
+        clock = Clock()
+        buckets = TokenBuckets(clock)
+        settings = small(writes=(200, 10.0))
+        settings.buckets["writes"]["initial"] = 0
+
+        with pytest.raises(ArmError):
+            buckets.take(settings, SUB, "p", "writes")
+        clock.now += 0.5  # five tokens back
+        granted = [buckets.take(settings, SUB, "p", "writes") for _ in range(5)]
+        with pytest.raises(ArmError):
+            buckets.take(settings, SUB, "p", "writes")
+
+        assert [h["x-ms-ratelimit-remaining-subscription-writes"] for h in granted] == ["4", "3", "2", "1", "0"]
+
+    def test_each_bucket_counts_what_it_answered_and_when(self) -> None:
+        clock = Clock()
+        buckets = TokenBuckets(clock)
+        settings = small(writes=(2, 1.0))
+        for _ in range(2):
+            buckets.take(settings, SUB, "p", "writes")
+        clock.now += 0.25
+        with pytest.raises(ArmError):
+            buckets.take(settings, SUB, "p", "writes")
+        clock.now += 1.0
+        buckets.take(settings, SUB, "p", "writes")
+        buckets.take(settings, OTHER_SUB, "p", "reads")
+
+        stats = buckets.stats(SUB)
+
+        assert stats == [
+            {
+                "subscription_id": SUB,
+                "principal": "p",
+                "kind": "writes",
+                "tokens": 0,
+                "granted": 3,
+                "throttled": 1,
+                "first_request_at": 1000.0,
+                "last_granted_at": 1001.25,
+            }
+        ]
+        assert [(s["kind"], s["granted"]) for s in buckets.stats()] == [("writes", 3), ("reads", 1)]
+        buckets.reset()
+        assert buckets.stats() == []
+
     def test_kinds_by_method(self) -> None:
         assert [kind_of(m) for m in ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE")] == [
             "reads",

@@ -23,7 +23,7 @@ from azure.mgmt.storage import StorageManagementClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulators.arm.admin_client import ArmAdmin
+from emulators.arm.admin_client import ArmAdmin, ArmAdminError
 from tests.integration.endpoints import LocalEndpoints
 from tests.integration.mgmt_clients import ClientT, cmk_encryption, cmk_storage_account, mgmt_client, resource_id
 from tests.integration.vaults import key_client
@@ -411,6 +411,52 @@ class TestStorageListAndDelete:
         with pytest.raises(ResourceNotFoundError) as caught:
             client.storage_accounts.get_properties(world.resource_group, name)
         assert arm_error(caught.value)["code"] == "ResourceNotFound"
+
+
+class TestSeedStorageAccounts:
+    """The admin seed creates many accounts at once, validated as a create is (CMK checked), all or none."""
+
+    def test_seeded_accounts_are_read_as_created_ones_without_spending_arm_writes(self, world: World) -> None:
+        identity_id, identity = identity_with_access(world)
+        version = world.keys.get_key(world.key_name).properties.version
+        names = [account_name() for _ in range(3)]
+        world.arm_admin.reset_counters()
+
+        seeded = world.arm_admin.seed_storage_accounts(
+            world.subscription_id,
+            world.resource_group,
+            [{"name": n, **cmk_account_body(world, identity_id, identity, version)} for n in names],
+        )
+        counters = world.arm_admin.counters()
+        read = world.storage().storage_accounts.get_properties(world.resource_group, names[1])
+
+        assert [a["name"] for a in seeded] == names
+        assert counters == {}
+        assert read.provisioning_state == "Succeeded"
+        assert read.encryption.key_vault_properties.key_version == version
+        assert read.encryption.key_vault_properties.current_versioned_key_identifier.endswith("/" + str(version))
+        assert read.encryption.encryption_identity.encryption_user_assigned_identity == identity_id
+
+    def test_one_unusable_key_refuses_the_whole_seed(self, world: World) -> None:
+        identity_id, identity = identity_with_access(world)
+        good = {"name": account_name(), **cmk_account_body(world, identity_id, identity)}
+        bad = {"name": account_name(), **cmk_account_body(world, identity_id, identity, "0" * 32)}
+
+        with pytest.raises(ArmAdminError, match="KeyVaultVersionNotFound"):
+            world.arm_admin.seed_storage_accounts(world.subscription_id, world.resource_group, [good, bad])
+
+        assert list(world.storage().storage_accounts.list_by_resource_group(world.resource_group)) == []
+
+    def test_names_must_be_given_and_unique(self, world: World) -> None:
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        name = account_name()
+
+        with pytest.raises(ArmAdminError, match="unique"):
+            world.arm_admin.seed_storage_accounts(
+                world.subscription_id, world.resource_group, [{"name": name, **body}, {"name": name, **body}]
+            )
+        with pytest.raises(ArmAdminError, match="every account needs a"):
+            world.arm_admin.seed_storage_accounts(world.subscription_id, world.resource_group, [body])
 
 
 class TestPaging:

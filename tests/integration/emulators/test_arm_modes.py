@@ -19,6 +19,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from emulators.arm.admin_client import ArmAdminError
 from rotation.adapters.aml_client import WorkspaceEncryption
 from tests.integration.emulators.test_arm import (
+    TESTER,
     World,
     account_name,
     arm_error,
@@ -324,7 +325,28 @@ class TestTokenBuckets:
 
         assert seen == ["0", "0", "0"]
 
+    def test_a_bucket_set_to_start_drained_and_what_each_bucket_answered(self, world: World) -> None:
+        world.arm_admin.set_throttle(
+            reads=(250, 25.0), writes=(200, 0.001), deletes=(200, 10.0), initial={"writes": 1}
+        )  # one write, then no refill within the test
+        body = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+        client = world.storage(retry_total=0)
+
+        client.storage_accounts.begin_create(world.resource_group, account_name(), body, polling=False)
+        with pytest.raises(HttpResponseError) as caught:
+            client.storage_accounts.begin_create(world.resource_group, account_name(), body, polling=False)
+        list(client.storage_accounts.list_by_resource_group(world.resource_group))
+        stats = {s["kind"]: s for s in world.arm_admin.throttle_stats(world.subscription_id)}
+
+        assert caught.value.status_code == 429
+        assert (stats["writes"]["granted"], stats["writes"]["throttled"]) == (1, 1)
+        assert (stats["reads"]["granted"], stats["reads"]["throttled"]) == (1, 0)
+        assert stats["writes"]["last_granted_at"] >= stats["writes"]["first_request_at"]
+        assert {s["principal"] for s in stats.values()} == {TESTER}
+
     def test_bucket_settings_are_validated(self, world: World) -> None:
+        with pytest.raises(ArmAdminError, match=r"writes\.initial must be a whole number"):
+            world.arm_admin.set_throttle(writes=(200, 10.0), initial={"writes": -1})
         with pytest.raises(ArmAdminError, match=r"writes\.bucket must be a positive integer"):
             world.arm_admin.set_throttle(writes=(0, 1.0))
         with pytest.raises(ArmAdminError, match="refill_per_s must be a positive number"):

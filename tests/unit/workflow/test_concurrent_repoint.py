@@ -122,10 +122,10 @@ class TestConcurrentRepoint:
         refused = next(a for a in estate.storage.accounts.values() if a.name == "pinned01").account_id
         original = estate.storage.set_key_version
 
-        def set_key_version(account_id: str, *args: Any) -> Any:
+        def set_key_version(account_id: str, *args: Any, **kwargs: Any) -> Any:
             if account_id == refused and args[-1] != old:
                 raise VerificationFailed("the account identity cannot use the new version")
-            return original(account_id, *args)
+            return original(account_id, *args, **kwargs)
 
         gate = Gate(set_key_version, hold=3)
         estate.storage.set_key_version = gate  # type: ignore[method-assign]
@@ -161,14 +161,14 @@ class TestCrashWithSeveralInFlight:
         lock = threading.Lock()
         dead = {"now": False}
 
-        def dying(*args: Any) -> Any:
+        def dying(*args: Any, **kwargs: Any) -> Any:
             with lock:
                 first = not dead["now"]
                 dead["now"] = True
             if not first:
                 raise Died("the process is gone")
             if when == "after":
-                original(*args)
+                original(*args, **kwargs)
             raise Died("killed")
 
         victim = Gate(dying, hold=3)
