@@ -14,6 +14,7 @@ from typing import Protocol
 from rotation.domain.model import (
     AuditRecord,
     HeldBlob,
+    KeyListPage,
     KeyRef,
     KeyVersion,
     RewrapSummary,
@@ -46,8 +47,9 @@ class KeyStore(Protocol):
         """Every version of the key (paged by the SDK). keys/read. Safe to repeat."""
         ...
 
-    def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
-        """The current attributes of every key in a vault, one list call per page. keys/read."""
+    def list_key_pages(self, vault_url: str) -> Iterator[KeyListPage]:
+        """The current attributes of every key in a vault, a page (up to 25 keys) per list call, fetched as
+        the caller asks for it. keys/read. Safe to repeat."""
         ...
 
     def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:

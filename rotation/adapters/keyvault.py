@@ -20,7 +20,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from rotation.adapters.azure_errors import translated
 from rotation.adapters.client_cache import ClientCache
-from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
+from rotation.domain.model import KeyListPage, KeyRef, KeyVersion, RotationPolicy
 from rotation.errors import PermissionDenied, RotationError, VerificationFailed
 from rotation.logs import get_logger
 from rotation.retry import TRANSPORT_RETRY
@@ -40,7 +40,7 @@ _UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
 ACTIONS: Mapping[str, frozenset[str]] = {
     "get_key": frozenset({_READ}),
     "list_versions": frozenset({_READ}),
-    "list_keys": frozenset({_READ}),
+    "list_key_pages": frozenset({_READ}),
     "get_rotation_policy": frozenset({_POLICY}),
     "create_version": frozenset({_CREATE}),
     "update_version": frozenset({_WRITE}),
@@ -145,12 +145,16 @@ class KeyVaultKeyStore:
             props = list(self._client(key.vault_url).list_properties_of_key_versions(key.name))
         return [_from_properties(key, p) for p in props]
 
-    def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
-        """Every key's current attributes, ``LIST_PAGE_SIZE`` keys per list call."""
+    def list_key_pages(self, vault_url: str) -> Iterator[KeyListPage]:
+        """Every key's current attributes, ``LIST_PAGE_SIZE`` keys per list call; a page is fetched only when
+        the caller asks for it, and says whether Key Vault gave a ``nextLink`` (more pages)."""
         with translated(f"list the keys of {vault_url}", _READ):
-            pages = self._client(vault_url).list_properties_of_keys(max_page_size=LIST_PAGE_SIZE)
-            for props in pages:
-                yield _from_properties(KeyRef(vault_url, props.name or ""), props)
+            pages = self._client(vault_url).list_properties_of_keys(max_page_size=LIST_PAGE_SIZE).by_page()
+            for page in pages:
+                keys = tuple(_from_properties(KeyRef(vault_url, props.name or ""), props) for props in page)
+                # azure-core's PageIterator holds the nextLink it will follow (None after the last page);
+                # without that attribute, more pages are assumed (the caller then reads keys on their own).
+                yield KeyListPage(keys, more=getattr(pages, "continuation_token", "") is not None)
 
     def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:
         with translated(f"read the rotation policy of {key.uri}", _POLICY):

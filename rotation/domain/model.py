@@ -83,6 +83,15 @@ class KeyVersion:
 
 
 @dataclass(frozen=True)
+class KeyListPage:
+    """One page of a vault's key listing: each key's current attributes (``version`` empty: Key Vault lists
+    the versionless id), and whether another page follows."""
+
+    keys: tuple[KeyVersion, ...]
+    more: bool
+
+
+@dataclass(frozen=True)
 class RotationPolicy:
     """The parts of a Key Vault rotation policy the service reads."""
 

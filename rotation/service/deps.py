@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from rotation.consumers import REGISTRY, ConsumerRegistry
+from rotation.domain.sweep_cost import SweepMemory
 from rotation.ports import (
     AuditLog,
     Clock,
@@ -99,3 +100,5 @@ class Dependencies:
     #: rest to a continuation (``ROTATION_INVOCATION_BUDGET_SECONDS`` in the Function app); None: poll them
     #: to the end in this process (CLI, local server).
     invocation_budget_seconds: float | None = None
+    #: What the sweep's earlier ticks in this process learnt about the vaults (``rotation.domain.sweep_cost``).
+    sweep_memory: SweepMemory = field(default_factory=SweepMemory)

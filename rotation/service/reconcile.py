@@ -1,10 +1,9 @@
 """The reconciler (``sweep``, run by the timer) and the Key Vault event handler.
 
 ``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
-of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost
-follows what it manages, not the vault's size: one version listing per managed key (the newest is
-the current one; the versions consumers use are judged from the same list), never a listing of
-the vault. A vault of 2,000 keys two of which are managed costs two calls, not eighty pages.
+of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost, for a
+vault of N keys with M managed, is min(M, ⌈N/25⌉) calls plus what its actions need, once the process
+has swept the vault before (``rotation.service.key_survey``; the choice is ``rotation.domain.sweep_cost``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Literal
 from rotation.domain.model import (
     KeyRef,
     KeyVaultEvent,
-    KeyVersion,
     RotationStatus,
     Trigger,
     TriggerKind,
@@ -29,6 +27,7 @@ from rotation.logs import bound, get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.executor import retire_rotation
 from rotation.service.heal import escalate_stale_wait, reconcile_key
+from rotation.service.key_survey import survey_keys
 from rotation.service.outcomes import safe_message
 from rotation.service.queries import holding_rotation, managed_key
 from rotation.service.start import start_rotation
@@ -63,14 +62,15 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
                 items.append(item)
         keys = [KeyRef.parse(uri)[0] for uri in deps.settings.managed_keys]
         near = timedelta(days=deps.settings.near_expiry_days)
-        for managed, latest, versions in _current_versions(deps, keys, items):
+        survey = survey_keys(deps, keys, items)
+        for managed, latest, versions in survey.keys:
             decision = should_rotate(latest, None, deps.clock.now(), near)
             due = decision.reason if decision.rotate else None
             work = partial(reconcile_key, deps, managed, latest, trigger, due, known_versions=versions)
             item = _guarded(managed.uri, None, work)
             if item is not None:
                 items.append(item)
-    report = SweepReport(started, deps.clock.now(), tuple(items), 0, len(keys))
+    report = SweepReport(started, deps.clock.now(), tuple(items), survey.list_calls, survey.key_reads)
     _log.info(
         "sweep_summary",
         resumed=report.count("resumed"),
@@ -96,30 +96,6 @@ def _guarded(key_uri: str, rotation_id: str | None, work: Callable[[], SweepItem
     except Exception as exc:  # noqa: BLE001 - the per-key error boundary: log, count, go on
         _log.exception("sweep_item_failed", key=key_uri, rotation_id=rotation_id, error_code=type(exc).__name__)
         return SweepItem(key_uri, rotation_id, "failed", f"unexpected {type(exc).__name__}")
-
-
-def _current_versions(
-    deps: Dependencies, keys: list[KeyRef], items: list[SweepItem]
-) -> list[tuple[KeyRef, KeyVersion, list[KeyVersion]]]:
-    """Each managed key with its current version and every version; a failure becomes an item.
-
-    One version listing per managed key (one call for up to 25 versions): the newest is the current
-    one, and ``reconcile_key`` judges the versions consumers use from the same list, which it needs
-    for every managed key anyway. A managed key missing from its vault is skipped.
-    """
-    found: list[tuple[KeyRef, KeyVersion, list[KeyVersion]]] = []
-    for key in keys:
-        try:
-            versions = list(deps.keys.list_versions(key))
-        except RotationError as exc:
-            if exc.code == "NotFound":  # the adapters' NotFound (the service knows no adapter)
-                _log.warning("managed_key_missing", key=key.uri)
-                continue
-            items.append(SweepItem(key.uri, None, "failed", f"read key: {safe_message(exc)}"))
-            continue
-        if versions:
-            found.append((key, max(versions, key=lambda v: (v.created, v.version)), versions))
-    return found
 
 
 def _sweep_one(deps: Dependencies, state: RotationState) -> SweepItem:

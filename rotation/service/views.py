@@ -159,7 +159,7 @@ class SweepReport(_ToDict):
     started_at: datetime
     finished_at: datetime
     items: tuple[SweepItem, ...]
-    list_calls: int = 0  # listings of a whole vault (none since the sweep reads only its managed keys)
+    list_calls: int = 0  # pages of a vault's key listing (up to 25 keys each)
     key_reads: int = 0  # version listings of one managed key (one call for up to 25 versions)
 
     def count(self, action: str) -> int:

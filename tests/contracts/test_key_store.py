@@ -2,7 +2,7 @@
 
 Versions read back with the attributes they were made with; a created version copies the one it is
 ``like`` and becomes the latest; ``update_version`` disables and re-tags without touching the rest;
-``list_keys`` gives each key's current attributes without a version (Key Vault lists base
+``list_key_pages`` gives each key's current attributes without a version, 25 a page (Key Vault lists base
 identifiers only); a key without a rotation policy answers Key Vault's default; unknown keys and
 versions are ``PreconditionFailed`` with the code ``NotFound``.
 """
@@ -154,14 +154,26 @@ class TestReads:
     def test_list_keys_gives_each_key_once_without_a_version(self, vault: Vault) -> None:
         expires = whole_seconds(datetime.now(UTC) + timedelta(days=10))
         first, second = vault.new_key(expires), vault.new_key()
-        vault.store.create_version(first, vault.store.get_key(first), {}, None)
+        current = vault.store.create_version(first, vault.store.get_key(first), {}, None)
 
-        listed = {k.key.name: k for k in vault.store.list_keys(vault.vault_url)}
+        pages = list(vault.store.list_key_pages(vault.vault_url))
+        listed = {k.key.name: k for page in pages for k in page.keys}
 
         assert set(listed) == {first.name, second.name}
+        assert [page.more for page in pages] == [False]
         assert {k.version for k in listed.values()} == {""}
         assert all(k.enabled for k in listed.values())
+        # the current version's attributes (the new one has no expiry, the first had one)
         assert (listed[first.name].expires, listed[second.name].expires) == (None, None)
+        assert listed[first.name].created == current.created
+
+    def test_list_keys_pages_by_25_and_says_when_more_follow(self, vault: Vault) -> None:
+        for _ in range(26):
+            vault.new_key()
+
+        pages = list(vault.store.list_key_pages(vault.vault_url))
+
+        assert [(len(page.keys), page.more) for page in pages] == [(25, True), (1, False)]
 
 
 class TestCreateVersion:

@@ -11,6 +11,7 @@ from rotation import bootstrap
 from rotation.bootstrap import wire_inline
 from rotation.consumers import REGISTRY, ConsumerRegistry
 from rotation.domain.model import KeyRef
+from rotation.domain.sweep_cost import SweepMemory
 from rotation.service.deps import Dependencies, InlineDispatcher
 from rotation.settings import DataLocation, HostStorageSettings, Settings
 from tests.fakes.arm import SUBSCRIPTION, FakeStorageAccounts, FakeVaults, FakeWorkspaces
@@ -44,6 +45,8 @@ class Estate:
     dispatcher: InlineDispatcher = field(default_factory=InlineDispatcher)
     settings: Settings = field(init=False)
     consumers: ConsumerRegistry = REGISTRY
+    #: Shared by every ``deps()``, as one worker process keeps it across timer ticks.
+    sweep_memory: SweepMemory = field(default_factory=SweepMemory)
 
     def __post_init__(self) -> None:
         self.keys = FakeKeyStore(self.clock.now)
@@ -85,6 +88,7 @@ class Estate:
                 owner=owner,
                 sleep=self.clock.sleep,
                 consumers=self.consumers,
+                sweep_memory=self.sweep_memory,
             )
         )
 

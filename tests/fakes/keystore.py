@@ -9,7 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from rotation.adapters.azure_errors import NotFound
-from rotation.domain.model import KeyRef, KeyVersion, RotationPolicy
+from rotation.domain.model import KeyListPage, KeyRef, KeyVersion, RotationPolicy
+from rotation.domain.sweep_cost import KEYS_PER_PAGE
 from rotation.errors import InputError, VerificationFailed
 from tests.fakes.faults import Faults
 
@@ -104,12 +105,17 @@ class FakeKeyStore:
         self._find(key, None)
         return list(self.versions[self._ref(key)])
 
-    def list_keys(self, vault_url: str) -> Iterator[KeyVersion]:
-        """Each key's current attributes; like Key Vault's list, no version and no key properties."""
-        self._count("list_keys")
-        for ref, versions in sorted(self.versions.items()):
-            if ref.vault_url == vault_url.lower():
-                yield replace(versions[-1], version="", key_size=None, key_ops=())
+    def list_key_pages(self, vault_url: str) -> Iterator[KeyListPage]:
+        """Each key's current attributes, 25 a page (one counted call each); like Key Vault's list, no
+        version and no key properties."""
+        listed = [
+            replace(versions[-1], version="", key_size=None, key_ops=())
+            for ref, versions in sorted(self.versions.items())
+            if ref.vault_url == vault_url.lower()
+        ]
+        for start in range(0, max(1, len(listed)), KEYS_PER_PAGE):
+            self._count("list_key_pages")
+            yield KeyListPage(tuple(listed[start : start + KEYS_PER_PAGE]), more=start + KEYS_PER_PAGE < len(listed))
 
     def get_rotation_policy(self, key: KeyRef) -> RotationPolicy | None:
         self._count("get_rotation_policy")

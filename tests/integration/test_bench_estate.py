@@ -35,12 +35,12 @@ def test_ratio_section_rotates_and_counts_one_patch_per_consumer(local_azure: di
 
 
 def test_sweep_section_counts_key_vault_calls(local_azure: dict[str, Any]) -> None:
-    result = measure_sweep(local_azure, keys=60)
+    result = measure_sweep(local_azure, keys=30, managed=3)
 
-    assert result["by_operation"] == {"getKeyVersions": 2}
-    assert result["key_vault_calls"] == 2
-    assert result["within_bound"] is True
-    assert result["actions"] == 0
+    assert result["ticks"][0]["by_operation"] == {"getKeyVersions": 3}  # a first tick reads per key
+    assert result["ticks"][2]["by_operation"] == {"getKeys": 2}  # then two pages beat three reads
+    assert (result["bound"], result["within_bound"]) == (2, True)
+    assert all(tick["actions"] == 0 for tick in result["ticks"])
 
 
 def test_budget_section_continues_across_invocations_with_one_patch_each(local_azure: dict[str, Any]) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from rotation.domain.model import KeyVaultEvent, RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import KeyRef, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationInProgress
 from rotation.service import handle_key_event, list_rotations, start_rotation, sweep
-from tests.integration.workflow.estate import RealEstate, build_estate
+from tests.integration.workflow.estate import RealEstate, build_estate, build_storage_estate
 
 
 @pytest.fixture
@@ -127,7 +127,35 @@ class TestFaultInjection:
 
 
 class TestReconcilerCost:
-    """The reconciler's cost follows what it manages: one read per managed key, not a page per 25 keys."""
+    """The reconciler's cost follows what it manages: min(managed keys, one listing page per 25 keys)."""
+
+    def test_a_small_vault_of_many_managed_keys_is_listed(self, local_azure: dict[str, Any]) -> None:
+        """100 keys, 10 managed: after the process learnt the vault, a tick is its 4 listing pages."""
+        estate = build_storage_estate(local_azure, accounts=1)
+        client, kv = estate.keys(), estate.kv_admin
+        kv.set_throttle(estate.vault["name"], enabled=False)  # Key Vault allows 20 creates per 10 s
+        managed = [estate.key] + [KeyRef(estate.key.vault_url, f"managed-{i}") for i in range(9)]
+        for key in managed[1:]:
+            client.create_rsa_key(key.name, size=2048)
+        fillers = [threading.Thread(target=client.create_ec_key, args=(f"filler-{i:03d}",)) for i in range(90)]
+        for chunk in range(0, len(fillers), 15):
+            for thread in fillers[chunk : chunk + 15]:
+                thread.start()
+            for thread in fillers[chunk : chunk + 15]:
+                thread.join()
+        kv.set_throttle(estate.vault["name"], enabled=True)
+        deps = estate.deps(ROTATION_MANAGED_KEYS=",".join(k.uri for k in managed))  # one process, three ticks
+        costs = []
+
+        for _ in range(3):
+            kv.reset_counters()
+            report = sweep(deps, Trigger(TriggerKind.TIMER))
+            costs.append(dict(kv.counters().get(estate.vault["name"], {})))
+            assert report.items == ()
+
+        assert costs[0] == {"getKeyVersions": 10}  # first tick: each managed key's versions
+        assert sum(costs[1].values()) <= 2 * 10 - 1  # second: the listing learns the size
+        assert costs[2] == {"getKeys": math.ceil(100 / 25)}  # then: the listing only, 4 pages
 
     def test_list_calls(self, estate: RealEstate) -> None:
         client = estate.keys()

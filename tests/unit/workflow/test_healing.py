@@ -73,6 +73,35 @@ class TestExpiryByVersionsInUse:
 
         assert report.items == ()
 
+    def test_an_older_version_entering_the_window_is_seen_when_the_vault_is_listed(self) -> None:
+        """A tick judging keys from a listing of their vault still lists a key's versions once an older
+        version it last saw nears expiry, and heals it."""
+        estate = Estate()
+        managed = (KEY, OTHER_KEY, THIRD_KEY)
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
+        far = estate.clock.current + timedelta(days=300)
+        window = timedelta(days=estate.settings.near_expiry_days)
+        old = estate.keys.add_key(KEY, expires=estate.clock.current + window + timedelta(hours=12)).version
+        estate.keys.add_key(OTHER_KEY, expires=far)
+        estate.keys.add_key(THIRD_KEY, expires=far)
+        estate.storage.add("acctcmk", KEY, old)
+        fresh = estate.keys.create_version(KEY, estate.keys.latest(KEY), {}, far).version
+        for _ in range(2):  # the first reads per key, the second lists the vault and learns its size
+            assert sweep(estate.deps(), TIMER).items == ()
+        estate.keys.calls.clear()
+        quiet = sweep(estate.deps(), TIMER)
+        quiet_calls = dict(estate.keys.calls)
+
+        estate.clock.advance(timedelta(hours=13))  # the old version enters the window (what was seen still holds)
+        estate.keys.calls.clear()
+        report = sweep(estate.deps(), TIMER)
+
+        assert quiet.items == ()
+        assert quiet_calls == {"list_key_pages": 1}  # three managed keys judged from one page
+        assert (report.list_calls, report.key_reads) == (1, 1)  # and only the key that needs it read
+        assert report.count("started") == 1, report.items
+        assert consumers_of(estate, KEY) == {"acctcmk": fresh}
+
     def test_after_a_refused_rollback_the_key_is_healed_once_the_hold_off_ends(self) -> None:
         estate, old = expiring_estate(KEY)
         estate.storage.refuse_nth_key_write(1, unless=old[KEY])

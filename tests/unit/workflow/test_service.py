@@ -425,28 +425,80 @@ class TestSweep:
 
         report = sweep(estate.deps(), TIMER)
 
-        assert "list_keys" not in estate.keys.calls
+        assert "list_key_pages" not in estate.keys.calls  # a first tick reads each managed key
         assert report.key_reads == 2
         assert report.count("started") == 1
         assert [i.key_uri for i in report.items if i.action == "started"] == [KEY.uri]
 
-    @pytest.mark.parametrize(("vault_keys", "managed"), [(2000, 2), (2000, 1), (60, 3), (30, 2)])
+    @pytest.mark.parametrize(
+        ("vault_keys", "managed"), [(5000, 2), (2000, 1), (100, 10), (60, 3), (30, 2), (40, 40), (26, 3)]
+    )
     def test_cost_is_proportional_to_what_it_manages(self, vault_keys: int, managed: int) -> None:
-        """A tick costs at most min(managed keys, ceil(vault keys / 25)) Key Vault calls, plus its actions
-        (one version listing per managed key: a vault made mostly of managed keys costs one per key)."""
+        """Once the process swept the vault, a tick costs at most min(managed keys, ceil(vault keys / 25))
+        Key Vault calls (plus its actions): its first tick reads each managed key, its second may list the
+        vault to learn its size (never more than 2M - 1 calls)."""
         estate = Estate()
         far = estate.clock.current + timedelta(days=300)
         keys = [KeyRef(VAULT, f"key-{i:05d}") for i in range(vault_keys)]
         for key in keys:
             estate.keys.add_key(key, size=2048, kty="EC", expires=far)
-        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in keys[-managed:]))
+        step = vault_keys // managed  # managed keys spread over the vault's pages
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in keys[step - 1 :: step]))
+        costs, reports = [], []
+
+        for _ in range(3):
+            estate.keys.calls.clear()
+            reports.append(sweep(estate.deps(), TIMER))
+            costs.append(sum(estate.keys.calls.values()))
+            estate.clock.advance(timedelta(minutes=5))
+
+        bound = min(managed, math.ceil(vault_keys / 25))
+        assert costs[0] == managed  # the first tick: one version listing per managed key
+        assert costs[1] <= 2 * managed - 1
+        assert costs[2] <= bound, (costs, estate.keys.calls)
+        assert [(r.list_calls + r.key_reads) for r in reports] == costs
+        assert all(r.items == () for r in reports)  # nothing near expiry: no action, nothing failed
+
+    def test_a_stale_vault_size_costs_calls_not_decisions(self) -> None:
+        estate = Estate()
+        far = estate.clock.current + timedelta(days=300)
+        managed = [KeyRef(VAULT, f"managed-{i}") for i in range(10)]
+        for key in managed:
+            estate.keys.add_key(key, expires=far)
+        for i in range(40):
+            estate.keys.add_key(KeyRef(VAULT, f"filler-{i:04d}"), kty="EC", expires=far)
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
+        for _ in range(2):
+            sweep(estate.deps(), TIMER)  # the size is known: 50 keys, 2 pages
+        for i in range(2000):  # the vault grows; one managed key's current version is now near expiry
+            estate.keys.add_key(KeyRef(VAULT, f"bulk-{i:05d}"), kty="EC", expires=far)
+        estate.keys.create_version(
+            managed[-1], estate.keys.get_key(managed[-1]), {}, estate.clock.current + timedelta(days=3)
+        )
         estate.keys.calls.clear()
 
         report = sweep(estate.deps(), TIMER)
 
-        calls = sum(estate.keys.calls.values())
-        assert calls == estate.keys.calls["list_versions"] == managed <= math.ceil(vault_keys / 25)
-        assert report.items == ()  # nothing near expiry: no action, nothing failed
+        assert [i.key_uri for i in report.items if i.action == "started"] == [managed[-1].uri]
+        assert report.list_calls <= 9  # cut at M - 1 pages
+        assert report.list_calls + report.key_reads <= 2 * len(managed) - 1
+
+    def test_a_managed_key_missing_from_a_complete_listing_is_skipped_without_a_read(self) -> None:
+        estate = Estate()
+        far = estate.clock.current + timedelta(days=300)
+        managed = [KeyRef(VAULT, f"managed-{i}") for i in range(4)]
+        for key in managed:
+            estate.keys.add_key(key, expires=far)
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
+        for _ in range(2):
+            sweep(estate.deps(), TIMER)
+        del estate.keys.versions[managed[0]]
+        estate.keys.calls.clear()
+
+        report = sweep(estate.deps(), TIMER)
+
+        assert report.items == ()
+        assert estate.keys.calls == {"list_key_pages": 1}
 
     def test_a_managed_key_missing_from_its_vault_is_skipped(self) -> None:
         estate = Estate()
