@@ -415,6 +415,22 @@ class TestEvents:
         assert outcome.outcome == "ignored"
 
 
+def _swept_vault(*, managed: int, fillers: int) -> tuple[Estate, list[KeyRef]]:
+    """A vault of ``managed`` managed keys and ``fillers`` others, far from expiry, swept twice by one process
+    (it has read each key and learnt the vault's size)."""
+    estate = Estate()
+    far = estate.clock.current + timedelta(days=300)
+    keys = [KeyRef(VAULT, f"managed-{i}") for i in range(managed)]
+    for key in keys:
+        estate.keys.add_key(key, expires=far)
+    for i in range(fillers):
+        estate.keys.add_key(KeyRef(VAULT, f"filler-{i:04d}"), kty="EC", expires=far)
+    estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in keys))
+    for _ in range(2):
+        assert sweep(estate.deps(), TIMER).items == ()
+    return estate, keys
+
+
 class TestSweep:
     """The reconciler decides near-expiry from one list pass per vault and resumes interrupted runs."""
 
@@ -460,16 +476,8 @@ class TestSweep:
         assert all(r.items == () for r in reports)  # nothing near expiry: no action, nothing failed
 
     def test_a_stale_vault_size_costs_calls_not_decisions(self) -> None:
-        estate = Estate()
+        estate, managed = _swept_vault(managed=10, fillers=40)  # the size is known: 50 keys, 2 pages
         far = estate.clock.current + timedelta(days=300)
-        managed = [KeyRef(VAULT, f"managed-{i}") for i in range(10)]
-        for key in managed:
-            estate.keys.add_key(key, expires=far)
-        for i in range(40):
-            estate.keys.add_key(KeyRef(VAULT, f"filler-{i:04d}"), kty="EC", expires=far)
-        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
-        for _ in range(2):
-            sweep(estate.deps(), TIMER)  # the size is known: 50 keys, 2 pages
         for i in range(2000):  # the vault grows; one managed key's current version is now near expiry
             estate.keys.add_key(KeyRef(VAULT, f"bulk-{i:05d}"), kty="EC", expires=far)
         estate.keys.create_version(
@@ -484,14 +492,7 @@ class TestSweep:
         assert report.list_calls + report.key_reads <= 2 * len(managed) - 1
 
     def test_a_managed_key_missing_from_a_complete_listing_is_skipped_without_a_read(self) -> None:
-        estate = Estate()
-        far = estate.clock.current + timedelta(days=300)
-        managed = [KeyRef(VAULT, f"managed-{i}") for i in range(4)]
-        for key in managed:
-            estate.keys.add_key(key, expires=far)
-        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
-        for _ in range(2):
-            sweep(estate.deps(), TIMER)
+        estate, managed = _swept_vault(managed=4, fillers=0)
         del estate.keys.versions[managed[0]]
         estate.keys.calls.clear()
 
