@@ -16,21 +16,23 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient, ImmutabilityPolicy
+from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient, ImmutabilityPolicy
 from azure.storage.queue import QueueClient
 
 from rotation.rewrap.queue import drain
 from rotation.settings import HostStorageSettings
+from tests.integration.emulators.test_blobproxy import proxied
 from tests.integration.rewrap_helpers import LocalKeyRing, decrypting_client, location_of
-from tests.integration.test_rewrap_blobs import KEY, adapter, settings_for, upload, work_queues
+from tests.integration.test_rewrap_blobs import KEY, adapter, ring, settings_for, upload, work_queues
 
+__all__ = ["proxied", "ring"]  # fixtures (a new container reached through the blob proxy; the key ring)
 BLOBS = [f"b{i:02d}" for i in range(9)]
 REFUSING = "b04"  # in the middle of the first page (pages of 6)
 
@@ -88,21 +90,6 @@ SHAPES = [
 ]
 
 
-@pytest.fixture
-def ring() -> LocalKeyRing:
-    return LocalKeyRing(KEY)
-
-
-@pytest.fixture
-def container(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    """A new container, reached through the blob proxy."""
-    service = BlobServiceClient.from_connection_string(local_azure["storage"]["proxy_connection_string"])
-    client = service.get_container_client(f"refusals{uuid.uuid4().hex[:12]}")
-    client.create_container()
-    yield client
-    client.delete_container()
-
-
 def _poisoned(poison: QueueClient) -> int:
     try:
         return len(list(poison.peek_messages(max_messages=10)))
@@ -125,20 +112,20 @@ class TestARefusingBlobIsItsOwnFailure:
         self,
         local_azure: dict[str, Any],
         ring: LocalKeyRing,
-        container: ContainerClient,
+        proxied: ContainerClient,
         shape: Shape,
         queued: bool,
     ) -> None:
         old, new = ring.new_version(), ring.new_version()
         for name in BLOBS:
-            upload(container, ring, old, name, name.encode() * 50, "2.0")
-        refusing = container.get_blob_client(REFUSING)
+            upload(proxied, ring, old, name, name.encode() * 50, "2.0")
+        refusing = proxied.get_blob_client(REFUSING)
         wrapped_before = json.loads(refusing.get_blob_properties().metadata["encryptiondata"])["WrappedContentKey"]
         shape.apply(refusing)
-        proxied = HostStorageSettings(connection_string=local_azure["storage"]["proxy_connection_string"])
-        settings = settings_for(local_azure, container, storage=proxied)
-        keys = adapter(local_azure, container, ring, new, settings=settings, inline=not queued, page_size=6, chunk=2)
-        location = location_of(container)
+        proxy_storage = HostStorageSettings(connection_string=local_azure["storage"]["proxy_connection_string"])
+        settings = settings_for(local_azure, proxied, storage=proxy_storage)
+        keys = adapter(local_azure, proxied, ring, new, settings=settings, inline=not queued, page_size=6, chunk=2)
+        location = location_of(proxied)
         rotation_id = f"rot-{shape.name}-{uuid.uuid4().hex[:8]}"
 
         try:
@@ -161,8 +148,8 @@ class TestARefusingBlobIsItsOwnFailure:
         assert failure.reason.startswith(f"Set Blob Metadata refused: HTTP {shape.status} {shape.code}")
         assert wrapped_before["EncryptedKey"] not in failure.reason
         assert base64.b64decode(wrapped_before["EncryptedKey"]).hex() not in failure.reason
-        assert _key_id(container, REFUSING) == KEY.version_uri(old)
-        reader = decrypting_client(container, ring.resolver(new))
+        assert _key_id(proxied, REFUSING) == KEY.version_uri(old)
+        reader = decrypting_client(proxied, ring.resolver(new))
         for name in BLOBS:
             if name != REFUSING:
                 assert reader.download_blob(name).readall() == name.encode() * 50
