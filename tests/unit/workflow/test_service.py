@@ -15,6 +15,7 @@ from rotation.domain.model import ConsumerKind, KeyRef, KeyVaultEvent, RotationS
 from rotation.domain.steps import ROTATION_TAG
 from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
 from rotation.service import (
+    Dependencies,
     RotationView,
     get_rotation,
     handle_key_event,
@@ -43,6 +44,13 @@ def consumers_on(estate: Estate, version: str) -> dict[str, bool]:
         if f"/keys/{KEY.name}/" in ws.key_identifier:
             result[ws.name] = ws.key_identifier.endswith("/" + version)
     return result
+
+
+def started_queued(estate: Estate) -> tuple[Dependencies, RotationView]:
+    """A rotation of KEY started with a queued dispatcher: journalled and dispatched, not yet run; and the
+    dependencies that dispatch it."""
+    deps = estate.deps(inline=False)
+    return deps, start_rotation(deps, KEY.uri, CLI)
 
 
 def assert_stopped_before_any_change(
@@ -147,8 +155,7 @@ class TestExactlyOne:
 
     def test_second_start_reports_in_progress(self) -> None:
         estate, _ = standard_estate()
-        deps = estate.deps(inline=False)
-        first = start_rotation(deps, KEY.uri, CLI)
+        deps, first = started_queued(estate)
 
         with pytest.raises(RotationInProgress) as raised:
             start_rotation(deps, KEY.uri, TIMER)
@@ -227,8 +234,7 @@ class TestResume:
     def test_crash_then_resume(self, fake: str, method: str) -> None:
         estate, _old = standard_estate()
         getattr(estate, fake).faults.add(method, Crash())
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        deps, view = started_queued(estate)
         with pytest.raises(Crash):
             run_rotation(deps, view.rotation_id)
 
@@ -276,8 +282,7 @@ class TestRollback:
 
     def test_refused_consumer_rolls_back(self) -> None:
         estate, old = standard_estate()
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        deps, view = started_queued(estate)
         estate.storage.refuse_nth_key_write(2, unless=old)
 
         result = run_rotation(deps, view.rotation_id)
@@ -292,8 +297,7 @@ class TestRollback:
 
     def test_unusable_new_version_fails_before_any_consumer_moves(self) -> None:
         estate, old = standard_estate()
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        deps, view = started_queued(estate)
         estate.keys.create_broken_versions = True
 
         result = run_rotation(deps, view.rotation_id)
@@ -631,8 +635,7 @@ class TestQueuedResume:
 
     def test_sweep_dispatches(self) -> None:
         estate, _ = standard_estate()
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        deps, view = started_queued(estate)
 
         report = sweep(deps, TIMER)
 
@@ -649,8 +652,7 @@ class TestGuard:
         from rotation.domain.steps import record_step
 
         estate, old = standard_estate()
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        _, view = started_queued(estate)
         state, etag = estate.journal.load(view.rotation_id)
         broken = record_step(state, "repoint_storage", "succeeded", estate.clock.now())  # skipped steps
         estate.journal.save(broken, etag)
@@ -694,8 +696,7 @@ class TestRecordedStepList:
 
     def test_rotation_of_the_old_list_resumes_under_the_new_one(self) -> None:
         estate, _old = rewrap_estate()
-        deps = estate.deps(inline=False)
-        view = start_rotation(deps, KEY.uri, CLI)
+        deps, view = started_queued(estate)
         state, etag = estate.journal.load(view.rotation_id)
         previous_build = tuple(s for s in state.run_steps if s != "track_versionless")
         estate.journal.save(replace(state, run_steps=previous_build), etag)
