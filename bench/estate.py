@@ -160,6 +160,8 @@ def measure_bucket(endpoints: dict[str, Any], *, accounts: int, concurrency: int
     started = time.monotonic()
     estate = build_storage_estate(endpoints, accounts=accounts)
     subscription_id, group, key = estate.subscription_id, estate.resource_group, estate.key
+    # Earlier sections may have switched ARM's RBAC on (an assignment exists): the operator's own role here.
+    arm.add_role_assignment(OPERATOR, "Contributor", f"/subscriptions/{subscription_id}")
     seeded_s = time.monotonic() - started
     refill = 10.0
     arm.set_throttle(enabled=True, reads=(250, 25.0), writes=(200, refill), deletes=(200, 10.0), initial={"writes": 0})
