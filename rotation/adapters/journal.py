@@ -28,6 +28,7 @@ from rotation.adapters.host_storage import StorageConnection, host_storage
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
     ConsumerChange,
+    RetirementEvidence,
     RewrapFailure,
     RewrapSummary,
     RotationStatus,
@@ -147,6 +148,7 @@ def _decode_state(text: str) -> RotationState:
         run_steps=tuple(str(s) for s in data["run_steps"]) if "run_steps" in data else HISTORICAL_RUN_STEPS,
         attempt=int(data.get("attempt", 1)),
         retry_of=data.get("retry_of"),
+        evidence=RetirementEvidence.from_json(data["evidence"]) if data.get("evidence") else None,
     )
 
 

@@ -20,9 +20,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
     AuditRecord,
     ConsumerChange,
+    RetirementEvidence,
     RewrapFailure,
     RewrapSummary,
     StepRecord,
@@ -98,7 +100,20 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def record_to_dict(record: AuditRecord) -> dict[str, Any]:
-    """The JSON-safe form of a record (times ISO 8601, enums as strings); free text scrubbed."""
+    """The JSON-safe form of a record (times ISO 8601, enums as strings); free text scrubbed.
+
+    ``evidence`` is written only when the record has it: a record without it (every record before the
+    field existed) keeps exactly its old canonical form.
+    """
+    body = _body(record)
+    if record.evidence is not None:
+        evidence = jsonable(record.evidence)
+        evidence["references"] = [scrub(r) for r in evidence["references"]]
+        body["evidence"] = evidence
+    return body
+
+
+def _body(record: AuditRecord) -> dict[str, Any]:
     rewrap = record.rewrap
     return {
         "schema": SCHEMA_VERSION,
@@ -207,6 +222,7 @@ def record_from_dict(data: dict[str, Any]) -> AuditRecord:
             remaining_on_old_versions=int(rewrap.get("remaining_on_old_versions", 0)),
         ),
         recorded_at=_parse_time(data.get("recorded_at")),
+        evidence=RetirementEvidence.from_json(data["evidence"]) if data.get("evidence") else None,
     )
 
 

@@ -148,7 +148,28 @@ def render_rotation(view: dict[str, Any]) -> str:
             f"\nre-wrap: {r['rewrapped']} re-wrapped, {r['already_current']} current, {len(r['failed'])} failed, "
             f"{r['remaining_on_old_versions']} remaining"
         )
+    if view.get("evidence"):
+        lines += ["", *render_evidence(view["evidence"])]
     return "\n".join(lines)
+
+
+def render_evidence(evidence: dict[str, Any]) -> list[str]:
+    """The latest retirement check: when, each kind's consumers by version, the blobs, the references."""
+    lines = [f"retirement evidence (checked {evidence['checked_at']}, old version {evidence['old_version']}):"]
+    for kind in evidence["kinds"]:
+        counts = ", ".join(f"{v}: {n}" for v, n in kind["by_version"])
+        lines.append(f"  {kind['kind']}: {kind['consumers']} consumers" + (f" ({counts})" if counts else ""))
+        blobs = kind.get("blobs")
+        if blobs:
+            by_version = ", ".join(f"{v}: {n}" for v, n in blobs["by_version"]) or "none"
+            lines.append(f"    blobs surveyed in {blobs['locations']} locations: {blobs['surveyed']} ({by_version})")
+            lines.append(
+                f"    history on this key: {blobs['versions']} versions, {blobs['snapshots']} snapshots, "
+                f"{blobs['soft_deleted']} soft-deleted"
+            )
+    lines.append(f"  references to the old version: {len(evidence['references'])}")
+    lines += [f"    {r}" for r in evidence["references"]]
+    return lines
 
 
 def plan_command(args: argparse.Namespace) -> int:

@@ -7,12 +7,13 @@ old version other than the ones that failed, which keep the old version from ret
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from rotation.consumers.base import ConsumerRun, Reading, Settled, UnitPorts
-from rotation.domain.model import Consumer, ConsumerChange, ConsumerKind, HeldBlob, KeyRef
+from rotation.domain.model import BlobEvidence, Consumer, ConsumerChange, ConsumerKind, HeldBlob, KeyRef
 from rotation.domain.plan import PlanContext, UnitPlan
 
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
@@ -88,20 +89,24 @@ class DataLocationUnit:
             found.append(f"{len(held)} blob versions, snapshots or soft-deleted blobs are wrapped by it: {names}{more}")
         return tuple(found)
 
-    def evidence(self, items: Sequence[DataSurvey]) -> str:
-        """The blobs surveyed, by the key version that wraps them (``problems``: none of this key's)."""
-        counts: dict[str, int] = {}
+    def evidence(self, items: Sequence[DataSurvey]) -> BlobEvidence:
+        """The blobs surveyed, by the key version that wraps them (``problems``: none of this key's), and
+        the blob history (versions, snapshots, soft-deleted blobs) wrapped by a version of the key."""
+        counts: Counter[str] = Counter()
         for survey in items:
             for version, n in survey.counts.items():
-                counts[version or "problems"] = counts.get(version or "problems", 0) + n
-        by_version = ", ".join(f"{v}: {n}" for v, n in sorted(counts.items()))
-        history: dict[str, int] = {}
-        for h in (h for s in items for h in s.held):
-            kind = h.entry.split(" ", 1)[0]
-            history[kind] = history.get(kind, 0) + 1
-        line = f"{sum(counts.values())} blobs surveyed" + (f": {by_version}" if by_version else "")
-        names = (("version", "versions"), ("snapshot", "snapshots"), ("soft-deleted", "soft-deleted"))
-        return line + "; history on this key: " + ", ".join(f"{history.get(k, 0)} {n}" for k, n in names)
+                counts[version or "problems"] += n
+        held = [h for s in items for h in s.held]
+        entries = Counter(h.entry.split(" ", 1)[0] for h in held)
+        return BlobEvidence(
+            locations=sum(len(s.locations) for s in items),
+            surveyed=sum(counts.values()),
+            by_version=tuple(sorted(counts.items())),
+            versions=entries["version"],
+            snapshots=entries["snapshot"],
+            soft_deleted=entries["soft-deleted"],
+            history_by_version=tuple(sorted(Counter(h.key_version for h in held).items())),
+        )
 
     def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
         return None  # moved by the settle step (the re-wrap), not one by one

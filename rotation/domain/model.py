@@ -302,6 +302,112 @@ class RewrapSummary:
     remaining_on_old_versions: int = 0
 
 
+# -- retirement evidence -------------------------------------------------------------------------
+
+Counts = tuple[tuple[str, int], ...]  # (version, or "unknown" / "problems", count), sorted
+
+
+@dataclass(frozen=True)
+class BlobEvidence:
+    """What the blob survey counted over the data locations: the current blobs by the key version that
+    wraps them (``problems``: blobs of none of this key's versions), and the blob versions, snapshots and
+    soft-deleted blobs wrapped by a version of the key (the history the re-wrap cannot move)."""
+
+    locations: int
+    surveyed: int
+    by_version: Counts = ()
+    versions: int = 0
+    snapshots: int = 0
+    soft_deleted: int = 0
+    history_by_version: Counts = ()
+
+    def line(self) -> str:
+        by_version = ", ".join(f"{v}: {n}" for v, n in self.by_version)
+        history = f"{self.versions} versions, {self.snapshots} snapshots, {self.soft_deleted} soft-deleted"
+        return (
+            f"{self.surveyed} blobs surveyed"
+            + (f": {by_version}" if by_version else "")
+            + (f"; history on this key: {history}")
+        )
+
+
+@dataclass(frozen=True)
+class KindEvidence:
+    """One registered kind's consumers of the key, by the version each uses (``unknown``: undetermined)."""
+
+    kind: str
+    consumers: int
+    by_version: Counts = ()
+    blobs: BlobEvidence | None = None
+
+    def line(self) -> str:
+        if self.blobs is not None:
+            return f"{self.kind} {self.consumers} ({self.blobs.line()})"
+        counts = ", ".join(f"{v}: {n}" for v, n in self.by_version)
+        return f"{self.kind} {self.consumers}" + (f" ({counts})" if counts else "")
+
+
+@dataclass(frozen=True)
+class RetirementEvidence:
+    """What one retirement check relied on: when it ran, every kind it asked and what each found, and
+    the references to the old version it found (none when the version was disabled). Log-safe: kinds,
+    versions, counts and the references' own log-safe descriptions."""
+
+    checked_at: datetime
+    old_version: str
+    kinds: tuple[KindEvidence, ...]
+    references: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        kinds = "; ".join(k.line() for k in self.kinds)
+        return f"checked {self.checked_at.isoformat()}: {kinds}; references to the old version: {len(self.references)}"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RetirementEvidence:
+        """Rebuild from ``jsonable`` output. Raises ValueError, KeyError or TypeError for anything else."""
+
+        def counts(raw: object) -> Counts:
+            if not isinstance(raw, list | tuple):
+                raise TypeError("counts must be a list")
+            return tuple((str(v), int(n)) for v, n in raw)
+
+        def number(raw: object) -> int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise TypeError("a count must be a whole number")
+            return raw
+
+        def blobs(raw: object) -> BlobEvidence | None:
+            if raw is None:
+                return None
+            if not isinstance(raw, Mapping):
+                raise TypeError("blobs must be an object")
+            return BlobEvidence(
+                number(raw["locations"]),
+                number(raw["surveyed"]),
+                counts(raw.get("by_version", [])),
+                number(raw.get("versions", 0)),
+                number(raw.get("snapshots", 0)),
+                number(raw.get("soft_deleted", 0)),
+                counts(raw.get("history_by_version", [])),
+            )
+
+        kinds = data["kinds"]
+        references = data.get("references", [])
+        if not isinstance(kinds, list) or not isinstance(references, list):
+            raise TypeError("kinds and references must be lists")
+        return cls(
+            checked_at=datetime.fromisoformat(str(data["checked_at"])),
+            old_version=str(data["old_version"]),
+            kinds=tuple(
+                KindEvidence(
+                    str(k["kind"]), number(k["consumers"]), counts(k.get("by_version", [])), blobs(k.get("blobs"))
+                )
+                for k in kinds
+            ),
+            references=tuple(str(r) for r in references),
+        )
+
+
 # -- audit ---------------------------------------------------------------------------------------
 
 AuditOutcome = Literal[
@@ -326,3 +432,5 @@ class AuditRecord:
     consumers: tuple[ConsumerChange, ...] = ()
     rewrap: RewrapSummary | None = None
     recorded_at: datetime | None = None
+    #: A ``retired`` record's evidence (records before it was kept have none).
+    evidence: RetirementEvidence | None = None

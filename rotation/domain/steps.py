@@ -24,6 +24,7 @@ from enum import StrEnum
 from rotation.domain.model import (
     TERMINAL_STATUSES,
     ConsumerChange,
+    RetirementEvidence,
     RewrapSummary,
     RotationStatus,
     StepRecord,
@@ -120,6 +121,8 @@ class RotationState:
     attempt: int = 1
     #: The stopped rotation this one retries (its version is adopted, never a new one per attempt).
     retry_of: str | None = None
+    #: What the latest retirement check relied on (the one that disabled the old version, once retired).
+    evidence: RetirementEvidence | None = None
 
     @property
     def terminal(self) -> bool:

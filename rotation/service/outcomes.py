@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rotation.domain.model import AuditOutcome, AuditRecord
+from rotation.domain.model import AuditOutcome, AuditRecord, RetirementEvidence
 from rotation.domain.steps import RotationState
 from rotation.errors import RotationError
 from rotation.service.deps import Dependencies
@@ -12,7 +12,14 @@ def _record_id(state: RotationState, outcome: str) -> str:
     return f"{state.rotation_id}-{outcome}"
 
 
-def audit_outcome(deps: Dependencies, state: RotationState, outcome: AuditOutcome, reason: str) -> None:
+def audit_outcome(
+    deps: Dependencies,
+    state: RotationState,
+    outcome: AuditOutcome,
+    reason: str,
+    *,
+    evidence: RetirementEvidence | None = None,
+) -> None:
     """Append the outcome to the audit trail (before it is reported anywhere else), once per outcome.
 
     A process killed after the append and before the journal write repeats the step; the record id
@@ -35,6 +42,7 @@ def audit_outcome(deps: Dependencies, state: RotationState, outcome: AuditOutcom
             consumers=state.consumers,
             rewrap=state.rewrap,
             recorded_at=deps.clock.now(),
+            evidence=evidence,
         )
     )
 

@@ -10,7 +10,14 @@ from typing import Any, Literal
 from rotation.consumers import REGISTRY
 from rotation.domain.healing import waiting_for
 from rotation.domain.jsonable import jsonable
-from rotation.domain.model import ConsumerChange, RewrapSummary, RotationStatus, StepRecord, Trigger
+from rotation.domain.model import (
+    ConsumerChange,
+    RetirementEvidence,
+    RewrapSummary,
+    RotationStatus,
+    StepRecord,
+    Trigger,
+)
 from rotation.domain.plan import Plan
 from rotation.domain.steps import RotationState
 
@@ -115,6 +122,7 @@ class RotationView(_ToDict):
     waiting_for: str = ""  # for a rotation not finished: what it waits for
     on_call: tuple[str, ...] = ()  # the CLI commands (and API calls) that act on it
     progress: Progress | None = None
+    evidence: RetirementEvidence | None = None  # what the latest retirement check relied on
 
     @classmethod
     def from_state(cls, state: RotationState) -> RotationView:
@@ -141,6 +149,7 @@ class RotationView(_ToDict):
             waiting_for=waits,
             on_call=actions,
             progress=Progress.from_state(state),
+            evidence=state.evidence,
         )
 
 

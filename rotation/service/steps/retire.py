@@ -38,7 +38,10 @@ def retire(run: StepRun) -> StepResult:
         references = (gap, *references)  # discovery saw nothing: that is no evidence of no use
     failures = len(state.rewrap.failed) if state.rewrap else 0
     decision = retirement_due(state.retire_after, now, references, failures)
-    evidence = retirement_evidence(registry.units, found, key, now, references)
+    evidence = retirement_evidence(
+        registry.units, found, key, checked_at=now, old_version=old_version, references=references
+    )
+    state = replace(state, evidence=evidence)  # the latest check's evidence: status shows it
     if not decision.due:
         detail = decision.reason + (": " + "; ".join(decision.blockers) if decision.blockers else "")
         run.commit(record_step(state, Step.RETIRE, "waiting", now, detail[:1000]))
@@ -59,10 +62,11 @@ def retire(run: StepRun) -> StepResult:
         run.write("disable_version", key.uri, old_version, lambda: keys.update_version(key, old_version, enabled=False))
     now = deps.clock.now()
     # The evidence the retirement relied on is kept with it: the step's detail and the audit record.
-    final = record_step(run.state, Step.RETIRE, "succeeded", now, f"disabled {old_version}; {evidence}"[:1000])
+    final = record_step(run.state, Step.RETIRE, "succeeded", now, f"disabled {old_version}; {evidence.line()}"[:1000])
     # A crashed sweeper may have left the disable's intent; the version is disabled now, so it is resolved.
     final = replace(with_intent(final, None, now), status=RotationStatus.RETIRED)
-    audit_outcome(deps, final, "retired", f"old version {old_version} disabled after the grace period; {evidence}")
+    reason = f"old version {old_version} disabled after the grace period; {evidence.line()}"
+    audit_outcome(deps, final, "retired", reason, evidence=evidence)
     run.commit(final)
     _log.info("version_retired", old_version=old_version)
     return "done"

@@ -7,6 +7,9 @@ import json
 import os
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
 
 from rotation.audit.codec import (
     GENESIS_HASH,
@@ -18,7 +21,13 @@ from rotation.audit.codec import (
     record_to_dict,
     scrub,
 )
-from rotation.domain.model import RewrapFailure, RewrapSummary
+from rotation.domain.model import (
+    BlobEvidence,
+    KindEvidence,
+    RetirementEvidence,
+    RewrapFailure,
+    RewrapSummary,
+)
 from tests.fakes.audit import make_record
 
 
@@ -149,3 +158,76 @@ class TestScrubRandomness:
         )
 
         assert scrub(text) == text
+
+
+#: A ``retired`` record as stored before records carried ``evidence`` (the text and chain hash written then).
+STORED_BEFORE_EVIDENCE = (
+    '{"consumers":[{"after":"0cdc5a7b8cae4fc6be0d6c8f79b7c407","before":"65f3c4bab25c46f9a91e59b63565d1c7'
+    '","detail":"","kind":"storage_account","resource_id":"/subscriptions/00000000-0000-0000-0000-0000000'
+    '00001/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/amlstore","status":"changed"},{"'
+    'after":"0cdc5a7b8cae4fc6be0d6c8f79b7c407","before":"65f3c4bab25c46f9a91e59b63565d1c7","detail":"","k'
+    'ind":"ml_workspace","resource_id":"/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroup'
+    's/rg/providers/Microsoft.MachineLearningServices/workspaces/ws1","status":"changed"}],"key_uri":"htt'
+    'ps://kv1.vault.azure.net/keys/aml-cmk","new_version":"0cdc5a7b8cae4fc6be0d6c8f79b7c407","old_version'
+    '":"65f3c4bab25c46f9a91e59b63565d1c7","outcome":"retired","reason":"retired","record_id":"a84854734d4'
+    'c451592238e5f6cd75fd0","recorded_at":"2026-11-27T10:00:00+00:00","rewrap":{"already_current":2,"fail'
+    'ed":[{"blob":"a/b.bin","location":"https://data.blob.core.windows.net/cse","reason":"blob changed du'
+    'ring re-wrap"}],"poison_messages":0,"remaining_on_old_versions":0,"rewrapped":40,"skipped_deleted":0'
+    '},"rotation_id":"0b39de6c86a84829b15cfb65efed225e","schema":1,"steps":[{"detail":"","duration_ms":12'
+    '0,"finished_at":"2026-11-27T10:00:00.120000+00:00","name":"preflight","started_at":"2026-11-27T10:00'
+    ':00+00:00","status":"succeeded"},{"detail":"","duration_ms":780,"finished_at":"2026-11-27T10:00:00.9'
+    '00000+00:00","name":"create_version","started_at":"2026-11-27T10:00:00.120000+00:00","status":"succe'
+    'eded"},{"detail":"","duration_ms":3250,"finished_at":"2026-11-27T10:00:04.250000+00:00","name":"repo'
+    'int_storage_account","started_at":"2026-11-27T10:00:01+00:00","status":"succeeded"}],"trigger":{"cal'
+    'ler":"oncall@example.com","event_id":null,"event_type":null,"kind":"http"}}'
+)
+STORED_HASH = "c49b048427bcc68e5158af60ffc4a180500570a75cd848307fcd03f9a1c705e8"
+
+
+def _evidence(references: tuple[str, ...] = ()) -> RetirementEvidence:
+    blobs = BlobEvidence(1, 4, (("v2", 4),), versions=1, snapshots=2, soft_deleted=0, history_by_version=(("v2", 3),))
+    return RetirementEvidence(
+        datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        "v1",
+        (KindEvidence("storage_account", 2, (("v2", 2),)), KindEvidence("data_location", 1, (), blobs)),
+        references,
+    )
+
+
+class TestEvidenceField:
+    """A ``retired`` record carries its evidence as a field; records written before it still verify."""
+
+    def test_a_record_written_before_the_field_keeps_its_text_and_hash(self) -> None:
+        record = record_from_dict(json.loads(STORED_BEFORE_EVIDENCE))
+
+        assert record.evidence is None
+        assert canonical_json(record_to_dict(record)) == STORED_BEFORE_EVIDENCE
+        assert chain_hash(1, GENESIS_HASH, STORED_BEFORE_EVIDENCE) == STORED_HASH
+
+    def test_evidence_round_trips_as_structured_data(self) -> None:
+        record = replace(make_record("retired"), evidence=_evidence(("an account still on v1",)))
+
+        body = record_to_dict(record)
+        rebuilt = record_from_dict(json.loads(canonical_json(body)))
+
+        assert rebuilt == record
+        data_location = body["evidence"]["kinds"][1]
+        assert data_location["blobs"]["snapshots"] == 2
+        assert data_location["blobs"]["history_by_version"] == [["v2", 3]]
+        assert body["evidence"]["checked_at"] == "2026-11-27T10:00:00+00:00"
+
+    def test_references_in_the_evidence_are_scrubbed(self) -> None:
+        secret = base64.b64encode(os.urandom(32)).decode()
+        record = replace(make_record("retired"), evidence=_evidence((f"AccountKey={secret}",)))
+
+        body = canonical_json(record_to_dict(record))
+
+        assert secret not in body
+        assert f"AccountKey={SCRUBBED}" in body
+
+    def test_malformed_evidence_is_refused_not_guessed(self) -> None:
+        body = record_to_dict(replace(make_record("retired"), evidence=_evidence()))
+        body["evidence"]["kinds"][0]["consumers"] = "two"
+
+        with pytest.raises(TypeError):
+            record_from_dict(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 
 import azure.functions as func
 import pytest
@@ -72,6 +73,23 @@ class TestCli:
         assert rotation_id in listing
         assert "cut_over" in detail
         assert [i["action"] for i in report["items"]] == ["waiting"]
+
+    def test_status_shows_the_retirement_evidence(self, estate: Estate, capsys: pytest.CaptureFixture[str]) -> None:
+        main(["--json", "rotate", "--key", KEY.uri])
+        view = json.loads(capsys.readouterr().out)
+        estate.follower_adopts(view["new_version"])
+        estate.clock.advance(timedelta(hours=25))
+        main(["sweep", "--json"])
+        capsys.readouterr()
+
+        code = main(["status", view["rotation_id"]])
+
+        out = capsys.readouterr().out
+        assert code == EXIT_OK
+        evidence = out.split("retirement evidence (checked ", 1)[1]
+        assert f"old version {view['old_version']}):" in evidence
+        assert f"storage_account: 3 consumers ({view['new_version']}: 3)" in evidence
+        assert "references to the old version: 0" in evidence
 
     def test_refused_rotation_exits_1(self, estate: Estate, capsys: pytest.CaptureFixture[str]) -> None:
         estate.vaults.add("https://kv-main.vault.azure.net", purge_protection=False)

@@ -74,6 +74,41 @@ class TestRetirementEvidence:
             assert "references to the old version: 0" in text
         assert old not in retired.reason.split("disabled", 1)[1].replace(f"old version {old}", "")
 
+    def test_the_evidence_is_a_structured_field_of_the_record_and_of_status(self) -> None:
+        estate, old = rewrap_estate(blobs=4)
+        estate.data_keys.put_history(LOCATION, "b000000", "snapshot 2026-01-01T00:00:01.0000000Z", KEY.version_uri(old))
+        view = cut_over_and_adopted(estate)
+
+        waiting = sweep(estate.deps(), TIMER)
+        while_held = get_rotation(estate.deps(), view.rotation_id).evidence
+        estate.data_keys.delete_history(LOCATION, "b000000", "snapshot 2026-01-01T00:00:01.0000000Z")
+        estate.data_keys.put_history(LOCATION, "b000001", "version x", KEY.version_uri(view.new_version or ""))
+        retired_at = estate.clock.now()
+        assert sweep(estate.deps(), TIMER).count("retired") == 1
+
+        record = estate.audit.for_rotation(view.rotation_id)[-1]
+        shown = get_rotation(estate.deps(), view.rotation_id).to_dict()["evidence"]
+        new = str(view.new_version)
+        assert waiting.count("retired") == 0
+        assert while_held is not None
+        assert len(while_held.references) == 1
+        assert "b000000 (snapshot" in while_held.references[0]
+        evidence = record.evidence
+        assert evidence is not None
+        assert retired_at <= evidence.checked_at < retired_at + timedelta(minutes=1)
+        assert (evidence.old_version, evidence.references) == (old, ())
+        kinds = {k.kind: k for k in evidence.kinds}
+        assert (kinds["storage_account"].consumers, kinds["storage_account"].by_version) == (3, ((new, 3),))
+        assert (kinds["ml_workspace"].consumers, kinds["ml_workspace"].by_version) == (2, ((new, 2),))
+        blobs = kinds["data_location"].blobs
+        assert blobs is not None
+        assert (blobs.locations, blobs.surveyed, blobs.by_version) == (1, 4, ((new, 4),))
+        assert (blobs.versions, blobs.snapshots, blobs.soft_deleted) == (1, 0, 0)
+        assert blobs.history_by_version == ((new, 1),)
+        assert shown["checked_at"] == evidence.checked_at.isoformat()
+        assert shown["kinds"][0]["kind"] == evidence.kinds[0].kind
+        assert evidence.line() in record.reason
+
 
 class TestDiscoveryScope:
     """Empty ROTATION_SUBSCRIPTIONS is refused: discovery would see nothing and nothing would block."""
