@@ -22,7 +22,7 @@ from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
 from emulators.arm.registries import RegistryProvider
 from emulators.arm.state import ML_UPDATE_APPLIES, ML_UPDATE_MODES, KeyVaultOutage, State
-from emulators.arm.storage import StorageProvider
+from emulators.arm.storage import KEY_REPORTS, StorageProvider
 from emulators.arm.throttle import KINDS, TokenBuckets
 
 _FAULT_KINDS = ("status", "latency", "drop")
@@ -88,6 +88,7 @@ class AdminApi:
             ("POST", "/admin/user-assigned-identities"): self._add_identity,
             ("GET", "/admin/storage-accounts/access"): self._access,
             ("POST", "/admin/storage-accounts"): self._seed_accounts,
+            ("PUT", "/admin/storage-accounts/key-report"): self._key_report,
             **self.estate.routes(),
         }.get((method, path))
         if handler is None:
@@ -383,6 +384,21 @@ class AdminApi:
             for name, account in zip(names, accounts, strict=True)
         ]
         return JSONResponse({"value": await self.storage.seed(calls)}, status_code=201)
+
+    async def _key_report(self, _request: Request, body: dict[str, Any]) -> Response:
+        """``{"id": account id, "report": "versioned" | "empty" | "absent"}``: how the account's GET shows
+        ``currentVersionedKeyIdentifier`` (``KEY_REPORTS``); the key it uses does not change."""
+        account = self.state.storage_accounts.get(str(body.get("id", "")).lower())
+        if account is None or not account.get("cmk"):
+            raise errors.ArmError(
+                404, "ResourceNotFound", f"no storage account with a customer-managed key {body.get('id')!r}"
+            )
+        report = body.get("report")
+        if report not in KEY_REPORTS:
+            raise _bad(f"'report' must be one of {', '.join(KEY_REPORTS)}")
+        async with self.emulator.write_lock:
+            account["cmk"]["key_report"] = report
+        return JSONResponse({"id": account["id"], "report": report})
 
     async def _access(self, request: Request, _body: Any) -> Response:
         account_id = request.query_params.get("id", "")

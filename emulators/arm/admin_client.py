@@ -185,6 +185,11 @@ class ArmAdmin(AdminHttpClient):
         query = urllib.parse.urlencode({"id": account_id})
         return dict(self._call("GET", f"/admin/storage-accounts/access?{query}"))
 
+    def set_key_report(self, account_id: str, report: str) -> dict[str, Any]:
+        """How the account reports ``currentVersionedKeyIdentifier``: ``versioned`` (the version in use,
+        the default), ``empty`` (``""``) or ``absent``; the version it uses is unchanged."""
+        return dict(self._call("PUT", "/admin/storage-accounts/key-report", {"id": account_id, "report": report}))
+
     # -- the wider estate ---------------------------------------------------------------------
 
     def put_generic_resource(

@@ -20,6 +20,8 @@ from emulators.arm.provider import ResourceProvider
 
 TYPE = "Microsoft.Storage/storageAccounts"
 DAY = 86400
+#: How an account reports ``currentVersionedKeyIdentifier``: the version in use (default), ``""``, or not at all.
+KEY_REPORTS = ("versioned", "empty", "absent")
 _SKUS = {
     "standard_lrs": ("Standard_LRS", "Standard"),
     "standard_grs": ("Standard_GRS", "Standard"),
@@ -420,7 +422,14 @@ class StorageProvider(ResourceProvider):
         cmk = account.get("cmk")
         if cmk and "keyvaultproperties" in encryption:
             kvp = encryption["keyvaultproperties"]
-            kvp["currentVersionedKeyIdentifier"] = cmk["current_kid"]
+            # The version in use, as Storage reports it. Whether (and when) Azure leaves it empty or out
+            # for an account using a versionless key is not documented: ``key_report`` (admin API,
+            # KEY_REPORTS) makes either shape; the account still uses ``current_kid`` (access checks).
+            report = cmk.get("key_report", "versioned")
+            if report == "versioned":
+                kvp["currentVersionedKeyIdentifier"] = cmk["current_kid"]
+            elif report == "empty":
+                kvp["currentVersionedKeyIdentifier"] = ""
             kvp["lastKeyRotationTimestamp"] = iso(cmk["last_rotation"])
             if cmk.get("expires") is not None:
                 kvp["currentVersionedKeyExpirationTimestamp"] = iso(cmk["expires"])

@@ -93,9 +93,20 @@ def _caller() -> str:
         return "cli"
 
 
+MAX_HISTORY_ROWS = 50
+
+
 def render_plan(plan: dict[str, Any]) -> str:
+    in_use = {r["resource_id"]: r["version_in_use"] for r in plan.get("references", ())}
     rows = [
-        (c["kind"], c["resource_id"].rsplit("/", 1)[-1], c["before"], c["after"] or "(new)", c["status"])
+        (
+            c["kind"],
+            c["resource_id"].rsplit("/", 1)[-1],
+            c["before"],
+            in_use.get(c["resource_id"]) or ("unknown" if c["resource_id"] in in_use else ""),
+            c["after"] or "(new)",
+            c["status"],
+        )
         for c in plan["consumers"]
     ]
     lines = [
@@ -103,9 +114,16 @@ def render_plan(plan: dict[str, Any]) -> str:
         f"replaces: {plan['old_version']}",
         f"verdict:  {'safe to rotate' if plan['ok'] else 'REFUSED'}",
         "",
-        table(rows, ["kind", "consumer", "before", "after", "plan"]) if rows else "(no consumers found)",
+        table(rows, ["kind", "consumer", "before", "in use", "after", "plan"]) if rows else "(no consumers found)",
         f"unrelated CMK consumers left alone: {plan['unrelated_consumers']}",
     ]
+    history = plan.get("blob_history") or []
+    if history:
+        held = [(h["location"] + "/" + h["blob"], h["entry"], h["key_version"]) for h in history[:MAX_HISTORY_ROWS]]
+        lines += ["", "blob history on this key (no rotation moves these; each keeps its version from retiring):"]
+        lines.append(table(held, ["blob", "entry", "key version"]))
+        if len(history) > MAX_HISTORY_ROWS:
+            lines.append(f"... and {len(history) - MAX_HISTORY_ROWS} more (--json lists them all)")
     lines += [f"problem: {p}" for p in plan["problems"]]
     return "\n".join(lines)
 

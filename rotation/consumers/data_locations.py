@@ -76,7 +76,8 @@ class DataLocationUnit:
                     f"{total_old} blobs to re-wrap; {survey.counts.get('', 0)} blobs with problems",
                 )
             )
-        return UnitPlan(tuple(consumers), tuple(changes))
+        history = tuple(h for survey in items for h in survey.held)
+        return UnitPlan(tuple(consumers), tuple(changes), history=history)
 
     def references_to(self, items: Sequence[DataSurvey], key: KeyRef, version: str) -> tuple[str, ...]:
         count = sum(s.counts.get(version, 0) for s in items)

@@ -39,7 +39,9 @@ def retirement_evidence(
     for planner in planners:
         items = [i for i in found.get(planner.kind, ()) if planner.uses_key(i, key)]
         unit_plan = planner.plan(items, PlanContext(key, None, None))
+        if isinstance(planner, EvidenceReporter):  # its consumers use many versions: the blob counts say which
+            kinds.append(KindEvidence(planner.kind, len(unit_plan.consumers), (), planner.evidence(items)))
+            continue
         versions = Counter(c.version_in_use or "unknown" for c in unit_plan.consumers)
-        blobs = planner.evidence(items) if isinstance(planner, EvidenceReporter) else None
-        kinds.append(KindEvidence(planner.kind, len(unit_plan.consumers), tuple(sorted(versions.items())), blobs))
+        kinds.append(KindEvidence(planner.kind, len(unit_plan.consumers), tuple(sorted(versions.items()))))
     return RetirementEvidence(checked_at, old_version, tuple(kinds), tuple(references))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from rotation.domain.model import Consumer, ConsumerChange, KeyRef, KeyVersion, VaultProperties
+from rotation.domain.model import Consumer, ConsumerChange, HeldBlob, KeyRef, KeyVersion, VaultProperties
 from rotation.domain.steps import ROTATION_TAG
 
 #: Key types and sizes both Azure Storage and Azure ML accept for customer-managed keys.
@@ -60,6 +60,9 @@ class UnitPlan:
     consumers: tuple[Consumer, ...] = ()
     changes: tuple[ConsumerChange, ...] = ()
     problems: tuple[str, ...] = ()
+    #: Blob versions, snapshots and soft-deleted blobs wrapped by a version of the key: no rotation
+    #: moves them, each keeps its version from retiring (listed so the plan shows every use of the key).
+    history: tuple[HeldBlob, ...] = ()
 
 
 class ConsumerPlanner(Protocol[Item_contra]):
@@ -104,6 +107,7 @@ class Plan:
     problems: tuple[str, ...]
     unrelated: int = 0  # CMK consumers of other keys, left alone
     adopt_version: str | None = None
+    history: tuple[HeldBlob, ...] = ()  # blob versions, snapshots, soft-deleted blobs on the key
     permissions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
@@ -193,6 +197,7 @@ def build_plan(
 
     consumers: list[Consumer] = []
     changes: list[ConsumerChange] = []
+    history: list[HeldBlob] = []
     unrelated = 0
     old_version = old.version if old is not None else None
     context = PlanContext(key, observed.vault, adopt_version)  # target None: a version this rotation creates
@@ -204,6 +209,7 @@ def build_plan(
         consumers.extend(share.consumers)
         changes.extend(share.changes)
         problems.extend(share.problems)
+        history.extend(share.history)
 
     return Plan(
         key=key,
@@ -215,4 +221,5 @@ def build_plan(
         unrelated=unrelated,
         adopt_version=adopt_version,
         permissions=step_permissions(run_steps, planners),
+        history=tuple(history),
     )

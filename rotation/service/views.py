@@ -11,7 +11,9 @@ from rotation.consumers import REGISTRY
 from rotation.domain.healing import waiting_for
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
+    Consumer,
     ConsumerChange,
+    HeldBlob,
     RetirementEvidence,
     RewrapSummary,
     RotationStatus,
@@ -41,6 +43,11 @@ class PlanView(_ToDict):
     consumers: tuple[ConsumerChange, ...]
     unrelated_consumers: int
     permissions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Every blob version, snapshot and soft-deleted blob wrapped by a version of the key (kind, name, version).
+    blob_history: tuple[HeldBlob, ...] = ()
+    #: Every consumer found: kind, resource, the version it is pinned to and the version it uses
+    #: (``version_in_use`` None: not known, e.g. a versionless account Storage reports no version for).
+    references: tuple[Consumer, ...] = ()
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanView:
@@ -53,6 +60,8 @@ class PlanView(_ToDict):
             consumers=plan.changes,
             unrelated_consumers=plan.unrelated,
             permissions=dict(plan.permissions),
+            blob_history=plan.history,
+            references=plan.consumers,
         )
 
 

@@ -351,3 +351,41 @@ class TestTokenBuckets:
             world.arm_admin.set_throttle(writes=(0, 1.0))
         with pytest.raises(ArmAdminError, match="refill_per_s must be a positive number"):
             world.arm_admin.set_throttle(reads=(5, 0))
+
+
+class TestKeyReport:
+    """An account can report its in-use version (default), an empty one, or none; it uses the same key."""
+
+    def test_each_report_through_the_storage_client(self, world: World) -> None:
+        name, _, _ = _cmk_account(world)
+        client = world.storage()
+        account_id = str(client.storage_accounts.get_properties(world.resource_group, name).id)
+
+        def reported() -> str | None:
+            props = client.storage_accounts.get_properties(world.resource_group, name)
+            return props.encryption.key_vault_properties.current_versioned_key_identifier  # type: ignore[no-any-return]
+
+        versioned = reported()
+        world.arm_admin.set_key_report(account_id, "empty")
+        empty = reported()
+        world.arm_admin.set_key_report(account_id, "absent")
+        absent = reported()
+        access = world.arm_admin.account_access(account_id)
+        world.arm_admin.set_key_report(account_id, "versioned")
+
+        assert versioned is not None
+        assert versioned.rsplit("/", 1)[-1] == world.keys.get_key(world.key_name).properties.version
+        assert (empty, absent) == ("", None)
+        assert access["accessible"] is True
+        assert access["key_in_use"] == versioned
+        assert reported() == versioned
+
+    def test_an_unknown_report_is_refused(self, world: World) -> None:
+        name, _, _ = _cmk_account(world)
+        account_id = str(world.storage().storage_accounts.get_properties(world.resource_group, name).id)
+
+        with pytest.raises(ArmAdminError) as refused:
+            world.arm_admin.set_key_report(account_id, "sometimes")
+
+        assert refused.value.status == 400
+        assert "report" in str(refused.value)

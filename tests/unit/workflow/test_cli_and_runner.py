@@ -17,7 +17,7 @@ from rotation.errors import InputError
 from rotation.logs import configure_logging
 from rotation.service import get_rotation, start_rotation
 from rotation.triggers import runner
-from tests.fakes.estate import KEY, Estate, standard_estate
+from tests.fakes.estate import KEY, LOCATION, Estate, rewrap_estate, standard_estate
 from tests.functions_host import functions
 
 
@@ -73,6 +73,22 @@ class TestCli:
         assert rotation_id in listing
         assert "cut_over" in detail
         assert [i["action"] for i in report["items"]] == ["waiting"]
+
+    def test_plan_table_lists_blob_history(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with_history, old = rewrap_estate(blobs=1)
+        with_history.data_keys.put_history(
+            LOCATION, "b000000", "snapshot 2026-01-01T00:00:01.0000000Z", KEY.version_uri(old)
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("rotation.cli.rotations._deps", with_history.deps)
+            code = main(["plan", "--key", KEY.uri])
+
+        out = capsys.readouterr().out
+        assert code == EXIT_OK
+        history = out.split("blob history on this key", 1)[1]
+        assert f"{LOCATION.display}/b000000" in history
+        assert "snapshot 2026-01-01T00:00:01.0000000Z" in history
+        assert old in history
 
     def test_status_shows_the_retirement_evidence(self, estate: Estate, capsys: pytest.CaptureFixture[str]) -> None:
         main(["--json", "rotate", "--key", KEY.uri])

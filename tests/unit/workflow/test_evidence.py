@@ -184,3 +184,18 @@ class TestBlobHistory:
         assert not estate.keys.get_key(KEY, old).enabled
         record = estate.audit.for_rotation(view.rotation_id)[-1]
         assert "history on this key: 1 versions, 0 snapshots, 0 soft-deleted" in record.reason
+
+    def test_plan_lists_each_held_blob_with_its_kind_and_version(self) -> None:
+        estate, old = rewrap_estate(blobs=2)
+        entries = ("version 2026-01-01T00:00:00.0000000Z", "snapshot 2026-01-01T00:00:01.0000000Z", "soft-deleted")
+        for entry in entries:
+            estate.data_keys.put_history(LOCATION, "b000000", entry, KEY.version_uri(old))
+        estate.data_keys.put_history(LOCATION, "b000001", "version y", "https://kv-other.vault.azure.net/keys/k/v1")
+
+        result = plan(estate.deps(), KEY.uri).to_dict()
+
+        listed = {(h["blob"], h["entry"], h["key_version"]) for h in result["blob_history"]}
+        assert listed == {("b000000", entry, old) for entry in entries}  # another key's history is not listed
+        assert {h["location"] for h in result["blob_history"]} == {LOCATION.display}
+        data_locations = [c for c in result["consumers"] if c["kind"] == "data_location"]
+        assert [c["before"] for c in data_locations] == [f"{old}:2"]
