@@ -6,28 +6,19 @@ Azurite 3.35 has neither; the proxy models them (``emulators/blobproxy/versions.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
+from azure.storage.blob import BlobClient, BlobSasPermissions, ContainerClient, generate_blob_sas
 
 from emulators.admin_http import AdminApiError
+from tests.integration.emulators.test_blobproxy import proxied
 
 HISTORY = ["metadata", "snapshots", "versions", "deleted"]
-
-
-@pytest.fixture
-def proxied(local_azure: dict[str, Any]) -> Iterator[ContainerClient]:
-    service = BlobServiceClient.from_connection_string(local_azure["storage"]["proxy_connection_string"])
-    client = service.get_container_client(f"versions{uuid.uuid4().hex[:12]}")
-    client.create_container()
-    yield client
-    client.delete_container()
+__all__ = ["proxied"]  # the fixture, imported for this module
 
 
 def _listed(container: ContainerClient, include: list[str] | None = None) -> list[tuple[Any, ...]]:

@@ -49,6 +49,14 @@ def _enabled(estate: RealEstate) -> dict[str, bool]:
     return {str(v.version): bool(v.enabled) for v in estate.versions()}
 
 
+def _sweep_and_read(
+    deps: Dependencies, estate: RealEstate, rotation_id: str, container: ContainerClient
+) -> tuple[Any, dict[str, bool], dict[tuple[str, str], bytes]]:
+    """Sweep once; the rotation, each key version's enabled state, and every entry read with any version."""
+    sweep(deps, TIMER)
+    return get_rotation(deps, rotation_id), _enabled(estate), read_every_entry(container, _resolver(estate))
+
+
 def _retire_step(deps: Dependencies, rotation_id: str) -> Any:
     return [s for s in get_rotation(deps, rotation_id).steps if s.name == "retire"][-1]
 
@@ -135,10 +143,7 @@ class TestVersionsBlockRetirement:
 
             for name, version_id in previous.items():
                 container.get_blob_client(name).delete_blob(version_id=version_id)
-            sweep(deps, TIMER)
-            retired = get_rotation(deps, view.rotation_id)
-            enabled_after = _enabled(estate)
-            everything_after = read_every_entry(container, _resolver(estate))
+            retired, enabled_after, everything_after = _sweep_and_read(deps, estate, view.rotation_id, container)
         finally:
             container.delete_container()
 
@@ -185,10 +190,7 @@ class TestSoftDeletedBlobBlocksRetirement:
             deleted.delete_blob()
 
             blob_proxy_admin.advance_clock(2 * 86400 + 60)  # the retention period runs out
-            sweep(deps, TIMER)
-            retired = get_rotation(deps, view.rotation_id)
-            enabled_after = _enabled(estate)
-            everything_after = read_every_entry(container, _resolver(estate))
+            retired, enabled_after, everything_after = _sweep_and_read(deps, estate, view.rotation_id, container)
         finally:
             container.delete_container()
 
