@@ -1,7 +1,7 @@
 """Retirement on complete evidence, on local Azure: registries, disk encryption sets, unknown references,
 a storage account whose in-use version is unknown, and a versioned container with snapshots.
 
-Besides the standard estate (a pinned and a versionless storage account, an ML workspace) the key is
+Besides the standard estate (a pinned and a versionless storage account, two ML workspaces) the key is
 used by a second versionless storage account that does not report the version it uses (an empty
 ``currentVersionedKeyIdentifier``: the ARM emulator's key-report mode), a pinned and a versionless
 container registry, a pinned and an auto-rotating disk encryption set, a Cosmos DB account (a generic
@@ -99,12 +99,15 @@ class Wider:
         return next(bool(v.enabled) for v in self.estate.versions() if v.version == self.old)
 
     def access(self) -> dict[str, bool]:
-        """Whether each consumer can use the version it uses, now, as its own identity."""
+        """Whether each consumer can use the version it uses, now, as its own identity (workspaces, which
+        the emulator has no access check for: whether the version their keyIdentifier names is enabled)."""
         admin = self.estate.arm_admin
         result = {i: bool(admin.key_access(i)["accessible"]) for i in (self.acr_pinned, self.acr_follows)}
         result |= {i: bool(admin.key_access(i)["accessible"]) for i in (self.des_pinned, self.des_auto)}
         accounts = (*self.estate.pinned, *self.estate.versionless, self.far_account)
-        return result | {a: bool(admin.account_access(a)["accessible"]) for a in accounts}
+        enabled = {str(v.version): bool(v.enabled) for v in self.estate.versions()}
+        workspaces = {w: enabled[self.estate.workspace_key(w).rsplit("/", 1)[-1]] for w in self.estate.workspaces}
+        return result | workspaces | {a: bool(admin.account_access(a)["accessible"]) for a in accounts}
 
 
 def _client(estate: RealEstate, cls: Any, subscription: str) -> Any:
@@ -112,7 +115,7 @@ def _client(estate: RealEstate, cls: Any, subscription: str) -> Any:
 
 
 def build_wider(local_azure: dict[str, Any]) -> Wider:
-    estate = build_estate(local_azure, pinned=1, versionless=2, workspaces=1)
+    estate = build_estate(local_azure, pinned=1, versionless=2, workspaces=2)
     unknown = estate.versionless[1]
     estate.arm_admin.set_key_report(unknown, "empty")  # currentVersionedKeyIdentifier: ""
     arm, sub, group, vault = estate.arm_admin, estate.subscription_id, estate.resource_group, estate.vault
@@ -228,10 +231,12 @@ class TestRetirementOnCompleteEvidence:
         estate.arm_admin.advance_clock(86400 * 2)  # storage adopts daily, registries and sets hourly
         second = sweep(wider.deps(late=True), TIMER)
         second_evidence = _references(wider, view.rotation_id)
+        checks.append((wider.old_enabled(), wider.access(), wider.read_everything()))
         previous_keys = compute.disk_encryption_sets.get(estate.resource_group, wider.des_auto.rsplit("/", 1)[-1])
         estate.arm_admin.advance_clock(3600)  # the set's next check: its previous key is done
         third = sweep(wider.deps(late=True), TIMER)
         third_evidence = _references(wider, view.rotation_id)
+        checks.append((wider.old_enabled(), wider.access(), wider.read_everything()))
         estate.arm_admin.delete_generic_resource(wider.cosmos)
         far_group, far_name = wider.far_account.split("/")[4], wider.far_account.rsplit("/", 1)[-1]
         far_storage = _client(estate, StorageManagementClient, wider.far_account.split("/")[2])
