@@ -37,7 +37,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,20 @@ def measure_ratio(
         },
         "estate_build_s": round(built_s, 1),
     }
+
+
+@contextmanager
+def _arm_roles_restored(endpoints: dict[str, Any]) -> Iterator[None]:
+    """The ARM emulator's role assignments as they were before the block (a section that grants a role
+    switches RBAC on for every later section otherwise)."""
+    from emulators.arm.admin_client import ArmAdmin
+
+    arm = ArmAdmin(endpoints["arm"]["admin"], endpoints["ca_bundle"])
+    saved = arm.role_assignments()
+    try:
+        yield
+    finally:
+        arm.set_role_assignments(saved)
 
 
 def measure_sweep(endpoints: dict[str, Any], *, keys: int, managed: int) -> dict[str, Any]:
@@ -241,9 +256,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ]
             if "sweep" in sections:
                 shapes = [(60, 2), (30, 3)] if args.quick else [(5000, 2), (100, 10)]
-                result["sweep"] = [measure_sweep(endpoints, keys=n, managed=m) for n, m in shapes]
+                with _arm_roles_restored(endpoints):
+                    result["sweep"] = [measure_sweep(endpoints, keys=n, managed=m) for n, m in shapes]
             if "bucket" in sections:
-                result["bucket"] = measure_bucket(endpoints, accounts=12 if args.quick else 500)
+                with _arm_roles_restored(endpoints):
+                    result["bucket"] = measure_bucket(endpoints, accounts=12 if args.quick else 500)
             if "budget" in sections:
                 from bench.lro_budget import measure_budget
 
