@@ -165,6 +165,15 @@ class ContainerRegistries(Protocol):
         """
         ...
 
+    def begin_key_identifier(self, registry_id: str, key_identifier: str) -> Operation | None:
+        """Send the same PATCH; the operation ARM accepted, or None when its answer is final. registries/write.
+        Not to be repeated while its operation runs: poll it."""
+        ...
+
+    def poll_key_update(self, registry_id: str, operation: Operation) -> OperationPoll:
+        """One poll of an accepted update. registries/read. Safe to repeat."""
+        ...
+
 
 class DiskEncryptionSets(Protocol):
     """Disk encryption sets' active keys through ARM (Microsoft.Compute)."""
@@ -176,6 +185,15 @@ class DiskEncryptionSets(Protocol):
     def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
         """PATCH activeKey.keyUrl (a versioned key URL, keeping sourceVault), a long-running operation polled
         to the end. diskEncryptionSets/write. Safe to repeat (absolute value)."""
+        ...
+
+    def begin_active_key(self, set_id: str, key_url: str) -> Operation | None:
+        """Send the same PATCH; the operation ARM accepted, or None when its answer is final.
+        diskEncryptionSets/write. Not to be repeated while its operation runs: poll it."""
+        ...
+
+    def poll_key_update(self, set_id: str, operation: Operation) -> OperationPoll:
+        """One poll of an accepted update. diskEncryptionSets/read. Safe to repeat."""
         ...
 
 

@@ -26,8 +26,10 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLo
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation.adapters.arm_common import arm_scope
+from rotation.adapters.arm_operations import accepted_operation, poll_once
 from rotation.adapters.arm_pacing import ArmPacer, ArmPacingPolicy, shared_pacer
 from rotation.adapters.azure_errors import translate
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.errors import TransientError
 from rotation.retry import TRANSPORT_RETRY
 
@@ -115,6 +117,20 @@ class ArmRest:
         poller: LROPoller[T] = LROPoller(self._client, initial, deserialize, ARMPolling(self._polling_interval))
         try:
             return poller.result()
+        except AzureError as exc:
+            raise translate(exc, f"poll: {what}", action, non_error_status_transient=True) from None
+
+    def begin(self, method: str, path: str, api_version: str, body: Any, *, what: str, action: str) -> Operation | None:
+        """Send a write; the long-running operation ARM accepted (polling URL, ``Retry-After``), or None when
+        its answer is final. Nothing is polled here (``poll``): the caller journals the operation first."""
+        initial = self.send(method, self.url(path, api_version), what, action, body)
+        return accepted_operation(initial.http_response, self._polling_interval)
+
+    def poll(self, operation: Operation, *, what: str, action: str) -> OperationPoll:
+        """One poll of an accepted operation (the caller has checked its URL), errors translated as
+        ``long_running`` translates them. Safe to repeat."""
+        try:
+            return poll_once(self._client._pipeline.run, operation, self._polling_interval)
         except AzureError as exc:
             raise translate(exc, f"poll: {what}", action, non_error_status_transient=True) from None
 

@@ -1,7 +1,8 @@
 """The ``DiskEncryptionSets`` port: a disk encryption set's active key through ARM, api-version 2026-03-02.
 
 Wire shapes as azure-mgmt-compute 39.0.0 sends them (``DiskEncryptionSets_Get``,
-``DiskEncryptionSets_Update``: PATCH, 200 or 202 + ``Location``, polled to the end). The key URL must
+``DiskEncryptionSets_Update``: PATCH, 200 or 202 + ``Location``; polled to the end, or sent alone
+(``begin_active_key``) and polled one request at a time (``poll_key_update``)). The key URL must
 be versioned; ``sourceVault`` is kept as it was. Permissions: ``Microsoft.Compute/diskEncryptionSets/read``
 and ``.../write``. ARM's refusal of a key the set's identity cannot use (400) is ``VerificationFailed``.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from rotation.adapters.arm_common import resource_id_of_type
 from rotation.adapters.arm_rest import ArmRestAdapter
 from rotation.domain.model import KeyRef
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey
 from rotation.domain.timestamps import parse_timestamp
 from rotation.errors import InputError, PreconditionFailed
@@ -25,6 +27,8 @@ WRITE = "Microsoft.Compute/diskEncryptionSets/write"
 ACTIONS: Mapping[str, frozenset[str]] = {
     "get_set": frozenset({READ}),
     "set_active_key": frozenset({READ, WRITE}),
+    "begin_active_key": frozenset({READ, WRITE}),
+    "poll_key_update": frozenset({READ}),
 }
 
 
@@ -59,15 +63,35 @@ def _check(set_id: str) -> str:
     return resource_id_of_type(set_id, "/providers/microsoft.compute/diskencryptionsets/", "disk encryption set")
 
 
+def _check_versioned(key_url: str) -> None:
+    if KeyRef.parse(key_url)[1] is None:
+        raise InputError(f"{key_url!r} has no version: a disk encryption set needs a versioned key URL")
+
+
 class ArmDiskEncryptionSets(ArmRestAdapter):
     """Implements ``rotation.ports.DiskEncryptionSets``."""
 
     def get_set(self, set_id: str) -> DiskEncryptionSetKey:
         return set_key(self._rest.get(_check(set_id), API_VERSION, f"read disk encryption set {set_id}", READ))
 
+    def begin_active_key(self, set_id: str, key_url: str) -> Operation | None:
+        _check_versioned(key_url)
+        current = self.get_set(set_id)
+        return self._rest.begin(
+            "PATCH",
+            set_id,
+            API_VERSION,
+            active_key_body(key_url, current.source_vault_id),
+            what=f"re-point disk encryption set {current.name}",
+            action=WRITE,
+        )
+
+    def poll_key_update(self, set_id: str, operation: Operation) -> OperationPoll:
+        name = set_id.rstrip("/").rsplit("/", 1)[-1]
+        return self._rest.poll(operation, what=f"re-point disk encryption set {name}", action=READ)
+
     def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
-        if KeyRef.parse(key_url)[1] is None:
-            raise InputError(f"{key_url!r} has no version: a disk encryption set needs a versioned key URL")
+        _check_versioned(key_url)
         current = self.get_set(set_id)
         return self._rest.long_running(
             "PATCH",

@@ -1,7 +1,8 @@
 """The ``ContainerRegistries`` port: a registry's customer-managed key through ARM, api-version 2025-11-01.
 
 Wire shapes as azure-mgmt-containerregistry 15.0.0 sends them (``Registries_Get``,
-``Registries_Update``: PATCH, 200 or 201 + ``Azure-AsyncOperation``, polled to the end). The key is
+``Registries_Update``: PATCH, 200 or 201 + ``Azure-AsyncOperation``; polled to the end, or sent alone
+(``begin_key_identifier``) and polled one request at a time (``poll_key_update``)). The key is
 changed with the identity the registry already uses for it (``keyVaultProperties.identity``), as
 ``az acr encryption rotate-key`` does. Permissions: ``Microsoft.ContainerRegistry/registries/read``
 and ``.../write``. ARM's refusal of a key the registry cannot use (400) is ``VerificationFailed``:
@@ -15,6 +16,7 @@ from typing import Any
 
 from rotation.adapters.arm_common import resource_id_of_type
 from rotation.adapters.arm_rest import ArmRestAdapter
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import RegistryKey
 from rotation.domain.timestamps import parse_timestamp
 from rotation.errors import PreconditionFailed
@@ -26,6 +28,8 @@ WRITE = "Microsoft.ContainerRegistry/registries/write"
 ACTIONS: Mapping[str, frozenset[str]] = {
     "get_registry": frozenset({READ}),
     "set_key_identifier": frozenset({READ, WRITE}),
+    "begin_key_identifier": frozenset({READ, WRITE}),
+    "poll_key_update": frozenset({READ}),
 }
 
 
@@ -75,3 +79,18 @@ class ArmContainerRegistries(ArmRestAdapter):
             what=f"re-point container registry {current.name}",
             action=WRITE,
         )
+
+    def begin_key_identifier(self, registry_id: str, key_identifier: str) -> Operation | None:
+        current = self.get_registry(registry_id)
+        return self._rest.begin(
+            "PATCH",
+            registry_id,
+            API_VERSION,
+            key_update_body(key_identifier, current.identity_client_id),
+            what=f"re-point container registry {current.name}",
+            action=WRITE,
+        )
+
+    def poll_key_update(self, registry_id: str, operation: Operation) -> OperationPoll:
+        name = registry_id.rstrip("/").rsplit("/", 1)[-1]
+        return self._rest.poll(operation, what=f"re-point container registry {name}", action=READ)

@@ -2,7 +2,7 @@
 
 Found through Resource Graph (``KeyReferences``: every subscription the identity can read). A
 registry pinned to a version (``keyIdentifier`` with a version) is re-pointed by
-``repoint_registries`` (a long-running PATCH the adapter polls to the end). A versionless one
+``repoint_registries`` (a long-running PATCH whose polling URL is journalled, then polled). A versionless one
 rotates by itself "within 1 hour" (learn.microsoft.com, container-registry-customer-managed-keys),
 so it is tracked by ``track_registries`` until ``versionedKeyIdentifier`` shows the new version, and
 it blocks retirement until then — as does one whose version in use cannot be read.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
+from rotation.consumers.base import ConsumerRun, LongRunning, Reading, UnitPorts
 from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
@@ -73,6 +73,13 @@ class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         return run.ports.container_registries.set_key_identifier(resource_id, run.key.version_uri(version))
+
+    def long_running(self, run: ConsumerRun, resource_id: str) -> LongRunning:
+        registries, key = run.ports.container_registries, run.key
+        return (
+            lambda version: registries.begin_key_identifier(resource_id, key.version_uri(version)),
+            lambda operation: registries.poll_key_update(resource_id, operation),
+        )
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         if reading.configured != new_version or reading.in_use not in (None, new_version):

@@ -2,9 +2,9 @@
 
 Found through Resource Graph (``KeyReferences``). A set's ``activeKey.keyUrl`` always names a
 version. Without ``rotationToLatestKeyVersionEnabled`` the set is pinned and ``repoint_disk_encryption_sets``
-moves it (a long-running PATCH polled to the end). With it, the set moves to the newest version by
-itself "within one hour", so it is tracked by ``track_disk_encryption_sets`` until its active key
-is the new version. While a change is in progress the old key stays in ``previousKeys``: every key
+moves it (a long-running PATCH whose polling URL is journalled, then polled). With it, the set moves
+to the newest version by itself "within one hour", so it is tracked by ``track_disk_encryption_sets``
+until its active key is the new version. While a change is in progress the old key stays in ``previousKeys``: every key
 in ``activeKey`` or ``previousKeys`` is in use and blocks the retirement of its version.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rotation.consumers.base import ConsumerRun, Reading, UnitPorts
+from rotation.consumers.base import ConsumerRun, LongRunning, Reading, UnitPorts
 from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
 from rotation.consumers.via_resource_graph import ids_of_type
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
@@ -80,6 +80,13 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         return run.ports.disk_encryption_sets.set_active_key(resource_id, run.key.version_uri(version))
+
+    def long_running(self, run: ConsumerRun, resource_id: str) -> LongRunning:
+        sets, key = run.ports.disk_encryption_sets, run.key
+        return (
+            lambda version: sets.begin_active_key(resource_id, key.version_uri(version)),
+            lambda operation: sets.poll_key_update(resource_id, operation),
+        )
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         # A previous key may stay in use while Azure re-wraps the disks: that blocks retirement, not the rotation.

@@ -15,6 +15,7 @@ from typing import Generic
 from rotation.consumers.base import (
     ConsumerRun,
     Item,
+    LongRunning,
     Reading,
     Settled,
     UnitPorts,
@@ -74,7 +75,8 @@ class PinnedOrSelfRotating(Generic[Item]):
         raise NotImplementedError
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
-        """Point the consumer at ``version`` of the run's key; polled to the end, read back."""
+        """Point the consumer at ``version`` of the run's key, polled to the end (roll-backs; the re-point uses
+        ``long_running`` when a kind gives it)."""
         raise NotImplementedError
 
     def read_before_write(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> tuple[Reading, Item | None]:
@@ -86,6 +88,11 @@ class PinnedOrSelfRotating(Generic[Item]):
     def set_version_based_on(self, run: ConsumerRun, resource_id: str, version: str, item: Item | None) -> object:
         """``set_version``, given the ``item`` ``read_before_write`` read (by default not needed)."""
         return self.set_version(run, resource_id, version)
+
+    def long_running(self, run: ConsumerRun, resource_id: str) -> LongRunning | None:
+        """The re-point as a long-running operation (begin, poll) whose polling URL is journalled and polled
+        across invocations, or None when the write is answered at once (the default)."""
+        return None
 
     def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
         if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
@@ -102,6 +109,7 @@ class PinnedOrSelfRotating(Generic[Item]):
             set_version=lambda v: self.set_version_based_on(run, change.resource_id, v, item),
             mismatch=lambda r: f"{r.name} reads back {r.configured}",
             detail=lambda r, new: f"{r.name}: {self.property_label} {change.before} -> {new}",
+            long_running=self.long_running(run, change.resource_id),
         )
 
     def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:

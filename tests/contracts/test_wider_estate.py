@@ -11,12 +11,14 @@ property paths and versions.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from rotation.domain.model import KeyRef
+from rotation.domain.operations import Operation, OperationPoll, polling_url_problem
 from rotation.errors import InputError, PreconditionFailed, VerificationFailed
 from rotation.ports import ContainerRegistries, DiskEncryptionSets, KeyReferences
 from tests.contracts.conftest import BOTH
@@ -38,6 +40,7 @@ class Estate:
     sets: DiskEncryptionSets
     references: KeyReferences
     refused: str  # a version the resource providers refuse
+    arm_endpoint: str = "https://management.azure.com"
 
 
 def fake_estate() -> Estate:
@@ -113,6 +116,7 @@ def real_estate(world: Any) -> Estate:
         ArmDiskEncryptionSets(rest_polling),
         ArmKeyReferences(rest, reuse_s=0),
         refused,
+        world.arm_url,
     )
 
 
@@ -177,6 +181,48 @@ class TestDiskEncryptionSets:
             estate.sets.set_active_key(estate.disk_encryption_set, estate.key.version_uri(estate.refused))
 
         assert estate.sets.get_set(estate.disk_encryption_set).key_url == estate.key.version_uri(estate.old)
+
+
+def _to_the_end(operation: Operation | None, poll: Callable[[Operation], OperationPoll], arm: str, rid: str) -> None:
+    """Poll an accepted operation (whose URL the service may poll) until it is no longer running."""
+    if operation is None:
+        return  # answered at once
+    assert polling_url_problem(operation.url, arm, rid) is None
+    for _ in range(50):
+        if poll(operation).status != "running":
+            return
+    raise AssertionError("still running after 50 polls")
+
+
+class TestKeyUpdatesAsOperations:
+    """The same PATCH sent alone answers with nothing to poll or an operation on the ARM endpoint under the
+    resource's provider, polled one request at a time until done; then the resource reads back the key."""
+
+    def test_a_registry(self, estate: Estate) -> None:
+        target = estate.key.version_uri(estate.new)
+        registry = estate.pinned_registry
+
+        operation = estate.registries.begin_key_identifier(registry, target)
+        _to_the_end(operation, lambda o: estate.registries.poll_key_update(registry, o), estate.arm_endpoint, registry)
+
+        assert estate.registries.get_registry(registry).key_identifier == target
+
+    def test_a_disk_encryption_set(self, estate: Estate) -> None:
+        target = estate.key.version_uri(estate.new)
+        des = estate.disk_encryption_set
+
+        operation = estate.sets.begin_active_key(des, target)
+        _to_the_end(operation, lambda o: estate.sets.poll_key_update(des, o), estate.arm_endpoint, des)
+
+        assert estate.sets.get_set(des).key_url == target
+
+    def test_refusals_come_with_the_patch(self, estate: Estate) -> None:
+        refused = estate.key.version_uri(estate.refused)
+
+        with pytest.raises(VerificationFailed):
+            estate.registries.begin_key_identifier(estate.pinned_registry, refused)
+        with pytest.raises(InputError):
+            estate.sets.begin_active_key(estate.disk_encryption_set, estate.key.uri)
 
 
 class TestKeyReferences:

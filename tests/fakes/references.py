@@ -12,6 +12,7 @@ from typing import Any
 
 from rotation.adapters.resource_graph import references_in
 from rotation.domain.model import KeyRef
+from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
 from rotation.errors import InputError, VerificationFailed
 from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, arm_id_of, read
@@ -61,6 +62,14 @@ class FakeContainerRegistries(FakeConsumerProvider):
         self.writes.append((registry_id, key_identifier))
         return updated
 
+    def begin_key_identifier(self, registry_id: str, key_identifier: str) -> Operation | None:
+        """Answered at once (the workspaces fake models operations that outlast an invocation)."""
+        self.set_key_identifier(registry_id, key_identifier)
+        return None
+
+    def poll_key_update(self, registry_id: str, operation: Operation) -> OperationPoll:
+        raise AssertionError(f"no operation was accepted for {registry_id}")
+
 
 class FakeDiskEncryptionSets(FakeConsumerProvider):
     """Implements ``rotation.ports.DiskEncryptionSets``. Sets with auto rotation adopt on ``auto_rotate``."""
@@ -103,6 +112,14 @@ class FakeDiskEncryptionSets(FakeConsumerProvider):
         self.sets[set_id.lower()] = updated
         self.writes.append((set_id, key_url))
         return updated
+
+    def begin_active_key(self, set_id: str, key_url: str) -> Operation | None:
+        """Answered at once (the workspaces fake models operations that outlast an invocation)."""
+        self.set_active_key(set_id, key_url)
+        return None
+
+    def poll_key_update(self, set_id: str, operation: Operation) -> OperationPoll:
+        raise AssertionError(f"no operation was accepted for {set_id}")
 
 
 class FakeKeyReferences:

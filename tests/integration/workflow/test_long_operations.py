@@ -24,6 +24,7 @@ from rotation.service import get_rotation, start_rotation
 from rotation.service.deps import Dependencies
 from tests.integration.workflow.estate import RealEstate, build_estate
 from tests.integration.workflow.run_messages import deliver_until_settled, invoke, next_message, run_queue
+from tests.integration.workflow.test_wider_estate import build_wider
 
 POLLS = 4
 HTTP = Trigger(TriggerKind.HTTP, caller="tester")
@@ -70,6 +71,36 @@ class TestARotationAcrossInvocations:
         assert invocations >= 2  # a second-long budget cannot hold four polls a second apart
         for workspace in estate.workspaces:
             assert estate.workspace_key(workspace).endswith("/" + (final.new_version or "?"))
+
+
+class TestEveryKindAcrossInvocations:
+    """A pinned container registry and disk encryption set move the same way: their updates' polling URLs are
+    journalled and polled on across invocations, one PATCH each (the emulator's counters)."""
+
+    def test_one_patch_per_consumer(self, local_azure: dict[str, Any]) -> None:
+        wider = build_wider(local_azure)
+        estate = wider.estate
+        deps = _function_app(estate)
+
+        with estate.arm_admin.lro_settings(retry_after_s=1, polls_until_done=3):
+            estate.arm_admin.reset_counters()
+            view = start_rotation(deps, estate.key.uri, HTTP)
+            invocations = deliver_until_settled(_queue(estate), deps, view.rotation_id)
+            counters = estate.arm_admin.counters()
+
+        final = get_rotation(deps, view.rotation_id)
+        assert final.status == RotationStatus.AWAITING_RETIREMENT, final.error
+        statuses = {c.resource_id.lower(): c.status for c in final.consumers}
+        assert statuses[wider.acr_pinned.lower()] == statuses[wider.des_pinned.lower()] == "changed"
+        assert counters.get("Registries_Update") == 1
+        assert counters.get("DiskEncryptionSets_Update") == 1
+        assert counters.get("Workspaces_Update") == 1
+        assert invocations >= 2
+        history = deps.journal.load(view.rotation_id)[0].history
+        journalled = {
+            line.split(" accepted ", 1)[1].split(" ", 1)[0].lower() for line in history if " accepted " in line
+        }
+        assert {wider.acr_pinned.lower(), wider.des_pinned.lower()} <= journalled  # their polling URLs were kept
 
 
 class _Listener:
