@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: uvicorn writes headers and body separately, and on the plain asyncio
+    # loop (``asyncio.run`` below, not uvloop) Nagle + delayed ACK added ~40 ms to every answer.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     url = f"https://127.0.0.1:{port}"

@@ -99,11 +99,21 @@ class Emulator:
     def __init__(self, store: Store, kv: KeyVaultGateway) -> None:
         self.store = store
         self.kv = kv
+        # Writes that look across resources (a create checks names that are unique across Azure, admin
+        # edits) hold ``write_lock``; every write to one resource holds that resource's lock (after
+        # ``write_lock`` when it takes both). An update of one resource takes only its own lock, so updates
+        # of different resources overlap while each awaits its key check, as they do in Azure, where the
+        # only limit across resources is ARM's throttling (see ``throttle``), not one write at a time.
         self.write_lock = asyncio.Lock()
+        self._resource_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def state(self) -> State:
         return self.store.state
+
+    def resource_lock(self, resource_id: str) -> asyncio.Lock:
+        """The lock every write to ``resource_id`` holds (ids compared case-insensitively)."""
+        return self._resource_locks.setdefault(resource_id.lower(), asyncio.Lock())
 
     # -- resource groups --------------------------------------------------------------------
 

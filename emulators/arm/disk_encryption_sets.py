@@ -61,7 +61,7 @@ class DiskEncryptionSetProvider(cmk.KeyFollowingProvider):
         location = required_location(body)
         properties = obj(body.get("properties"), "properties", "EncryptionSetProperties")
         key = self.resource_id(call).lower()
-        async with self.emulator.write_lock:
+        async with self.emulator.write_lock, self.emulator.resource_lock(key):
             existing = self.resources().get(key)
             now = self.emulator.store.now()
             des = self._draft(call, existing, location, previousKeys=[], next_check=None)
@@ -84,7 +84,7 @@ class DiskEncryptionSetProvider(cmk.KeyFollowingProvider):
     async def update(self, call: Call) -> Response:
         body = await self._update_request(call, {"identity", "tags", "properties"}, "DiskEncryptionSetUpdate")
         properties = obj(body.get("properties"), "properties", "DiskEncryptionSetUpdateProperties")
-        async with self.emulator.write_lock:
+        async with self.emulator.resource_lock(self.resource_id(call)):
             des = copy.deepcopy(self._find(call))
             now = self.emulator.store.now()
             if "tags" in body:

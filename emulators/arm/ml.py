@@ -81,7 +81,7 @@ class MlProvider(ResourceProvider):
                 "Error converting value to type 'WorkspaceProperties'. Path 'properties'"
             )
         key = self.resource_id(call).lower()
-        async with self.emulator.write_lock:
+        async with self.emulator.write_lock, self.emulator.resource_lock(key):
             existing = self.workspaces.get(key)
             identity = self.emulator.build_identity(body.get("identity"), (existing or {}).get("identity"))
             encryption = properties.get("encryption")
@@ -135,7 +135,7 @@ class MlProvider(ResourceProvider):
             )
         if legacy and "identity" in body:
             raise user_error(f"api-version {ML_LEGACY} cannot update the workspace identity.", "PropertyNotUpdatable")
-        async with self.emulator.write_lock:
+        async with self.emulator.resource_lock(self.resource_id(call)):
             before = self._find(call)
             workspace = copy.deepcopy(before)
             if "encryption" in properties:

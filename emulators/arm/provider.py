@@ -130,7 +130,7 @@ class ResourceProvider:
 
     async def delete(self, call: Call) -> Response:
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        async with self.emulator.write_lock:
+        async with self.emulator.write_lock, self.emulator.resource_lock(self.resource_id(call)):
             removed = self.resources().pop(self.resource_id(call).lower(), None)
             self.emulator.store.save()
         return Response(status_code=200 if removed else 204)

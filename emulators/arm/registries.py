@@ -62,7 +62,7 @@ class RegistryProvider(cmk.KeyFollowingProvider):
             )
         properties = obj(body.get("properties"), "properties", "RegistryProperties")
         key = self.resource_id(call).lower()
-        async with self.emulator.write_lock:
+        async with self.emulator.write_lock, self.emulator.resource_lock(key):
             existing = self.resources().get(key)
             now = self.emulator.store.now()
             registry = self._draft(call, existing, location, creationDate=now, cmk=None)
@@ -77,7 +77,7 @@ class RegistryProvider(cmk.KeyFollowingProvider):
     async def update(self, call: Call) -> Response:
         body = await self._update_request(call, {"identity", "tags", "sku", "properties"}, "RegistryUpdateParameters")
         properties = obj(body.get("properties"), "properties", "RegistryPropertiesUpdateParameters")
-        async with self.emulator.write_lock:
+        async with self.emulator.resource_lock(self.resource_id(call)):
             registry = copy.deepcopy(self._find(call))
             now = self.emulator.store.now()
             if "tags" in body:

@@ -91,7 +91,7 @@ class StorageProvider(ResourceProvider):
 
     async def create(self, call: Call) -> Response:
         """PUT: validate, store (``Creating`` until the operation is polled), answer 202 with the operation."""
-        async with self.emulator.write_lock:
+        async with self.emulator.write_lock, self.emulator.resource_lock(self.resource_id(call)):
             key, account = await self.build(call)
             self.accounts[key] = account
             headers = self.emulator.start_operation(
@@ -170,7 +170,7 @@ class StorageProvider(ResourceProvider):
     async def update(self, call: Call) -> Response:
         body = call.json()
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
-        async with self.emulator.write_lock:
+        async with self.emulator.resource_lock(self.resource_id(call)):
             account = copy.deepcopy(self._find(call))
             now = self.emulator.store.now()
             if "sku" in body:

@@ -15,8 +15,11 @@ The protocol (pure parts take plain values; I/O parts take the ports or the runn
     discover(ports, key)          I/O: every candidate in the configured scope
     uses_key(item, key)           pure: does this candidate use the key
     plan(items, context)          pure: its consumers, the ConsumerChange each gets, its blockers
-    repoint(run, change)          I/O: move ONE consumer: read, write (intent journalled before,
-                                  outcome after), read back; raises VerificationFailed to roll back
+    readings(items, key)          pure: what read_back would say of each discovered item, by id ({}: none)
+    repoint(run, change, observed) I/O: move ONE consumer: read (or take ``observed``, from the step's
+                                  discovery), write (intent journalled before, outcome after), read
+                                  back (the write's answer when it carries the resource); raises
+                                  VerificationFailed to roll back
     read_back(ports, key, change) I/O: which version it is configured with and which it uses
     verify(change, reading, new)  pure: why it is not on the new version, or None
     roll_back(run, change)        I/O: put ONE consumer back on its version before (journalled)

@@ -151,12 +151,25 @@ class ConsumerUnit(ConsumerPlanner[Item], Protocol[Item]):
 
     # -- the rotation -----------------------------------------------------------------------
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def readings(self, items: Sequence[Item], key: KeyRef) -> Mapping[str, Reading]:
+        """What ``read_back`` would say of each of ``items`` (as ``discover`` found them), by lower-case
+        resource id; empty for a kind whose discovery does not show it. Pure.
+
+        Lets a step read a whole kind with the one listing it makes anyway, instead of one read per consumer.
+        """
+        ...
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         """Move one consumer to the rotation's new version: read it, write (journalled), read it back.
 
         Self-contained (one consumer, its own intent and outcome), so consumers of one step can
         run concurrently. Returns the change to record, or None when the step has nothing to do
         for it. In a dry run, the returned change says what would be done.
+
+        ``observed``: the consumer as the step's own discovery read it (``readings``), taken instead of
+        a read of its own; None reads it.
 
         Raises:
             VerificationFailed: Azure refused the change or the read-back differs; roll it back.
@@ -199,35 +212,42 @@ def repoint_pinned(
     detail: Callable[[Reading, str], str],
     long_running: LongRunning | None = None,
     reading: Reading | None = None,
+    answered: Callable[[object], Reading | None] | None = None,
 ) -> ConsumerChange:
     """The re-point of a consumer pinned to a version: read it, write if needed, read it back.
 
     Shared by kinds whose consumers name a key version (storage accounts, workspaces, ...).
 
     Args:
-        reading: the consumer as the caller just read it (not read again), else it is read here.
+        reading: the consumer as the caller just read it (or its step's discovery did: not read again),
+            else it is read here.
         action: the intent's name in the journal (``set_storage_version``).
-        set_version: the write, given the new version.
+        set_version: the write, given the new version; it may return what Azure answered.
         mismatch: the log-safe reason when the read-back is not the new version.
         detail: the recorded detail of the moved consumer, given its reading and the new version.
         long_running: the write as a long-running operation (begin, poll) instead of ``set_version``: its
             polling URL is journalled, and an operation journalled by an earlier invocation is polled on
             whatever the consumer reads back, never sent again. A poll that finds the operation gone (404)
             ends the wait: the read-back below judges.
+        answered: the consumer as ``set_version``'s answer shows it (a synchronous PATCH's 200), or None
+            when the answer does not carry it: then it is read back with ``read_back``. Either way
+            ``verify_consumers`` reads it again before the cut-over.
     """
     new = run.state.new_version
     reading = reading if reading is not None else unit.read_back(run.ports, run.key, change)
     assert reading is not None
     if new is None or reading.configured != new or run.awaiting(change.resource_id):
         target = new or "the new version"
+        answers: list[object] = []
         if long_running is not None:
             begin, poll = long_running
             acted = run.write_long_running(action, change.resource_id, target, lambda: begin(target), poll)
         else:
-            acted = run.write(action, change.resource_id, target, lambda: set_version(target))
+            acted = run.write(action, change.resource_id, target, lambda: answers.append(set_version(target)))
         if not acted:
             return change  # a dry run: the planned change says what would be done
-        reading = unit.read_back(run.ports, run.key, change)
+        reading = answered(answers[0]) if answered is not None and answers else None
+        reading = reading or unit.read_back(run.ports, run.key, change)
         assert reading is not None
         if reading.configured != new:
             raise VerificationFailed(mismatch(reading))

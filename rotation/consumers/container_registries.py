@@ -68,6 +68,9 @@ class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
                 found.append(f"container registry {registry.name} is versionless and its version in use is unknown")
         return tuple(found)
 
+    def readings(self, items: Sequence[RegistryKey], key: KeyRef) -> Mapping[str, Reading]:
+        return {item.registry_id.lower(): _reading(item, key) for item in items}
+
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.container_registries.get_registry(change.resource_id), key)
 

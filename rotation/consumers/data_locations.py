@@ -109,7 +109,12 @@ class DataLocationUnit:
             history_by_version=tuple(sorted(Counter(h.key_version for h in held).items())),
         )
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def readings(self, items: Sequence[DataSurvey], key: KeyRef) -> Mapping[str, Reading]:
+        return {}
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         return None  # moved by the settle step (the re-wrap), not one by one
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading | None:

@@ -75,6 +75,9 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
                 found.append(f"disk encryption set {des.name} still uses it (previous key, change in progress)")
         return tuple(found)
 
+    def readings(self, items: Sequence[DiskEncryptionSetKey], key: KeyRef) -> Mapping[str, Reading]:
+        return {item.set_id.lower(): _reading(item, key) for item in items}
+
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.disk_encryption_sets.get_set(change.resource_id), key)
 

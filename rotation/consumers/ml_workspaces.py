@@ -36,6 +36,11 @@ def uses_key(workspace: WorkspaceKey, key: KeyRef) -> bool:
     return version_of(workspace.key_identifier, key.uri) is not None
 
 
+def _reading(workspace: WorkspaceKey, key: KeyRef) -> Reading:
+    version = version_of(workspace.key_identifier, key.uri)
+    return Reading(workspace.name, version, version)
+
+
 class MlWorkspaceUnit:
     """Implements ``ConsumerUnit[WorkspaceKey]``."""
 
@@ -83,7 +88,12 @@ class MlWorkspaceUnit:
     def references_to(self, items: Sequence[WorkspaceKey], key: KeyRef, version: str) -> tuple[str, ...]:
         return tuple(f"workspace {w.name} uses it" for w in items if version_of(w.key_identifier, key.uri) == version)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def readings(self, items: Sequence[WorkspaceKey], key: KeyRef) -> Mapping[str, Reading]:
+        return {workspace.workspace_id.lower(): _reading(workspace, key) for workspace in items}
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         if change.status in ("changed", "rolled_back", "unchanged"):
             return None
         if change.before == VERSIONLESS:
@@ -103,6 +113,7 @@ class MlWorkspaceUnit:
             set_version=lambda v: workspaces.set_key_identifier(workspace_id, key.version_uri(v)),
             mismatch=lambda r: f"{r.name} reads back another key",
             detail=lambda r, new: f"{r.name}: keyIdentifier -> {new}",
+            reading=observed,
             long_running=(
                 lambda v: workspaces.begin_key_identifier(workspace_id, key.version_uri(v)),
                 lambda operation: workspaces.poll_key_update(workspace_id, operation),
@@ -110,9 +121,7 @@ class MlWorkspaceUnit:
         )
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
-        workspace = ports.workspaces.get_workspace(change.resource_id)
-        version = version_of(workspace.key_identifier, key.uri)
-        return Reading(workspace.name, version, version)
+        return _reading(ports.workspaces.get_workspace(change.resource_id), key)
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         return None if reading.configured == new_version else f"{reading.name} is not using {new_version}"

@@ -94,12 +94,20 @@ class PinnedOrSelfRotating(Generic[Item]):
         across invocations, or None when the write is answered at once (the default)."""
         return None
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def answered(self, answer: object, key: KeyRef) -> Reading | None:
+        """The consumer as ``set_version``'s answer shows it, or None (the default) to read it back."""
+        return None
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         if change.before == VERSIONLESS or change.status in ("changed", "rolled_back", "failed"):
             return None
-        reading, item = self.read_before_write(run.ports, run.key, change)
+        # Seen by the step's discovery: no read of its own (a write that needs more reads it itself).
+        reading, item = (observed, None) if observed is not None else self.read_before_write(run.ports, run.key, change)
         if reading.configured == "":
             return replace(change, status="tracking", after=VERSIONLESS, detail=self.found_self_rotating)
+        key = run.key
         return repoint_pinned(
             run,
             self,  # type: ignore[arg-type]  # the subclass completes ConsumerUnit
@@ -110,6 +118,7 @@ class PinnedOrSelfRotating(Generic[Item]):
             mismatch=lambda r: f"{r.name} reads back {r.configured}",
             detail=lambda r, new: f"{r.name}: {self.property_label} {change.before} -> {new}",
             long_running=self.long_running(run, change.resource_id),
+            answered=lambda answer: self.answered(answer, key),
         )
 
     def roll_back(self, run: ConsumerRun, change: ConsumerChange) -> None:

@@ -74,8 +74,15 @@ class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
                 found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
         return tuple(found)
 
+    def readings(self, items: Sequence[StorageAccountKey], key: KeyRef) -> Mapping[str, Reading]:
+        return {account.account_id.lower(): _reading(account, key) for account in items}
+
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
         return _reading(ports.storage_accounts.get_account(change.resource_id), key)
+
+    def answered(self, answer: object, key: KeyRef) -> Reading | None:
+        # Storage's PATCH is synchronous: its 200 is the account as stored.
+        return _reading(answer, key) if isinstance(answer, StorageAccountKey) else None
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         if reading.configured != new_version or reading.in_use not in (None, "", new_version):

@@ -82,7 +82,12 @@ class UnknownReferenceUnit:
                 )
         return tuple(found)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def readings(self, items: Sequence[KeyReference], key: KeyRef) -> Mapping[str, Reading]:
+        return {}
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         return None
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading | None:

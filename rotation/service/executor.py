@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal, TypeVar
 
-from rotation.consumers import AnyUnit, ConsumerRegistry
+from rotation.consumers import AnyUnit, ConsumerRegistry, Reading
 from rotation.domain.model import AuditOutcome, ConsumerChange, RotationStatus
 from rotation.domain.operations import Operation, OperationPending, OperationPoll, polling_url_problem
 from rotation.domain.steps import (
@@ -68,6 +68,8 @@ T = TypeVar("T")
 
 StepResult = Literal["done", "waiting", "stop", "paused"]
 StepBody = Callable[["Execution"], StepResult]
+Edit = Callable[[RotationState], RotationState]
+Defer = Callable[[Edit], None]
 
 
 def run_rotation(deps: Dependencies, rotation_id: str) -> RotationView:
@@ -313,9 +315,13 @@ class Execution:
         _log.info("side_effect_done", action=action, target=target)
 
     @contextmanager
-    def in_flight(self, action: str, target: str, value: str = "") -> Iterator[None]:
+    def in_flight(self, action: str, target: str, value: str = "", defer: Defer | None = None) -> Iterator[None]:
         """``side_effect`` for one of several concurrent writes: the intent joins ``state.in_flight``
-        (one per target) and leaves it with the outcome; each journal write is serialised."""
+        (one per target) and leaves it with the outcome; each journal write is serialised.
+
+        ``defer``: given, the outcome of a write that completed is handed to it instead of journalled here,
+        for the caller to journal with what it records next (one journal write instead of two).
+        """
         self.change(lambda s: with_in_flight(s, Intent(action, target, value), self.deps.clock.now()))
         _log.info("side_effect_intent", action=action, target=target, value=value)
         try:
@@ -324,16 +330,22 @@ class Execution:
             outcome = f"failed ({exc.code})"
             self.change(lambda s: without_in_flight(s, target, self.deps.clock.now(), outcome))
             raise
-        self.change(lambda s: without_in_flight(s, target, self.deps.clock.now()))
+        done: Edit = lambda s: without_in_flight(s, target, self.deps.clock.now())  # noqa: E731
+        if defer is None:
+            self.change(done)
+        else:
+            defer(done)
         _log.info("side_effect_done", action=action, target=target)
 
     def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
         """``act()`` as a journalled side effect; True when it acted. A dry run records it instead."""
         return self._write(self.side_effect, action, target, value, act)
 
-    def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+    def write_in_flight(
+        self, action: str, target: str, value: str, act: Callable[[], object], defer: Defer | None = None
+    ) -> bool:
         """``write`` for one of a step's concurrent re-points (thread-safe; see ``in_flight``)."""
-        return self._write(self.in_flight, action, target, value, act)
+        return self._write(partial(self.in_flight, defer=defer), action, target, value, act)
 
     def awaiting(self, target: str) -> bool:
         """Whether an accepted long-running operation on ``target`` is journalled (a later invocation polls it)."""
@@ -561,7 +573,7 @@ class Execution:
     def roll_back_all(self, failures: Sequence[tuple[ConsumerChange, VerificationFailed]]) -> StepResult:
         """Put each consumer that failed back on its old version through its unit (one after another),
         then stop for a human with one audit record naming them all."""
-        found: dict[str, set[str]] = {}
+        found: dict[str, dict[str, Reading | None]] = {}
         for change, exc in failures:
             current = consumer(self.state, change.resource_id) or change
             unit = self.unit(change)

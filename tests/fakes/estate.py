@@ -129,6 +129,18 @@ def standard_estate() -> tuple[Estate, str]:
     return estate, old
 
 
+def pinned_estate(accounts: int, bound: int, workspaces: int = 0) -> tuple[Estate, str]:
+    """A key with ``accounts`` pinned accounts and ``workspaces`` workspaces, re-pointed ``bound`` at once."""
+    estate = Estate()
+    old = estate.keys.add_key(KEY).version
+    for i in range(accounts):
+        estate.storage.add(f"pinned{i:02}", KEY, old)
+    for i in range(workspaces):
+        estate.workspaces.add(f"ws{i:02}", KEY, old)
+    estate.settings = replace(estate.settings, repoint_concurrency=bound)
+    return estate, old
+
+
 def hosted_standard_estate() -> Iterator[tuple[Estate, str]]:
     """A fixture body: the standard estate, wired as the function app's dependencies until the test ends."""
     arranged = standard_estate()

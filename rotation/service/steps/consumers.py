@@ -7,10 +7,10 @@ a refusal or a wrong read-back rolls that consumer back through its unit and sto
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from rotation.consumers import AnyUnit, UnitPorts
+from rotation.consumers import AnyUnit, Reading, UnitPorts
 from rotation.domain.model import ConsumerChange, KeyRef, RotationStatus
 from rotation.domain.operations import Operation, OperationPending, OperationPoll
 from rotation.domain.plan import PlanContext
@@ -26,12 +26,14 @@ NOT_FOUND_AGAIN = "not found again as a consumer of the key: not acted on"
 REFUSED = "refused, to roll back: "
 
 
-def found_again(run: StepRun, unit: AnyUnit) -> set[str]:
+def found_again(run: StepRun, unit: AnyUnit) -> dict[str, Reading | None]:
     """The resource ids (lower-case) a fresh discovery finds as consumers of the rotation's key, of ``unit``'s
-    kind. Journalled consumers are input: only these are ever written to."""
+    kind, each with its reading when the discovery shows it (``unit.readings``). Journalled consumers are
+    input: only these are ever written to."""
     mine = [item for item in unit.discover(run.deps, run.key) if unit.uses_key(item, run.key)]
     planned = unit.plan(mine, PlanContext(run.key, None, run.state.new_version))
-    return {c.resource_id.lower() for c in planned.consumers}
+    readings = unit.readings(mine, run.key)
+    return {c.resource_id.lower(): readings.get(c.resource_id.lower()) for c in planned.consumers}
 
 
 def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
@@ -47,7 +49,7 @@ def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     such and not touched.
     """
     todo = [c for c in run.state.consumers if c.kind == unit.kind]
-    found = found_again(run, unit) if todo else set()
+    found = found_again(run, unit) if todo else {}
     bound = 1 if run.dry_run else run.deps.settings.repoint_concurrency
     outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change, found), bound)
     pending = [o.error for o in outcomes if isinstance(o.error, OperationPending)]
@@ -82,6 +84,7 @@ class _OneConsumer:
     def __init__(self, run: StepRun) -> None:
         self._run = run
         self.writes = 0
+        self.outcomes: list[Callable[[RotationState], RotationState]] = []  # of writes done, not yet journalled
 
     @property
     def ports(self) -> UnitPorts:
@@ -100,7 +103,7 @@ class _OneConsumer:
         return self._run.dry_run
 
     def write(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
-        return self._count(self._run.write_in_flight(action, target, value, act))
+        return self._count(self._run.write_in_flight(action, target, value, act, defer=self.outcomes.append))
 
     def write_long_running(
         self,
@@ -121,7 +124,9 @@ class _OneConsumer:
         return acted
 
 
-def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange, found: set[str] | None = None) -> bool:
+def repoint_consumer(
+    run: StepRun, unit: AnyUnit, change: ConsumerChange, found: Mapping[str, Reading | None] | None = None
+) -> bool:
     """One consumer, self-contained: its unit reads it, writes (intent journalled before, outcome
     after) and reads it back; then its record is journalled. True when it wrote (in a dry run:
     would write). Safe to run for several consumers of one rotation at once.
@@ -129,7 +134,8 @@ def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange, found:
     Raises:
         VerificationFailed: refused, or the read-back is not the new version; the caller rolls it back.
 
-    ``found``: the consumers a fresh discovery found (``found_again``), computed here when not given.
+    ``found``: the consumers a fresh discovery found (``found_again``), computed here when not given;
+    the reading it holds is the consumer's read before its write.
     """
     found = found_again(run, unit) if found is None else found
     if change.status == "failed" and change.detail.startswith(REFUSED):
@@ -139,10 +145,29 @@ def repoint_consumer(run: StepRun, unit: AnyUnit, change: ConsumerChange, found:
             run.update_consumer(replace(change, status="failed", detail=NOT_FOUND_AGAIN))
         return False
     one = _OneConsumer(run)
-    updated = unit.repoint(one, change)
-    if updated is not None:
-        run.update_consumer(updated)
+    try:
+        updated = unit.repoint(one, change, found[change.resource_id.lower()])
+    except Exception:
+        _journal(run, one.outcomes, None)  # the outcome of a write done before the read-back failed
+        raise
+    # The write's outcome and the consumer's record go out in one journal write.
+    _journal(run, one.outcomes, updated)
     return one.writes > 0
+
+
+def _journal(
+    run: StepRun, outcomes: Sequence[Callable[[RotationState], RotationState]], updated: ConsumerChange | None
+) -> None:
+    edits = [*outcomes, *(() if updated is None else (lambda s: with_consumer(s, updated),))]
+    if not edits:
+        return
+
+    def apply(state: RotationState) -> RotationState:
+        for edit in edits:
+            state = edit(state)
+        return state
+
+    run.change(apply)
 
 
 def settle(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
@@ -176,13 +201,14 @@ def verify_consumers(run: StepRun) -> StepResult:
         return run.finish_step(Step.VERIFY_CONSUMERS, f"would read back every re-pointed consumer ({planned})")
     new = run.state.new_version
     assert new is not None
+    listed = read_by_listing(run, changed)
 
     def problem_of(change: ConsumerChange) -> str | None:
         unit = run.unit(change)
-        reading = unit.read_back(run.deps, run.key, change)
+        reading = listed.get(change.resource_id.lower()) or unit.read_back(run.deps, run.key, change)
         return None if reading is None else unit.verify(change, reading, new)
 
-    # Reads only: as many at once as the re-point steps write.
+    # Reads only (those the listings did not answer): as many at once as the re-point steps write.
     outcomes = run_bounded(changed, problem_of, run.deps.settings.repoint_concurrency)
     for outcome in outcomes:
         if outcome.error is not None:
@@ -191,3 +217,26 @@ def verify_consumers(run: StepRun) -> StepResult:
     if wrong:
         return run.roll_back(wrong[0].item, VerificationFailed(str(wrong[0].result)))
     return run.finish_step(Step.VERIFY_CONSUMERS, "every re-pointed consumer reads back the new version")
+
+
+def read_by_listing(run: StepRun, changes: Sequence[ConsumerChange]) -> dict[str, Reading]:
+    """The readings of ``changes`` that one discovery per kind answers, by lower-case resource id.
+
+    A kind is listed when it has more consumers to read than discovery costs list calls (one per configured
+    subscription, at the least); the others, and any consumer a listing misses, are read one by one.
+    """
+    by_kind: dict[str, list[ConsumerChange]] = {}
+    for change in changes:
+        by_kind.setdefault(change.kind, []).append(change)
+    readings: dict[str, Reading] = {}
+    for kind_changes in by_kind.values():
+        if len(kind_changes) <= max(1, len(run.deps.settings.subscriptions)):
+            continue
+        unit = run.unit(kind_changes[0])
+        listed = unit.readings(unit.discover(run.deps, run.key), run.key)
+        readings.update(
+            (c.resource_id.lower(), listed[c.resource_id.lower()])
+            for c in kind_changes
+            if c.resource_id.lower() in listed
+        )
+    return readings

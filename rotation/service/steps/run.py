@@ -46,9 +46,21 @@ class StepRun(ConsumerRun, Protocol):
         """Put each failed consumer back through its unit and stop the rotation for a human."""
         ...
 
-    def write_in_flight(self, action: str, target: str, value: str, act: Callable[[], object]) -> bool:
+    def change(self, edit: Callable[[RotationState], RotationState]) -> None:
+        """Journal ``edit`` of the current state (thread-safe; concurrent edits may share one journal write)."""
+        ...
+
+    def write_in_flight(
+        self,
+        action: str,
+        target: str,
+        value: str,
+        act: Callable[[], object],
+        defer: Callable[[Callable[[RotationState], RotationState]], None] | None = None,
+    ) -> bool:
         """``write`` for one of a step's concurrent re-points: thread-safe, its intent kept in
-        ``state.in_flight`` (one per target) until its outcome is journalled."""
+        ``state.in_flight`` (one per target) until its outcome is journalled (by ``defer``'s receiver
+        when given, with what it records next)."""
         ...
 
     def pause(self, step: str, pending: Sequence[OperationPending], label: str) -> StepResult:

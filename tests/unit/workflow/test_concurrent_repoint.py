@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from rotation.errors import VerificationFailed
 from rotation.service import run_rotation, start_rotation
 from rotation.service.queries import holding_rotation
 from rotation.service.steps.pool import run_bounded
-from tests.fakes.estate import KEY, Estate
+from tests.fakes.estate import KEY, pinned_estate
 
 CLI = Trigger(TriggerKind.CLI)
 SAFETY = 30  # seconds: a barrier never reached means a broken build, not a slow machine
@@ -50,17 +49,6 @@ class Gate:
         finally:
             with self.lock:
                 self.active -= 1
-
-
-def _estate(accounts: int, bound: int, workspaces: int = 0) -> tuple[Estate, str]:
-    estate = Estate()
-    old = estate.keys.add_key(KEY).version
-    for i in range(accounts):
-        estate.storage.add(f"pinned{i:02}", KEY, old)
-    for i in range(workspaces):
-        estate.workspaces.add(f"ws{i:02}", KEY, old)
-    estate.settings = replace(estate.settings, repoint_concurrency=bound)
-    return estate, old
 
 
 class TestBoundedPool:
@@ -99,7 +87,7 @@ class TestBoundedPool:
 class TestConcurrentRepoint:
     @pytest.mark.parametrize("bound", [1, 3, 5])
     def test_concurrency_never_exceeds_its_bound(self, bound: int) -> None:
-        estate, _ = _estate(accounts=7, bound=bound, workspaces=4)
+        estate, _ = pinned_estate(accounts=7, bound=bound, workspaces=4)
         storage = Gate(estate.storage.set_key_version, hold=bound)
         workspaces = Gate(estate.workspaces.set_key_identifier, hold=min(bound, 4))
         estate.storage.set_key_version = storage  # type: ignore[method-assign]
@@ -118,7 +106,7 @@ class TestConcurrentRepoint:
         assert [c.status for c in state.consumers] == ["changed"] * 11
 
     def test_one_refused_the_others_in_flight_finish_only_it_is_rolled_back(self) -> None:
-        estate, old = _estate(accounts=3, bound=3)
+        estate, old = pinned_estate(accounts=3, bound=3)
         refused = next(a for a in estate.storage.accounts.values() if a.name == "pinned01").account_id
         original = estate.storage.set_key_version
 
@@ -156,7 +144,7 @@ class TestCrashWithSeveralInFlight:
 
     @pytest.mark.parametrize("when", ["before", "after"])
     def test_resumes_to_one_patch_per_consumer(self, when: str) -> None:
-        estate, _ = _estate(accounts=5, bound=3)
+        estate, _ = pinned_estate(accounts=5, bound=3)
         original = estate.storage.set_key_version
         lock = threading.Lock()
         dead = {"now": False}

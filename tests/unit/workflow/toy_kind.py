@@ -79,7 +79,12 @@ class GadgetUnit:
     def references_to(self, items: Sequence[Gadget], key: KeyRef, version: str) -> tuple[str, ...]:
         return tuple(f"gadget {g.name} uses it" for g in items if version_of(g.key_id, key.uri) == version)
 
-    def repoint(self, run: ConsumerRun, change: ConsumerChange) -> ConsumerChange | None:
+    def readings(self, items: Sequence[Gadget], key: KeyRef) -> Mapping[str, Reading]:
+        return {}  # read one by one, as a kind without a listing is
+
+    def repoint(
+        self, run: ConsumerRun, change: ConsumerChange, observed: Reading | None = None
+    ) -> ConsumerChange | None:
         if change.status != "planned":
             return None
         return repoint_pinned(
