@@ -75,6 +75,9 @@ def measure_ratio(
     admin.set_lro(retry_after_s=lro_s, polls_until_done=polls)
     try:
         deps = estate.deps(ROTATION_REPOINT_CONCURRENCY=str(concurrency), ROTATION_LOG_LEVEL="WARNING")
+        # Waits as long as the Function does: the test estate caps every wait at 0.2 s, which would poll a
+        # workspace's operation faster than its Retry-After (the emulator counts polls, not time).
+        deps.sleep = time.sleep
         # One of each alone, through the same adapters: the unrelated key's account and workspace,
         # each set to what it already names (a real PATCH, a real LRO for the workspace).
         account_id, workspace_id = estate.unrelated
