@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 from azure.core.credentials import TokenCredential
@@ -35,6 +36,18 @@ from rotation.retry import TRANSPORT_RETRY
 
 T = TypeVar("T")
 Response = PipelineResponse[HttpRequest, HttpResponse]
+
+
+@dataclass(frozen=True)
+class ArmWrite:
+    """A write to one resource: the request, and how errors name it (``what``, the ``action`` it needs)."""
+
+    method: str
+    path: str
+    api_version: str
+    body: Any
+    what: str
+    action: str
 
 
 class ArmRest:
@@ -94,22 +107,12 @@ class ArmRest:
     def get(self, path: str, api_version: str, what: str, action: str) -> dict[str, Any]:
         return json_object(self.send("GET", self.url(path, api_version), what, action).http_response)
 
-    def long_running(
-        self,
-        method: str,
-        path: str,
-        api_version: str,
-        body: Any,
-        *,
-        result: Callable[[dict[str, Any]], T],
-        what: str,
-        action: str,
-    ) -> T:
+    def long_running(self, write: ArmWrite, result: Callable[[dict[str, Any]], T]) -> T:
         """Send a long-running write and poll it to the end with ``ARMPolling`` (Location or Azure-AsyncOperation).
 
         For PUT and PATCH the final resource is read from the resource's own URL, as azure-core does.
         """
-        initial = self.send(method, self.url(path, api_version), what, action, body)
+        initial = self._send_write(write)
 
         def deserialize(pipeline_response: Response) -> T:
             return result(json_object(pipeline_response.http_response))
@@ -118,13 +121,15 @@ class ArmRest:
         try:
             return poller.result()
         except AzureError as exc:
-            raise translate(exc, f"poll: {what}", action, non_error_status_transient=True) from None
+            raise translate(exc, f"poll: {write.what}", write.action, non_error_status_transient=True) from None
 
-    def begin(self, method: str, path: str, api_version: str, body: Any, *, what: str, action: str) -> Operation | None:
+    def begin(self, write: ArmWrite) -> Operation | None:
         """Send a write; the long-running operation ARM accepted (polling URL, ``Retry-After``), or None when
         its answer is final. Nothing is polled here (``poll``): the caller journals the operation first."""
-        initial = self.send(method, self.url(path, api_version), what, action, body)
-        return accepted_operation(initial.http_response, self._polling_interval)
+        return accepted_operation(self._send_write(write).http_response, self._polling_interval)
+
+    def _send_write(self, write: ArmWrite) -> Response:
+        return self.send(write.method, self.url(write.path, write.api_version), write.what, write.action, write.body)
 
     def poll(self, operation: Operation, *, what: str, action: str) -> OperationPoll:
         """One poll of an accepted operation (the caller has checked its URL), errors translated as

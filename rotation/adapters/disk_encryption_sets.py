@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rotation.adapters.arm_common import resource_id_of_type
-from rotation.adapters.arm_rest import ArmRestAdapter
+from rotation.adapters.arm_rest import ArmRestAdapter, ArmWrite
 from rotation.domain.model import KeyRef
 from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey
@@ -63,11 +63,6 @@ def _check(set_id: str) -> str:
     return resource_id_of_type(set_id, "/providers/microsoft.compute/diskencryptionsets/", "disk encryption set")
 
 
-def _check_versioned(key_url: str) -> None:
-    if KeyRef.parse(key_url)[1] is None:
-        raise InputError(f"{key_url!r} has no version: a disk encryption set needs a versioned key URL")
-
-
 class ArmDiskEncryptionSets(ArmRestAdapter):
     """Implements ``rotation.ports.DiskEncryptionSets``."""
 
@@ -75,30 +70,19 @@ class ArmDiskEncryptionSets(ArmRestAdapter):
         return set_key(self._rest.get(_check(set_id), API_VERSION, f"read disk encryption set {set_id}", READ))
 
     def begin_active_key(self, set_id: str, key_url: str) -> Operation | None:
-        _check_versioned(key_url)
-        current = self.get_set(set_id)
-        return self._rest.begin(
-            "PATCH",
-            set_id,
-            API_VERSION,
-            active_key_body(key_url, current.source_vault_id),
-            what=f"re-point disk encryption set {current.name}",
-            action=WRITE,
-        )
+        return self._rest.begin(self._key_write(set_id, key_url))
 
     def poll_key_update(self, set_id: str, operation: Operation) -> OperationPoll:
         name = set_id.rstrip("/").rsplit("/", 1)[-1]
         return self._rest.poll(operation, what=f"re-point disk encryption set {name}", action=READ)
 
     def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
-        _check_versioned(key_url)
+        return self._rest.long_running(self._key_write(set_id, key_url), set_key)
+
+    def _key_write(self, set_id: str, key_url: str) -> ArmWrite:
+        """The PATCH that re-points the active key (a versioned URL), keeping ``sourceVault`` (read first)."""
+        if KeyRef.parse(key_url)[1] is None:
+            raise InputError(f"{key_url!r} has no version: a disk encryption set needs a versioned key URL")
         current = self.get_set(set_id)
-        return self._rest.long_running(
-            "PATCH",
-            set_id,
-            API_VERSION,
-            active_key_body(key_url, current.source_vault_id),
-            result=set_key,
-            what=f"re-point disk encryption set {current.name}",
-            action=WRITE,
-        )
+        body = active_key_body(key_url, current.source_vault_id)
+        return ArmWrite("PATCH", set_id, API_VERSION, body, f"re-point disk encryption set {current.name}", WRITE)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rotation.adapters.arm_common import resource_id_of_type
-from rotation.adapters.arm_rest import ArmRestAdapter
+from rotation.adapters.arm_rest import ArmRestAdapter, ArmWrite
 from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import RegistryKey
 from rotation.domain.timestamps import parse_timestamp
@@ -69,27 +69,16 @@ class ArmContainerRegistries(ArmRestAdapter):
         return registry_key(body)
 
     def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
-        current = self.get_registry(registry_id)
-        return self._rest.long_running(
-            "PATCH",
-            registry_id,
-            API_VERSION,
-            key_update_body(key_identifier, current.identity_client_id),
-            result=registry_key,
-            what=f"re-point container registry {current.name}",
-            action=WRITE,
-        )
+        return self._rest.long_running(self._key_write(registry_id, key_identifier), registry_key)
 
     def begin_key_identifier(self, registry_id: str, key_identifier: str) -> Operation | None:
+        return self._rest.begin(self._key_write(registry_id, key_identifier))
+
+    def _key_write(self, registry_id: str, key_identifier: str) -> ArmWrite:
+        """The PATCH that re-points the key, with the identity the registry uses for it (read first)."""
         current = self.get_registry(registry_id)
-        return self._rest.begin(
-            "PATCH",
-            registry_id,
-            API_VERSION,
-            key_update_body(key_identifier, current.identity_client_id),
-            what=f"re-point container registry {current.name}",
-            action=WRITE,
-        )
+        body = key_update_body(key_identifier, current.identity_client_id)
+        return ArmWrite("PATCH", registry_id, API_VERSION, body, f"re-point container registry {current.name}", WRITE)
 
     def poll_key_update(self, registry_id: str, operation: Operation) -> OperationPoll:
         name = registry_id.rstrip("/").rsplit("/", 1)[-1]
