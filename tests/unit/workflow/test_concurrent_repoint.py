@@ -64,10 +64,14 @@ class TestBoundedPool:
 
     def test_a_failure_lets_the_running_ones_finish_and_is_handed_back(self) -> None:
         finished: list[int] = []
+        refused = threading.Event()
 
         def work(item: int) -> int:
             if item == 0:
+                refused.set()
                 raise VerificationFailed("refused")
+            if item in (1, 2):  # in flight with the failing one: finish only after it has failed
+                refused.wait(SAFETY)
             finished.append(item)
             return item
 
