@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -194,27 +194,45 @@ def _to_the_end(operation: Operation | None, poll: Callable[[Operation], Operati
     raise AssertionError("still running after 50 polls")
 
 
+class _KeyUpdate(NamedTuple):
+    """One resource's key update through its port: the resource, begin, poll, and the key it reads back."""
+
+    resource_id: str
+    begin: Callable[[str, str], Operation | None]
+    poll: Callable[[str, Operation], OperationPoll]
+    key_in_use: Callable[[str], str]
+
+
+def _registry(e: Estate) -> _KeyUpdate:
+    ports = e.registries
+    return _KeyUpdate(
+        e.pinned_registry,
+        ports.begin_key_identifier,
+        ports.poll_key_update,
+        lambda r: ports.get_registry(r).key_identifier,
+    )
+
+
+def _disk_encryption_set(e: Estate) -> _KeyUpdate:
+    ports = e.sets
+    return _KeyUpdate(
+        e.disk_encryption_set, ports.begin_active_key, ports.poll_key_update, lambda r: ports.get_set(r).key_url
+    )
+
+
 class TestKeyUpdatesAsOperations:
     """The same PATCH sent alone answers with nothing to poll or an operation on the ARM endpoint under the
     resource's provider, polled one request at a time until done; then the resource reads back the key."""
 
-    def test_a_registry(self, estate: Estate) -> None:
+    @pytest.mark.parametrize("updated", [_registry, _disk_encryption_set], ids=["a registry", "a disk encryption set"])
+    def test_a_key_update(self, estate: Estate, updated: Callable[[Estate], _KeyUpdate]) -> None:
         target = estate.key.version_uri(estate.new)
-        registry = estate.pinned_registry
+        rid, begin, poll, key_in_use = updated(estate)
 
-        operation = estate.registries.begin_key_identifier(registry, target)
-        _to_the_end(operation, lambda o: estate.registries.poll_key_update(registry, o), estate.arm_endpoint, registry)
+        operation = begin(rid, target)
+        _to_the_end(operation, lambda o: poll(rid, o), estate.arm_endpoint, rid)
 
-        assert estate.registries.get_registry(registry).key_identifier == target
-
-    def test_a_disk_encryption_set(self, estate: Estate) -> None:
-        target = estate.key.version_uri(estate.new)
-        des = estate.disk_encryption_set
-
-        operation = estate.sets.begin_active_key(des, target)
-        _to_the_end(operation, lambda o: estate.sets.poll_key_update(des, o), estate.arm_endpoint, des)
-
-        assert estate.sets.get_set(des).key_url == target
+        assert key_in_use(rid) == target
 
     def test_refusals_come_with_the_patch(self, estate: Estate) -> None:
         refused = estate.key.version_uri(estate.refused)
