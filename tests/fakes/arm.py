@@ -42,6 +42,17 @@ class FakeConsumerProvider:
         self.writes: list[tuple[str, str]] = []
         self.faults = Faults()
 
+    def _check_refused(self, version: str | None, refusal: str) -> None:
+        """``VerificationFailed`` saying ``refusal`` when Azure refuses ``version`` for this resource."""
+        if version in self.refuse_versions:
+            raise VerificationFailed(refusal)
+
+    def _written(self, resources: dict[str, ResourceT], arm_id: str, updated: ResourceT, key: str) -> ResourceT:
+        """File ``updated`` under ``arm_id`` and record the write of ``key`` (a version or key id)."""
+        resources[arm_id.lower()] = updated
+        self.writes.append((arm_id, key))
+        return updated
+
 
 def _vault_url(vault_url: str) -> str:
     """As ArmVaults compares vault URLs: Key Vault identifiers ignore case, a trailing slash and ":443"."""
@@ -127,8 +138,7 @@ class FakeStorageAccounts(FakeConsumerProvider):
         updated = replace(
             account, vault_url=vault_url, key_name=key_name, key_version=key_version, current_versioned_key_id=current
         )
-        self.accounts[account_id.lower()] = updated
-        self.writes.append((account_id, key_version))
+        self._written(self.accounts, account_id, updated, key_version)
         self.faults.check("set_key_version:after")
         return updated
 
@@ -207,14 +217,12 @@ class FakeWorkspaces(FakeConsumerProvider):
         return OperationPoll("done")
 
     def _check_key(self, key_identifier: str) -> None:
-        if key_identifier.rstrip("/").rsplit("/", 1)[-1] in self.refuse_versions:
-            raise VerificationFailed(f"the workspace identity cannot use key {key_identifier}")
+        version = key_identifier.rstrip("/").rsplit("/", 1)[-1]
+        self._check_refused(version, f"the workspace identity cannot use key {key_identifier}")
 
     def _apply(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
         updated = replace(read(self.workspaces, workspace_id, "workspace"), key_identifier=key_identifier)
-        self.workspaces[workspace_id.lower()] = updated
-        self.writes.append((workspace_id, key_identifier))
-        return updated
+        return self._written(self.workspaces, workspace_id, updated, key_identifier)
 
     def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
         self.patches[workspace_id.lower()] += 1

@@ -14,13 +14,35 @@ from rotation.adapters.resource_graph import references_in
 from rotation.domain.model import KeyRef
 from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
-from rotation.errors import InputError, VerificationFailed
-from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, arm_id_of, read
+from rotation.errors import InputError
+from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, ResourceT, arm_id_of, read
 from tests.fakes.faults import Faults
 
 
-class FakeContainerRegistries(FakeConsumerProvider):
+class _FakeAnsweredAtOnce(FakeConsumerProvider):
+    """A provider of one ``kind`` of resource whose key writes ARM answers at once: there is never an operation
+    to poll."""
+
+    kind: str  # as errors name it, e.g. "container registry"
+
+    def _read(self, operation: str, resources: dict[str, ResourceT], arm_id: str) -> ResourceT:
+        self.faults.check(operation)
+        return read(resources, arm_id, self.kind)
+
+    def poll_key_update(self, resource_id: str, operation: Operation) -> OperationPoll:
+        raise AssertionError(f"no operation was accepted for {resource_id}")
+
+    def _version_to_write(self, key_id: str, name: str) -> str | None:
+        """The version ``key_id`` names (None: versionless), unless Azure refuses it for the resource ``name``."""
+        _, version = KeyRef.parse(key_id)
+        self._check_refused(version, f"could not re-point {self.kind} {name}: the key was refused")
+        return version
+
+
+class FakeContainerRegistries(_FakeAnsweredAtOnce):
     """Implements ``rotation.ports.ContainerRegistries``. Versionless registries adopt on ``auto_rotate``."""
+
+    kind = "container registry"
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,32 +69,26 @@ class FakeContainerRegistries(FakeConsumerProvider):
         self.registries[registry_id.lower()] = replace(registry, versioned_key_identifier=key.version_uri(version))
 
     def get_registry(self, registry_id: str) -> RegistryKey:
-        self.faults.check("get_registry")
-        return read(self.registries, registry_id, "container registry")
+        return self._read("get_registry", self.registries, registry_id)
 
     def set_key_identifier(self, registry_id: str, key_identifier: str) -> RegistryKey:
         self.faults.check("set_key_identifier")
         registry = self.get_registry(registry_id)
-        _, version = KeyRef.parse(key_identifier)
-        if version in self.refuse_versions:
-            raise VerificationFailed(f"could not re-point container registry {registry.name}: the key was refused")
+        version = self._version_to_write(key_identifier, registry.name)
         in_use = key_identifier if version else (registry.versioned_key_identifier or None)
         updated = replace(registry, key_identifier=key_identifier, versioned_key_identifier=in_use)
-        self.registries[registry_id.lower()] = updated
-        self.writes.append((registry_id, key_identifier))
-        return updated
+        return self._written(self.registries, registry_id, updated, key_identifier)
 
     def begin_key_identifier(self, registry_id: str, key_identifier: str) -> Operation | None:
         """Answered at once (the workspaces fake models operations that outlast an invocation)."""
         self.set_key_identifier(registry_id, key_identifier)
         return None
 
-    def poll_key_update(self, registry_id: str, operation: Operation) -> OperationPoll:
-        raise AssertionError(f"no operation was accepted for {registry_id}")
 
-
-class FakeDiskEncryptionSets(FakeConsumerProvider):
+class FakeDiskEncryptionSets(_FakeAnsweredAtOnce):
     """Implements ``rotation.ports.DiskEncryptionSets``. Sets with auto rotation adopt on ``auto_rotate``."""
+
+    kind = "disk encryption set"
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,29 +113,20 @@ class FakeDiskEncryptionSets(FakeConsumerProvider):
         self.sets[set_id.lower()] = replace(des, key_url=key.version_uri(version), previous_key_urls=previous)
 
     def get_set(self, set_id: str) -> DiskEncryptionSetKey:
-        self.faults.check("get_set")
-        return read(self.sets, set_id, "disk encryption set")
+        return self._read("get_set", self.sets, set_id)
 
     def set_active_key(self, set_id: str, key_url: str) -> DiskEncryptionSetKey:
         self.faults.check("set_active_key")
         des = self.get_set(set_id)
-        _, version = KeyRef.parse(key_url)
-        if version is None:
+        if self._version_to_write(key_url, des.name) is None:
             raise InputError(f"{key_url!r} has no version")
-        if version in self.refuse_versions:
-            raise VerificationFailed(f"could not re-point disk encryption set {des.name}: the key was refused")
         updated = replace(des, key_url=key_url, previous_key_urls=())
-        self.sets[set_id.lower()] = updated
-        self.writes.append((set_id, key_url))
-        return updated
+        return self._written(self.sets, set_id, updated, key_url)
 
     def begin_active_key(self, set_id: str, key_url: str) -> Operation | None:
         """Answered at once (the workspaces fake models operations that outlast an invocation)."""
         self.set_active_key(set_id, key_url)
         return None
-
-    def poll_key_update(self, set_id: str, operation: Operation) -> OperationPoll:
-        raise AssertionError(f"no operation was accepted for {set_id}")
 
 
 class FakeKeyReferences:
