@@ -19,20 +19,28 @@ from rotation.rewrap.scan import ListedBlob, Status, classify
 KEY = KeyRef("https://myvault.vault.azure.net", "cmk")
 VAULT = "https://myvault.vault.azure.net"
 OLD, NEW = "0" * 31 + "a", "0" * 31 + "b"
-# Shape written by azure-storage-blob 12.31.1 (protocol 2.0), key order included.
-V2 = (
-    '{"WrappedContentKey": {"KeyId": "https://myvault.vault.azure.net/keys/cmk/' + OLD + '", '
-    '"EncryptedKey": "' + base64.b64encode(b"w" * 256).decode() + '", "Algorithm": "RSA-OAEP-256"}, '
-    '"EncryptionAgent": {"Protocol": "2.0", "EncryptionAlgorithm": "AES_GCM_256"}, '
-    '"EncryptedRegionInfo": {"DataLength": 4194304, "NonceLength": 12}, '
-    '"KeyWrappingMetadata": {"EncryptionLibrary": "Python 12.31.1"}, "EncryptionMode": "FullBlob"}'
+
+
+def _written_by_sdk(filler: bytes, agent: str, region_or_iv: str) -> str:
+    """The metadata azure-storage-blob 12.31.1 writes, key order included: the key wrapped with ``OLD``, the
+    ``agent`` (protocol, algorithm) and what the protocol adds (region info for 2.0, the IV for 1.0)."""
+    return (
+        '{"WrappedContentKey": {"KeyId": "https://myvault.vault.azure.net/keys/cmk/' + OLD + '", '
+        '"EncryptedKey": "' + base64.b64encode(filler * 256).decode() + '", "Algorithm": "RSA-OAEP-256"}, '
+        '"EncryptionAgent": ' + agent + ", " + region_or_iv + ", "
+        '"KeyWrappingMetadata": {"EncryptionLibrary": "Python 12.31.1"}, "EncryptionMode": "FullBlob"}'
+    )
+
+
+V2 = _written_by_sdk(
+    b"w",
+    '{"Protocol": "2.0", "EncryptionAlgorithm": "AES_GCM_256"}',
+    '"EncryptedRegionInfo": {"DataLength": 4194304, "NonceLength": 12}',
 )
-V1 = (
-    '{"WrappedContentKey": {"KeyId": "https://myvault.vault.azure.net/keys/cmk/' + OLD + '", '
-    '"EncryptedKey": "' + base64.b64encode(b"v" * 256).decode() + '", "Algorithm": "RSA-OAEP-256"}, '
-    '"EncryptionAgent": {"Protocol": "1.0", "EncryptionAlgorithm": "AES_CBC_256"}, '
-    '"ContentEncryptionIV": "0u5QyAB4zUT0eyoNPbVtPw==", '
-    '"KeyWrappingMetadata": {"EncryptionLibrary": "Python 12.31.1"}, "EncryptionMode": "FullBlob"}'
+V1 = _written_by_sdk(
+    b"v",
+    '{"Protocol": "1.0", "EncryptionAlgorithm": "AES_CBC_256"}',
+    '"ContentEncryptionIV": "0u5QyAB4zUT0eyoNPbVtPw=="',
 )
 
 
