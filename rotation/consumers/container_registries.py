@@ -25,14 +25,6 @@ READ = "Microsoft.ContainerRegistry/registries/read"
 WRITE = "Microsoft.ContainerRegistry/registries/write"
 
 
-def _reading(registry: RegistryKey, key: KeyRef) -> Reading:
-    return Reading(
-        registry.name,
-        version_of(registry.key_identifier, key.uri),
-        version_of(registry.versioned_key_identifier, key.uri) or None,
-    )
-
-
 class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
     """Implements ``ConsumerUnit[RegistryKey]``."""
 
@@ -47,19 +39,19 @@ class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_registries": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[RegistryKey]:
-        return tuple(ports.container_registries.get_registry(i) for i in ids_of_type(ports, key, TYPE))
+        return tuple(self.get(ports, i) for i in ids_of_type(ports, key, TYPE))
 
     def uses_key(self, item: RegistryKey, key: KeyRef) -> bool:
         return version_of(item.key_identifier, key.uri) is not None
 
     def consumer(self, item: RegistryKey, key: KeyRef) -> Consumer:
-        reading = _reading(item, key)
+        reading = self.reading(item, key)
         return Consumer(self.kind, item.registry_id, item.name, reading.configured or None, reading.in_use)
 
     def references_to(self, items: Sequence[RegistryKey], key: KeyRef, version: str) -> tuple[str, ...]:
         found: list[str] = []
         for registry in items:
-            reading = _reading(registry, key)
+            reading = self.reading(registry, key)
             if reading.configured == version:
                 found.append(f"container registry {registry.name} is pinned to it")
             elif reading.in_use == version:
@@ -68,11 +60,15 @@ class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
                 found.append(f"container registry {registry.name} is versionless and its version in use is unknown")
         return tuple(found)
 
-    def readings(self, items: Sequence[RegistryKey], key: KeyRef) -> Mapping[str, Reading]:
-        return {item.registry_id.lower(): _reading(item, key) for item in items}
+    def get(self, ports: UnitPorts, resource_id: str) -> RegistryKey:
+        return ports.container_registries.get_registry(resource_id)
 
-    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
-        return _reading(ports.container_registries.get_registry(change.resource_id), key)
+    def reading(self, registry: RegistryKey, key: KeyRef) -> Reading:
+        return Reading(
+            registry.name,
+            version_of(registry.key_identifier, key.uri),
+            version_of(registry.versioned_key_identifier, key.uri) or None,
+        )
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         return run.ports.container_registries.set_key_identifier(resource_id, run.key.version_uri(version))

@@ -31,13 +31,6 @@ def versions_in_use(des: DiskEncryptionSetKey, key: KeyRef) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in found if v))
 
 
-def _reading(des: DiskEncryptionSetKey, key: KeyRef) -> Reading:
-    active = version_of(des.key_url, key.uri)
-    configured = "" if des.auto_rotation and active is not None else active
-    in_use = versions_in_use(des, key)
-    return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
-
-
 class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
     """Implements ``ConsumerUnit[DiskEncryptionSetKey]``."""
 
@@ -52,7 +45,7 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_disk_encryption_sets": (WRITE,)}
 
     def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DiskEncryptionSetKey]:
-        return tuple(ports.disk_encryption_sets.get_set(i) for i in ids_of_type(ports, key, TYPE))
+        return tuple(self.get(ports, i) for i in ids_of_type(ports, key, TYPE))
 
     def uses_key(self, item: DiskEncryptionSetKey, key: KeyRef) -> bool:
         return bool(versions_in_use(item, key))
@@ -75,11 +68,14 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
                 found.append(f"disk encryption set {des.name} still uses it (previous key, change in progress)")
         return tuple(found)
 
-    def readings(self, items: Sequence[DiskEncryptionSetKey], key: KeyRef) -> Mapping[str, Reading]:
-        return {item.set_id.lower(): _reading(item, key) for item in items}
+    def get(self, ports: UnitPorts, resource_id: str) -> DiskEncryptionSetKey:
+        return ports.disk_encryption_sets.get_set(resource_id)
 
-    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
-        return _reading(ports.disk_encryption_sets.get_set(change.resource_id), key)
+    def reading(self, des: DiskEncryptionSetKey, key: KeyRef) -> Reading:
+        active = version_of(des.key_url, key.uri)
+        configured = "" if des.auto_rotation and active is not None else active
+        in_use = versions_in_use(des, key)
+        return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         return run.ports.disk_encryption_sets.set_active_key(resource_id, run.key.version_uri(version))

@@ -8,7 +8,7 @@ and blocks retirement until then.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Generic
 
@@ -32,8 +32,9 @@ class PinnedOrSelfRotating(Generic[Item]):
     """Plan, re-point, roll back, track and retire for a kind whose consumers are pinned or follow the key.
 
     A subclass names its journal actions, the property it changes and how its self-rotating consumers
-    are described, and implements ``consumer`` (an item as the plan lists it), ``read_back``
-    (``configured`` ``""`` when the consumer follows the newest version) and ``set_version`` (the write).
+    are described, and implements ``consumer`` (an item as the plan lists it), ``get`` (an item read through
+    its port), ``reading`` (``configured`` ``""`` when the consumer follows the newest version) and
+    ``set_version`` (the write).
     """
 
     kind: str
@@ -71,8 +72,19 @@ class PinnedOrSelfRotating(Generic[Item]):
         detail = f"{name}: {self.property_label} {pinned} -> {target or 'the new version'}"
         return ConsumerChange(self.kind, consumer.resource_id, pinned, target, "planned", detail)
 
-    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+    def get(self, ports: UnitPorts, resource_id: str) -> Item:
+        """The consumer ``resource_id`` as its port reads it now."""
         raise NotImplementedError
+
+    def reading(self, item: Item, key: KeyRef) -> Reading:
+        """``item``'s configured version of ``key`` (``""`` when it follows the newest) and the version in use."""
+        raise NotImplementedError
+
+    def readings(self, items: Sequence[Item], key: KeyRef) -> Mapping[str, Reading]:
+        return {self.consumer(i, key).resource_id.lower(): self.reading(i, key) for i in items}
+
+    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
+        return self.reading(self.get(ports, change.resource_id), key)
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         """Point the consumer at ``version`` of the run's key, polled to the end (roll-backs; the re-point uses

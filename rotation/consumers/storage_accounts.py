@@ -23,11 +23,6 @@ def uses_key(account: StorageAccountKey, key: KeyRef) -> bool:
     return same_vault and account.key_name.lower() == key.name.lower()
 
 
-def _reading(account: StorageAccountKey, key: KeyRef) -> Reading:
-    # keyversion as configured ("" when versionless); the version in use as Storage reports it.
-    return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
-
-
 class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
     """Implements ``ConsumerUnit[StorageAccountKey]``."""
 
@@ -74,15 +69,16 @@ class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
                 found.append(f"storage account {account.name} still uses it (versionless, not yet adopted)")
         return tuple(found)
 
-    def readings(self, items: Sequence[StorageAccountKey], key: KeyRef) -> Mapping[str, Reading]:
-        return {account.account_id.lower(): _reading(account, key) for account in items}
+    def get(self, ports: UnitPorts, resource_id: str) -> StorageAccountKey:
+        return ports.storage_accounts.get_account(resource_id)
 
-    def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
-        return _reading(ports.storage_accounts.get_account(change.resource_id), key)
+    def reading(self, account: StorageAccountKey, key: KeyRef) -> Reading:
+        # keyversion as configured ("" when versionless); the version in use as Storage reports it.
+        return Reading(account.name, account.key_version, version_of(account.current_versioned_key_id, key.uri))
 
     def answered(self, answer: object, key: KeyRef) -> Reading | None:
         # Storage's PATCH is synchronous: its 200 is the account as stored.
-        return _reading(answer, key) if isinstance(answer, StorageAccountKey) else None
+        return self.reading(answer, key) if isinstance(answer, StorageAccountKey) else None
 
     def verify(self, change: ConsumerChange, reading: Reading, new_version: str) -> str | None:
         if reading.configured != new_version or reading.in_use not in (None, "", new_version):
@@ -92,8 +88,8 @@ class StorageAccountUnit(PinnedOrSelfRotating[StorageAccountKey]):
     def read_before_write(
         self, ports: UnitPorts, key: KeyRef, change: ConsumerChange
     ) -> tuple[Reading, StorageAccountKey | None]:
-        account = ports.storage_accounts.get_account(change.resource_id)
-        return _reading(account, key), account
+        account = self.get(ports, change.resource_id)
+        return self.reading(account, key), account
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         """Set the account's keyversion (the PATCH is absolute: safe to repeat). storageAccounts/write."""
