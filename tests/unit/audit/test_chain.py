@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -230,6 +231,14 @@ class TestCheckpoints:
         assert "no audit signing key" in report.problem.message
 
 
+def _last_copy_missing(archive: dict[int, ArchivedRecord]) -> None:
+    del archive[max(archive)]
+
+
+def _second_copy_forged(archive: dict[int, ArchivedRecord]) -> None:
+    archive[2] = replace(archive[2], conflicting=True)
+
+
 class TestArchive:
     """The immutable archive's first copy of each record is the witness the table is held to."""
 
@@ -243,26 +252,25 @@ class TestArchive:
 
         assert report.ok, report.problem
 
-    def test_a_record_without_an_archived_copy_fails(self) -> None:
-        entries = build_chain(4)
-        archive = self.archive_of(entries[:3])
-
-        report = verify(entries, head_of(entries), [], None, archive=archive)
-
-        assert report.problem is not None
-        assert (report.problem.kind, report.problem.seq) == ("unarchived", 4)
-        assert "no copy in the immutable archive" in report.problem.message
-
-    def test_a_forged_copy_appended_to_the_archive_is_reported(self) -> None:
-        entries = build_chain(3)
+    @pytest.mark.parametrize(
+        ("size", "tamper", "kind", "seq", "says"),
+        [
+            pytest.param(4, _last_copy_missing, "unarchived", 4, "no copy in the immutable archive", id="unarchived"),
+            pytest.param(3, _second_copy_forged, "rewritten", 2, "conflicting copies", id="forged copy appended"),
+        ],
+    )
+    def test_an_archive_at_odds_with_the_table_fails(
+        self, size: int, tamper: Callable[[dict[int, ArchivedRecord]], None], kind: str, seq: int, says: str
+    ) -> None:
+        entries = build_chain(size)
         archive = self.archive_of(entries)
-        archive[2] = replace(archive[2], conflicting=True)
+        tamper(archive)
 
         report = verify(entries, head_of(entries), [], None, archive=archive)
 
         assert report.problem is not None
-        assert (report.problem.kind, report.problem.seq) == ("rewritten", 2)
-        assert "conflicting copies" in report.problem.message
+        assert (report.problem.kind, report.problem.seq) == (kind, seq)
+        assert says in report.problem.message
 
     def test_records_only_the_archive_remembers_are_deleted(self) -> None:
         entries = build_chain(4)
