@@ -42,6 +42,18 @@ class FakeConsumerProvider:
         self.writes: list[tuple[str, str]] = []
         self.faults = Faults()
 
+    kind: str  # as errors name the resources, e.g. "storage account"
+
+    def _read(self, operation: str, resources: Mapping[str, ResourceT], arm_id: str) -> ResourceT:
+        """``operation``'s faults, then the resource filed under ``arm_id`` (``NotFound`` naming the kind)."""
+        self.faults.check(operation)
+        return read(resources, arm_id, self.kind)
+
+    def _listed(self, operation: str, resources: Mapping[str, ResourceT], subscription_id: str) -> list[ResourceT]:
+        """``operation``'s faults, then the resources in ``subscription_id`` (filed under lower-case ids)."""
+        self.faults.check(operation)
+        return [r for arm_id, r in resources.items() if _sub(arm_id) == subscription_id.lower()]
+
     def _check_refused(self, version: str | None, refusal: str) -> None:
         """``VerificationFailed`` saying ``refusal`` when Azure refuses ``version`` for this resource."""
         if version in self.refuse_versions:
@@ -86,6 +98,8 @@ class FakeVaults:
 class FakeStorageAccounts(FakeConsumerProvider):
     """Implements ``rotation.ports.StorageAccounts``. Versionless accounts adopt on ``adopt_latest``."""
 
+    kind = "storage account"
+
     def __init__(self) -> None:
         super().__init__()
         self.accounts: dict[str, StorageAccountKey] = {}
@@ -106,12 +120,10 @@ class FakeStorageAccounts(FakeConsumerProvider):
         self.accounts[account_id.lower()] = replace(account, current_versioned_key_id=key.version_uri(version))
 
     def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:
-        self.faults.check("list_accounts")
-        return [a for a in self.accounts.values() if _sub(a.account_id) == subscription_id]
+        return self._listed("list_accounts", self.accounts, subscription_id)
 
     def get_account(self, account_id: str) -> StorageAccountKey:
-        self.faults.check("get_account")
-        return read(self.accounts, account_id, "storage account")
+        return self._read("get_account", self.accounts, account_id)
 
     def refuse_nth_key_write(self, n: int, *, unless: str) -> None:
         """Azure refuses the ``n``-th ``set_key_version`` from now, unless it writes ``unless`` (e.g. a rollback)."""
@@ -133,7 +145,7 @@ class FakeStorageAccounts(FakeConsumerProvider):
             refused is not None and self._key_writes == refused[0] and key_version != refused[1]
         ):
             raise VerificationFailed(f"the account identity cannot use key version {key_version}")
-        account = read(self.accounts, account_id, "storage account")
+        account = read(self.accounts, account_id, self.kind)
         current = f"{vault_url}/keys/{key_name}/{key_version}" if key_version else account.current_versioned_key_id
         updated = replace(
             account, vault_url=vault_url, key_name=key_name, key_version=key_version, current_versioned_key_id=current
@@ -151,6 +163,8 @@ class FakeWorkspaces(FakeConsumerProvider):
     ``fail_versions`` makes the operations setting those versions end ``Failed``. ``patches`` counts every
     key PATCH by workspace (lower-case id), ``polls`` every poll.
     """
+
+    kind = "workspace"
 
     def __init__(self, vaults: FakeVaults) -> None:
         super().__init__()
@@ -172,12 +186,10 @@ class FakeWorkspaces(FakeConsumerProvider):
         return workspace
 
     def list_workspaces(self, subscription_id: str) -> list[WorkspaceKey]:
-        self.faults.check("list_workspaces")
-        return [w for w in self.workspaces.values() if _sub(w.workspace_id) == subscription_id]
+        return self._listed("list_workspaces", self.workspaces, subscription_id)
 
     def get_workspace(self, workspace_id: str) -> WorkspaceKey:
-        self.faults.check("get_workspace")
-        return read(self.workspaces, workspace_id, "workspace")
+        return self._read("get_workspace", self.workspaces, workspace_id)
 
     def begin_key_identifier(self, workspace_id: str, key_identifier: str) -> Operation | None:
         self.faults.check("begin_key_identifier")
@@ -185,7 +197,7 @@ class FakeWorkspaces(FakeConsumerProvider):
             self.set_key_identifier(workspace_id, key_identifier)
             return None
         self._check_key(key_identifier)
-        workspace = read(self.workspaces, workspace_id, "workspace")
+        workspace = read(self.workspaces, workspace_id, self.kind)
         self.patches[workspace_id.lower()] += 1
         url = (
             f"https://management.azure.com/subscriptions/{SUBSCRIPTION}/providers/Microsoft.MachineLearningServices/"
@@ -221,7 +233,7 @@ class FakeWorkspaces(FakeConsumerProvider):
         self._check_refused(version, f"the workspace identity cannot use key {key_identifier}")
 
     def _apply(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:
-        updated = replace(read(self.workspaces, workspace_id, "workspace"), key_identifier=key_identifier)
+        updated = replace(read(self.workspaces, workspace_id, self.kind), key_identifier=key_identifier)
         return self._written(self.workspaces, workspace_id, updated, key_identifier)
 
     def set_key_identifier(self, workspace_id: str, key_identifier: str) -> WorkspaceKey:

@@ -15,19 +15,13 @@ from rotation.domain.model import KeyRef
 from rotation.domain.operations import Operation, OperationPoll
 from rotation.domain.references import DiskEncryptionSetKey, KeyReference, RegistryKey
 from rotation.errors import InputError
-from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, ResourceT, arm_id_of, read
+from tests.fakes.arm import SUBSCRIPTION, FakeConsumerProvider, arm_id_of
 from tests.fakes.faults import Faults
 
 
 class _FakeAnsweredAtOnce(FakeConsumerProvider):
     """A provider of one ``kind`` of resource whose key writes ARM answers at once: there is never an operation
     to poll."""
-
-    kind: str  # as errors name it, e.g. "container registry"
-
-    def _read(self, operation: str, resources: dict[str, ResourceT], arm_id: str) -> ResourceT:
-        self.faults.check(operation)
-        return read(resources, arm_id, self.kind)
 
     def poll_key_update(self, resource_id: str, operation: Operation) -> OperationPoll:
         raise AssertionError(f"no operation was accepted for {resource_id}")
