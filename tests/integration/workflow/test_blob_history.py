@@ -16,14 +16,13 @@ from typing import Any
 from azure.storage.blob import ContainerClient
 
 from emulators.keyvault.kek import VaultKek
-from rotation.domain.model import RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import RotationStatus
 from rotation.service import get_rotation, sweep
 from rotation.service.deps import Dependencies
 from tests.integration.rewrap_helpers import decrypting_client, read_every_entry
 from tests.integration.workflow.estate import OPERATOR, RealEstate, build_estate, start_and_run_past_waiting
+from tests.triggers import CLI, TIMER
 
-CLI = Trigger(TriggerKind.CLI, caller="integration-test")
-TIMER = Trigger(TriggerKind.TIMER)
 HISTORY = ["metadata", "snapshots", "versions", "deleted"]
 
 

@@ -44,7 +44,7 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.storage.blob import ContainerClient
 
 from emulators.keyvault.kek import VaultKek
-from rotation.domain.model import RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import RotationStatus
 from rotation.service import get_rotation, plan, start_rotation, sweep
 from rotation.service.deps import Dependencies
 from tests.integration.mgmt_clients import mgmt_client
@@ -56,9 +56,7 @@ from tests.integration.workflow.estate import (
     build_estate,
     new_identity,
 )
-
-CLI = Trigger(TriggerKind.CLI, caller="integration-test")
-TIMER = Trigger(TriggerKind.TIMER)
+from tests.triggers import CLI, TIMER
 
 
 class _Ahead:

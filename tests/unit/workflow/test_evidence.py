@@ -8,14 +8,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from rotation.consumers import ConsumerRegistry
-from rotation.domain.model import RotationStatus, Trigger, TriggerKind
+from rotation.domain.model import RotationStatus
 from rotation.errors import SettingsError
 from rotation.service import RotationView, get_rotation, plan, run_rotation, start_rotation, sweep
 from tests.fakes.estate import KEY, LOCATION, Estate, rewrap_estate, standard_estate
+from tests.triggers import CLI, TIMER
 from tests.unit.workflow.toy_kind import FakeGadgets, GadgetUnit
-
-CLI = Trigger(TriggerKind.CLI, caller="tester")
-TIMER = Trigger(TriggerKind.TIMER)
 
 
 def cut_over_and_adopted(estate: Estate) -> RotationView:

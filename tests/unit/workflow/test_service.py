@@ -26,9 +26,7 @@ from rotation.service import (
     sweep,
 )
 from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, VAULT, Estate, rewrap_estate, standard_estate
-
-CLI = Trigger(TriggerKind.CLI, caller="tester")
-TIMER = Trigger(TriggerKind.TIMER)
+from tests.triggers import CLI, TIMER
 
 
 class Crash(BaseException):
