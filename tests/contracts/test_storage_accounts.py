@@ -3,14 +3,14 @@
 Accounts on customer-managed keys are listed per subscription with their vault, key and version; a
 PATCH of the version is absolute and reads back; ``""`` makes an account follow the key versionless;
 a version the resource provider refuses is ``VerificationFailed`` and the account stays where it was;
-an unknown account is ``PreconditionFailed`` (``NotFound``).
+an unknown account is ``PreconditionFailed`` (``NotFound``; with the other ports in ``test_unknown_resources``).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from rotation.errors import PreconditionFailed, VerificationFailed
+from rotation.errors import VerificationFailed
 from tests.contracts.arm_world import ArmWorld
 
 
@@ -33,12 +33,6 @@ class TestReads:
         assert listed[arm.unrelated.lower()].key_name == arm.other_key.name
         assert arm.storage.get_account(arm.pinned) == pinned
         assert arm.storage.list_accounts("00000000-0000-0000-0000-00000000dead") == []
-
-    def test_unknown_account_is_not_found(self, arm: ArmWorld) -> None:
-        with pytest.raises(PreconditionFailed) as caught:
-            arm.storage.get_account(arm.missing_id("Microsoft.Storage/storageAccounts"))
-
-        assert caught.value.code == "NotFound"
 
 
 class TestSetKeyVersion:

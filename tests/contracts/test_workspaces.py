@@ -3,7 +3,7 @@
 CMK workspaces are listed per subscription with their vault and key identifier; setting the key
 identifier (a long-running PATCH) reads back and is safe to repeat; a key the resource provider
 refuses is ``VerificationFailed`` and the workspace stays on its key; an unknown workspace is
-``PreconditionFailed`` (``NotFound``).
+``PreconditionFailed`` (``NotFound``; with the other ports in ``test_unknown_resources``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rotation.domain.operations import polling_url_problem
-from rotation.errors import PreconditionFailed, VerificationFailed
+from rotation.errors import VerificationFailed
 from tests.contracts.arm_world import ArmWorld
 
 
@@ -27,12 +27,6 @@ class TestReads:
         assert found.key_vault_arm_id.lower() == arm.vault_arm_id.lower()
         assert arm.workspaces.get_workspace(arm.workspace) == found
         assert arm.workspaces.list_workspaces("00000000-0000-0000-0000-00000000dead") == []
-
-    def test_unknown_workspace_is_not_found(self, arm: ArmWorld) -> None:
-        with pytest.raises(PreconditionFailed) as caught:
-            arm.workspaces.get_workspace(arm.missing_id("Microsoft.MachineLearningServices/workspaces"))
-
-        assert caught.value.code == "NotFound"
 
 
 class TestSetKeyIdentifier:
