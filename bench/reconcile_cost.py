@@ -58,6 +58,7 @@ def seed_vault(endpoints: dict[str, Any], keys: int, managed: dict[str, timedelt
         "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
         "ROTATION_JOURNAL_TABLE": f"sweep{suffix}",
         "ROTATION_AUDIT_TABLE": f"sweepaudit{suffix}",
+        "ROTATION_SWEEP_TABLE": f"sweepmemory{suffix}",
         "ROTATION_REWRAP_QUEUE": f"sweep-{suffix}",
         "ROTATION_LOG_LEVEL": "WARNING",
     }

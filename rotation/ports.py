@@ -7,7 +7,7 @@ live in ``tests/fakes``. Every method documents whether it is safe to repeat. Ad
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -278,4 +278,21 @@ class Journal(Protocol):
         self, key_uri: str | None = None, statuses: Iterable[RotationStatus] | None = None, limit: int = 50
     ) -> list[RotationState]:
         """Rotations, newest first, optionally of one key and in the given statuses. Safe to repeat."""
+        ...
+
+
+class SweepMemoryStore(Protocol):
+    """What the sweep learnt about each vault, kept in the app's storage so a new worker process starts
+    from it (``rotation.domain.sweep_record``): per vault, small JSON records by name. Not Key Vault calls.
+
+    Records are input when read back: the caller decodes and validates each one.
+    """
+
+    def read(self, vault_url: str) -> dict[str, str]:
+        """The records stored for ``vault_url`` (case-insensitive), by name; {} when none. Safe to repeat."""
+        ...
+
+    def write(self, vault_url: str, records: Mapping[str, str]) -> None:
+        """Store ``records`` for ``vault_url``, replacing those of the same names, leaving the others. Safe to
+        repeat."""
         ...

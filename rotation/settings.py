@@ -79,6 +79,7 @@ class Settings:
     wrap_algorithm: str | None = None  # None: each re-wrapped blob keeps its own algorithm
     journal_table: str = "rotationjournal"
     audit_table: str = "rotationaudit"
+    sweep_table: str = "rotationsweep"  # what the reconciler learnt about the vaults, kept between processes
     rewrap_queue: str = DEFAULT_REWRAP_QUEUE
     audit_signing_key: str | None = None
     audit_checkpoint_minutes: float = 60.0  # a signed checkpoint at least this often while records arrive; 0: off
@@ -308,6 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for setting, attr in (
         ("ROTATION_JOURNAL_TABLE", "journal_table"),
         ("ROTATION_AUDIT_TABLE", "audit_table"),
+        ("ROTATION_SWEEP_TABLE", "sweep_table"),
     ):
         if (raw := get(setting)) is not None:
             if not (3 <= len(raw) <= 63 and raw.isalnum() and raw[0].isalpha()):

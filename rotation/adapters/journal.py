@@ -10,21 +10,20 @@ over ``State0..StateN`` properties to stay under Table storage's 64 KiB per prop
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from rotation.adapters.azure_errors import NotFound, translate, translated
-from rotation.adapters.host_storage import StorageConnection, host_storage
+from rotation.adapters.host_storage import StorageConnection
+from rotation.adapters.tables import LazyTable
 from rotation.domain.jsonable import jsonable
 from rotation.domain.model import (
     ConsumerChange,
@@ -40,7 +39,6 @@ from rotation.domain.operations import Operation
 from rotation.domain.steps import HISTORICAL_RUN_STEPS, Intent, RotationState
 from rotation.errors import JournalConflict, NeedsHuman, PreconditionFailed, RotationNotFound
 from rotation.logs import get_logger
-from rotation.retry import TRANSPORT_RETRY
 
 _log = get_logger("rotation.journal")
 
@@ -207,19 +205,10 @@ class TableJournal:
     """Implements ``rotation.ports.Journal``."""
 
     def __init__(self, connection: StorageConnection, table_name: str, **client_kwargs: Any) -> None:
-        service = host_storage(connection).table_service(**{**TRANSPORT_RETRY, **client_kwargs})
-        self._table: TableClient = service.get_table_client(table_name)
-        self._table_name = table_name
-        self._ready = False
-        self._lock = threading.Lock()
+        self._table = LazyTable(connection, table_name, _PERMISSION, **client_kwargs)
 
     def _ensure(self) -> TableClient:
-        if not self._ready:
-            with self._lock, translated(f"create table {self._table_name}", _PERMISSION):
-                with contextlib.suppress(ResourceExistsError):
-                    self._table.create_table()
-                self._ready = True
-        return self._table
+        return self._table.client()
 
     def lock_holder(self, key_uri: str) -> tuple[str | None, str | None]:
         table = self._ensure()

@@ -43,6 +43,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
     from rotation.adapters.resource_graph import ArmKeyReferences
     from rotation.adapters.run_queue import QueueDispatcher
     from rotation.adapters.storage_accounts import ArmStorageAccounts
+    from rotation.adapters.sweep_memory import TableSweepMemory
     from rotation.adapters.vaults import ArmVaults
     from rotation.adapters.workspaces import ArmWorkspaces
     from rotation.service.deps import Dependencies, InlineDispatcher, SystemClock
@@ -69,6 +70,7 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         journal=TableJournal(boot.host_storage, settings.journal_table),
         audit=open_audit_log(boot),
         dispatcher=dispatcher,
+        sweep_store=TableSweepMemory(boot.host_storage, settings.sweep_table),
         # In-process runs (CLI, local server) poll operations to the end; the queue trigger has a budget.
         invocation_budget_seconds=None if inline else settings.invocation_budget_seconds,
     )

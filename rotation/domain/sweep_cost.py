@@ -62,24 +62,26 @@ class VersionsSeen:
 
 @dataclass
 class SweepMemory:
-    """What earlier ticks of this process learnt (lost on restart: the next tick then pays more, once)."""
+    """What earlier ticks learnt: kept by the process, and between processes in the app's storage
+    (``rotation.domain.sweep_record``; lost, the next tick pays more, once)."""
 
     vaults: dict[str, VaultSize] = field(default_factory=dict)  # vault URL (lower-case) -> size
     keys: dict[str, VersionsSeen] = field(default_factory=dict)  # key URI (lower-case) -> versions seen
 
 
-def list_the_vault(managed: int, remembered: int, size: VaultSize | None) -> bool:
+def list_the_vault(managed: int, size: VaultSize | None) -> bool:
     """Whether to start with a listing of the vault rather than one version listing per managed key.
 
-    ``remembered``: how many of the ``managed`` keys have a version listing in memory. Without one a key
-    needs its version listing anyway, so a process's first tick reads per key; then, the size unknown,
-    a listing is tried (cut at ``page_limit`` pages, or as soon as every managed key was seen) and
-    learns it; known, it is used when its expected pages are fewer than the managed keys.
+    The size unknown (the first tick of a deployment, or its stored memory lost), a listing is tried (cut
+    at ``page_limit`` pages, or as soon as every managed key was seen) to learn it, at most ``managed - 1``
+    calls on top of the version listings that tick needs anyway: once, so that every later tick, in any
+    worker process, is within the bound. Known, it is used when its expected pages are fewer than the
+    managed keys.
     """
     if managed < 2:
         return False
     if size is None:
-        return remembered == managed
+        return True
     return size.expected_pages < managed
 
 

@@ -26,6 +26,7 @@ from rotation.ports import (
     KeyReferences,
     KeyStore,
     StorageAccounts,
+    SweepMemoryStore,
     Vaults,
     Workspaces,
 )
@@ -102,3 +103,6 @@ class Dependencies:
     invocation_budget_seconds: float | None = None
     #: What the sweep's earlier ticks in this process learnt about the vaults (``rotation.domain.sweep_cost``).
     sweep_memory: SweepMemory = field(default_factory=SweepMemory)
+    #: Where that memory is kept between worker processes (``rotation.service.sweep_recall``); None: this
+    #: process only.
+    sweep_store: SweepMemoryStore | None = None

@@ -3,9 +3,11 @@
 Per vault, either one version listing per managed key, or a listing of the vault (cut at ``M - 1``
 pages) with a version listing only for the keys the listing cannot judge; the choice, and what makes the
 listing enough for a key, are ``rotation.domain.sweep_cost``'s. What earlier ticks learnt (the vault's
-size, what each key's last version listing showed) lives in ``deps.sweep_memory``, for this process: its
-first tick reads per key (M calls), its second may list the vault to learn its size (at most 2M - 1
-calls), and from then on a tick costs min(M, ⌈N/25⌉) plus the version listings its decisions need.
+size, what each key's last version listing showed) lives in ``deps.sweep_memory`` and, between worker
+processes, in ``deps.sweep_store`` (``rotation.service.sweep_recall``): read before the tick, written
+after it. With nothing remembered anywhere, the first tick lists the vault to learn its size (at most
+M - 1 pages) and reads each managed key (at most 2M - 1 calls in all); from then on a tick, in this
+process or a new one, costs min(M, ⌈N/25⌉) plus the version listings its decisions need.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rotation.errors import RotationError
 from rotation.logs import get_logger
 from rotation.service.deps import Dependencies
 from rotation.service.outcomes import safe_message
+from rotation.service.sweep_recall import keep, recall
 from rotation.service.views import SweepItem
 
 _log = get_logger("rotation.reconciler")
@@ -59,6 +62,7 @@ def survey_keys(deps: Dependencies, keys: list[KeyRef], items: list[SweepItem]) 
     vaults: dict[str, list[KeyRef]] = {}
     for key in keys:
         vaults.setdefault(key.vault_url.lower(), []).append(key)
+    stored = recall(deps, vaults)
     listings = {vault: _list_vault(deps, managed, survey) for vault, managed in vaults.items()}
     for key in keys:
         listing = listings[key.vault_url.lower()]
@@ -73,6 +77,7 @@ def survey_keys(deps: Dependencies, keys: list[KeyRef], items: list[SweepItem]) 
         versions = _versions(deps, key, items)
         if versions:
             survey.keys.append((key, max(versions, key=lambda v: (v.created, v.version)), versions))
+    keep(deps, vaults, stored)
     return survey
 
 
@@ -80,8 +85,7 @@ def _list_vault(deps: Dependencies, managed: list[KeyRef], survey: Survey) -> _L
     """List the vault's keys when that is expected to be cheaper, at most ``page_limit`` pages; remember its size."""
     memory = deps.sweep_memory
     vault_url = managed[0].vault_url
-    remembered = sum(key_id(key) in memory.keys for key in managed)
-    if not list_the_vault(len(managed), remembered, memory.vaults.get(vault_url.lower())):
+    if not list_the_vault(len(managed), memory.vaults.get(vault_url.lower())):
         return _Listing()
     wanted = {key.name.lower() for key in managed}
     listing = _Listing()

@@ -21,6 +21,7 @@ from tests.fakes.data_keys import FakeDataKeys
 from tests.fakes.journal import FakeJournal
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.references import FakeContainerRegistries, FakeDiskEncryptionSets, FakeKeyReferences
+from tests.fakes.sweep_memory import FakeSweepMemory
 
 VAULT = "https://kv-main.vault.azure.net"
 OTHER_VAULT = "https://kv-other.vault.azure.net"
@@ -47,6 +48,8 @@ class Estate:
     consumers: ConsumerRegistry = REGISTRY
     #: Shared by every ``deps()``, as one worker process keeps it across timer ticks.
     sweep_memory: SweepMemory = field(default_factory=SweepMemory)
+    #: The app's storage of that memory, shared by every process (``deps(cold=True)`` is a new one).
+    sweep_store: FakeSweepMemory = field(default_factory=FakeSweepMemory)
 
     def __post_init__(self) -> None:
         self.keys = FakeKeyStore(self.clock.now)
@@ -66,7 +69,8 @@ class Estate:
         self.settings = replace(self.settings, data_locations=(LOCATION,))
         return self
 
-    def deps(self, *, owner: str = "test-executor", inline: bool = True) -> Dependencies:
+    def deps(self, *, owner: str = "test-executor", inline: bool = True, cold: bool = False) -> Dependencies:
+        """``cold``: as a new worker process, remembering nothing but what the app's storage holds."""
         dispatcher = self.dispatcher if inline else InlineDispatcher()
         if not inline:
             dispatcher.runner = lambda _rotation_id: None  # queued: nothing runs until run_rotation is called
@@ -88,7 +92,8 @@ class Estate:
                 owner=owner,
                 sleep=self.clock.sleep,
                 consumers=self.consumers,
-                sweep_memory=self.sweep_memory,
+                sweep_memory=SweepMemory() if cold else self.sweep_memory,
+                sweep_store=self.sweep_store,
             )
         )
 

@@ -56,6 +56,7 @@ UNDECLARED = {
     "rotation.consumers.data_locations": "a consumer kind's part of the plan's per-step list, checked below",
     "rotation.adapters.journal": "AzureWebJobsStorage (built-in data role), outside the check",
     "rotation.adapters.run_queue": "AzureWebJobsStorage (built-in data role), outside the check",
+    "rotation.adapters.sweep_memory": "AzureWebJobsStorage (built-in data role), outside the check",
     "rotation.consumers.container_registries": "a consumer kind's part of the plan's per-step list, checked below",
     "rotation.consumers.disk_encryption_sets": "a consumer kind's part of the plan's per-step list, checked below",
     "rotation.consumers.unknown_references": "a consumer kind's part of the plan's per-step list, checked below",

@@ -97,6 +97,7 @@ class TestInvalidSettings:
             ("ROTATION_WRAP_ALGORITHM", "A256KW"),
             ("ROTATION_JOURNAL_TABLE", "has-dash"),
             ("ROTATION_AUDIT_TABLE", "ab"),
+            ("ROTATION_SWEEP_TABLE", "9starts-with-a-digit"),
             ("ROTATION_REWRAP_QUEUE", "Upper"),
             ("ROTATION_AUDIT_SIGNING_KEY", "https://kv.vault.azure.net/keys"),
             ("ROTATION_TRUST_CLIENT_PRINCIPAL_HEADERS", "maybe"),

@@ -30,21 +30,20 @@ class TestChoice:
     """List the vault only when it is expected to take fewer calls than reading each managed key."""
 
     def test_a_known_small_vault_with_many_managed_keys_is_listed(self) -> None:
-        assert list_the_vault(10, 10, VaultSize(keys=100, pages=4, complete=True))  # 4 pages < 10 reads
+        assert list_the_vault(10, VaultSize(keys=100, pages=4, complete=True))  # 4 pages < 10 reads
 
     def test_a_known_big_vault_with_few_managed_keys_is_not(self) -> None:
-        assert not list_the_vault(2, 2, VaultSize(keys=5000, pages=200, complete=True))
-        assert not list_the_vault(2, 2, VaultSize(keys=25, pages=1, complete=False))  # more than one page
-        assert not list_the_vault(4, 4, VaultSize(keys=100, pages=4, complete=True))  # a tie reads per key
+        assert not list_the_vault(2, VaultSize(keys=5000, pages=200, complete=True))
+        assert not list_the_vault(2, VaultSize(keys=25, pages=1, complete=False))  # more than one page
+        assert not list_the_vault(4, VaultSize(keys=100, pages=4, complete=True))  # a tie reads per key
 
     def test_one_managed_key_is_always_read_on_its_own(self) -> None:
-        assert not list_the_vault(1, 1, None)
-        assert not list_the_vault(1, 1, VaultSize(keys=1, pages=1, complete=True))
+        assert not list_the_vault(1, None)
+        assert not list_the_vault(1, VaultSize(keys=1, pages=1, complete=True))
 
-    def test_an_unknown_size_is_tried_only_once_every_managed_key_was_read(self) -> None:
-        assert not list_the_vault(10, 0, None)  # a first tick: each key needs its version listing anyway
-        assert not list_the_vault(10, 9, None)
-        assert list_the_vault(10, 10, None)
+    def test_an_unknown_size_is_learnt_by_listing(self) -> None:
+        assert list_the_vault(10, None)  # a first tick: learns the size, once for every later process
+        assert list_the_vault(2, None)
 
     def test_a_listing_stops_before_it_costs_as_much_as_reading_each_key(self) -> None:
         assert page_limit(10) == 9

@@ -51,6 +51,7 @@ class RealEstate(LocalEndpoints):
     identity_principal: str = ""
     journal_table: str = field(default_factory=lambda: f"j{uuid.uuid4().hex[:12]}")
     audit_table: str = field(default_factory=lambda: f"a{uuid.uuid4().hex[:12]}")
+    sweep_table: str = field(default_factory=lambda: f"s{uuid.uuid4().hex[:12]}")
 
     def keys(self, principal: str = OPERATOR) -> KeyClient:
         """A key client for the estate's vault, acting as ``principal`` (the service's own by default)."""
@@ -77,6 +78,7 @@ class RealEstate(LocalEndpoints):
             "ROTATION_VERIFY_CHALLENGE_RESOURCE": "false",
             "ROTATION_JOURNAL_TABLE": self.journal_table,
             "ROTATION_AUDIT_TABLE": self.audit_table,
+            "ROTATION_SWEEP_TABLE": self.sweep_table,
             "ROTATION_LOG_FORMAT": "json",
             **extra,
         }

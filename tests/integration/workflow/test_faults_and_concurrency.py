@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rotation.adapters.sweep_memory import TableSweepMemory
 from rotation.domain.model import KeyRef, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
 from rotation.errors import RotationInProgress
 from rotation.service import handle_key_event, list_rotations, start_rotation, sweep
@@ -130,7 +131,8 @@ class TestReconcilerCost:
     """The reconciler's cost follows what it manages: min(managed keys, one listing page per 25 keys)."""
 
     def test_a_small_vault_of_many_managed_keys_is_listed(self, local_azure: dict[str, Any]) -> None:
-        """100 keys, 10 managed: after the process learnt the vault, a tick is its 4 listing pages."""
+        """100 keys, 10 managed: after one tick learnt the vault, a tick of any new worker process is its 4
+        listing pages (the memory is in the app's storage); a corrupted record costs that key's read."""
         estate = build_storage_estate(local_azure, accounts=1)
         client, kv = estate.keys(), estate.kv_admin
         kv.set_throttle(estate.vault["name"], enabled=False)  # Key Vault allows 20 creates per 10 s
@@ -144,18 +146,26 @@ class TestReconcilerCost:
             for thread in fillers[chunk : chunk + 15]:
                 thread.join()
         kv.set_throttle(estate.vault["name"], enabled=True)
-        deps = estate.deps(ROTATION_MANAGED_KEYS=",".join(k.uri for k in managed))  # one process, three ticks
+        managed_keys = ",".join(k.uri for k in managed)
         costs = []
 
-        for _ in range(3):
+        def cold_tick() -> None:
+            """A tick of a new worker process: new dependencies, the same storage."""
             kv.reset_counters()
-            report = sweep(deps, Trigger(TriggerKind.TIMER))
+            report = sweep(estate.deps(ROTATION_MANAGED_KEYS=managed_keys), Trigger(TriggerKind.TIMER))
             costs.append(dict(kv.counters().get(estate.vault["name"], {})))
             assert report.items == ()
 
-        assert costs[0] == {"getKeyVersions": 10}  # first tick: each managed key's versions
-        assert sum(costs[1].values()) <= 2 * 10 - 1  # second: the listing learns the size
-        assert costs[2] == {"getKeys": math.ceil(100 / 25)}  # then: the listing only, 4 pages
+        for _ in range(3):
+            cold_tick()
+        memory = TableSweepMemory(local_azure["storage"]["connection_string"], estate.sweep_table)
+        memory.write(estate.key.vault_url, {managed[3].uri.lower(): "{not json"})
+        cold_tick()
+
+        assert costs[0]["getKeyVersions"] == 10  # first tick: each managed key's versions
+        assert sum(costs[0].values()) <= 2 * 10 - 1  # and the listing that learns the vault's size
+        assert costs[1] == costs[2] == {"getKeys": math.ceil(100 / 25)}  # then: the listing only, 4 pages
+        assert costs[3] == {"getKeys": 4, "getKeyVersions": 1}  # the corrupted record's key is read again
 
     def test_list_calls(self, estate: RealEstate) -> None:
         client = estate.keys()
