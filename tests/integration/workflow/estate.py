@@ -128,11 +128,16 @@ class RealEstate(LocalEndpoints):
             return c.get_workspace(workspace_id).key_identifier
 
     def versions(self, key: KeyRef | None = None) -> list[Any]:
-        """Every version's properties, oldest first."""
+        """Every version's properties, oldest first.
+
+        ``created`` is whole seconds (Key Vault's Unix time), so a version made in the same second as the one
+        before ties with it: the sort is stable and the emulator lists a key's versions in creation order
+        (``emulators/keyvault/store.py``), which settles the tie (by version id, the newest came first half
+        the time)."""
         key = key or self.key
         client = self.keys()
         props = list(client.list_properties_of_key_versions(key.name))
-        return sorted(props, key=lambda p: (p.created_on, p.version))
+        return sorted(props, key=lambda p: p.created_on)
 
 
 def start_and_run_past_waiting(deps: Dependencies, key_uri: str, trigger: Trigger) -> RotationView:

@@ -11,15 +11,14 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from rotation.domain.model import KeyRef, Trigger, TriggerKind
+from rotation.domain.model import KeyRef
 from rotation.domain.sweep_cost import VersionsSeen, key_id
 from rotation.domain.sweep_record import SIZE_RECORD, encode_seen
 from rotation.errors import TransientError
 from rotation.service import sweep
 from rotation.service.views import SweepReport
 from tests.fakes.estate import VAULT, Estate
-
-TIMER = Trigger(TriggerKind.TIMER)
+from tests.triggers import TIMER
 
 
 def _vault(vault_keys: int, managed: int) -> tuple[Estate, list[KeyRef]]:
