@@ -14,9 +14,10 @@ So the listing is used only when it is expected to be cheaper (the vault's size,
 listed it, in fewer pages than there are managed keys), and never beyond ``managed - 1`` pages (a vault
 that grew is read per key from there: a stale size costs calls, never a decision). Each key listed that
 way is judged from the listing only when a version listing of it (:class:`VersionsSeen`, kept by the
-process) says no other enabled version nears expiry, its current version is still the one seen then,
-and that was less than ``VERSIONS_MAX_AGE`` ago (an older version's attributes can be edited without
-the listing showing it); otherwise its versions are listed, as its decision needs them.
+process and in the app's storage) says no other enabled version nears expiry, its current version is
+still the one seen then, and that was less than ``VERSIONS_MAX_AGE`` ago (an older version's attributes
+can be edited without the listing showing it); otherwise its versions are listed, as its decision needs
+them.
 """
 
 from __future__ import annotations

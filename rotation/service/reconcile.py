@@ -2,8 +2,9 @@
 
 ``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
 of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost, for a
-vault of N keys with M managed, is min(M, ⌈N/25⌉) calls plus what its actions need, once the process
-has swept the vault before (``rotation.service.key_survey``; the choice is ``rotation.domain.sweep_cost``).
+vault of N keys with M managed, is min(M, ⌈N/25⌉) calls plus what its actions need, once a tick (of
+any worker process: the memory is in the app's storage) has swept the vault before
+(``rotation.service.key_survey``; the choice is ``rotation.domain.sweep_cost``).
 """
 
 from __future__ import annotations
