@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rotation.consumers.base import ConsumerRun, LongRunning, Reading, UnitPorts
-from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
-from rotation.consumers.via_resource_graph import ids_of_type
+from rotation.consumers.via_resource_graph import FoundThroughResourceGraph
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.policy import version_of
 from rotation.domain.references import RegistryKey
@@ -25,10 +24,11 @@ READ = "Microsoft.ContainerRegistry/registries/read"
 WRITE = "Microsoft.ContainerRegistry/registries/write"
 
 
-class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
+class ContainerRegistryUnit(FoundThroughResourceGraph[RegistryKey]):
     """Implements ``ConsumerUnit[RegistryKey]``."""
 
     kind: str = KIND
+    resource_type = TYPE
     label = "container registries"
     repoint_step: str | None = "repoint_registries"
     settle_step: str | None = "track_registries"
@@ -37,9 +37,6 @@ class ContainerRegistryUnit(PinnedOrSelfRotating[RegistryKey]):
     property_label = "keyIdentifier"
     follows_detail = "versionless, rotates by itself within the hour"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_registries": (WRITE,)}
-
-    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[RegistryKey]:
-        return tuple(self.get(ports, i) for i in ids_of_type(ports, key, TYPE))
 
     def uses_key(self, item: RegistryKey, key: KeyRef) -> bool:
         return version_of(item.key_identifier, key.uri) is not None

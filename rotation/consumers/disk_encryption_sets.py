@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rotation.consumers.base import ConsumerRun, LongRunning, Reading, UnitPorts
-from rotation.consumers.pinned_or_self_rotating import PinnedOrSelfRotating
-from rotation.consumers.via_resource_graph import ids_of_type
+from rotation.consumers.via_resource_graph import FoundThroughResourceGraph
 from rotation.domain.model import Consumer, ConsumerChange, KeyRef
 from rotation.domain.policy import version_of
 from rotation.domain.references import DiskEncryptionSetKey
@@ -31,10 +30,11 @@ def versions_in_use(des: DiskEncryptionSetKey, key: KeyRef) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in found if v))
 
 
-class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
+class DiskEncryptionSetUnit(FoundThroughResourceGraph[DiskEncryptionSetKey]):
     """Implements ``ConsumerUnit[DiskEncryptionSetKey]``."""
 
     kind: str = KIND
+    resource_type = TYPE
     label = "disk encryption sets"
     repoint_step: str | None = "repoint_disk_encryption_sets"
     settle_step: str | None = "track_disk_encryption_sets"
@@ -43,9 +43,6 @@ class DiskEncryptionSetUnit(PinnedOrSelfRotating[DiskEncryptionSetKey]):
     property_label = "activeKey"
     follows_detail = "follows the latest version by itself"
     permissions: Mapping[str, tuple[str, ...]] = {"plan": (READ,), "repoint_disk_encryption_sets": (WRITE,)}
-
-    def discover(self, ports: UnitPorts, key: KeyRef) -> Sequence[DiskEncryptionSetKey]:
-        return tuple(self.get(ports, i) for i in ids_of_type(ports, key, TYPE))
 
     def uses_key(self, item: DiskEncryptionSetKey, key: KeyRef) -> bool:
         return bool(versions_in_use(item, key))
