@@ -133,6 +133,7 @@ def _decode_state(text: str) -> RotationState:
             failed=tuple(RewrapFailure(f["location"], f["blob"], f["reason"]) for f in rewrap.get("failed", [])),
             poison_messages=rewrap.get("poison_messages", 0),
             remaining_on_old_versions=rewrap.get("remaining_on_old_versions", 0),
+            other_keys=rewrap.get("other_keys", 0),
         )
         if rewrap
         else None,

@@ -102,13 +102,19 @@ def _parse_time(value: Any) -> datetime | None:
 def record_to_dict(record: AuditRecord) -> dict[str, Any]:
     """The JSON-safe form of a record (times ISO 8601, enums as strings); free text scrubbed.
 
-    ``evidence`` is written only when the record has it: a record without it (every record before the
-    field existed) keeps exactly its old canonical form.
+    Fields added after records were first stored are written only when they say something: ``evidence``
+    when the record has it, a re-wrap's and a blob survey's ``other_keys`` when not zero. A record without
+    them (every record before they existed) keeps exactly its old canonical form, so its hash still verifies.
     """
     body = _body(record)
+    if record.rewrap is not None and record.rewrap.other_keys:
+        body["rewrap"]["other_keys"] = record.rewrap.other_keys
     if record.evidence is not None:
         evidence = jsonable(record.evidence)
         evidence["references"] = [scrub(r) for r in evidence["references"]]
+        for kind in evidence["kinds"]:
+            if kind["blobs"] is not None and not kind["blobs"]["other_keys"]:
+                del kind["blobs"]["other_keys"]
         body["evidence"] = evidence
     return body
 
@@ -220,6 +226,7 @@ def record_from_dict(data: dict[str, Any]) -> AuditRecord:
             ),
             poison_messages=int(rewrap.get("poison_messages", 0)),
             remaining_on_old_versions=int(rewrap.get("remaining_on_old_versions", 0)),
+            other_keys=int(rewrap.get("other_keys", 0)),
         ),
         recorded_at=_parse_time(data.get("recorded_at")),
         evidence=RetirementEvidence.from_json(data["evidence"]) if data.get("evidence") else None,

@@ -194,7 +194,7 @@ def render_timeline(stored: StoredRecord) -> str:
         lines.append(
             f"re-wrap: {rewrap.rewrapped} re-wrapped, {rewrap.already_current} already current, "
             f"{rewrap.skipped_deleted} deleted, {len(rewrap.failed)} failed, {rewrap.poison_messages} poison, "
-            f"{rewrap.remaining_on_old_versions} still on old versions"
+            f"{rewrap.remaining_on_old_versions} still on old versions, {rewrap.other_keys} of other keys left alone"
         )
         lines.extend(f"  failed {f.location}/{f.blob}: {f.reason}" for f in rewrap.failed)
     return "\n".join(lines)

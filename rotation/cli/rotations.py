@@ -117,6 +117,8 @@ def render_plan(plan: dict[str, Any]) -> str:
         table(rows, ["kind", "consumer", "before", "in use", "after", "plan"]) if rows else "(no consumers found)",
         f"unrelated CMK consumers left alone: {plan['unrelated_consumers']}",
     ]
+    # The blob counts of the data locations: to re-wrap, with problems, of other keys (left alone).
+    lines += [f"client-side-encrypted blobs: {c['detail']}" for c in plan["consumers"] if c["kind"] == "data_location"]
     history = plan.get("blob_history") or []
     if history:
         held = [(h["location"] + "/" + h["blob"], h["entry"], h["key_version"]) for h in history[:MAX_HISTORY_ROWS]]
@@ -164,7 +166,7 @@ def render_rotation(view: dict[str, Any]) -> str:
         r = view["rewrap"]
         lines.append(
             f"\nre-wrap: {r['rewrapped']} re-wrapped, {r['already_current']} current, {len(r['failed'])} failed, "
-            f"{r['remaining_on_old_versions']} remaining"
+            f"{r['remaining_on_old_versions']} remaining, {r.get('other_keys', 0)} of other keys left alone"
         )
     if view.get("evidence"):
         lines += ["", *render_evidence(view["evidence"])]
@@ -181,6 +183,7 @@ def render_evidence(evidence: dict[str, Any]) -> list[str]:
         if blobs:
             by_version = ", ".join(f"{v}: {n}" for v, n in blobs["by_version"]) or "none"
             lines.append(f"    blobs surveyed in {blobs['locations']} locations: {blobs['surveyed']} ({by_version})")
+            lines.append(f"    blobs of other keys (left alone): {blobs.get('other_keys', 0)}")
             lines.append(
                 f"    history on this key: {blobs['versions']} versions, {blobs['snapshots']} snapshots, "
                 f"{blobs['soft_deleted']} soft-deleted"

@@ -3,6 +3,10 @@
 They are one consumer per location, moved together by the ``rewrap`` step: it starts the re-wrap
 (queued work, or inline) and waits, resumable, until a verification scan finds no blob left on an
 old version other than the ones that failed, which keep the old version from retiring.
+
+The locations are shared by every managed key (and may hold blobs of keys the service does not manage):
+a key's plan, re-wrap, status and retirement count the other keys' blobs apart (``other_keys``), never
+as problems, failures or references to its versions.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from rotation.consumers.base import ConsumerRun, Reading, Settled, UnitPorts
-from rotation.domain.model import BlobEvidence, Consumer, ConsumerChange, ConsumerKind, HeldBlob, KeyRef
+from rotation.domain.model import (
+    SURVEY_OTHER_KEYS,
+    BlobEvidence,
+    Consumer,
+    ConsumerChange,
+    ConsumerKind,
+    HeldBlob,
+    KeyRef,
+)
 from rotation.domain.plan import PlanContext, UnitPlan
 
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
@@ -23,11 +35,13 @@ MAX_NAMED = 20  # held blobs named in one blocker (the rest are counted)
 
 @dataclass(frozen=True)
 class DataSurvey:
-    """Blob counts by key version over the configured locations (``""``: blobs with problems)."""
+    """Blob counts by key version over the configured locations (``""``: blobs with problems), and the
+    blobs wrapped by other keys (not this key's concern)."""
 
     counts: Mapping[str, int]
     locations: tuple[str, ...]  # display names
     held: tuple[HeldBlob, ...] = ()  # versions, snapshots, soft-deleted blobs: never re-wrapped
+    other_keys: int = 0
 
 
 class DataLocationUnit:
@@ -51,9 +65,10 @@ class DataLocationUnit:
         locations = ports.settings.data_locations
         if not locations:
             return ()
-        counts = ports.data_keys.survey(key, locations)
+        counts = dict(ports.data_keys.survey(key, locations))
+        other_keys = counts.pop(SURVEY_OTHER_KEYS, 0)
         held = ports.data_keys.held_blobs(key, locations)
-        return (DataSurvey(counts, tuple(d.display for d in locations), held),)
+        return (DataSurvey(counts, tuple(d.display for d in locations), held, other_keys),)
 
     def uses_key(self, item: DataSurvey, key: KeyRef) -> bool:
         return True  # the survey counts the key's blobs only
@@ -65,7 +80,7 @@ class DataLocationUnit:
         for survey in items:
             on_key = {v: n for v, n in survey.counts.items() if v}
             consumers.extend(Consumer(self.kind, d, d, None, None) for d in survey.locations)
-            total_old = sum(n for v, n in on_key.items() if v != target)
+            total_old = sum(n for v, n in on_key.items() if v.lower() != (target or "").lower())
             changes.append(
                 ConsumerChange(
                     self.kind,
@@ -73,16 +88,17 @@ class DataLocationUnit:
                     ",".join(f"{v}:{n}" for v, n in sorted(on_key.items())) or None,
                     target,
                     "planned",
-                    f"{total_old} blobs to re-wrap; {survey.counts.get('', 0)} blobs with problems",
+                    f"{total_old} blobs to re-wrap; {survey.counts.get('', 0)} blobs with problems"
+                    + (f"; {survey.other_keys} blobs of other keys (left alone)" if survey.other_keys else ""),
                 )
             )
         history = tuple(h for survey in items for h in survey.held)
         return UnitPlan(tuple(consumers), tuple(changes), history=history)
 
     def references_to(self, items: Sequence[DataSurvey], key: KeyRef, version: str) -> tuple[str, ...]:
-        count = sum(s.counts.get(version, 0) for s in items)
+        count = sum(n for s in items for v, n in s.counts.items() if v and v.lower() == version.lower())
         found = [f"{count} client-side-encrypted blobs are wrapped by it"] if count else []
-        held = [h for s in items for h in s.held if h.key_version == version]
+        held = [h for s in items for h in s.held if h.key_version.lower() == version.lower()]
         if held:
             # Named, so the owner can delete them (or wait for their lifecycle rule): nothing can re-wrap them.
             names = ", ".join(h.label() for h in held[:MAX_NAMED])
@@ -91,22 +107,25 @@ class DataLocationUnit:
         return tuple(found)
 
     def evidence(self, items: Sequence[DataSurvey]) -> BlobEvidence:
-        """The blobs surveyed, by the key version that wraps them (``problems``: none of this key's), and
-        the blob history (versions, snapshots, soft-deleted blobs) wrapped by a version of the key."""
+        """The blobs surveyed, by the key version that wraps them (``problems``: no usable version of this
+        key), those of other keys, and the blob history (versions, snapshots, soft-deleted blobs) wrapped
+        by a version of the key."""
         counts: Counter[str] = Counter()
         for survey in items:
             for version, n in survey.counts.items():
                 counts[version or "problems"] += n
         held = [h for s in items for h in s.held]
         entries = Counter(h.entry.split(" ", 1)[0] for h in held)
+        other_keys = sum(s.other_keys for s in items)
         return BlobEvidence(
             locations=sum(len(s.locations) for s in items),
-            surveyed=sum(counts.values()),
+            surveyed=sum(counts.values()) + other_keys,
             by_version=tuple(sorted(counts.items())),
             versions=entries["version"],
             snapshots=entries["snapshot"],
             soft_deleted=entries["soft-deleted"],
             history_by_version=tuple(sorted(Counter(h.key_version for h in held).items())),
+            other_keys=other_keys,
         )
 
     def readings(self, items: Sequence[DataSurvey], key: KeyRef) -> Mapping[str, Reading]:
@@ -150,6 +169,7 @@ class DataLocationUnit:
         detail = (
             f"{summary.rewrapped} re-wrapped, {summary.already_current} current, {len(summary.failed)} failed, "
             f"{summary.remaining_on_old_versions} remaining"
+            + (f", {summary.other_keys} blobs of other keys left alone" if summary.other_keys else "")
         )
         if not done:
             return Settled(False, detail, rewrap=summary)

@@ -300,18 +300,28 @@ class RewrapSummary:
     failed: tuple[RewrapFailure, ...] = ()
     poison_messages: int = 0
     remaining_on_old_versions: int = 0
+    #: Blobs of the data locations wrapped by another key (another managed key, or one the service does not
+    #: manage): out of this rotation's scope, so neither re-wrapped nor failures.
+    other_keys: int = 0
 
 
 # -- retirement evidence -------------------------------------------------------------------------
 
 Counts = tuple[tuple[str, int], ...]  # (version, or "unknown" / "problems", count), sorted
 
+#: The bucket of ``DataKeys.survey`` that counts blobs wrapped by other keys. Never a key version: versions
+#: are letters and digits only (``KeyRef.parse``).
+SURVEY_OTHER_KEYS = "other keys"
+
 
 @dataclass(frozen=True)
 class BlobEvidence:
     """What the blob survey counted over the data locations: the current blobs by the key version that
-    wraps them (``problems``: blobs of none of this key's versions), and the blob versions, snapshots and
-    soft-deleted blobs wrapped by a version of the key (the history the re-wrap cannot move)."""
+    wraps them (``problems``: blobs whose metadata names no usable version of this key), the blobs wrapped
+    by other keys (``other_keys``: none of this key's concern), and the blob versions, snapshots and
+    soft-deleted blobs wrapped by a version of the key (the history the re-wrap cannot move).
+
+    ``surveyed`` counts every current blob listed, other keys' included."""
 
     locations: int
     surveyed: int
@@ -320,6 +330,7 @@ class BlobEvidence:
     snapshots: int = 0
     soft_deleted: int = 0
     history_by_version: Counts = ()
+    other_keys: int = 0
 
     def line(self) -> str:
         by_version = ", ".join(f"{v}: {n}" for v, n in self.by_version)
@@ -327,6 +338,7 @@ class BlobEvidence:
         return (
             f"{self.surveyed} blobs surveyed"
             + (f": {by_version}" if by_version else "")
+            + (f"; {self.other_keys} blobs of other keys" if self.other_keys else "")
             + (f"; history on this key: {history}")
         )
 
@@ -389,6 +401,7 @@ class RetirementEvidence:
                 number(raw.get("snapshots", 0)),
                 number(raw.get("soft_deleted", 0)),
                 counts(raw.get("history_by_version", [])),
+                number(raw.get("other_keys", 0)),
             )
 
         kinds = data["kinds"]

@@ -12,6 +12,9 @@ than the failures listed. Blobs found on an old version (written by their owner 
 after the listing passed them) start another pass, up to ``MAX_PASSES``; after that they are reported
 as failures, never dropped.
 
+A data location can be shared by several keys: blobs wrapped by another key are counted
+(``other_keys``, once, in the first pass) and left alone, never reported as failures.
+
 Permissions: Storage Blob Data Contributor on the data locations (list, set metadata), Key Vault
 keys/read (the new version's public key) and keys/unwrap/action (old versions), Storage Queue Data
 Contributor and Table Data Contributor on AzureWebJobsStorage.
@@ -33,7 +36,7 @@ from azure.storage.blob import ContainerClient
 
 from rotation.adapters.host_storage import HostStorage
 from rotation.adapters.http_session import direct_session_kwargs, pool_for
-from rotation.domain.model import HeldBlob, KeyRef, RewrapFailure, RewrapSummary
+from rotation.domain.model import SURVEY_OTHER_KEYS, HeldBlob, KeyRef, RewrapFailure, RewrapSummary
 from rotation.errors import RotationError, TransientError
 from rotation.logs import get_logger
 from rotation.rewrap import scan
@@ -123,13 +126,19 @@ class BlobDataKeys:
     # -- the port -----------------------------------------------------------------------------
 
     def survey(self, key: KeyRef, locations: Sequence[DataLocation]) -> dict[str, int]:
-        """Blob counts by version of ``key``; ``""`` counts blobs with problems. Safe to repeat."""
+        """Blob counts by version of ``key`` (lower case); ``""`` counts blobs with problems,
+        ``SURVEY_OTHER_KEYS`` blobs wrapped by other keys. Safe to repeat."""
         counts: dict[str, int] = {}
         key = self.scope.key(key.uri)
         for location in self.scope.locations_of(locations):
             for blob in self._list_all(location):
                 verdict = scan.classify(blob, key, new_version="")
-                bucket = verdict.version or "" if verdict.status is not Status.FAILED else ""
+                if verdict.status is Status.OTHER_KEY:
+                    bucket = SURVEY_OTHER_KEYS
+                elif verdict.status is Status.FAILED:
+                    bucket = ""
+                else:
+                    bucket = (verdict.version or "").lower()
                 counts[bucket] = counts.get(bucket, 0) + 1
         return counts
 
@@ -141,7 +150,8 @@ class BlobDataKeys:
                 for entry in scan.iterate_history(self._container(location), location.prefix):
                     verdict = scan.classify(entry.blob, key, new_version="")
                     if verdict.version:
-                        held.append(HeldBlob(location.display, entry.blob.name, entry.entry, verdict.version))
+                        version = verdict.version.lower()
+                        held.append(HeldBlob(location.display, entry.blob.name, entry.entry, version))
             except ResourceNotFoundError:
                 continue  # the container is gone: the re-wrap reports it
             except AzureError as exc:
@@ -284,6 +294,8 @@ class BlobDataKeys:
                 Rewrapped=base.rewrapped + tally.rewrapped,
                 AlreadyCurrent=base.already_current + (tally.already_current if base.pass_no == 1 else 0),
                 SkippedDeleted=base.skipped_deleted + tally.skipped_deleted,
+                # Later passes list every blob again: the other keys' blobs are counted once, as current ones are.
+                OtherKeys=base.other_keys + (tally.other_keys if base.pass_no == 1 else 0),
                 Races=base.races + tally.races,
                 LeaseUntil=time.time() + LEASE_S,
             )
@@ -433,6 +445,7 @@ class BlobDataKeys:
             failed=tuple(RewrapFailure(loc, blob, reason) for loc, blob, reason in failures),
             poison_messages=sum(1 for i in items if i.status == POISON),
             remaining_on_old_versions=0 if finished else max(run.remaining, 0),
+            other_keys=sum(i.other_keys for i in items),
         )
 
     def _list_all(self, location: DataLocation) -> Iterator[scan.ListedBlob]:

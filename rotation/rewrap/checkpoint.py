@@ -66,6 +66,7 @@ class Item:
     already_current: int
     skipped_deleted: int
     races: int
+    other_keys: int = 0  # blobs of other keys seen (first pass only); rows written before it have none
     owner: str = ""
     lease_until: float = 0.0  # epoch seconds; a worker holds the item until then (renewed at checkpoints)
     etag: str | None = None
@@ -141,6 +142,7 @@ class CheckpointStore:
             "Rewrapped": 0,
             "AlreadyCurrent": 0,
             "SkippedDeleted": 0,
+            "OtherKeys": 0,
             "Races": 0,
             "Owner": "",
             "LeaseUntil": 0.0,
@@ -268,6 +270,7 @@ def _decode_item(e: Any) -> Item:
         already_current=int(e["AlreadyCurrent"]),
         skipped_deleted=int(e["SkippedDeleted"]),
         races=int(e["Races"]),
+        other_keys=int(e.get("OtherKeys", 0)),
         owner=str(e.get("Owner", "")),
         lease_until=float(e.get("LeaseUntil", 0.0)),
         etag=metadata.get("etag"),

@@ -46,6 +46,7 @@ class ListedBlob:
 class Status(StrEnum):
     OLD = "old"  # wrapped by an older version of the key: re-wrap
     CURRENT = "current"  # wrapped by the new version already
+    OTHER_KEY = "other_key"  # wrapped by another key (a data location can be shared): not this key's concern
     FAILED = "failed"  # cannot be re-wrapped; ``reason`` says why
 
 
@@ -58,7 +59,15 @@ class Verdict:
 
 
 def classify(blob: ListedBlob, key: KeyRef, new_version: str) -> Verdict:
-    """What the re-wrap must do with ``blob``. Pure; never raises."""
+    """What the re-wrap must do with ``blob``. Pure; never raises.
+
+    A data location can hold blobs of several keys. A blob whose well-formed ``encryptiondata`` names a
+    Key Vault key other than ``key`` (another vault, or another name: compared as ``KeyRef.same_key``
+    does, host and name case-insensitively, ``:443`` dropped) is ``OTHER_KEY``: never unwrapped,
+    written or reported as a failure. Anything that cannot be shown to be another key's stays a
+    failure: malformed or missing ``encryptiondata``, a ``KeyId`` that is not a Key Vault key URI, or
+    one naming ``key`` with no version. Versions are compared case-insensitively.
+    """
     try:
         wrapped = parse_wrapped_key(blob.metadata)
     except MalformedEncryptionData as exc:
@@ -70,13 +79,13 @@ def classify(blob: ListedBlob, key: KeyRef, new_version: str) -> Verdict:
     except InputError:
         return Verdict(Status.FAILED, reason="KeyId is not a Key Vault key URI")
     if not named.same_key(key):
-        return Verdict(Status.FAILED, reason=f"KeyId names another key ({named.uri})")
+        return Verdict(Status.OTHER_KEY, reason=f"KeyId names another key ({named.uri})")
     if version is None:
         return Verdict(Status.FAILED, reason="KeyId names no key version")
     if wrapped.algorithm not in UNWRAP_ALGORITHMS:
         # Checked before any Key Vault call: blob metadata must not choose RSA1_5 (an unwrap oracle).
         return Verdict(Status.FAILED, reason=f"wrap algorithm {wrapped.algorithm[:24]!r} is not accepted")
-    if version == new_version:
+    if version.lower() == new_version.lower():
         return Verdict(Status.CURRENT, version, wrapped)
     return Verdict(Status.OLD, version, wrapped)
 

@@ -5,8 +5,12 @@ new version's public key, one ``Set Blob Metadata`` with ``If-Match`` on the ETa
 Content bytes are never read or written.
 
 Concurrent writers: on 412 (ETag changed) the blob's properties are read again and the decision is
-made afresh: a blob rewritten by its owner under the new version is left alone, one still on an old
-version is re-wrapped from its new metadata. A blob deleted meanwhile (404) is skipped and counted.
+made afresh: a blob rewritten by its owner under the new version (or under another key) is left alone,
+one still on an old version is re-wrapped from its new metadata. A blob deleted meanwhile (404) is
+skipped and counted.
+
+A blob wrapped by another key (data locations can be shared by several keys) is counted as such and
+never touched: no Key Vault call, no write, not a failure.
 
 A blob whose own state refuses the write (a lease, an immutability policy, a legal hold, the archive
 tier: ``rotation.rewrap.refusals``) is that blob's failure, by name and error code; the rest of the page
@@ -47,6 +51,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {"Rewrapper.rewrap_blob": frozenset({_BL
 class Outcome(StrEnum):
     REWRAPPED = "rewrapped"
     ALREADY_CURRENT = "already_current"
+    OTHER_KEY = "other_key"  # wrapped by another key: left alone, counted, not a failure
     DELETED = "skipped_deleted"
     FAILED = "failed"
 
@@ -66,6 +71,7 @@ class Tally:
     rewrapped: int = 0
     already_current: int = 0
     skipped_deleted: int = 0
+    other_keys: int = 0
     races: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -77,6 +83,8 @@ class Tally:
             self.already_current += 1
         elif result.outcome is Outcome.DELETED:
             self.skipped_deleted += 1
+        elif result.outcome is Outcome.OTHER_KEY:
+            self.other_keys += 1
         else:
             self.failures.append((result.name, result.reason))
 
@@ -99,6 +107,8 @@ class Rewrapper:
             verdict = classify(blob, self.key, self.new_version)
             if verdict.status is Status.CURRENT:
                 return BlobResult(blob.name, Outcome.ALREADY_CURRENT, races=races)
+            if verdict.status is Status.OTHER_KEY:
+                return BlobResult(blob.name, Outcome.OTHER_KEY, races=races)
             if verdict.status is Status.FAILED or verdict.wrapped is None:
                 return BlobResult(blob.name, Outcome.FAILED, verdict.reason, races)
             wrapped = verdict.wrapped

@@ -1,9 +1,10 @@
 """The ``DataKeys`` contract: ``FakeDataKeys`` and ``BlobDataKeys`` (Azurite + the Key Vault emulator) agree.
 
 ``survey`` counts a location's blobs by version of the key, ``""`` for blobs it cannot re-wrap
-(malformed or missing ``encryptiondata``, another key); a re-wrap moves every healthy blob on an old
-version to the new one, counts those already there, names each bad blob (location and name) and
-touches it not; ``begin_rewrap`` is idempotent per rotation; a rotation never begun reports
+(malformed or missing ``encryptiondata``) and ``SURVEY_OTHER_KEYS`` for blobs of another key (a data
+location can be shared by several keys); a re-wrap moves every healthy blob on an old version to the
+new one, counts those already there and those of other keys (untouched, not failures), names each bad
+blob (location and name) and touches it not; ``begin_rewrap`` is idempotent per rotation; a rotation never begun reports
 ``(False, RewrapSummary())``; only blobs under the location's prefix are seen; a location whose
 container does not exist is reported as a failure (it cannot be verified, so it blocks retirement).
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from rotation.domain.model import KeyRef, RewrapSummary
+from rotation.domain.model import SURVEY_OTHER_KEYS, KeyRef, RewrapSummary
 from rotation.ports import DataKeys
 from rotation.settings import DataLocation
 from tests.contracts.conftest import BOTH, fake_or_real
@@ -134,7 +135,8 @@ def real_blobs(local_azure: dict[str, Any]) -> Iterator[Blobs]:
 
 
 def arrange(blobs: Blobs) -> None:
-    """Three blobs on the old version, one on the new, three it cannot read, one outside the prefix."""
+    """Three blobs on the old version, one on the new, one of another key, two it cannot read, one outside
+    the prefix."""
     for i in range(3):
         blobs.put(f"in/old{i}", blobs.old)
     blobs.put("in/new0", blobs.new)
@@ -145,14 +147,15 @@ def arrange(blobs: Blobs) -> None:
 
 
 class TestSurvey:
-    """Blob counts by version of the key; ``""`` counts what cannot be re-wrapped; the prefix bounds it."""
+    """Blob counts by version of the key; ``""`` counts what cannot be re-wrapped, ``SURVEY_OTHER_KEYS``
+    other keys' blobs; the prefix bounds it."""
 
     def test_survey(self, blobs: Blobs) -> None:
         arrange(blobs)
 
         counts = blobs.data_keys.survey(blobs.key, [blobs.location])
 
-        assert counts == {blobs.old: 3, blobs.new: 1, "": 3}
+        assert counts == {blobs.old: 3, blobs.new: 1, "": 2, SURVEY_OTHER_KEYS: 1}
 
     def test_a_blob_whose_data_key_does_not_unwrap_still_counts_on_its_version(self, blobs: Blobs) -> None:
         blobs.put("in/good", blobs.old)
@@ -177,12 +180,13 @@ class TestRewrap:
 
         assert done is True
         assert (summary.rewrapped, summary.already_current, summary.remaining_on_old_versions) == (3, 1, 0)
+        assert summary.other_keys == 1
         assert sorted((f.location, f.blob) for f in summary.failed) == [
-            (blobs.location.display, name) for name in ("in/foreign", "in/malformed", "in/plain")
+            (blobs.location.display, name) for name in ("in/malformed", "in/plain")
         ]
         assert all(f.reason for f in summary.failed)
         assert again == (True, summary)
-        assert blobs.data_keys.survey(blobs.key, [blobs.location]) == {blobs.new: 4, "": 3}
+        assert blobs.data_keys.survey(blobs.key, [blobs.location]) == {blobs.new: 4, "": 2, SURVEY_OTHER_KEYS: 1}
 
     def test_a_blob_that_fails_to_unwrap_is_named_and_keeps_the_old_version_in_use(self, blobs: Blobs) -> None:
         blobs.put("in/good", blobs.old)

@@ -6,7 +6,10 @@ without Azure. It follows the port's contract:
 
 - ``survey`` counts blobs of the key by the version their ``KeyId`` names (a blob whose data key
   does not unwrap still counts there); ``""`` counts blobs without a readable ``KeyId`` (no or
-  malformed ``encryptiondata``: put them with ``key_id=None``) or wrapped by another key.
+  malformed ``encryptiondata``: put them with ``key_id=None``); ``SURVEY_OTHER_KEYS`` counts blobs
+  whose ``KeyId`` names another Key Vault key (a location shared by several keys).
+- A blob of another key is never changed nor reported as failed: the re-wrap counts it in
+  ``other_keys``.
 - ``begin_rewrap`` is idempotent per rotation id; the work happens as ``rewrap_progress`` is polled
   (like the queue-triggered worker), ``per_poll`` blobs at a time, not at all while ``paused``.
 - A location whose container does not exist is reported in ``failed`` (blob ``""``), as it cannot be
@@ -20,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rotation.domain.model import HeldBlob, KeyRef, RewrapFailure, RewrapSummary
+from rotation.domain.model import SURVEY_OTHER_KEYS, HeldBlob, KeyRef, RewrapFailure, RewrapSummary
+from rotation.errors import InputError
 from rotation.settings import DataLocation
 
 _Container = tuple[str, str]  # (account_url, container)
@@ -44,6 +48,7 @@ class _Run:
     rewrapped: int = 0
     already_current: int = 0
     skipped_deleted: int = 0
+    other_keys: int = 0
     failed: list[RewrapFailure] = field(default_factory=list)
 
 
@@ -105,7 +110,9 @@ class FakeDataKeys:
         for _, _, blob in self._blobs(locations):
             # As the real survey, which reads metadata only: a blob whose KeyId names a version counts
             # there even if its data key would not unwrap (it still needs that version).
-            bucket = _version_of(key, blob.key_id) or ""
+            # A blob of another key with a problem (malformed metadata) cannot be vouched for: a problem here.
+            other = blob.problem is None and _other_key(key, blob.key_id)
+            bucket = _version_of(key, blob.key_id) or (SURVEY_OTHER_KEYS if other else "")
             counts[bucket] = counts.get(bucket, 0) + 1
         return counts
 
@@ -148,6 +155,7 @@ class FakeDataKeys:
             failed=tuple(run.failed),
             poison_messages=self.poison_messages,
             remaining_on_old_versions=remaining,
+            other_keys=run.other_keys,
         )
         return (not run.pending and remaining == 0), summary
 
@@ -167,9 +175,12 @@ class FakeDataKeys:
         if blob is None:
             run.skipped_deleted += 1
             return
+        if blob.problem is None and _other_key(run.key, blob.key_id):
+            run.other_keys += 1
+            return
         version = _version_of(run.key, blob.key_id)
         if blob.problem is not None or version is None:
-            reason = blob.problem or ("no encryptiondata" if blob.key_id is None else "KeyId names another key")
+            reason = blob.problem or ("no encryptiondata" if blob.key_id is None else "KeyId names no version")
             run.failed.append(RewrapFailure(location.display, name, reason))
             return
         if version == run.new_version:
@@ -188,6 +199,15 @@ class FakeDataKeys:
                 continue
             remaining += 1
         return remaining
+
+
+def _other_key(key: KeyRef, key_id: str | None) -> bool:
+    """True when ``key_id`` is a Key Vault key URI of a key other than ``key``."""
+    try:
+        named, _ = KeyRef.parse(key_id or "")
+    except InputError:
+        return False
+    return not named.same_key(key)
 
 
 def _version_of(key: KeyRef, key_id: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from azure.storage.blob import ContainerClient
 from emulators.keyvault.admin_client import KeyVaultAdmin
 from emulators.keyvault.kek import VaultKek
 from rotation.adapters.local_credential import LocalDevelopmentCredential
-from rotation.domain.model import KeyRef
+from rotation.domain.model import SURVEY_OTHER_KEYS, KeyRef
 from rotation.rewrap.adapter import BlobDataKeys
 from rotation.rewrap.throttle import AdaptiveLimiter
 from rotation.settings import HostStorageSettings, Settings
@@ -66,11 +67,19 @@ def vault(local_azure: dict[str, Any]) -> Iterator[Vault]:
     client.close()
 
 
-def data_keys(local_azure: dict[str, Any], key: KeyRef, container: ContainerClient, **kwargs: Any) -> BlobDataKeys:
-    """The inline re-wrap, scoped (managed keys, data locations) to ``key`` and ``container``."""
+def data_keys(
+    local_azure: dict[str, Any],
+    key: KeyRef,
+    container: ContainerClient,
+    *,
+    also_managed: tuple[KeyRef, ...] = (),
+    **kwargs: Any,
+) -> BlobDataKeys:
+    """The inline re-wrap, scoped (managed keys, data locations) to ``key`` (and ``also_managed``) and
+    ``container``."""
     settings = Settings(
         storage=HostStorageSettings(connection_string=local_azure["storage"]["connection_string"]),
-        managed_keys=(key.uri,),
+        managed_keys=(key.uri, *(k.uri for k in also_managed)),
         data_locations=(location_of(container),),
         ca_bundle=local_azure["ca_bundle"],
         verify_challenge_resource=False,
@@ -119,6 +128,57 @@ class TestRewrapWithKeyVault:
         with pytest.raises(HttpResponseError):  # the old version really is disabled
             VaultKek(str(old.id), vault.ca, PRINCIPAL).unwrap_key(probe, "RSA-OAEP-256")
         adapter.close()
+
+
+class TestSharedLocation:
+    """Two managed keys wrap blobs in one container: the re-wrap of ``cmk`` re-wraps its blobs, leaves the
+    other key's untouched and counts them (not failures, no unwrap), and still reports every blob whose
+    metadata is broken or names ``cmk`` without a usable version."""
+
+    def test_other_keys_blobs_are_counted_and_broken_ones_reported(
+        self, local_azure: dict[str, Any], vault: Vault, container: ContainerClient
+    ) -> None:
+        mine = {f"mine-{i}": os.urandom(2000 + i) for i in range(3)}
+        old, new, key = vault.blobs_then_new_version(container, mine)
+        theirs_version = vault.keys.create_rsa_key("theirs", size=2048)
+        theirs = {f"theirs-{i}": os.urandom(1000 + i) for i in range(2)}
+        writer = encrypted_client(container, VaultKek(str(theirs_version.id), vault.ca, PRINCIPAL), "2.0")
+        for name, data in theirs.items():
+            writer.upload_blob(name, data)
+        # Forged from a healthy blob of the key: a version Key Vault never made, no version, metadata not JSON.
+        healthy = json.loads(container.get_blob_client("mine-0").get_blob_properties().metadata["encryptiondata"])
+        unknown = uuid.uuid4().hex
+        for name, kid in (("unknown-version", key.version_uri(unknown)), ("versionless", key.uri)):
+            forged = {**healthy, "WrappedContentKey": {**healthy["WrappedContentKey"], "KeyId": kid}}
+            container.upload_blob(name, b"x", metadata={"encryptiondata": json.dumps(forged)})
+        container.upload_blob("malformed", b"x", metadata={"encryptiondata": "{not json"})
+        untouched = {n: container.get_blob_client(n).get_blob_properties().etag for n in theirs}
+        theirs_key, _ = KeyRef.parse(str(theirs_version.id))
+        adapter = data_keys(local_azure, key, container, also_managed=(theirs_key,))
+        vault.admin.reset_counters()
+
+        adapter.begin_rewrap("rot-shared", key, str(new.properties.version), [location_of(container)])
+        done, summary = adapter.rewrap_progress("rot-shared")
+        unwraps = vault.admin.counters().get(vault.name, {}).get("unwrapKey")
+        survey = adapter.survey(key, [location_of(container)])
+        adapter.close()
+
+        assert done is True
+        assert (summary.rewrapped, summary.other_keys) == (3, 2)
+        reasons = {f.blob: f.reason for f in summary.failed}
+        assert sorted(reasons) == ["malformed", "unknown-version", "versionless"]
+        assert reasons["unknown-version"].startswith("unwrap failed")
+        assert "no key version" in reasons["versionless"]
+        assert unwraps == 4  # cmk's three blobs and the refused unknown version; never the other key's blobs
+        assert {n: container.get_blob_client(n).get_blob_properties().etag for n in theirs} == untouched
+        theirs_reader = decrypting_client(
+            container, lambda kid: VaultKek(kid, vault.ca, PRINCIPAL) if kid == str(theirs_version.id) else None
+        )
+        assert {n: theirs_reader.download_blob(n).readall() for n in theirs} == theirs
+        mine_reader = vault.reader_knowing_only(new, container)
+        assert {n: mine_reader.download_blob(n).readall() for n in mine} == mine
+        assert survey == {str(new.properties.version): 3, unknown: 1, "": 2, SURVEY_OTHER_KEYS: 2}
+        assert str(old.properties.version) not in survey
 
 
 class TestThrottledVault:

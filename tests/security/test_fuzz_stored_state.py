@@ -84,7 +84,7 @@ RUN_ROW = {
 ITEM_ROW = {
     "PartitionKey": "rot-1", "RowKey": "item-01-000-000000", "Pass": 1, "Location": 0, "Seq": 0, "Marker": "",
     "Status": "pending", "HasNext": "unknown", "Enqueued": False, "LastName": "", "Rewrapped": 0,
-    "AlreadyCurrent": 0, "SkippedDeleted": 0, "Races": 0, "Owner": "", "LeaseUntil": 0.0,
+    "AlreadyCurrent": 0, "SkippedDeleted": 0, "OtherKeys": 0, "Races": 0, "Owner": "", "LeaseUntil": 0.0,
 }  # fmt: skip
 
 
@@ -119,6 +119,14 @@ class TestReWrapRowsAndMessages:
         except MalformedRow:
             return
         assert isinstance(item.location, int)
+
+    def test_an_item_row_written_before_other_keys_were_counted_decodes(self) -> None:
+        before = {name: value for name, value in ITEM_ROW.items() if name != "OtherKeys"}
+
+        assert _item(before).other_keys == 0
+        assert _item({**ITEM_ROW, "OtherKeys": 3}).other_keys == 3
+        with pytest.raises(MalformedRow):
+            _item({**ITEM_ROW, "OtherKeys": "many"})
 
     @FUZZ
     @given(st.text(max_size=200) | json_values.map(json.dumps) | st.just("[" * 5000 + "]" * 5000))
@@ -187,7 +195,8 @@ ENCRYPTION = {
 
 
 class TestBlobMetadata:
-    """Blob metadata never makes the re-wrap act on another key, or unwrap with RSA1_5."""
+    """Blob metadata never makes the re-wrap act on another key, or unwrap with RSA1_5; a blob is counted as
+    another key's only when its well-formed metadata names a Key Vault key that is not the rotated one."""
 
     @FUZZ
     @given(
@@ -204,11 +213,15 @@ class TestBlobMetadata:
 
         verdict = classify(blob, KEY, "f" * 32)
 
-        if verdict.status is not Status.FAILED:
+        if verdict.status in (Status.OLD, Status.CURRENT):
             wrapped = parse_wrapped_key(blob.metadata)
             assert wrapped is not None
             assert KeyRef.parse(wrapped.key_id)[0].same_key(KEY)
             assert wrapped.algorithm in UNWRAP_ALGORITHMS
+        elif verdict.status is Status.OTHER_KEY:
+            wrapped = parse_wrapped_key(blob.metadata)
+            assert wrapped is not None
+            assert not KeyRef.parse(wrapped.key_id)[0].same_key(KEY)
 
 
 class TestEvents:

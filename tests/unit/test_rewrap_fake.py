@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rotation.domain.model import KeyRef
+from rotation.domain.model import SURVEY_OTHER_KEYS, KeyRef
 from rotation.settings import DataLocation
-from tests.fakes.data_keys import FakeDataKeys
+from tests.fakes.data_keys import FakeBlob, FakeDataKeys
 
 KEY = KeyRef("https://kv.vault.azure.net", "cmk")
 LOCATION = DataLocation("https://data.blob.core.windows.net", "encrypted")
@@ -19,6 +19,7 @@ class TestFakeDataKeys:
         fake.put_blobs(LOCATION, KEY, "v1", 3)
         fake.put_blob(LOCATION, "broken", KEY.version_uri("v1"), problem="malformed encryptiondata")
         fake.put_blob(LOCATION, "foreign", "https://kv.vault.azure.net/keys/other/v9")
+        fake.put_blob(LOCATION, "versionless", KEY.uri)
 
         fake.begin_rewrap("r1", KEY, "v2", [LOCATION])
         done, summary = fake.rewrap_progress("r1")
@@ -27,9 +28,12 @@ class TestFakeDataKeys:
         assert summary.rewrapped == 3
         assert {f.blob: f.reason for f in summary.failed} == {
             "broken": "malformed encryptiondata",
-            "foreign": "KeyId names another key",
+            "versionless": "KeyId names no version",
         }
+        assert summary.other_keys == 1
+        assert fake.blob(LOCATION, "foreign") == FakeBlob("https://kv.vault.azure.net/keys/other/v9")
         assert fake.versions_in_use(KEY, [LOCATION]) == {"v2": 3, "v1": 1}
+        assert fake.survey(KEY, [LOCATION]) == {"v2": 3, "v1": 1, "": 1, SURVEY_OTHER_KEYS: 1}
 
     def test_paused_and_partial_progress(self) -> None:
         fake = FakeDataKeys(per_poll=2)

@@ -50,6 +50,11 @@ def with_wrapped(**changes: object) -> str:
     return json.dumps(doc)
 
 
+def named(key_id: str, **changes: object) -> dict[str, str]:
+    """Metadata of a blob whose ``KeyId`` is ``key_id`` (healthy unless ``changes`` say otherwise)."""
+    return {"encryptiondata": with_wrapped(KeyId=key_id, **changes)}
+
+
 class TestParsing:
     """Both protocols parse; the entry is found whatever its case; a blob without it parses to None."""
 
@@ -132,20 +137,30 @@ class TestRewrite:
 
 
 class TestClassify:
-    """Each blob is old (re-wrap), current (leave) or failed with a reason; KeyIds of other keys or vaults,
-    versionless KeyIds and unparseable KeyIds are failures, never unwrapped."""
+    """Each blob is old (re-wrap), current (leave), another key's (leave, not a failure: data locations
+    are shared) or failed with a reason. Keys are the same by vault and name, case-insensitively, and
+    versions compare case-insensitively; versionless KeyIds, KeyIds of the key with a malformed version,
+    unparseable KeyIds and malformed metadata are failures, never unwrapped."""
 
     @pytest.mark.parametrize(
         ("metadata", "status", "reason"),
         [
             ({"encryptiondata": V2}, Status.OLD, ""),
-            ({"encryptiondata": with_wrapped(KeyId=KEY.version_uri(NEW))}, Status.CURRENT, ""),
-            ({"encryptiondata": with_wrapped(KeyId=f"https://kv2.v.net/keys/cmk/{OLD}")}, Status.FAILED, "another key"),
-            ({"encryptiondata": with_wrapped(KeyId=f"{VAULT}/keys/other/{OLD}")}, Status.FAILED, "another key"),
-            ({"encryptiondata": with_wrapped(KeyId=f"{VAULT}/keys/cmk")}, Status.FAILED, "no key version"),
-            ({"encryptiondata": with_wrapped(KeyId="local:kek-1")}, Status.FAILED, "not a Key Vault key URI"),
+            (named(KEY.version_uri(NEW)), Status.CURRENT, ""),
+            (named(KEY.version_uri(NEW.upper())), Status.CURRENT, ""),
+            (named(f"https://MyVault.Vault.Azure.NET:443/keys/CMK/{OLD.upper()}"), Status.OLD, ""),
+            (named(f"{VAULT}/keys/CMK/{NEW}"), Status.CURRENT, ""),
+            (named(f"https://kv2.v.net/keys/cmk/{OLD}"), Status.OTHER_KEY, "another key"),
+            (named(f"{VAULT}/keys/other/{OLD}"), Status.OTHER_KEY, "another key"),
+            (named(f"{VAULT}/keys/cmk-2/{NEW}"), Status.OTHER_KEY, "another key"),
+            (named(f"{VAULT}/keys/cmk"), Status.FAILED, "no key version"),
+            (named(f"{VAULT}/keys/cmk/{OLD}-x"), Status.FAILED, "not a Key Vault key URI"),
+            (named("local:kek-1"), Status.FAILED, "not a Key Vault key URI"),
             ({"owner": "a"}, Status.FAILED, "no encryptiondata"),
             ({"encryptiondata": "{"}, Status.FAILED, "malformed"),
+            ({"encryptiondata": "[1]"}, Status.FAILED, "malformed"),
+            ({"encryptiondata": with_wrapped(KeyId=["not", "a", "string"])}, Status.FAILED, "malformed"),
+            (named(f"{VAULT}/keys/other/{OLD}", EncryptedKey="%%"), Status.FAILED, "malformed"),
         ],
     )  # fmt: skip
     def test_verdicts(self, metadata: dict[str, str], status: Status, reason: str) -> None:

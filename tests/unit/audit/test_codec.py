@@ -184,6 +184,34 @@ STORED_BEFORE_EVIDENCE = (
 STORED_HASH = "c49b048427bcc68e5158af60ffc4a180500570a75cd848307fcd03f9a1c705e8"
 
 
+#: A ``retired`` record with evidence as stored before re-wraps and surveys counted other keys' blobs.
+STORED_BEFORE_OTHER_KEYS = (
+    '{"consumers":[{"after":"5567e53adacd4e3281a997cb2e59f915","before":"0e64765e41ff48a183e8385b47e6179f'
+    '","detail":"","kind":"storage_account","resource_id":"/subscriptions/00000000-0000-0000-0000-0000000'
+    '00001/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/amlstore","status":"changed"},{"'
+    'after":"5567e53adacd4e3281a997cb2e59f915","before":"0e64765e41ff48a183e8385b47e6179f","detail":"","k'
+    'ind":"ml_workspace","resource_id":"/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroup'
+    's/rg/providers/Microsoft.MachineLearningServices/workspaces/ws1","status":"changed"}],"evidence":{"c'
+    'hecked_at":"2026-11-27T10:00:00+00:00","kinds":[{"blobs":null,"by_version":[["v2",2]],"consumers":2,'
+    '"kind":"storage_account"},{"blobs":{"by_version":[["v2",4]],"history_by_version":[["v2",3]],"locatio'
+    'ns":1,"snapshots":2,"soft_deleted":0,"surveyed":4,"versions":1},"by_version":[],"consumers":1,"kind"'
+    ':"data_location"}],"old_version":"v1","references":["an account still on v1"]},"key_uri":"https://kv'
+    '1.vault.azure.net/keys/aml-cmk","new_version":"5567e53adacd4e3281a997cb2e59f915","old_version":"0e64'
+    '765e41ff48a183e8385b47e6179f","outcome":"retired","reason":"retired","record_id":"1fea05041b064ce891'
+    '2fd98c2e105772","recorded_at":null,"rewrap":{"already_current":2,"failed":[{"blob":"a/b.bin","locati'
+    'on":"https://data.blob.core.windows.net/cse","reason":"blob changed during re-wrap"}],"poison_messag'
+    'es":0,"remaining_on_old_versions":0,"rewrapped":40,"skipped_deleted":0},"rotation_id":"9a336bd68d8b4'
+    '715bba7c5f17d3923ab","schema":1,"steps":[{"detail":"","duration_ms":120,"finished_at":"2026-12-06T02'
+    ':30:07.909817+00:00","name":"preflight","started_at":"2026-12-06T02:30:07.789817+00:00","status":"su'
+    'cceeded"},{"detail":"","duration_ms":780,"finished_at":"2026-12-06T02:30:08.689817+00:00","name":"cr'
+    'eate_version","started_at":"2026-12-06T02:30:07.909817+00:00","status":"succeeded"},{"detail":"","du'
+    'ration_ms":3250,"finished_at":"2026-12-06T02:30:12.039817+00:00","name":"repoint_storage_account","s'
+    'tarted_at":"2026-12-06T02:30:08.789817+00:00","status":"succeeded"}],"trigger":{"caller":"oncall@exa'
+    'mple.com","event_id":null,"event_type":null,"kind":"http"}}'
+)
+STORED_BEFORE_OTHER_KEYS_HASH = "de3d24e5ba9ccfe4010735084fd1d9cef3e20db6ace96e947d65acf2e0c5deb9"
+
+
 def _evidence(references: tuple[str, ...] = ()) -> RetirementEvidence:
     blobs = BlobEvidence(1, 4, (("v2", 4),), versions=1, snapshots=2, soft_deleted=0, history_by_version=(("v2", 3),))
     return RetirementEvidence(
@@ -215,6 +243,32 @@ class TestEvidenceField:
         assert data_location["blobs"]["snapshots"] == 2
         assert data_location["blobs"]["history_by_version"] == [["v2", 3]]
         assert body["evidence"]["checked_at"] == "2026-11-27T10:00:00+00:00"
+
+    def test_a_record_written_before_other_keys_were_counted_keeps_its_text_and_hash(self) -> None:
+        record = record_from_dict(json.loads(STORED_BEFORE_OTHER_KEYS))
+
+        assert record.rewrap is not None
+        assert record.rewrap.other_keys == 0
+        assert record.evidence is not None
+        assert [k.blobs.other_keys for k in record.evidence.kinds if k.blobs is not None] == [0]
+        assert canonical_json(record_to_dict(record)) == STORED_BEFORE_OTHER_KEYS
+        assert chain_hash(1, GENESIS_HASH, STORED_BEFORE_OTHER_KEYS) == STORED_BEFORE_OTHER_KEYS_HASH
+
+    def test_other_keys_counts_round_trip(self) -> None:
+        evidence = _evidence()
+        kinds = tuple(
+            replace(k, blobs=replace(k.blobs, other_keys=5)) if k.blobs is not None else k for k in evidence.kinds
+        )
+        record = replace(make_record("retired"), evidence=replace(evidence, kinds=kinds))
+        assert record.rewrap is not None
+        record = replace(record, rewrap=replace(record.rewrap, other_keys=7))
+
+        body = record_to_dict(record)
+        rebuilt = record_from_dict(json.loads(canonical_json(body)))
+
+        assert rebuilt == record
+        assert body["rewrap"]["other_keys"] == 7
+        assert body["evidence"]["kinds"][1]["blobs"]["other_keys"] == 5
 
     def test_references_in_the_evidence_are_scrubbed(self) -> None:
         secret = base64.b64encode(os.urandom(32)).decode()

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
+from rotation.cli.rotations import render_plan, render_rotation
 from rotation.domain.model import ConsumerKind, KeyRef, KeyVaultEvent, RotationStatus, Trigger, TriggerKind
 from rotation.domain.steps import ROTATION_TAG
 from rotation.errors import RotationInProgress, ThrottledError, TransientError, UnknownKeyError
@@ -25,6 +26,7 @@ from rotation.service import (
     start_rotation,
     sweep,
 )
+from tests.fakes.data_keys import FakeBlob
 from tests.fakes.estate import KEY, LOCATION, OTHER_KEY, VAULT, Estate, rewrap_estate, standard_estate
 from tests.triggers import CLI, TIMER
 
@@ -369,6 +371,69 @@ class TestRewrapAndRetirement:
         assert view.status == RotationStatus.AWAITING_RETIREMENT
         assert report.count("retired") == 0
         assert estate.keys.all_versions(KEY)[0].enabled
+
+
+class TestSharedDataLocation:
+    """Blobs of other keys in the key's data location (another managed key's, or an unmanaged key's) are
+    counted apart in the plan, the dry run, the re-wrap, status and the audit, and never block retirement;
+    a blob naming the key without a version still does."""
+
+    def shared_estate(self) -> tuple[Estate, str]:
+        estate, old = standard_estate()
+        estate.with_data_locations()
+        estate.data_keys.put_blobs(LOCATION, KEY, old, 3)
+        estate.data_keys.put_blob(LOCATION, "theirs-0", KeyRef(KEY.vault_url, "theirs").version_uri("t1"))
+        estate.data_keys.put_blob(LOCATION, "theirs-1", "https://elsewhere.vault.azure.net/keys/cmk/e1")
+        return estate, old
+
+    def test_other_keys_blobs_are_counted_apart_and_do_not_block_retirement(self) -> None:
+        estate, old = self.shared_estate()
+
+        planned = plan(estate.deps(), KEY.uri)
+        dry = start_rotation(estate.deps(), KEY.uri, CLI, dry_run=True)
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        estate.follower_adopts(view.new_version)
+        estate.clock.advance(timedelta(hours=25))
+        report = sweep(estate.deps(), TIMER)
+        retired = get_rotation(estate.deps(), view.rotation_id)
+
+        [data_plan] = [c for c in planned.consumers if c.kind == ConsumerKind.DATA_LOCATION]
+        split = "3 blobs to re-wrap; 0 blobs with problems; 2 blobs of other keys (left alone)"
+        assert data_plan.detail == split
+        assert f"client-side-encrypted blobs: {split}" in render_plan(planned.to_dict()).splitlines()
+        [dry_rewrap] = [s for s in dry.steps if s.name == "rewrap"]
+        assert dry_rewrap.detail == f"would re-wrap client-side data keys: {split}"
+        assert view.rewrap is not None
+        assert (view.rewrap.rewrapped, view.rewrap.other_keys, view.rewrap.failed) == (3, 2, ())
+        assert "2 blobs of other keys left alone" in render_rotation(view.to_dict())
+        assert report.count("retired") == 1
+        assert estate.keys.get_key(KEY, old).enabled is False
+        assert estate.data_keys.blob(LOCATION, "theirs-0") == FakeBlob(
+            KeyRef(KEY.vault_url, "theirs").version_uri("t1")
+        )
+        assert retired.evidence is not None
+        [blobs] = [k.blobs for k in retired.evidence.kinds if k.blobs is not None]
+        assert (blobs.surveyed, blobs.other_keys) == (5, 2)
+        succeeded, retired_record = estate.audit.for_rotation(view.rotation_id)
+        assert succeeded.rewrap is not None
+        assert succeeded.rewrap.other_keys == 2
+        assert "5 blobs surveyed" in retired_record.reason
+        assert "2 blobs of other keys" in retired_record.reason
+
+    def test_a_blob_naming_the_key_without_a_version_still_blocks_retirement(self) -> None:
+        estate, old = self.shared_estate()
+        estate.data_keys.put_blob(LOCATION, "versionless", KEY.uri)
+
+        view = start_rotation(estate.deps(), KEY.uri, CLI)
+        estate.follower_adopts(view.new_version)
+        estate.clock.advance(timedelta(hours=25))
+        report = sweep(estate.deps(), TIMER)
+
+        assert view.rewrap is not None
+        assert view.rewrap.other_keys == 2
+        assert [f.blob for f in view.rewrap.failed] == ["versionless"]
+        assert report.count("retired") == 0
+        assert estate.keys.get_key(KEY, old).enabled is True
 
 
 class TestEvents:
