@@ -352,6 +352,7 @@ INVARIANTS = (
     "no consumer ever on a disabled or expired version (observed during the run and at the end)",
     "old versions enabled until retirement (no retirement is due in the run)",
     "one audit record per rotation outcome, one succeeded per key, audit verify clean",
+    "the succeeded record counts the other keys' blobs of the shared data locations as other_keys, not failures",
     "no message lost: the re-wrap queue and its -poison queue are empty",
     "every blob decryptable with the SDK's client-side decryption, by the new version only",
 )
@@ -414,6 +415,13 @@ def _check_key(chaos: ChaosRun, deps: Dependencies, key: KeyUnderTest) -> list[s
     succeeded = [r for r in records if str(r.outcome) == "succeeded"]
     if len(succeeded) != 1:
         problems.append(f"{len(succeeded)} succeeded audit records, expected one")
+    # ROTATION_DATA_LOCATIONS lists every key's container: each rotation lists the other keys' blobs too.
+    others = sum(len(k.blobs) for k in chaos.keys if k is not key)
+    for record in succeeded:
+        rewrap = record.rewrap
+        if rewrap is None or rewrap.failed or rewrap.other_keys != others:
+            found = None if rewrap is None else (rewrap.other_keys, [f.blob for f in rewrap.failed])
+            problems.append(f"succeeded record's re-wrap (other_keys, failed) is {found}, expected ({others}, [])")
     audited = {r.rotation_id for r in records}
     for rotation in rotations:
         terminal = rotation.status not in (RotationStatus.RUNNING, RotationStatus.WAITING)
