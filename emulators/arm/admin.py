@@ -237,6 +237,7 @@ class AdminApi:
                 "ml_update": lro.ml_update,
                 "ml_update_applies": lro.ml_update_applies,
                 "error": lro.error,
+                "unpolled_grace_s": lro.unpolled_grace_s,
             }
         )
 
@@ -250,6 +251,10 @@ class AdminApi:
             if not isinstance(body["polls_until_done"], int) or body["polls_until_done"] < 1:
                 raise _bad("polls_until_done must be a whole number, 1 or more")
             lro.polls_until_done = body["polls_until_done"]
+        if "unpolled_grace_s" in body:
+            if not isinstance(body["unpolled_grace_s"], int) or body["unpolled_grace_s"] < 0:
+                raise _bad("unpolled_grace_s must be a whole number of seconds, 0 or more")
+            lro.unpolled_grace_s = body["unpolled_grace_s"]
         if "ml_update" in body:
             if body["ml_update"] not in ML_UPDATE_MODES:
                 raise _bad(f"ml_update must be one of {list(ML_UPDATE_MODES)}")

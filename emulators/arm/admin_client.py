@@ -92,12 +92,14 @@ class ArmAdmin(AdminHttpClient):
         ml_update: str | None = None,
         error: dict[str, Any] | None = None,
         ml_update_applies: str | None = None,
+        unpolled_grace_s: int | None = None,
     ) -> dict[str, Any]:
         """LRO timing, and how an ML workspace update answers (``ml_update``: ``location`` (default),
         ``location-204``, ``location-empty-200``, ``sync``, ``async-succeeded``, ``async-failed``,
         ``async-canceled``); ``error`` is the error object an ``async-failed`` operation ends with;
         ``ml_update_applies``: the workspace shows the new key when the update is ``accepted`` (default) or
-        ``completed``."""
+        ``completed``; ``unpolled_grace_s``: an operation nobody polls ends by itself that long after its
+        expected end (default 30)."""
         body = {
             k: v
             for k, v in (
@@ -106,6 +108,7 @@ class ArmAdmin(AdminHttpClient):
                 ("ml_update", ml_update),
                 ("error", error),
                 ("ml_update_applies", ml_update_applies),
+                ("unpolled_grace_s", unpolled_grace_s),
             )
             if v is not None
         }

@@ -264,7 +264,7 @@ class Emulator:
             "started": self.store.now(),
             "api_version": call.api_version,
             "polls_remaining": max(1, int(settings.polls_until_done)),
-            "deadline": time.time() + max(1, settings.retry_after_s) * max(1, settings.polls_until_done) + 30,
+            "deadline": self.operation_deadline(),
         }
         if applies is not None:
             self.state.operations[op_id]["applies"] = applies
@@ -289,11 +289,21 @@ class Emulator:
         self.store.save()
         return done, operation
 
-    def pending_for(self, resource_id: str) -> bool:
+    def operation_deadline(self) -> float:
+        """When an operation started now ends whether or not anyone polls it (unix time, real)."""
+        settings = self.state.lro
+        expected = max(1, settings.retry_after_s) * max(1, settings.polls_until_done)
+        return time.time() + expected + max(0, settings.unpolled_grace_s)
+
+    def ended_unpolled(self, resource_id: str) -> list[dict[str, Any]]:
+        """The operations on ``resource_id`` past their deadline, removed (their records expire with them): an
+        Azure operation runs to its end whether or not anyone polls it; the caller shows their outcome."""
         lowered = resource_id.lower()
-        for op_id, operation in list(self.state.operations.items()):
-            if time.time() > operation["deadline"]:
-                del self.state.operations[op_id]
-            elif operation["resource_id"] == lowered:
-                return True
-        return False
+        ended = [
+            (op_id, operation)
+            for op_id, operation in self.state.operations.items()
+            if operation["resource_id"] == lowered and time.time() > operation["deadline"]
+        ]
+        for op_id, _ in ended:
+            del self.state.operations[op_id]
+        return [operation for _, operation in ended]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from typing import Any
 
 from starlette.responses import Response
@@ -112,14 +111,10 @@ class DiskEncryptionSetProvider(cmk.KeyFollowingProvider):
         self.emulator.store.save()
         return Response(status_code=202, headers=headers)
 
-    async def operation_status(self, call: Call) -> Response:
-        """Location polling; the poll that completes the operation ends the change of key (no previousKeys)."""
-        operation = self.emulator.state.operations.get(call.params["op"])
-        if operation is not None and (operation["polls_remaining"] <= 1 or time.time() > operation["deadline"]):
-            des = self.resources().get(operation["resource_id"])
-            if des is not None:
-                des["previousKeys"] = []
-        return await super().operation_status(call)
+    def _finish(self, operation: dict[str, Any], status: str) -> None:
+        """The end of the operation ends the change of key (no previousKeys), polled or not."""
+        self._operation_target(operation)["previousKeys"] = []
+        super()._finish(operation, status)
 
     # -- keys -------------------------------------------------------------------------------
 

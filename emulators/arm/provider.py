@@ -16,6 +16,9 @@ from starlette.responses import Response
 from emulators.arm import errors
 from emulators.arm.core import Call, Emulator, arm_json, iso
 
+#: How an operation of each outcome mode ends (``state.ML_UPDATE_MODES``); any other ends ``Succeeded``.
+_ENDS = {"async-failed": "Failed", "async-canceled": "Canceled"}
+
 
 class ResourceProvider:
     #: The ARM resource type, e.g. ``Microsoft.Storage/storageAccounts``.
@@ -111,6 +114,7 @@ class ResourceProvider:
     async def get(self, call: Call) -> Response:
         await self.emulator.resource_group(call.params["sub"], call.params["rg"])
         resource = self._find(call)
+        self._end_unpolled(resource)
         await self.refresh(resource)
         return arm_json(self.render(resource))
 
@@ -125,6 +129,7 @@ class ResourceProvider:
     async def _list(self, call: Call, prefix: str) -> Response:
         found = [r for key, r in sorted(self.resources().items()) if key.startswith(prefix)]
         for resource in found:
+            self._end_unpolled(resource)
             await self.refresh(resource)
         return self.emulator.page(call, [self.render(r) for r in found])
 
@@ -173,6 +178,13 @@ class ResourceProvider:
         if status == "Failed":
             body["error"] = operation["error"]
         return arm_json(body)
+
+    def _end_unpolled(self, resource: dict[str, Any]) -> None:
+        """End the operations on ``resource`` that nobody polled to their end: ARM RPC async-api-reference.md has
+        GETs of the resource show a non-terminal ``provisioningState`` "as long as the provisioning is in
+        progress", then a terminal one; the operation itself does not wait for a poll."""
+        for operation in self.emulator.ended_unpolled(resource["id"]):
+            self._finish(operation, _ENDS.get(str(operation.get("mode")), "Succeeded"))
 
     def _operation_target(self, operation: dict[str, Any]) -> dict[str, Any]:
         resource = self.resources().get(operation["resource_id"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 import uuid
 from typing import Any
 
@@ -116,7 +115,7 @@ class RegistryProvider(cmk.KeyFollowingProvider):
                 "kind": "acr",
                 "api_version": call.api_version,
                 "polls_remaining": max(1, int(settings.polls_until_done)),
-                "deadline": time.time() + max(1, settings.retry_after_s) * max(1, settings.polls_until_done) + 30,
+                "deadline": self.emulator.operation_deadline(),
             }
             headers = {
                 "Azure-AsyncOperation": f"{call.base_url}{registry['id']}/operationStatuses/{op_id}"
@@ -132,10 +131,8 @@ class RegistryProvider(cmk.KeyFollowingProvider):
         done, operation = self.emulator.poll_operation(op_id)
         body: dict[str, Any] = {"id": f"{call.path}", "name": op_id, "status": "InProgress"}
         if done:
-            registry = self.resources().get(operation["resource_id"])
-            if registry is not None:
-                registry["provisioningState"] = "Succeeded"
-                self.emulator.store.save()
+            if operation["resource_id"] in self.resources():
+                self._finish(operation, "Succeeded")
             body["status"] = "Succeeded"
         return arm_json(body)
 

@@ -47,6 +47,9 @@ class LroSettings:
     ml_update: str = "location"
     ml_update_applies: str = "accepted"
     error: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LRO_ERROR))
+    #: Seconds after its expected end (``retry_after_s`` times ``polls_until_done``) that an operation nobody polls
+    #: ends by itself; a read of its resource then shows the outcome (docs/emulators/arm.md, "LRO polling").
+    unpolled_grace_s: int = 30
 
 
 #: Azure Resource Manager's token buckets per subscription and principal (learn.microsoft.com, "Understand how

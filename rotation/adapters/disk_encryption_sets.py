@@ -48,6 +48,7 @@ def set_key(body: dict[str, Any]) -> DiskEncryptionSetKey:
         identity_principal_id=(body.get("identity") or {}).get("principalId") or None,
         last_key_rotation=parse_timestamp(properties.get("lastKeyRotationTimestamp")),
         auto_rotation_error=f"{error.get('code')}: {error.get('message')}" if error else None,
+        provisioning_state=str(properties.get("provisioningState") or "Succeeded"),
     )
 
 

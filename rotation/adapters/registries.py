@@ -46,6 +46,7 @@ def registry_key(body: dict[str, Any]) -> RegistryKey:
         versioned_key_identifier=kvp.get("versionedKeyIdentifier") or None,
         identity_client_id=kvp.get("identity") or None,
         last_key_rotation=parse_timestamp(kvp.get("lastKeyRotationTimestamp")),
+        provisioning_state=str((body.get("properties") or {}).get("provisioningState") or "Succeeded"),
     )
 
 

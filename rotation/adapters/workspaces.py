@@ -34,6 +34,7 @@ def _workspace(found: WorkspaceEncryption) -> WorkspaceKey:
         key_identifier=found.key_identifier,
         identity_principal_id=found.principal_id,
         identity_client_id=found.identity_client_id,
+        provisioning_state=found.provisioning_state,
     )
 
 

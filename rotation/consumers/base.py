@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from rotation.domain.model import ConsumerChange, KeyRef, RewrapSummary
-from rotation.domain.operations import Operation, OperationPoll
+from rotation.domain.operations import Operation, OperationPoll, provisioning_ended, provisioning_succeeded
 from rotation.domain.plan import VERSIONLESS, ConsumerPlanner
 from rotation.domain.steps import RotationState
 from rotation.errors import VerificationFailed
@@ -62,11 +62,13 @@ class Reading:
 
     ``configured`` is the pinned version, ``""`` when it follows the latest version, None when it
     no longer names this key. ``in_use`` is the version the service reports in use, when it does.
+    ``provisioning_state`` is ARM's: non-terminal ("Updating") while an operation on the resource runs.
     """
 
     name: str
     configured: str | None
     in_use: str | None = None
+    provisioning_state: str = "Succeeded"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ class ConsumerRun(Protocol):
 
     def awaiting(self, target: str) -> bool:
         """Whether an accepted operation on ``target`` is journalled: it is polled on, not sent again."""
+        ...
+
+    def await_unanswered(
+        self, action: str, target: str, value: str, reading: Reading, read: Callable[[], Reading]
+    ) -> Reading:
+        """``reading``, unless this long-running write's intent is journalled with no operation (an earlier
+        invocation may have sent it and died before journalling ARM's answer): then the consumer as ``read``
+        shows it once its ``provisioningState`` is terminal (re-read with back-off), so a write ARM accepted is
+        judged by its end, not sent again. Raises ``OperationPending`` at the invocation's budget."""
         ...
 
 
@@ -228,16 +239,20 @@ def repoint_pinned(
         long_running: the write as a long-running operation (begin, poll) instead of ``set_version``: its
             polling URL is journalled, and an operation journalled by an earlier invocation is polled on
             whatever the consumer reads back, never sent again. A poll that finds the operation gone (404)
-            ends the wait: the read-back below judges.
+            ends the wait: the read-back below judges. An intent journalled with no operation (a crash
+            between ARM's answer and the journal write of its URL) waits for the consumer's
+            ``provisioningState`` to end first (``ConsumerRun.await_unanswered``); a consumer whose last
+            operation ended ``Failed`` or ``Canceled`` is written again whatever it shows.
         answered: the consumer as ``set_version``'s answer shows it (a synchronous PATCH's 200), or None
             when the answer does not carry it: then it is read back with ``read_back``. Either way
             ``verify_consumers`` reads it again before the cut-over.
     """
     new = run.state.new_version
-    reading = reading if reading is not None else unit.read_back(run.ports, run.key, change)
-    assert reading is not None
-    if new is None or reading.configured != new or run.awaiting(change.resource_id):
-        target = new or "the new version"
+    target = new or "the new version"
+    reading = reading if reading is not None else _read(unit, run, change)
+    if long_running is not None:
+        reading = run.await_unanswered(action, change.resource_id, target, reading, lambda: _read(unit, run, change))
+    if new is None or reading.configured != new or run.awaiting(change.resource_id) or _ended_badly(reading):
         answers: list[object] = []
         if long_running is not None:
             begin, poll = long_running
@@ -247,14 +262,25 @@ def repoint_pinned(
         if not acted:
             return change  # a dry run: the planned change says what would be done
         reading = answered(answers[0]) if answered is not None and answers else None
-        reading = reading or unit.read_back(run.ports, run.key, change)
-        assert reading is not None
+        reading = reading or _read(unit, run, change)
         if reading.configured != new:
             raise VerificationFailed(mismatch(reading))
     elif run.dry_run:
         return replace(change, detail=f"{reading.name} is already on {new}")
     assert new is not None
     return replace(change, status="changed", after=new, detail=detail(reading, new))
+
+
+def _read(unit: ConsumerUnit[Item], run: ConsumerRun, change: ConsumerChange) -> Reading:
+    reading = unit.read_back(run.ports, run.key, change)
+    assert reading is not None
+    return reading
+
+
+def _ended_badly(reading: Reading) -> bool:
+    """The consumer's last operation ended ``Failed`` or ``Canceled``: what it shows is not to be trusted as moved."""
+    state = reading.provisioning_state
+    return provisioning_ended(state) and not provisioning_succeeded(state)
 
 
 def roll_back_pinned(
@@ -265,11 +291,22 @@ def roll_back_pinned(
     *,
     action: str,
     set_version: Callable[[str], object],
+    long_running: LongRunning | None = None,
 ) -> None:
-    """Put a consumer pinned to a version back on ``before``, unless it reads back that already (journalled)."""
-    reading = unit.read_back(run.ports, run.key, change)
-    if reading is not None and reading.configured != before:
-        run.write(action, change.resource_id, before, lambda: set_version(before))
+    """Put a consumer pinned to a version back on ``before``, unless it reads back that already (journalled).
+
+    ``long_running``: the write as a long-running operation (begin, poll), journalled, paused at the invocation's
+    budget and resumed as a re-point's is (``repoint_pinned``); raises ``OperationPending`` at the budget.
+    """
+    reading = _read(unit, run, change)
+    if long_running is None:
+        if reading.configured != before:
+            run.write(action, change.resource_id, before, lambda: set_version(before))
+        return
+    reading = run.await_unanswered(action, change.resource_id, before, reading, lambda: _read(unit, run, change))
+    if reading.configured != before or run.awaiting(change.resource_id):
+        begin, poll = long_running
+        run.write_long_running(action, change.resource_id, before, lambda: begin(before), poll)
 
 
 def in_subscriptions(ports: UnitPorts, list_in: Callable[[str], Iterable[Item]]) -> tuple[Item, ...]:

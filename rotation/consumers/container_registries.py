@@ -65,6 +65,7 @@ class ContainerRegistryUnit(FoundThroughResourceGraph[RegistryKey]):
             registry.name,
             version_of(registry.key_identifier, key.uri),
             version_of(registry.versioned_key_identifier, key.uri) or None,
+            registry.provisioning_state,
         )
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:

@@ -72,7 +72,7 @@ class DiskEncryptionSetUnit(FoundThroughResourceGraph[DiskEncryptionSetKey]):
         active = version_of(des.key_url, key.uri)
         configured = "" if des.auto_rotation and active is not None else active
         in_use = versions_in_use(des, key)
-        return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None)
+        return Reading(des.name, configured, in_use[0] if len(in_use) == 1 else None, des.provisioning_state)
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
         return run.ports.disk_encryption_sets.set_active_key(resource_id, run.key.version_uri(version))

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from rotation.consumers.base import (
     ConsumerRun,
+    LongRunning,
     Reading,
     Settled,
     UnitPorts,
@@ -36,9 +37,18 @@ def uses_key(workspace: WorkspaceKey, key: KeyRef) -> bool:
     return version_of(workspace.key_identifier, key.uri) is not None
 
 
+def _key_update(run: ConsumerRun, workspace_id: str) -> LongRunning:
+    """The key update of one workspace as a long-running operation: begin (the PATCH), poll (one poll)."""
+    workspaces, key = run.ports.workspaces, run.key
+    return (
+        lambda version: workspaces.begin_key_identifier(workspace_id, key.version_uri(version)),
+        lambda operation: workspaces.poll_key_update(workspace_id, operation),
+    )
+
+
 def _reading(workspace: WorkspaceKey, key: KeyRef) -> Reading:
     version = version_of(workspace.key_identifier, key.uri)
-    return Reading(workspace.name, version, version)
+    return Reading(workspace.name, version, version, workspace.provisioning_state)
 
 
 class MlWorkspaceUnit:
@@ -114,10 +124,7 @@ class MlWorkspaceUnit:
             mismatch=lambda r: f"{r.name} reads back another key",
             detail=lambda r, new: f"{r.name}: keyIdentifier -> {new}",
             reading=observed,
-            long_running=(
-                lambda v: workspaces.begin_key_identifier(workspace_id, key.version_uri(v)),
-                lambda operation: workspaces.poll_key_update(workspace_id, operation),
-            ),
+            long_running=_key_update(run, workspace_id),
         )
 
     def read_back(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> Reading:
@@ -131,13 +138,15 @@ class MlWorkspaceUnit:
         before = change.before if change.before and change.before != VERSIONLESS else old
         assert before is not None
         key = run.key
+        workspaces = run.ports.workspaces
         roll_back_pinned(
             run,
             self,
             change,
             before,
             action="rollback_workspace",
-            set_version=lambda v: run.ports.workspaces.set_key_identifier(change.resource_id, key.version_uri(v)),
+            set_version=lambda v: workspaces.set_key_identifier(change.resource_id, key.version_uri(v)),
+            long_running=_key_update(run, change.resource_id),
         )
 
     def settle(self, run: ConsumerRun) -> Settled:

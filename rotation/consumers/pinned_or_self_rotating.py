@@ -87,8 +87,8 @@ class PinnedOrSelfRotating(Generic[Item]):
         return self.reading(self.get(ports, change.resource_id), key)
 
     def set_version(self, run: ConsumerRun, resource_id: str, version: str) -> object:
-        """Point the consumer at ``version`` of the run's key, polled to the end (roll-backs; the re-point uses
-        ``long_running`` when a kind gives it)."""
+        """Point the consumer at ``version`` of the run's key, answered at once or polled to the end (re-points
+        and roll-backs use ``long_running`` instead when a kind gives it)."""
         raise NotImplementedError
 
     def read_before_write(self, ports: UnitPorts, key: KeyRef, change: ConsumerChange) -> tuple[Reading, Item | None]:
@@ -144,6 +144,7 @@ class PinnedOrSelfRotating(Generic[Item]):
             before,
             action=self.rollback_action,
             set_version=lambda v: self.set_version(run, change.resource_id, v),
+            long_running=self.long_running(run, change.resource_id),
         )
 
     def settle(self, run: ConsumerRun) -> Settled:

@@ -160,6 +160,7 @@ class WorkspaceKey:
     key_identifier: str  # as stored: versioned (normally) or versionless
     identity_principal_id: str | None = None
     identity_client_id: str | None = None
+    provisioning_state: str = "Succeeded"  # non-terminal ("Updating") while an operation on it runs
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ from urllib.parse import urlsplit
 #: Bounds on the wait between polls, whatever ``Retry-After`` says (a hostile or absent header).
 MIN_POLL_INTERVAL_S = 1.0
 MAX_POLL_INTERVAL_S = 300.0
+#: The longest wait between reads of a resource whose operation's polling URL was lost: the interval the ARM
+#: RPC has clients wait when an operation gives no ``Retry-After`` (async-api-reference.md, 60 s).
+MAX_READ_BACK_INTERVAL_S = 60.0
+#: ``provisioningState`` values that end an operation (ARM RPC v1.0 async-api-reference.md, "ProvisioningState
+#: property": only these three are terminal; any other value means an operation is still running, and a
+#: resource that reports none counts as ``Succeeded``).
+TERMINAL_PROVISIONING_STATES = ("succeeded", "failed", "canceled")
 
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/[^/]+/[^/]+$",
@@ -63,6 +70,16 @@ class OperationPending(Exception):
         super().__init__(f"operation on {target} still running")
         self.target = target
         self.retry_after_s = retry_after_s
+
+
+def provisioning_ended(state: str | None) -> bool:
+    """Whether a resource's ``provisioningState`` is terminal: no operation on it is still running."""
+    return not state or state.lower() in TERMINAL_PROVISIONING_STATES
+
+
+def provisioning_succeeded(state: str | None) -> bool:
+    """Whether a resource's ``provisioningState`` says its last operation ended ``Succeeded`` (absent: yes)."""
+    return not state or state.lower() == "succeeded"
 
 
 def poll_interval(retry_after: str | float | None, default: float = MIN_POLL_INTERVAL_S) -> float:

@@ -34,6 +34,7 @@ class RegistryKey:
     versioned_key_identifier: str | None  # read-only: the version in use
     identity_client_id: str | None  # keyVaultProperties.identity
     last_key_rotation: datetime | None = None
+    provisioning_state: str = "Succeeded"  # non-terminal ("Updating") while an operation on it runs
 
     @property
     def versionless(self) -> bool:
@@ -53,6 +54,7 @@ class DiskEncryptionSetKey:
     identity_principal_id: str | None = None
     last_key_rotation: datetime | None = None
     auto_rotation_error: str | None = None
+    provisioning_state: str = "Succeeded"  # non-terminal ("Updating") while an operation on it runs
 
     @property
     def key_urls_in_use(self) -> tuple[str, ...]:

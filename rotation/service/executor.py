@@ -30,7 +30,15 @@ from typing import Literal, TypeVar
 
 from rotation.consumers import AnyUnit, ConsumerRegistry, Reading
 from rotation.domain.model import AuditOutcome, ConsumerChange, RotationStatus
-from rotation.domain.operations import Operation, OperationPending, OperationPoll, polling_url_problem
+from rotation.domain.operations import (
+    MAX_READ_BACK_INTERVAL_S,
+    MIN_POLL_INTERVAL_S,
+    Operation,
+    OperationPending,
+    OperationPoll,
+    polling_url_problem,
+    provisioning_ended,
+)
 from rotation.domain.steps import (
     Intent,
     RotationState,
@@ -352,6 +360,40 @@ class Execution:
         with self._lock:
             return awaiting(self.state, target) is not None
 
+    def await_unanswered(
+        self, action: str, target: str, value: str, reading: Reading, read: Callable[[], Reading]
+    ) -> Reading:
+        """``reading``, or, when this long-running write's intent is journalled without an operation, the first
+        reading whose ``provisioningState`` is terminal.
+
+        Such an intent is left by an invocation that died after journalling it and before journalling ARM's
+        answer: the write may have been accepted, and its polling URL is lost. ARM keeps a resource's
+        ``provisioningState`` non-terminal while an operation on it runs (RPC async-api-reference.md:
+        "Updating" for a PATCH), so the consumer is re-read, ``MIN_POLL_INTERVAL_S`` doubling up to
+        ``MAX_READ_BACK_INTERVAL_S`` apart, until it ends; the caller judges from that reading, and writes
+        again only if the write did not take. Nothing is sent while it runs.
+
+        Raises:
+            OperationPending: still running when the next wait would cross this invocation's deadline (the
+                intent stays journalled; the next invocation reads on).
+        """
+        if self.dry_run or provisioning_ended(reading.provisioning_state):
+            return reading
+        with self._lock:
+            left = next((i for i in self.state.in_flight if i.target.lower() == target.lower()), None)
+        if left is None or left.operation is not None or (left.action, left.value) != (action, value):
+            return reading
+        _log.info("operation_unanswered", action=action, target=target, provisioning_state=reading.provisioning_state)
+        wait = MIN_POLL_INTERVAL_S
+        while not provisioning_ended(reading.provisioning_state):
+            if self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline:
+                raise OperationPending(target, wait)
+            self.deps.sleep(wait)
+            reading = read()
+            wait = min(wait * 2, MAX_READ_BACK_INTERVAL_S)
+        _log.info("operation_unanswered_ended", target=target, provisioning_state=reading.provisioning_state)
+        return reading
+
     def write_long_running(
         self,
         action: str,
@@ -572,26 +614,42 @@ class Execution:
 
     def roll_back_all(self, failures: Sequence[tuple[ConsumerChange, VerificationFailed]]) -> StepResult:
         """Put each consumer that failed back on its old version through its unit (one after another),
-        then stop for a human with one audit record naming them all."""
+        then stop for a human with one audit record naming them all.
+
+        A roll-back that is a long-running operation still running at the invocation's budget pauses the step
+        as a re-point's does: its polling URL stays journalled, the consumer is journalled ``failed`` with
+        ``REFUSED`` (the step, run again, rolls it back on: polls the operation, never sends it again), and
+        the rotation stops only once every roll-back has ended.
+        """
         found: dict[str, dict[str, Reading | None]] = {}
+        pending: list[OperationPending] = []
         for change, exc in failures:
             current = consumer(self.state, change.resource_id) or change
             unit = self.unit(change)
+            message = safe_message(exc)
             # Only a consumer a fresh discovery still finds is written to (the journal entry is input).
             if change.kind not in found:
                 found[change.kind] = steps.found_again(self, unit)
             if change.resource_id.lower() in found[change.kind]:
-                unit.roll_back(self, change)
+                try:
+                    unit.roll_back(self, change)
+                except OperationPending as running:
+                    pending.append(running)
+                    self.update_consumer(replace(current, status="failed", detail=f"{steps.REFUSED}{message}"))
+                    continue
             else:
                 _log.warning("consumer_not_found_again", consumer=change.resource_id[:200])
-            message = safe_message(exc)
             self.update_consumer(
                 replace(current, status="rolled_back", after=change.before, detail=f"rolled back: {message}")
             )
             _log.warning("consumer_rolled_back", consumer=change.resource_id, error=message)
+        if pending:
+            return self.pause(self.state.stage, pending, "roll-backs")
         first = failures[0][1]
         message = safe_message(first)
-        summary = "; ".join(f"{c.resource_id}: {safe_message(e)}" for c, e in failures)
+        # Those rolled back by an earlier invocation of this roll-back too (it paused at the budget).
+        rolled_back = [c for c in self.state.consumers if c.status == "rolled_back"]
+        summary = "; ".join(f"{c.resource_id}: {c.detail.removeprefix('rolled back: ')}" for c in rolled_back)
         now = self.deps.clock.now()
         state = record_step(self.state, self.state.stage, "failed", now, message)
         state = replace(state, status=RotationStatus.ROLLED_BACK, error=(first.code, message))

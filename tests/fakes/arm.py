@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from rotation.adapters.azure_errors import NotFound
@@ -160,20 +161,30 @@ class FakeWorkspaces(FakeConsumerProvider):
 
     ``lro_polls`` > 0 makes ``begin_key_identifier`` answer with an operation that needs that many polls
     (0: ARM answers at once); ``apply_at_completion`` keeps the old key until the operation ends;
-    ``fail_versions`` makes the operations setting those versions end ``Failed``. ``patches`` counts every
+    ``fail_versions`` makes the operations setting those versions end ``Failed`` (the workspace keeps its key
+    unless ``keep_key_on_failure``). ``patches`` counts every
     key PATCH by workspace (lower-case id), ``polls`` every poll.
+
+    While an operation runs the workspace reads ``provisioningState`` ``Updating``; when it ends, its terminal
+    status (ARM RPC async-api-reference.md, as the emulator). Given a clock (``now``), an operation nobody
+    polls ends by itself ``lro_polls`` times ``retry_after_s`` after it was accepted, as Azure's do: a read then
+    shows its outcome, and a later poll answers it.
     """
 
     kind = "workspace"
 
-    def __init__(self, vaults: FakeVaults) -> None:
+    def __init__(self, vaults: FakeVaults, now: Callable[[], datetime] | None = None) -> None:
         super().__init__()
         self.vaults = vaults
+        self._now = now
         self.workspaces: dict[str, WorkspaceKey] = {}
         self.lro_polls = 0
         self.retry_after_s = 30.0
         self.apply_at_completion = False
         self.fail_versions: set[str] = set()
+        #: A failed update leaves the key it set (ARM RPC: a failed update's properties "should be reverted" only
+        #: "if that best represents the end state"): then a roll-back has something to undo.
+        self.keep_key_on_failure = False
         self.operations: dict[str, dict[str, Any]] = {}  # polling URL -> the operation
         self.patches: Counter[str] = Counter()
         self.polls: list[str] = []  # polled URLs, in order
@@ -186,9 +197,11 @@ class FakeWorkspaces(FakeConsumerProvider):
         return workspace
 
     def list_workspaces(self, subscription_id: str) -> list[WorkspaceKey]:
+        self._end_unpolled()
         return self._listed("list_workspaces", self.workspaces, subscription_id)
 
     def get_workspace(self, workspace_id: str) -> WorkspaceKey:
+        self._end_unpolled()
         return self._read("get_workspace", self.workspaces, workspace_id)
 
     def begin_key_identifier(self, workspace_id: str, key_identifier: str) -> Operation | None:
@@ -204,7 +217,15 @@ class FakeWorkspaces(FakeConsumerProvider):
             f"locations/eastus/workspaceOperationsStatus/op{len(self.operations) + sum(self.patches.values())}"
             "?api-version=2025-06-01"
         )
-        self.operations[url] = {"workspace": workspace, "key": key_identifier, "polls_left": self.lro_polls}
+        ends_at = self._now() + timedelta(seconds=self.lro_polls * self.retry_after_s) if self._now else None
+        self.operations[url] = {
+            "workspace": workspace,
+            "workspace_id": workspace_id,
+            "key": key_identifier,
+            "polls_left": self.lro_polls,
+            "ends_at": ends_at,
+        }
+        self.workspaces[workspace_id.lower()] = replace(workspace, provisioning_state="Updating")
         if not self.apply_at_completion:
             self._apply(workspace_id, key_identifier)
         self.faults.check("begin_key_identifier:after")
@@ -213,20 +234,41 @@ class FakeWorkspaces(FakeConsumerProvider):
     def poll_key_update(self, workspace_id: str, operation: Operation) -> OperationPoll:
         self.faults.check("poll_key_update")
         self.polls.append(operation.url)
+        self._end_unpolled()
         found = self.operations.get(operation.url)
         if found is None:
             return OperationPoll("gone")
         found["polls_left"] -= 1
-        if found["polls_left"] > 0:
+        if found["polls_left"] > 0 and "ended" not in found:
             return OperationPoll("running", self.retry_after_s)
         del self.operations[operation.url]
-        key: str = found["key"]
-        if key.rstrip("/").rsplit("/", 1)[-1] in self.fail_versions:
-            self.workspaces[workspace_id.lower()] = found["workspace"]  # the workspace keeps its key
+        ended = found["ended"] if "ended" in found else self._end(found)
+        if not ended:
             raise VerificationFailed(f"could not update workspace {workspace_id}: the operation failed")
+        return OperationPoll("done")
+
+    def _end(self, found: dict[str, Any]) -> bool:
+        """End an operation: the workspace takes its outcome and terminal ``provisioningState``; True on success."""
+        workspace_id, key = found["workspace_id"], found["key"]
+        if key.rstrip("/").rsplit("/", 1)[-1] in self.fail_versions:
+            # The workspace keeps its key, unless ``keep_key_on_failure``.
+            kept = read(self.workspaces, workspace_id, self.kind) if self.keep_key_on_failure else found["workspace"]
+            self.workspaces[workspace_id.lower()] = replace(kept, provisioning_state="Failed")
+            return False
         if self.apply_at_completion:
             self._apply(workspace_id, key)
-        return OperationPoll("done")
+        current = read(self.workspaces, workspace_id, self.kind)
+        self.workspaces[workspace_id.lower()] = replace(current, provisioning_state="Succeeded")
+        return True
+
+    def _end_unpolled(self) -> None:
+        """Operations past their end that nobody polled end now (kept, so a later poll answers their outcome)."""
+        if self._now is None:
+            return
+        now = self._now()
+        for found in self.operations.values():
+            if "ended" not in found and found["ends_at"] is not None and found["ends_at"] <= now:
+                found["ended"] = self._end(found)
 
     def _check_key(self, key_identifier: str) -> None:
         version = key_identifier.rstrip("/").rsplit("/", 1)[-1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from rotation.domain.steps import Step
-from rotation.service.steps.consumers import found_again, repoint, settle, verify_consumers
+from rotation.service.steps.consumers import REFUSED, found_again, repoint, settle, verify_consumers
 from rotation.service.steps.cut_over import cut_over
 from rotation.service.steps.key_version import new_version, plan, verify_version
 from rotation.service.steps.retire import retire
@@ -27,4 +27,4 @@ WORKFLOW_STEPS: Mapping[str, Callable[[StepRun], StepResult]] = {
     Step.RETIRE: retire,
 }
 
-__all__ = ["WORKFLOW_STEPS", "found_again", "repoint", "settle"]
+__all__ = ["REFUSED", "WORKFLOW_STEPS", "found_again", "repoint", "settle"]

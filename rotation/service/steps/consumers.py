@@ -118,6 +118,11 @@ class _OneConsumer:
     def awaiting(self, target: str) -> bool:
         return self._run.awaiting(target)
 
+    def await_unanswered(
+        self, action: str, target: str, value: str, reading: Reading, read: Callable[[], Reading]
+    ) -> Reading:
+        return self._run.await_unanswered(action, target, value, reading, read)
+
     def _count(self, acted: bool) -> bool:
         if acted or self._run.dry_run:
             self.writes += 1
@@ -199,6 +204,10 @@ def verify_consumers(run: StepRun) -> StepResult:
         movable = [c for c in run.state.consumers if (u := registry.unit(c.kind)) is not None and u.repoint_step]
         planned = sum(c.status == "planned" for c in movable)
         return run.finish_step(Step.VERIFY_CONSUMERS, f"would read back every re-pointed consumer ({planned})")
+    refused = [c for c in run.state.consumers if c.status == "failed" and c.detail.startswith(REFUSED)]
+    if refused:
+        # A roll-back of this step paused at the budget: roll back on (its operations are polled, not re-sent).
+        return run.roll_back_all([(c, VerificationFailed(c.detail.removeprefix(REFUSED))) for c in refused])
     new = run.state.new_version
     assert new is not None
     listed = read_by_listing(run, changed)

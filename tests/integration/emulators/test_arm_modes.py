@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -28,7 +29,9 @@ from tests.integration.emulators.test_arm import (
     identity_with_access,
     world,
 )
+from tests.integration.emulators.test_arm_disk_encryption_sets import create_set, des_id
 from tests.integration.emulators.test_arm_ml import aml, create_cmk_workspace, legacy_client
+from tests.integration.emulators.test_arm_registries import registry_id, registry_with_key
 
 __all__ = ["world"]  # the fixture, imported for this module
 
@@ -159,6 +162,96 @@ class TestWorkspaceUpdateOutcomes:
             world.arm_admin.set_lro(ml_update="eventually")
         with pytest.raises(ArmAdminError, match="ARM error object"):
             world.arm_admin.set_lro(error={"message": "no code"})
+        with pytest.raises(ArmAdminError, match="unpolled_grace_s"):
+            world.arm_admin.set_lro(unpolled_grace_s=-1)
+
+
+TERMINAL = ("Succeeded", "Failed", "Canceled")
+
+
+def _patch(world: World, url: str, body: dict[str, Any]) -> HttpResponse:
+    response: HttpResponse = legacy_client(world)._send_request(HttpRequest("PATCH", url, json=body))
+    return response
+
+
+def _read_until_ended(world: World, url: str) -> list[dict[str, Any]]:
+    """GETs of a resource (never of its operation) until its provisioningState is terminal, each as read."""
+    reads: list[dict[str, Any]] = []
+    for _ in range(200):  # bounded: the operation ends about a second after it was accepted
+        reads.append(get(world, url).json())
+        if reads[-1]["properties"]["provisioningState"] in TERMINAL:
+            return reads
+        time.sleep(0.05)
+    raise AssertionError(f"still {reads[-1]['properties']['provisioningState']} after {len(reads)} reads")
+
+
+def _updated_workspace(world: World) -> tuple[str, str, dict[str, Any], str]:
+    created = create_cmk_workspace(world)
+    new = world.new_version()
+    body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": new}}}}
+    return f"{world.arm_url}{created.workspace_id}?api-version={API}", new, body, created.key_identifier
+
+
+def _updated_registry(world: World) -> tuple[str, str, dict[str, Any], str]:
+    old = str(world.keys.get_key(world.key_name).id)
+    name, _, client_id = registry_with_key(world, old)
+    new = world.new_version()
+    kvp = {"keyIdentifier": new, "identity": client_id}
+    body = {"properties": {"encryption": {"status": "enabled", "keyVaultProperties": kvp}}}
+    return f"{world.arm_url}{registry_id(world, name)}?api-version=2025-11-01", new, body, old
+
+
+def _updated_set(world: World) -> tuple[str, str, dict[str, Any], str]:
+    old = str(world.keys.get_key(world.key_name).id)
+    name, _ = create_set(world, old)
+    new = world.new_version()
+    body = {"properties": {"activeKey": {"keyUrl": new}}}
+    return f"{world.arm_url}{des_id(world, name)}?api-version=2026-03-02", new, body, old
+
+
+def _key_of(body: dict[str, Any]) -> str:
+    properties = body["properties"]
+    if "activeKey" in properties:
+        return str(properties["activeKey"]["keyUrl"])
+    return str(properties["encryption"]["keyVaultProperties"]["keyIdentifier"])
+
+
+class TestAnOperationNobodyPolls:
+    """An accepted update runs to its end whether or not anyone polls it (ARM RPC async-api-reference.md: GETs
+    of the resource show a non-terminal provisioningState while it runs, then a terminal one): a client that
+    lost the polling URL learns the outcome from the resource alone. ``unpolled_grace_s`` 0: it ends at its
+    expected end (here one second)."""
+
+    @pytest.mark.parametrize("resource", [_updated_workspace, _updated_registry, _updated_set])
+    def test_the_resource_reads_updating_then_succeeded(self, world: World, resource: Any) -> None:
+        url, new, body, old = resource(world)
+        with world.arm_admin.lro_settings(
+            ml_update="async-succeeded", ml_update_applies="completed", unpolled_grace_s=0
+        ):
+            world.arm_admin.reset_counters()
+            accepted = _patch(world, url, body)
+            reads = _read_until_ended(world, url)
+            counters = world.arm_admin.counters()
+
+        assert accepted.status_code in (201, 202)
+        assert reads[0]["properties"]["provisioningState"] == "Updating"
+        assert reads[-1]["properties"]["provisioningState"] == "Succeeded"
+        assert _key_of(reads[-1]) == new
+        assert not any(name.endswith("_OperationStatus") for name in counters)
+        if "workspaces" in url:
+            assert _key_of(reads[0]) == old  # ml_update_applies completed: the key shows when the update ends
+
+    def test_a_workspace_update_that_fails_unpolled_keeps_its_key(self, world: World) -> None:
+        url, _, body, old = _updated_workspace(world)
+        with world.arm_admin.lro_settings(ml_update="async-failed", unpolled_grace_s=0):
+            accepted = _patch(world, url, body)
+            reads = _read_until_ended(world, url)
+            polled = get(world, accepted.headers["Azure-AsyncOperation"])
+
+        assert reads[0]["properties"]["provisioningState"] == "Updating"
+        assert reads[-1]["properties"]["provisioningState"] == "Failed"
+        assert _key_of(reads[-1]) == old
+        assert polled.status_code == 404  # its record went with it, as an expired ARM operation's does
 
 
 def _cmk_account(world: World) -> tuple[str, str, dict[str, Any]]:

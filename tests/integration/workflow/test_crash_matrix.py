@@ -239,6 +239,48 @@ class TestCrashBetweenAcceptedAndDone:
         assert counters.get("Workspaces_OperationStatus") == 3
 
 
+class TestCrashBetweenAnUpdatesAnswerAndItsJournalWrite:
+    """A process SIGKILLed right after ARM answered a workspace update's PATCH, before the journal write of its
+    polling URL (the intent is journalled, the URL is lost), with each workspace showing its old key until its
+    update ends (``ml_update_applies: completed``): a fresh process sends nothing while the workspace reads
+    ``Updating`` and judges from it once the update has ended (an operation runs to its end unpolled:
+    ``unpolled_grace_s`` 0). The ARM emulator counts exactly one PATCH per workspace."""
+
+    @pytest.mark.parametrize("ml_update", ["location", "async-succeeded"])
+    def test_one_patch_per_workspace(self, local_azure: dict[str, Any], tmp_path: Path, ml_update: str) -> None:
+        def lro_estate() -> tuple[RealEstate, Path]:
+            return _estate(local_azure, tmp_path, pinned=0, workspaces=2, versionless=0)
+
+        estate, env_file = lro_estate()
+        admin = estate.arm_admin
+        slow = {"retry_after_s": 1, "polls_until_done": 8, "unpolled_grace_s": 0}  # each update ends 8 s after it began
+        with admin.lro_settings(ml_update=ml_update, ml_update_applies="completed", **slow):
+            count_file = tmp_path / f"answer-count-{ml_update}.json"
+            clean = _run(["start", "--env", str(env_file), "--count-file", str(count_file)])
+            assert clean.returncode == 0, clean.stderr[-2000:]
+            side_effects: list[str] = json.loads(count_file.read_text())
+            first_patch = side_effects.index("workspaces.begin_key_identifier") + 1
+            estate, env_file = lro_estate()
+            admin.reset_counters()
+
+            killed = _run(["start", "--env", str(env_file), "--kill-at", str(first_patch), "--when", "after"])
+            at_the_crash = estate.deps().journal.list(estate.key.uri)[0]
+            workspaces_at_the_crash = [estate.deps().workspaces.get_workspace(w) for w in estate.workspaces]
+            resumed = _run(["resume", "--env", str(env_file)])
+            counters = admin.counters()
+
+        assert killed.returncode == -9
+        unanswered = [i for i in at_the_crash.in_flight if i.action == "set_workspace_key" and i.operation is None]
+        assert unanswered, "the crash came between ARM's answer and the journal write of its URL"
+        patched = {i.target.lower() for i in unanswered}
+        assert any(
+            w.provisioning_state == "Updating" for w in workspaces_at_the_crash if w.workspace_id.lower() in patched
+        )
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        _check(estate, json.loads(resumed.stdout.strip().splitlines()[-1]))
+        assert counters.get("Workspaces_Update") == 2
+
+
 class TestRetireResumesWhenGetOfADisabledVersionIsRefused:
     """Killed right after disabling the old version, the next sweep retires cleanly whether Key Vault
     answers a GET of the disabled version with its bundle or with 403 (unknown for keys; the emulator's

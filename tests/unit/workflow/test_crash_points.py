@@ -133,10 +133,13 @@ def _check_cut_over(estate: Estate) -> str:
     return state.rotation_id
 
 
-def _lro_estate(*, apply_at_completion: bool = False) -> Estate:
-    """The estate with workspace updates as operations of two polls 30 s apart (see test_long_operations)."""
+def _lro_estate(*, apply_at_completion: bool = False, polls: int = 2, concurrency: int | None = None) -> Estate:
+    """The estate with workspace updates as operations of ``polls`` polls 30 s apart (see test_long_operations),
+    re-pointed ``concurrency`` at a time (None: the settings' default)."""
     estate = _estate()
-    estate.workspaces.lro_polls = 2
+    if concurrency is not None:
+        estate.settings = replace(estate.settings, repoint_concurrency=concurrency)
+    estate.workspaces.lro_polls = polls
     estate.workspaces.retry_after_s = 30.0
     estate.workspaces.apply_at_completion = apply_at_completion
     return estate
@@ -183,14 +186,29 @@ def _retire_points() -> int:
     return _count(_sweep, estate)
 
 
-def _long_operation_points() -> int:
-    estate = _lro_estate()
+def _long_operation_points(apply_at_completion: bool, polls: int, concurrency: int | None) -> int:
+    estate = _lro_estate(apply_at_completion=apply_at_completion, polls=polls, concurrency=concurrency)
     return _count(lambda e, d: _invoke_to_the_end(e, _budgeted(d)), estate)
+
+
+def _first_call(name: str, estate: Estate) -> int:
+    """The number of the first ``name`` call (a crash point) in a clean rotation of a copy of ``estate``'s kind."""
+    killer = Killer(estate)
+    _invoke_to_the_end(estate, _budgeted(estate.deps(owner="counting", inline=False)))
+    killer.restore()
+    return killer.calls.index(name) + 1
 
 
 ROTATION_CASES = _cases(_rotation_points())
 RETIRE_CASES = _cases(_retire_points())
-LONG_OPERATION_CASES = _cases(_long_operation_points())
+#: (the workspace shows the new key only when its update ends, polls of an update, re-points at once, crash point,
+#: before/after). The second kind of update (180 s) outlasts the victim's claim (120 s): the successor finds it
+#: still running, whether its polling URL was journalled or not; its consumers go one at a time, so every run
+#: makes the same calls in the same order (concurrent ones may share a journal write, or not).
+LONG_OPERATION_VARIANTS = ((False, 2, None), (True, 6, 1))
+LONG_OPERATION_CASES = [
+    (a, p, c, n, w) for a, p, c in LONG_OPERATION_VARIANTS for n, w in _cases(_long_operation_points(a, p, c))
+]
 
 
 class TestEveryCrashPointOfARotation:
@@ -214,9 +232,9 @@ class TestEveryCrashPointOfARotationAcrossInvocations:
     """Workspace updates that outlast the invocation budget: killed around any journal write, PATCH or poll of
     any invocation, the next invocations finish the rotation with one PATCH per workspace."""
 
-    @pytest.mark.parametrize(("at", "when"), LONG_OPERATION_CASES)
-    def test_resume(self, at: int, when: str) -> None:
-        estate = _lro_estate()
+    @pytest.mark.parametrize(("apply_at_completion", "polls", "concurrency", "at", "when"), LONG_OPERATION_CASES)
+    def test_resume(self, apply_at_completion: bool, polls: int, concurrency: int | None, at: int, when: str) -> None:
+        estate = _lro_estate(apply_at_completion=apply_at_completion, polls=polls, concurrency=concurrency)
         killer = Killer(estate, at, when)
         with pytest.raises(Crash):
             _invoke_to_the_end(estate, _budgeted(estate.deps(owner="victim", inline=False)))
@@ -275,6 +293,97 @@ class TestACrashBetweenAcceptedAndDone:
         _check_cut_over(estate)
         assert set(journalled) <= set(estate.workspaces.polls), "the journalled operations were polled on"
         assert sorted(estate.workspaces.patches.values()) == [1, 1]  # the second workspace's first PATCH came later
+
+
+class TestACrashBetweenAnUpdatesAnswerAndItsJournalWrite:
+    """Killed after ARM accepted a workspace update and before its polling URL was journalled (the intent is
+    journalled, the URL is lost), while the workspace still reads its old key: the successor sends nothing while
+    the workspace reads ``Updating``, judges from the read once its provisioningState is terminal, and PATCHes
+    again only if the update did not take."""
+
+    @staticmethod
+    def _crash_after_the_first_accept(polls: int = 10) -> tuple[Estate, str]:
+        """The estate after the crash, once the victim's claim has lapsed, and the workspace whose update was
+        accepted and not journalled. The update ends ``polls`` x 30 s after it was accepted (by default well
+        after the claim lapsed)."""
+
+        def one_at_a_time() -> Estate:
+            estate = _lro_estate(apply_at_completion=True)
+            estate.workspaces.lro_polls = polls
+            estate.settings = replace(estate.settings, repoint_concurrency=1)
+            return estate
+
+        at = _first_call("workspaces.begin_key_identifier", one_at_a_time())
+        estate = one_at_a_time()
+        killer = Killer(estate, at, "after")
+        with pytest.raises(Crash):
+            _invoke_to_the_end(estate, _budgeted(estate.deps(owner="victim", inline=False)))
+        killer.restore()
+        state = estate.journal.list(KEY.uri)[0]
+        unanswered = [i for i in state.in_flight if i.operation is None]
+        assert [(i.action, i.value) for i in unanswered] == [("set_workspace_key", state.new_version)]
+        assert state.in_flight == tuple(unanswered), "no polling URL was journalled"
+        estate.clock.advance(timedelta(seconds=estate.deps().lease_seconds + 1))
+        return estate, unanswered[0].target
+
+    @pytest.mark.parametrize("budget", [45.0, None])
+    def test_one_patch_per_workspace(self, budget: float | None) -> None:
+        estate, target = self._crash_after_the_first_accept()
+        at_the_crash = estate.workspaces.get_workspace(target)  # as the successor first reads it
+        lost = set(estate.workspaces.operations)  # the URL ARM answered, never journalled
+        successor = estate.deps(owner="successor", inline=False)
+        successor.invocation_budget_seconds = budget
+
+        _invoke_to_the_end(estate, successor)
+
+        assert at_the_crash.provisioning_state == "Updating"
+        assert at_the_crash.key_identifier.endswith(f"/{estate.journal.list(KEY.uri)[0].old_version}")
+        _check_cut_over(estate)
+        assert sorted(estate.workspaces.patches.values()) == [1, 1]
+        assert len(lost) == 1
+        assert not lost & set(estate.workspaces.polls), "the lost operation is never polled: nothing knows its URL"
+
+    def test_the_budget_runs_out_while_the_update_runs(self) -> None:
+        """An update longer than the budget: the invocation pauses with the intent still journalled and
+        re-enqueues itself; the next ones read on, and nothing is sent until the update has ended."""
+        estate, target = self._crash_after_the_first_accept()
+        first = _budgeted(estate.deps(owner="first", inline=False))
+
+        run_rotation(first, estate.journal.list(KEY.uri)[0].rotation_id)
+
+        state = estate.journal.list(KEY.uri)[0]
+        assert state.status == RotationStatus.RUNNING
+        assert next(s for s in state.steps if s.name == "repoint_workspaces").status == "waiting"
+        assert [(i.target, i.operation) for i in state.in_flight] == [(target, None)]
+        assert len(first.dispatcher.delays) == 1  # type: ignore[attr-defined]  # its continuation
+        assert estate.workspaces.patches[target.lower()] == 1
+        _invoke_to_the_end(estate, _budgeted(estate.deps(owner="next", inline=False)))
+        _check_cut_over(estate)
+        assert sorted(estate.workspaces.patches.values()) == [1, 1]
+
+    def test_an_update_that_ended_failed_is_sent_again(self) -> None:
+        """The lost update ended ``Failed`` (the workspace kept its key): the successor PATCHes once more, then."""
+        estate, target = self._crash_after_the_first_accept()
+        new = estate.journal.list(KEY.uri)[0].new_version
+        assert new is not None
+        estate.workspaces.fail_versions.add(new)
+        estate.clock.advance(timedelta(seconds=300))  # past the update's end: a read shows its outcome
+        failed = estate.workspaces.get_workspace(target)
+        estate.workspaces.fail_versions.clear()
+
+        _invoke_to_the_end(estate, _budgeted(estate.deps(owner="successor", inline=False)))
+
+        assert failed.provisioning_state == "Failed"
+        assert not failed.key_identifier.endswith(f"/{new}")
+        state = estate.journal.list(KEY.uri)[0]
+        assert state.status == RotationStatus.AWAITING_RETIREMENT, state.error
+        patches = {w.rsplit("/", 1)[-1]: n for w, n in estate.workspaces.patches.items()}
+        assert patches == {target.lower().rsplit("/", 1)[-1]: 2, **{n: 1 for n in patches if n not in target.lower()}}
+        assert all(
+            w.key_identifier.endswith(f"/{new}")
+            for w in estate.workspaces.workspaces.values()
+            if "/cmk/" in w.key_identifier
+        )
 
 
 class TestEveryCrashPointOfARetirement:

@@ -20,12 +20,14 @@ from rotation.domain.operations import polling_url_problem
 from rotation.domain.steps import RotationState, guard
 from rotation.service import get_rotation, run_rotation, start_rotation, sweep
 from rotation.service.deps import Dependencies
-from tests.fakes.estate import KEY, Estate, standard_estate
+from tests.fakes.arm import arm_id_of
+from tests.fakes.estate import KEY, LOCATION, Estate, standard_estate
 
 CLI = Trigger(TriggerKind.CLI)
 RETRY_AFTER = 30.0
 BUDGET = 45.0  # one poll fits, the second does not: each batch of updates takes two invocations
 WORKSPACES = ("ws1", "ws2")
+_WORKSPACE_PREFIX = arm_id_of("Microsoft.MachineLearningServices/workspaces", "")
 
 
 def _lro_estate(polls: int = 2, *, apply_at_completion: bool = True) -> Estate:
@@ -214,6 +216,94 @@ class TestHowAnOperationEnds:
         assert state.status == RotationStatus.ROLLED_BACK
         assert "reads back another key" in (state.error or ("", ""))[1]
         assert _workspace_patches(estate) == {"ws1": 1, "ws2": 1}  # never a second PATCH
+
+
+def _invocations(estate: Estate, rotation_id: str, limit: int = 16) -> list[RotationState]:
+    """Invocations as the queue and the sweep would make them, each ``RETRY_AFTER`` + 1 s after the last, until
+    the rotation stops or cuts over; the journal after each."""
+    seen: list[RotationState] = []
+    for _ in range(limit):
+        estate.clock.advance(timedelta(seconds=RETRY_AFTER + 1))
+        run_rotation(_queued(estate), rotation_id)
+        seen.append(_state(estate, rotation_id))
+        if seen[-1].status not in (RotationStatus.RUNNING, RotationStatus.WAITING):
+            return seen
+    raise AssertionError(f"still running after {limit} invocations")
+
+
+def _rollbacks_awaited(seen: list[RotationState]) -> set[str]:
+    """The workspaces whose roll-back was journalled as an operation still running when an invocation ended."""
+    return {
+        i.target.rsplit("/", 1)[-1]
+        for state in seen
+        for i in state.in_flight
+        if i.action == "rollback_workspace" and i.operation is not None
+    }
+
+
+class TestARollBackAcrossInvocations:
+    """A roll-back whose update outlasts the budget follows the re-point's path: its polling URL is journalled,
+    the step pauses and re-enqueues itself, the next invocation polls on; one PATCH per roll-back, and the
+    rotation stops rolled back only once every roll-back has ended."""
+
+    def test_a_failed_update_is_rolled_back_across_invocations(self) -> None:
+        estate = _lro_estate(apply_at_completion=False)
+        estate.workspaces.keep_key_on_failure = True  # the failed update leaves its key: there is something to undo
+        rotation_id = _started(estate)
+        run_rotation(_queued(estate), rotation_id)  # both updates accepted, paused at the budget
+        state = _state(estate, rotation_id)
+        old, new = state.old_version, state.new_version
+        assert old is not None
+        assert new is not None
+        estate.workspaces.fail_versions.add(new)
+
+        seen = _invocations(estate, rotation_id)
+
+        final = seen[-1]
+        assert final.status == RotationStatus.ROLLED_BACK, final.error
+        assert _rollbacks_awaited(seen) == set(WORKSPACES)
+        paused = [s for s in seen if any(i.action == "rollback_workspace" for i in s.in_flight)]
+        assert all(next(r for r in s.steps if r.name == "repoint_workspaces").status == "waiting" for s in paused)
+        assert _workspace_patches(estate) == {"ws1": 2, "ws2": 2}  # the update, then its roll-back: once each
+        statuses = {
+            c.resource_id.rsplit("/", 1)[-1]: c.status for c in final.consumers if "/workspaces/" in c.resource_id
+        }
+        assert statuses == {"ws1": "rolled_back", "ws2": "rolled_back"}
+        for name in WORKSPACES:
+            assert estate.workspaces.get_workspace(f"{_WORKSPACE_PREFIX}{name}").key_identifier.endswith(f"/{old}")
+        assert final.in_flight == ()
+        records = [r for r in estate.audit.for_rotation(rotation_id) if r.outcome == "rolled_back"]
+        assert len(records) == 1
+        assert all(f"/workspaces/{name}:" in records[0].reason for name in WORKSPACES)
+
+    def test_a_roll_back_after_verification_resumes_in_the_verify_step(self) -> None:
+        """A workspace that reads back another key at verification is rolled back; that roll-back outlasts the
+        budget: the verify step pauses, the next invocation polls it on, and the rotation never cuts over."""
+        estate = _lro_estate(apply_at_completion=False)
+        estate.with_data_locations()
+        old = estate.keys.all_versions(KEY)[0].version
+        estate.data_keys.put_blobs(LOCATION, KEY, old, 10)
+        estate.data_keys.per_poll = 4  # the re-wrap waits: verification comes in a later invocation
+        rotation_id = _started(estate)
+        seen = [_state(estate, rotation_id)]
+        while not (seen[-1].stage == "rewrap" and seen[-1].status == RotationStatus.WAITING):
+            estate.clock.advance(timedelta(seconds=RETRY_AFTER + 1))
+            run_rotation(_queued(estate), rotation_id)
+            seen.append(_state(estate, rotation_id))
+            assert len(seen) < 12
+        ws1 = f"{_WORKSPACE_PREFIX}ws1"
+        drifted = estate.workspaces.workspaces[ws1.lower()]
+        estate.workspaces.workspaces[ws1.lower()] = replace(drifted, key_identifier=KEY.version_uri("f" * 32))
+
+        seen = _invocations(estate, rotation_id)
+
+        final = seen[-1]
+        assert final.status == RotationStatus.ROLLED_BACK, final.error
+        assert _rollbacks_awaited(seen) == {"ws1"}
+        assert any((r.name, r.status) == ("verify_consumers", "waiting") for s in seen for r in s.steps)
+        assert not final.step_done("cut_over")
+        assert _workspace_patches(estate) == {"ws1": 2, "ws2": 1}
+        assert estate.workspaces.get_workspace(ws1).key_identifier.endswith(f"/{old}")
 
 
 TAMPERED = [
