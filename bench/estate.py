@@ -14,12 +14,12 @@ one JSON object:
   before its measurements (a rotation does not start right after 200 creates); the ARM requests of the
   rotation (by operation) and the service's waits for ARM's buckets (``pacer``) are reported with it.
   ARM's one-minute write window is switched off: it is not Azure's token bucket (see ``bucket``).
-- ``sweep``: Key Vault calls of three reconciler ticks over a vault of 5,000 keys with 2 managed, and of
-  100 keys with 10 managed, none near expiry, each tick a new worker process's (new dependencies, the same
-  storage: what earlier ticks learnt is in ``ROTATION_SWEEP_TABLE``), the Key Vault emulator's counters by
-  operation, per tick, each against the bound min(managed, ⌈keys / 25⌉). The first tick of a deployment
-  learns the vault (≤ 2 x managed - 1 calls); ``key_vault_calls`` and ``within_bound`` are the worst of
-  the later ticks.
+- ``sweep``: Key Vault calls of the reconciler's ticks over a vault of 5,000 keys with 2 managed, and of
+  100 keys with 10 managed, none near expiry, from a deployment's very first tick (nothing learnt) until
+  the sweep knows every managed key's versions, plus one more, each tick a new worker process's (new
+  dependencies, the same storage: what earlier ticks learnt is in ``ROTATION_SWEEP_TABLE``): the Key Vault
+  emulator's counters by operation, per tick, each against the bound min(managed, ⌈keys / 25⌉), and the
+  managed keys each tick deferred. ``key_vault_calls`` and ``within_bound`` are the worst tick's.
 - ``budget``: a rotation whose workspace updates (``retry_after_s`` x ``polls_until_done``, shown when the
   operation ends) outlast ``ROTATION_INVOCATION_BUDGET_SECONDS``, driven through the real ``rotation-run``
   queue and trigger: invocations used and PATCHes per workspace (``bench/lro_budget.py``).
@@ -144,9 +144,9 @@ def _arm_roles_restored(endpoints: dict[str, Any]) -> Iterator[None]:
 
 
 def measure_sweep(endpoints: dict[str, Any], *, keys: int, managed: int) -> dict[str, Any]:
-    """Three reconciler ticks over a vault of ``keys`` keys, ``managed`` of them managed and none near expiry,
-    each by a new worker process (new dependencies, the same storage): the Key Vault emulator's counters
-    for each (the first learns the vault; every later one, cold as it is, is what the bound is about)."""
+    """The reconciler's ticks over a vault of ``keys`` keys, ``managed`` of them managed and none near expiry,
+    from a deployment's first tick until every managed key's versions are known, plus one, each by a new
+    worker process (new dependencies, the same storage): the Key Vault emulator's counters for each."""
     from bench.reconcile_cost import seed_vault
     from rotation.bootstrap import Bootstrap, build_dependencies
     from rotation.domain.model import Trigger, TriggerKind
@@ -156,9 +156,10 @@ def measure_sweep(endpoints: dict[str, Any], *, keys: int, managed: int) -> dict
     names = [f"managed-{i:03d}" for i in range(managed)]
     seeded = seed_vault(endpoints, keys, dict.fromkeys(names, timedelta(days=300)))
     vault, kv, env = seeded.vault, seeded.admin, seeded.settings
-    bound = min(managed, math.ceil(keys / 25))
+    pages = math.ceil(keys / 25)
+    bound = min(managed, pages)
     ticks = []
-    for _ in range(3):
+    for _ in range(2 + 2 * math.ceil(managed / pages)):  # the first, and the catching up (sweep_cost)
         deps = build_dependencies(Bootstrap(load_settings(env)), inline=True)  # a new worker process
         kv.reset_counters()
         report = sweep(deps, Trigger(TriggerKind.TIMER))
@@ -169,17 +170,17 @@ def measure_sweep(endpoints: dict[str, Any], *, keys: int, managed: int) -> dict
                 "key_vault_calls": calls,
                 "within_bound": calls <= bound,
                 "by_operation": counters,
+                "deferred": len(report.deferred),
                 "actions": len(report.items),
             }
         )
-    later = max(tick["key_vault_calls"] for tick in ticks[1:])
+    worst = max(tick["key_vault_calls"] for tick in ticks)
     return {
         "keys_in_vault": keys,
         "managed_keys": managed,
         "bound": bound,
-        "first_tick_limit": 2 * managed - 1,
-        "key_vault_calls": later,
-        "within_bound": later <= bound,
+        "key_vault_calls": worst,
+        "within_bound": worst <= bound,
         "ticks": ticks,
     }
 

@@ -4,8 +4,10 @@ managed key's last version listing. Pure.
 A record holds counts, key ids and timestamps only (no key material). Whatever is read back is input:
 :func:`decode_size` and :func:`decode_seen` accept exactly what :func:`encode_size` and
 :func:`encode_seen` write and raise :class:`UnusableRecord` for anything else, including a version
-listing older than ``VERSIONS_MAX_AGE`` or dated in the future (the sweep then reads that key again:
-a lost record costs calls, never a decision).
+listing older than ``VERSIONS_MAX_AGE`` or dated in the future, or a record of an earlier format. The
+sweep then knows nothing of that key's other versions: it judges the key on its current version and
+reads its versions on a catching-up tick (``rotation.domain.sweep_cost``). A lost record delays that
+check by a tick or two, within the bound; it never makes the sweep act on what it did not read.
 """
 
 from __future__ import annotations
@@ -27,36 +29,57 @@ class UnusableRecord(ValueError):
 
 
 def encode_size(size: VaultSize) -> str:
-    return _dump({"keys": size.keys, "pages": size.pages, "complete": size.complete})
+    return _dump({"keys": size.keys, "pages": size.pages, "complete": size.complete, "catch_up": size.catch_up})
 
 
 def encode_seen(seen: VersionsSeen) -> str:
     return _dump(
         {
             "current_created": seen.current_created.isoformat(),
-            "others_expire": seen.others_expire.isoformat() if seen.others_expire is not None else None,
+            "current_updated": _iso(seen.current_updated),
+            "current_expires": _iso(seen.current_expires),
+            "others_expire": _iso(seen.others_expire),
             "seen_at": seen.seen_at.isoformat(),
+            "vouched": seen.vouched,
         }
     )
 
 
 def decode_size(text: str) -> VaultSize:
-    fields = _load(text, {"keys", "pages", "complete"})
-    keys, pages, complete = fields["keys"], fields["pages"], fields["complete"]
-    if not (_count(keys) and _count(pages) and isinstance(complete, bool)):
-        raise UnusableRecord("a vault size needs counts keys, pages and a boolean complete")
-    return VaultSize(keys, pages, complete)
+    fields = _load(text, {"keys", "pages", "complete", "catch_up"})
+    keys, pages, complete, catch_up = fields["keys"], fields["pages"], fields["complete"], fields["catch_up"]
+    if not (_count(keys) and _count(pages) and isinstance(complete, bool) and isinstance(catch_up, bool)):
+        raise UnusableRecord("a vault size needs counts keys, pages and booleans complete, catch_up")
+    return VaultSize(keys, pages, complete, catch_up)
 
 
 def decode_seen(text: str, now: datetime) -> VersionsSeen:
-    fields = _load(text, {"current_created", "others_expire", "seen_at"})
+    fields = _load(
+        text, {"current_created", "current_updated", "current_expires", "others_expire", "seen_at", "vouched"}
+    )
     seen_at = _time(fields["seen_at"])
     if seen_at > now + FUTURE_SKEW:
         raise UnusableRecord("a version listing dated in the future")
     if now - seen_at >= VERSIONS_MAX_AGE:
         raise UnusableRecord("a version listing older than the sweep trusts")
-    others = fields["others_expire"]
-    return VersionsSeen(_time(fields["current_created"]), None if others is None else _time(others), seen_at)
+    if not isinstance(fields["vouched"], bool):
+        raise UnusableRecord("vouched must be a boolean")
+    return VersionsSeen(
+        _time(fields["current_created"]),
+        _optional_time(fields["current_updated"]),
+        _optional_time(fields["current_expires"]),
+        _optional_time(fields["others_expire"]),
+        seen_at,
+        fields["vouched"],
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
 
 
 def _dump(fields: dict[str, Any]) -> str:

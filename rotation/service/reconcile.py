@@ -2,9 +2,9 @@
 
 ``sweep`` resumes interrupted or waiting rotations, performs due retirements and starts rotations
 of keys near expiry whose event was missed, each key its own error boundary. Its Key Vault cost, for a
-vault of N keys with M managed, is min(M, ⌈N/25⌉) calls plus what its actions need, once a tick (of
-any worker process: the memory is in the app's storage) has swept the vault before
-(``rotation.service.key_survey``; the choice is ``rotation.domain.sweep_cost``).
+vault of N keys with M managed, is at most min(M, ⌈N/25⌉) calls a tick plus what its actions need, the
+first tick of a deployment too (``rotation.service.key_survey``; the choice is
+``rotation.domain.sweep_cost``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,15 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
             item = _guarded(managed.uri, None, work)
             if item is not None:
                 items.append(item)
-    report = SweepReport(started, deps.clock.now(), tuple(items), survey.list_calls, survey.key_reads)
+    report = SweepReport(
+        started,
+        deps.clock.now(),
+        tuple(items),
+        survey.list_calls,
+        survey.key_reads,
+        survey.decision_reads,
+        tuple(key.uri for key in survey.deferred),
+    )
     _log.info(
         "sweep_summary",
         resumed=report.count("resumed"),

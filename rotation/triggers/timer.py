@@ -68,6 +68,8 @@ def run_sweep(*, past_due: bool = False) -> dict[str, Any]:
             items=len(summary.get("items", [])),
             list_calls=summary.get("list_calls"),
             key_reads=summary.get("key_reads"),
+            decision_reads=summary.get("decision_reads"),
+            deferred=len(summary.get("deferred", ())),
             **counts,
         )
         for item in summary.get("items", []):

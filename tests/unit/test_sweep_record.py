@@ -11,15 +11,35 @@ from rotation.domain.sweep_cost import VaultSize, VersionsSeen
 from rotation.domain.sweep_record import UnusableRecord, decode_seen, decode_size, encode_seen, encode_size
 
 NOW = datetime(2026, 12, 6, 1, tzinfo=UTC)
+ISO = NOW.isoformat()
 
 
 def test_records_round_trip() -> None:
-    size = VaultSize(keys=5000, pages=200, complete=True)
-    seen = VersionsSeen(NOW - timedelta(days=40), NOW + timedelta(days=90), NOW - timedelta(hours=1))
+    sizes = [VaultSize(keys=5000, pages=200, complete=True), VaultSize(100, 4, complete=True, catch_up=True)]
+    seen = VersionsSeen(
+        NOW - timedelta(days=40),
+        NOW - timedelta(days=39),
+        NOW + timedelta(days=300),
+        NOW + timedelta(days=90),
+        NOW - timedelta(hours=1),
+    )
+    bare = VersionsSeen(NOW, None, None, None, NOW, vouched=False)
 
-    assert decode_size(encode_size(size)) == size
+    assert [decode_size(encode_size(size)) for size in sizes] == sizes
     assert decode_seen(encode_seen(seen), NOW) == seen
-    assert decode_seen(encode_seen(VersionsSeen(NOW, None, NOW)), NOW) == VersionsSeen(NOW, None, NOW)
+    assert decode_seen(encode_seen(bare), NOW) == bare
+
+
+def _seen(**fields: object) -> str:
+    record: dict[str, object] = {
+        "current_created": ISO,
+        "current_updated": None,
+        "current_expires": None,
+        "others_expire": None,
+        "seen_at": ISO,
+        "vouched": True,
+    }
+    return json.dumps({**record, **fields})
 
 
 @pytest.mark.parametrize(
@@ -27,12 +47,13 @@ def test_records_round_trip() -> None:
     [
         "{not json",
         "[]",
-        json.dumps({"keys": 1, "pages": 1}),
-        json.dumps({"keys": 1, "pages": 1, "complete": True, "extra": 1}),
-        json.dumps({"keys": "1", "pages": 1, "complete": True}),
-        json.dumps({"keys": True, "pages": 1, "complete": True}),
-        json.dumps({"keys": -1, "pages": 1, "complete": True}),
-        json.dumps({"keys": 1, "pages": 1, "complete": "yes"}),
+        json.dumps({"keys": 1, "pages": 1, "complete": True}),  # the earlier format
+        json.dumps({"keys": 1, "pages": 1, "complete": True, "catch_up": False, "extra": 1}),
+        json.dumps({"keys": "1", "pages": 1, "complete": True, "catch_up": False}),
+        json.dumps({"keys": True, "pages": 1, "complete": True, "catch_up": False}),
+        json.dumps({"keys": -1, "pages": 1, "complete": True, "catch_up": False}),
+        json.dumps({"keys": 1, "pages": 1, "complete": "yes", "catch_up": False}),
+        json.dumps({"keys": 1, "pages": 1, "complete": True, "catch_up": 1}),
     ],
 )
 def test_a_malformed_size_is_refused(text: str) -> None:
@@ -41,18 +62,25 @@ def test_a_malformed_size_is_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("current", "others", "seen_at"),
+    "text",
     [
-        (1, None, NOW.isoformat()),
-        (NOW.isoformat(), 5, NOW.isoformat()),
-        (NOW.isoformat(), None, "yesterday"),
-        (NOW.replace(tzinfo=None).isoformat(), None, NOW.isoformat()),  # no time zone
-        (NOW.isoformat(), None, (NOW - timedelta(hours=24)).isoformat()),  # older than the sweep trusts
-        (NOW.isoformat(), None, (NOW + timedelta(hours=1)).isoformat()),  # in the future
+        json.dumps({"current_created": ISO, "others_expire": None, "seen_at": ISO}),  # the earlier format
+        _seen(current_created=1),
+        _seen(others_expire=5),
+        _seen(current_updated="yesterday"),
+        _seen(current_expires=[]),
+        _seen(seen_at="yesterday"),
+        _seen(current_created=NOW.replace(tzinfo=None).isoformat()),  # no time zone
+        _seen(seen_at=(NOW - timedelta(hours=24)).isoformat()),  # older than the sweep trusts
+        _seen(seen_at=(NOW + timedelta(hours=1)).isoformat()),  # in the future
+        _seen(vouched="yes"),
+        _seen(extra=1),
     ],
 )
-def test_a_malformed_or_untrusted_version_listing_is_refused(current: object, others: object, seen_at: str) -> None:
-    text = json.dumps({"current_created": current, "others_expire": others, "seen_at": seen_at})
-
+def test_a_malformed_or_untrusted_version_listing_is_refused(text: str) -> None:
     with pytest.raises(UnusableRecord):
         decode_seen(text, NOW)
+
+
+def test_the_accepted_record_is_valid() -> None:  # the cases above each break exactly one field of this one
+    assert decode_seen(_seen(), NOW) == VersionsSeen(NOW, None, None, None, NOW)

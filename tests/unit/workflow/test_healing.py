@@ -86,8 +86,11 @@ class TestExpiryByVersionsInUse:
         estate.keys.add_key(THIRD_KEY, expires=far)
         estate.storage.add("acctcmk", KEY, old)
         fresh = estate.keys.create_version(KEY, estate.keys.latest(KEY), {}, far).version
-        for _ in range(2):  # the first reads per key, the second lists the vault and learns its size
-            assert sweep(estate.deps(), TIMER).items == ()
+        # A vault of one page allows one call a tick: the first lists it, then every other tick reads one
+        # key's versions until the sweep knows all three (1 + 2 x 3 ticks), each within the bound.
+        ticks = [sweep(estate.deps(), TIMER) for _ in range(7)]
+        assert [(t.list_calls, t.key_reads) for t in ticks] == [(1, 0), (0, 1)] * 3 + [(1, 0)]
+        assert all(t.items == () for t in ticks)
         estate.keys.calls.clear()
         quiet = sweep(estate.deps(), TIMER)
         quiet_calls = dict(estate.keys.calls)
@@ -98,7 +101,8 @@ class TestExpiryByVersionsInUse:
 
         assert quiet.items == ()
         assert quiet_calls == {"list_key_pages": 1}  # three managed keys judged from one page
-        assert (report.list_calls, report.key_reads) == (1, 1)  # and only the key that needs it read
+        # and only the key that needs it read, for its decision
+        assert (report.list_calls, report.key_reads, report.decision_reads) == (1, 0, 1)
         assert report.count("started") == 1, report.items
         assert consumers_of(estate, KEY) == {"acctcmk": fresh}
 
