@@ -3,7 +3,8 @@ written back at its end (only the records that changed). Storage calls, not Key 
 
 What is read back is input: a record that does not decode, is older than the sweep trusts, or names a
 key the settings do not manage in that vault is ignored with a warning (``sweep_memory_ignored``), and
-the sweep reads that key from Key Vault again: a lost or corrupted record costs calls, never a decision.
+the sweep treats that key as never seen (judged on its current version, its versions read again on a
+catching-up tick): a lost or corrupted record costs calls, within the bound, never a decision.
 Only vaults of the settings' managed keys are read. A storage failure is logged and the tick goes on
 with what the process itself remembers.
 """
@@ -25,8 +26,9 @@ Stored = dict[str, dict[str, str]]
 
 
 def recall(deps: Dependencies, vaults: dict[str, list[KeyRef]]) -> Stored:
-    """Read each vault's stored records into ``deps.sweep_memory`` (a key's newer version listing wins; a
-    size the process already knows is kept); return them as read, for :func:`keep`."""
+    """Read each vault's stored records into ``deps.sweep_memory`` (a key's record wins unless the process's
+    own is newer: another process may have carried it forward since; a size the process already knows is
+    kept); return them as read, for :func:`keep`."""
     stored: Stored = {}
     store = deps.sweep_store
     if store is None:
@@ -51,7 +53,7 @@ def _adopt(deps: Dependencies, vault: str, managed: set[str], records: dict[str,
             elif name in managed:
                 seen = decode_seen(text, now)
                 known = memory.keys.get(name)
-                if known is None or seen.seen_at > known.seen_at:
+                if known is None or seen.seen_at >= known.seen_at:
                     memory.keys[name] = seen
             else:
                 raise UnusableRecord("not a managed key of this vault")

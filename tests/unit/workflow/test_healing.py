@@ -106,6 +106,31 @@ class TestExpiryByVersionsInUse:
         assert report.count("started") == 1, report.items
         assert consumers_of(estate, KEY) == {"acctcmk": fresh}
 
+    def test_a_missed_new_version_whose_predecessor_nears_expiry_is_healed_from_the_listing(self) -> None:
+        """A listing that shows a newer current version makes the one before it "another version" with the
+        expiry last seen for it: no version listing is needed to see that consumers on it must move."""
+        estate = Estate()
+        managed = (KEY, OTHER_KEY, THIRD_KEY)
+        estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
+        window = timedelta(days=estate.settings.near_expiry_days)
+        far = estate.clock.current + timedelta(days=300)
+        old = estate.keys.add_key(KEY, expires=estate.clock.current + window + timedelta(hours=12)).version
+        estate.keys.add_key(OTHER_KEY, expires=far)
+        estate.keys.add_key(THIRD_KEY, expires=far)
+        estate.storage.add("acctcmk", KEY, old)
+        for _ in range(7):  # listed, then caught up (see the test above)
+            assert sweep(estate.deps(), TIMER).items == ()
+        assert estate.sweep_memory.keys[KEY.uri.lower()].complete(estate.clock.current)
+        fresh = estate.keys.create_version(KEY, estate.keys.latest(KEY), {}, far)  # its event is missed
+        estate.clock.advance(timedelta(hours=13))  # the version before it enters the window
+
+        report = sweep(estate.deps(), TIMER)  # a listing tick
+
+        assert (report.list_calls, report.key_reads, report.decision_reads) == (1, 0, 1)
+        assert report.count("started") == 1, report.items
+        assert consumers_of(estate, KEY) == {"acctcmk": fresh.version}  # adopted: nothing new created
+        assert len(estate.keys.all_versions(KEY)) == 2
+
     def test_after_a_refused_rollback_the_key_is_healed_once_the_hold_off_ends(self) -> None:
         estate, old = expiring_estate(KEY)
         estate.storage.refuse_nth_key_write(1, unless=old[KEY])
