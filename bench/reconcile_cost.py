@@ -103,7 +103,6 @@ def measure_sweep(endpoints: dict[str, Any], keys: int) -> dict[str, Any]:
             ticks.append(
                 {
                     "survey_calls": survey,  # the listing's pages and the managed keys' version listings
-                    "decision_reads": summary["decision_reads"],  # a version near expiry: the decision's
                     "deferred": len(summary["deferred"]),
                     "started": sum(1 for item in summary["items"] if item["action"] == "started"),
                     "action_calls": sum(counters.values()) - sum(survey.values()),  # the rotation it starts

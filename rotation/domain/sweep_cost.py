@@ -10,32 +10,35 @@ enabled version is near expiry (may a consumer sit on it?). Two ways to learn th
   version ("Individual versions of a key are not listed", learn.microsoft.com, Get Keys). Enough to
   judge the current version; not enough to see an older version nearing expiry.
 
-Every tick keeps to the bound, the first of a deployment too (:func:`plan_tick`):
+Every tick keeps to the bound, the first of a deployment too (:func:`plan_tick`). A listing's cost is
+counted in the pages it actually took: Key Vault fills pages to ``maxresults`` in practice, but its SDK
+maintainers say page sizes may vary (Azure/azure-sdk-for-cpp#2620), and then a listing costs more than
+⌈N/25⌉; the sweep then costs min(M, the pages a listing takes).
 
-- **A listing never costs more than the bound** when it stops at M pages: page k exists only if the vault
-  has at least k pages. So a vault whose size is unknown (a deployment's first tick, or its memory lost)
-  is listed, at most M pages, and judged from what that showed; a managed key the cut listing did not
-  reach is *deferred* to the next tick, which knows the size.
-- **Reading each key** (M calls) is chosen once the vault is known to take at least M pages.
+- **A listing cut at M pages never costs more than the bound**: page k exists only if the vault's
+  listing has at least k pages. So a vault whose size is unknown (a deployment's first tick, or its
+  memory lost), or was last listed more than ``SIZE_MAX_AGE`` ago, is listed, at most M pages, and judged
+  from what that showed; a managed key the cut listing did not reach is *deferred* to the next tick.
+- **Reading each key** (M calls) is chosen while the vault is known to take at least M pages.
 - **Otherwise the vault is listed**, and what a listing cannot show (another enabled version nearing
   expiry) comes from :class:`VersionsSeen`, kept by the process and in the app's storage: what the key's
   last version listing showed, carried forward by later listings (when a listing shows a new current
-  version, the one before it becomes "another version" with the expiry the sweep last saw for it). A key
-  without such a record, or whose record is older than ``VERSIONS_MAX_AGE`` or only carried forward
-  (versions made in between are unknown), needs a version listing: those are made on the tick after a
-  listing, instead of listing, at most as many as the vault has pages (*catching up*). While a vault
-  catches up, its missed events are noticed within two ticks instead of one.
+  version, the one before it becomes "another version" with the expiry the sweep last saw for it).
+  A key needs a version listing (:func:`needs_versions`) when it has no such record, when its record is
+  older than ``VERSIONS_MAX_AGE`` or only carried forward (versions made in between are unknown), or
+  when another version entered the near-expiry window since it was read (consumers on it must be
+  looked for). Those keys join the vault's queue (``VaultSize.pending``, first in first out, so a key
+  that cannot be read never holds back the others) and are read on the tick after a listing, instead of
+  listing, at most as many as the listing took pages (*catching up*). While a vault catches up, its
+  missed events are noticed within two ticks instead of one.
 
 No decision is taken on less than it needs: a key whose other versions are not known is judged on its
-current version only, and looked at again, completely, within ⌈M / pages⌉ catching-up ticks. Where what
-the sweep knows says a version nears expiry, the decision reads the key's versions: that read belongs to
-the action (the issue's "plus the actions it takes"), and is counted apart.
+current version only, and looked at again, completely, when its turn in the queue comes.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -45,24 +48,28 @@ from rotation.domain.model import KeyRef, KeyVersion
 KEYS_PER_PAGE = 25
 #: How long what a version listing showed about a key's other versions is trusted without listing again.
 VERSIONS_MAX_AGE = timedelta(hours=24)
+#: How long a vault's size is trusted: a vault read key by key is listed again (cut at M pages) after it.
+SIZE_MAX_AGE = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
 class VaultSize:
-    """What the last listing of a vault saw: ``keys`` in ``pages`` pages, ``complete`` or cut short.
-    ``catch_up``: the next tick makes version listings instead of listing the vault."""
+    """What the last listing of a vault saw: ``keys`` in ``pages`` pages, ``complete`` or cut short, at
+    ``listed_at``; ``pending``: the managed keys (ids) waiting for a version listing, in order, and
+    ``catch_up``: whether the next tick reads them instead of listing the vault."""
 
     keys: int
     pages: int
     complete: bool
+    listed_at: datetime
+    pending: tuple[str, ...] = ()
     catch_up: bool = False
 
     @property
     def expected_pages(self) -> int:
-        """The pages a full listing takes: known, or at least one more than were read (a lower bound)."""
-        if self.complete:
-            return max(1, math.ceil(self.keys / KEYS_PER_PAGE))
-        return self.pages + 1
+        """The pages a full listing takes: as many as the last one took, or at least one more than a cut
+        one read (a lower bound)."""
+        return max(1, self.pages) if self.complete else self.pages + 1
 
 
 @dataclass(frozen=True)
@@ -106,29 +113,37 @@ class TickPlan:
     read: tuple[str, ...] = ()
 
 
-def plan_tick(
-    managed: Sequence[str], size: VaultSize | None, seen: Mapping[str, VersionsSeen], now: datetime
-) -> TickPlan:
+def plan_tick(managed: Sequence[str], size: VaultSize | None, now: datetime) -> TickPlan:
     """The reads of one tick over a vault whose managed keys are ``managed`` (key ids): never more than
-    min(M, ⌈N/25⌉) calls, whatever the vault's size (module docstring)."""
+    min(M, the pages a listing of the vault takes) calls (module docstring)."""
     m = len(managed)
     if m == 1:
         return TickPlan(0, tuple(managed))  # one call: within any bound
-    if size is None:
+    if size is None or not timedelta(0) <= now - size.listed_at < SIZE_MAX_AGE:
         return TickPlan(m)  # learn the size: a listing cut at M pages is within the bound
     if size.expected_pages >= m:
         return TickPlan(0, tuple(managed))
     if size.catch_up:
-        due = catching_up(managed, seen, now)
+        wanted = set(managed)
+        due = tuple(key for key in size.pending if key in wanted)
         if due:
             return TickPlan(0, due[: size.expected_pages])
     return TickPlan(m)
 
 
-def catching_up(managed: Iterable[str], seen: Mapping[str, VersionsSeen], now: datetime) -> tuple[str, ...]:
-    """The keys whose other versions the sweep does not know completely: never seen first, then oldest."""
-    due = [key for key in managed if key not in seen or not seen[key].complete(now)]
-    return tuple(sorted(due, key=lambda key: (key in seen, seen[key].seen_at if key in seen else now)))
+def needs_versions(seen: VersionsSeen | None, now: datetime, near: timedelta) -> bool:
+    """Whether a key's versions must be read: what the sweep knows of its other versions is missing, stale
+    or carried forward, or one of them entered the near-expiry window since they were read."""
+    if seen is None or not seen.complete(now):
+        return True
+    return near_expiry(seen.others_expire, now, near) and not near_expiry(seen.others_expire, seen.seen_at, near)
+
+
+def queued(pending: Sequence[str], due: Iterable[str]) -> tuple[str, ...]:
+    """The queue after a listing: the keys still due in the order they were queued, then the newly due."""
+    due = list(due)
+    kept = [key for key in pending if key in due]
+    return (*kept, *(key for key in due if key not in kept))
 
 
 def carried_forward(seen: VersionsSeen | None, listed: KeyVersion) -> VersionsSeen | None:

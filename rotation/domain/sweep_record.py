@@ -16,7 +16,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotation.domain.sweep_cost import VERSIONS_MAX_AGE, VaultSize, VersionsSeen
+from rotation.domain.sweep_cost import KEYS_PER_PAGE, VERSIONS_MAX_AGE, VaultSize, VersionsSeen
 
 #: The record name of a vault's size; every other record of a vault is named by a key URI (lower-case).
 SIZE_RECORD = "~size"
@@ -28,8 +28,23 @@ class UnusableRecord(ValueError):
     """A stored record that is not what this module writes, or too old to trust: it is ignored."""
 
 
+#: The most keys a vault's queue of version listings may hold as stored.
+MAX_PENDING = 1000
+
+
 def encode_size(size: VaultSize) -> str:
-    return _dump({"keys": size.keys, "pages": size.pages, "complete": size.complete, "catch_up": size.catch_up})
+    return _dump(
+        {
+            "keys": size.keys,
+            "pages": size.pages,
+            "complete": size.complete,
+            # To the hour: a listing that saw what the last one saw rewrites nothing (a vault's size is trusted
+            # for a day, so an hour of slack only makes the next listing come that much earlier).
+            "listed_at": size.listed_at.replace(minute=0, second=0, microsecond=0).isoformat(),
+            "pending": list(size.pending),
+            "catch_up": size.catch_up,
+        }
+    )
 
 
 def encode_seen(seen: VersionsSeen) -> str:
@@ -45,12 +60,21 @@ def encode_seen(seen: VersionsSeen) -> str:
     )
 
 
-def decode_size(text: str) -> VaultSize:
-    fields = _load(text, {"keys", "pages", "complete", "catch_up"})
+def decode_size(text: str, now: datetime) -> VaultSize:
+    """A vault's size as stored. Its ``pending`` keys are ids only: the caller keeps those it manages."""
+    fields = _load(text, {"keys", "pages", "complete", "listed_at", "pending", "catch_up"})
     keys, pages, complete, catch_up = fields["keys"], fields["pages"], fields["complete"], fields["catch_up"]
     if not (_count(keys) and _count(pages) and isinstance(complete, bool) and isinstance(catch_up, bool)):
         raise UnusableRecord("a vault size needs counts keys, pages and booleans complete, catch_up")
-    return VaultSize(keys, pages, complete, catch_up)
+    if pages < 1 or keys > pages * KEYS_PER_PAGE:
+        raise UnusableRecord(f"a listing of {pages} pages cannot have shown {keys} keys")
+    listed_at = _time(fields["listed_at"])
+    if listed_at > now + FUTURE_SKEW:
+        raise UnusableRecord("a vault listing dated in the future")
+    pending = fields["pending"]
+    if not (isinstance(pending, list) and len(pending) <= MAX_PENDING and all(isinstance(k, str) for k in pending)):
+        raise UnusableRecord(f"pending must be a list of at most {MAX_PENDING} key ids")
+    return VaultSize(keys, pages, complete, listed_at, tuple(pending), catch_up)
 
 
 def decode_seen(text: str, now: datetime) -> VersionsSeen:

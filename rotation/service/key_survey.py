@@ -7,8 +7,9 @@ the keys a vault that is *catching up* does not know completely). What earlier t
 ``deps.sweep_memory`` and, between worker processes, in ``deps.sweep_store``
 (``rotation.service.sweep_recall``): read before the tick, written after it. A key the tick could not
 judge within the bound (a cut listing did not reach it; a catching-up tick did not read it) is
-*deferred* to a later tick and logged (``sweep_keys_deferred``). Where a version nears expiry, the
-decision's version listing is counted apart (``decision_reads``): it belongs to the action.
+*deferred* to a later tick and logged (``sweep_keys_deferred``). A listing that fails part-way makes the
+keys it did not reach ``failed`` items this tick: never a read per key on top (that would break the bound
+when Key Vault is struggling already).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from rotation.domain.model import KeyRef, KeyVersion
 from rotation.domain.sweep_cost import (
     VaultSize,
     carried_forward,
-    catching_up,
     key_id,
     near_expiry,
+    needs_versions,
     newest,
     plan_tick,
+    queued,
     versions_seen,
 )
 from rotation.errors import RotationError
@@ -36,8 +38,8 @@ from rotation.service.views import SweepItem
 
 _log = get_logger("rotation.reconciler")
 
-#: A managed key judged this tick: its current version, and its versions (all of them; only the current
-#: one when the sweep knows no other is near expiry; None when the decision reads them if it needs them).
+#: A managed key judged this tick: its current version, and its versions (all of them when read; only the
+#: current one when judged from a listing; None when due for rotation: the decision reads what it needs).
 Judged = tuple[KeyRef, KeyVersion, list[KeyVersion] | None]
 
 
@@ -47,22 +49,23 @@ class Survey:
 
     keys: list[Judged] = field(default_factory=list)
     deferred: list[KeyRef] = field(default_factory=list)
-    list_calls: int = 0  # pages of a vault's key listing
+    list_calls: int = 0  # pages of a vault's key listing (a page that failed too)
     key_reads: int = 0  # version listings of one managed key (one call for up to 25 versions)
-    decision_reads: int = 0  # version listings a decision needed (a version near expiry): its action's
 
 
 @dataclass
 class _Listing:
-    """The managed keys a listing of their vault showed (by lower-case name); ``complete``: every key was seen."""
+    """The managed keys a listing of their vault showed (by lower-case name); ``complete``: every key was
+    seen; ``failed``: why a page could not be read (the keys of the pages before it are still good)."""
 
     current: dict[str, KeyVersion] = field(default_factory=dict)
     complete: bool = False
+    failed: str | None = None
 
 
 def survey_keys(deps: Dependencies, keys: list[KeyRef], items: list[SweepItem]) -> Survey:
     """Each managed key the tick can judge within the bound, in the settings' order. A failure to read a
-    key becomes a ``failed`` item; a managed key missing from its vault is skipped (logged)."""
+    key or list its vault becomes a ``failed`` item; a managed key missing from its vault is skipped (logged)."""
     survey = Survey()
     vaults: dict[str, list[KeyRef]] = {}
     for key in keys:
@@ -82,33 +85,41 @@ def _survey_vault(
     deps: Dependencies, vault: str, managed: list[KeyRef], survey: Survey, items: list[SweepItem]
 ) -> None:
     memory, now = deps.sweep_memory, deps.clock.now()
+    ids = [key_id(key) for key in managed]
     size = memory.vaults.get(vault)
-    plan = plan_tick([key_id(key) for key in managed], size, memory.keys, now)
+    plan = plan_tick(ids, size, now)
     judged: set[str] = set()
     if plan.list_pages:
         listing = _list_vault(deps, managed, plan.list_pages, survey)
-        if listing is None:  # each key is then read on its own, and reports its own failure
-            plan = replace(plan, read=tuple(key_id(key) for key in managed))
+        judged |= _judge_listed(deps, managed, listing, survey)
+        if listing.failed is not None:
+            for key in managed:
+                if key_id(key) not in judged:
+                    judged.add(key_id(key))
+                    items.append(SweepItem(key.uri, None, "failed", f"list the vault: {listing.failed}"))
         else:
-            judged |= _judge_listed(deps, managed, listing, survey, items)
-            listed_size = memory.vaults[vault]
-            due = catching_up([key_id(key) for key in managed], memory.keys, now)
-            memory.vaults[vault] = replace(listed_size, catch_up=bool(due))
-    elif size is not None and size.catch_up:
-        memory.vaults[vault] = replace(size, catch_up=False)  # the next tick lists again
+            near = timedelta(days=deps.settings.near_expiry_days)
+            shown = {key_id(key) for key in managed if key.name.lower() in listing.current}
+            due = [i for i in ids if i in shown and needs_versions(memory.keys.get(i), now, near)]
+            pending = queued(size.pending if size is not None else (), due)
+            memory.vaults[vault] = replace(memory.vaults[vault], pending=pending, catch_up=bool(pending))
+    elif size is not None and size.catch_up:  # this tick catches up; the next lists again
+        rest = tuple(i for i in size.pending if i in ids and i not in plan.read)
+        memory.vaults[vault] = replace(size, pending=rest, catch_up=False)
     for key in managed:
         if key_id(key) in plan.read:
             survey.key_reads += 1
             judged.add(key_id(key))
-            _judge_read(deps, key, survey, items)
+            versions = _versions(deps, key, items)
+            if versions:
+                survey.keys.append((key, newest(versions), versions))
         elif key_id(key) not in judged:
             survey.deferred.append(key)
 
 
-def _judge_listed(
-    deps: Dependencies, managed: list[KeyRef], listing: _Listing, survey: Survey, items: list[SweepItem]
-) -> set[str]:
-    """Judge each managed key the listing showed; return the ids of those judged or missing from the vault."""
+def _judge_listed(deps: Dependencies, managed: list[KeyRef], listing: _Listing, survey: Survey) -> set[str]:
+    """Judge each managed key the listing showed on its current version, carrying forward what the sweep
+    knows of its other versions; return the ids of those judged or missing from the vault."""
     now, near = deps.clock.now(), timedelta(days=deps.settings.near_expiry_days)
     done: set[str] = set()
     for key in managed:
@@ -122,25 +133,15 @@ def _judge_listed(
         seen = carried_forward(deps.sweep_memory.keys.get(key_id(key)), listed)
         if seen is not None:
             deps.sweep_memory.keys[key_id(key)] = seen
-        if seen is not None and near_expiry(seen.others_expire, now, near):
-            survey.decision_reads += 1  # a consumer may sit on that version: the decision needs them all
-            _judge_read(deps, key, survey, items)
-        elif near_expiry(listed.expires, now, near):
-            survey.keys.append((key, listed, None))  # a rotation is due; its decision reads what it needs
-        else:
-            survey.keys.append((key, listed, [listed]))
+        # Due for rotation: its decision reads what it needs. Otherwise the current version is all a listing
+        # can judge; a key whose other versions need looking at is queued for a version listing.
+        survey.keys.append((key, listed, None if near_expiry(listed.expires, now, near) else [listed]))
     return done
 
 
-def _judge_read(deps: Dependencies, key: KeyRef, survey: Survey, items: list[SweepItem]) -> None:
-    versions = _versions(deps, key, items)
-    if versions:
-        survey.keys.append((key, newest(versions), versions))
-
-
-def _list_vault(deps: Dependencies, managed: list[KeyRef], most: int, survey: Survey) -> _Listing | None:
-    """List the vault's keys, at most ``most`` pages, stopping once every managed key was seen; remember
-    its size. None when the listing failed (logged)."""
+def _list_vault(deps: Dependencies, managed: list[KeyRef], most: int, survey: Survey) -> _Listing:
+    """List the vault's keys, at most ``most`` pages, stopping once every managed key was seen; remember its
+    size unless a page failed (logged)."""
     vault_url = managed[0].vault_url
     wanted = {key.name.lower() for key in managed}
     listing = _Listing()
@@ -155,9 +156,11 @@ def _list_vault(deps: Dependencies, managed: list[KeyRef], most: int, survey: Su
             if listing.complete or pages >= most or len(listing.current) == len(wanted):
                 break
     except RotationError as exc:
+        survey.list_calls += 1  # the page that failed was asked for
         _log.warning("vault_listing_failed", vault=vault_url, error_code=exc.code, error=safe_message(exc))
-        return None
-    deps.sweep_memory.vaults[vault_url.lower()] = VaultSize(seen, pages, listing.complete)
+        listing.complete, listing.failed = False, safe_message(exc)
+        return listing
+    deps.sweep_memory.vaults[vault_url.lower()] = VaultSize(seen, pages, listing.complete, deps.clock.now())
     return listing
 
 

@@ -77,7 +77,6 @@ def sweep(deps: Dependencies, trigger: Trigger) -> SweepReport:
         tuple(items),
         survey.list_calls,
         survey.key_reads,
-        survey.decision_reads,
         tuple(key.uri for key in survey.deferred),
     )
     _log.info(

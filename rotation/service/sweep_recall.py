@@ -11,6 +11,8 @@ with what the process itself remembers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rotation.domain.model import KeyRef
 from rotation.domain.sweep_cost import key_id
 from rotation.domain.sweep_record import SIZE_RECORD, UnusableRecord, decode_seen, decode_size, encode_seen, encode_size
@@ -26,9 +28,9 @@ Stored = dict[str, dict[str, str]]
 
 
 def recall(deps: Dependencies, vaults: dict[str, list[KeyRef]]) -> Stored:
-    """Read each vault's stored records into ``deps.sweep_memory`` (a key's record wins unless the process's
-    own is newer: another process may have carried it forward since; a size the process already knows is
-    kept); return them as read, for :func:`keep`."""
+    """Read each vault's stored records into ``deps.sweep_memory`` (a stored record wins unless the
+    process's own is newer: another process may have listed or carried it forward since; a size's queue
+    keeps only keys managed in that vault); return them as read, for :func:`keep`."""
     stored: Stored = {}
     store = deps.sweep_store
     if store is None:
@@ -49,7 +51,11 @@ def _adopt(deps: Dependencies, vault: str, managed: set[str], records: dict[str,
     for name, text in records.items():
         try:
             if name == SIZE_RECORD:
-                memory.vaults.setdefault(vault, decode_size(text))
+                size = decode_size(text, now)
+                size = replace(size, pending=tuple(key for key in size.pending if key in managed))
+                known_size = memory.vaults.get(vault)
+                if known_size is None or size.listed_at >= known_size.listed_at:
+                    memory.vaults[vault] = size
             elif name in managed:
                 seen = decode_seen(text, now)
                 known = memory.keys.get(name)

@@ -179,7 +179,6 @@ class SweepReport(_ToDict):
     items: tuple[SweepItem, ...]
     list_calls: int = 0  # pages of a vault's key listing (up to 25 keys each)
     key_reads: int = 0  # version listings of one managed key (one call for up to 25 versions)
-    decision_reads: int = 0  # version listings a decision needed (a version near expiry): part of its action
     deferred: tuple[str, ...] = ()  # managed keys this tick could not judge within its bound (judged later)
 
     def count(self, action: str) -> int:

@@ -68,7 +68,6 @@ def run_sweep(*, past_due: bool = False) -> dict[str, Any]:
             items=len(summary.get("items", [])),
             list_calls=summary.get("list_calls"),
             key_reads=summary.get("key_reads"),
-            decision_reads=summary.get("decision_reads"),
             deferred=len(summary.get("deferred", ())),
             **counts,
         )

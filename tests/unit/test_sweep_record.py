@@ -15,7 +15,10 @@ ISO = NOW.isoformat()
 
 
 def test_records_round_trip() -> None:
-    sizes = [VaultSize(keys=5000, pages=200, complete=True), VaultSize(100, 4, complete=True, catch_up=True)]
+    sizes = [
+        VaultSize(keys=5000, pages=200, complete=True, listed_at=NOW),
+        VaultSize(100, 4, True, NOW - timedelta(days=3), ("https://kv/keys/a", "https://kv/keys/b"), catch_up=True),
+    ]
     seen = VersionsSeen(
         NOW - timedelta(days=40),
         NOW - timedelta(days=39),
@@ -25,7 +28,7 @@ def test_records_round_trip() -> None:
     )
     bare = VersionsSeen(NOW, None, None, None, NOW, vouched=False)
 
-    assert [decode_size(encode_size(size)) for size in sizes] == sizes
+    assert [decode_size(encode_size(size), NOW) for size in sizes] == sizes
     assert decode_seen(encode_seen(seen), NOW) == seen
     assert decode_seen(encode_seen(bare), NOW) == bare
 
@@ -42,23 +45,43 @@ def _seen(**fields: object) -> str:
     return json.dumps({**record, **fields})
 
 
+def _size(**fields: object) -> str:
+    record: dict[str, object] = {
+        "keys": 1,
+        "pages": 1,
+        "complete": True,
+        "listed_at": ISO,
+        "pending": [],
+        "catch_up": False,
+    }
+    return json.dumps({**record, **fields})
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "{not json",
         "[]",
-        json.dumps({"keys": 1, "pages": 1, "complete": True}),  # the earlier format
-        json.dumps({"keys": 1, "pages": 1, "complete": True, "catch_up": False, "extra": 1}),
-        json.dumps({"keys": "1", "pages": 1, "complete": True, "catch_up": False}),
-        json.dumps({"keys": True, "pages": 1, "complete": True, "catch_up": False}),
-        json.dumps({"keys": -1, "pages": 1, "complete": True, "catch_up": False}),
-        json.dumps({"keys": 1, "pages": 1, "complete": "yes", "catch_up": False}),
-        json.dumps({"keys": 1, "pages": 1, "complete": True, "catch_up": 1}),
+        json.dumps({"keys": 1, "pages": 1, "complete": True}),  # the earlier formats
+        json.dumps({"keys": 1, "pages": 1, "complete": True, "catch_up": False}),
+        _size(extra=1),
+        _size(keys="1"),
+        _size(keys=True),
+        _size(keys=-1),
+        _size(complete="yes"),
+        _size(catch_up=1),
+        _size(pages=0),  # a listing takes at least one call
+        _size(keys=26),  # more keys than one page holds
+        _size(listed_at="yesterday"),
+        _size(listed_at=(NOW + timedelta(hours=1)).isoformat()),  # in the future
+        _size(pending="https://kv/keys/a"),
+        _size(pending=[1]),
+        _size(pending=["k"] * 1001),
     ],
 )
 def test_a_malformed_size_is_refused(text: str) -> None:
     with pytest.raises(UnusableRecord):
-        decode_size(text)
+        decode_size(text, NOW)
 
 
 @pytest.mark.parametrize(
@@ -82,5 +105,6 @@ def test_a_malformed_or_untrusted_version_listing_is_refused(text: str) -> None:
         decode_seen(text, NOW)
 
 
-def test_the_accepted_record_is_valid() -> None:  # the cases above each break exactly one field of this one
+def test_the_accepted_records_are_valid() -> None:  # the cases above each break exactly one field of these
     assert decode_seen(_seen(), NOW) == VersionsSeen(NOW, None, None, None, NOW)
+    assert decode_size(_size(), NOW) == VaultSize(1, 1, True, NOW)

@@ -97,18 +97,19 @@ class TestExpiryByVersionsInUse:
 
         estate.clock.advance(timedelta(hours=13))  # the old version enters the window (what was seen still holds)
         estate.keys.calls.clear()
+        listed = sweep(estate.deps(), TIMER)
         report = sweep(estate.deps(), TIMER)
 
         assert quiet.items == ()
         assert quiet_calls == {"list_key_pages": 1}  # three managed keys judged from one page
-        # and only the key that needs it read, for its decision
-        assert (report.list_calls, report.key_reads, report.decision_reads) == (1, 0, 1)
+        assert (listed.list_calls, listed.key_reads, listed.items) == (1, 0, ())  # it queues that key
+        assert (report.list_calls, report.key_reads) == (0, 1)  # and the next tick reads only that key
         assert report.count("started") == 1, report.items
         assert consumers_of(estate, KEY) == {"acctcmk": fresh}
 
-    def test_a_missed_new_version_whose_predecessor_nears_expiry_is_healed_from_the_listing(self) -> None:
+    def test_a_missed_new_version_whose_predecessor_nears_expiry_is_healed_on_the_next_tick(self) -> None:
         """A listing that shows a newer current version makes the one before it "another version" with the
-        expiry last seen for it: no version listing is needed to see that consumers on it must move."""
+        expiry last seen for it, and queues the key: the next tick reads its versions and moves its consumers."""
         estate = Estate()
         managed = (KEY, OTHER_KEY, THIRD_KEY)
         estate.settings = replace(estate.settings, managed_keys=tuple(k.uri for k in managed))
@@ -124,9 +125,13 @@ class TestExpiryByVersionsInUse:
         fresh = estate.keys.create_version(KEY, estate.keys.latest(KEY), {}, far)  # its event is missed
         estate.clock.advance(timedelta(hours=13))  # the version before it enters the window
 
-        report = sweep(estate.deps(), TIMER)  # a listing tick
+        listed = sweep(estate.deps(), TIMER)  # a listing tick
+        carried = estate.sweep_memory.keys[KEY.uri.lower()]
+        report = sweep(estate.deps(), TIMER)
 
-        assert (report.list_calls, report.key_reads, report.decision_reads) == (1, 0, 1)
+        assert (listed.list_calls, listed.key_reads, listed.items) == (1, 0, ())
+        assert (carried.vouched, carried.others_expire) == (False, estate.keys.all_versions(KEY)[0].expires)
+        assert (report.list_calls, report.key_reads) == (0, 1)
         assert report.count("started") == 1, report.items
         assert consumers_of(estate, KEY) == {"acctcmk": fresh.version}  # adopted: nothing new created
         assert len(estate.keys.all_versions(KEY)) == 2
