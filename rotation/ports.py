@@ -144,7 +144,8 @@ class Workspaces(Protocol):
         """One poll of an accepted update. workspaces operation-status read. Safe to repeat.
 
         Raises:
-            VerificationFailed: the operation ended ``Failed`` (the workspace keeps its key).
+            VerificationFailed: the operation ended ``Failed`` (the workspace normally keeps its key; a roll-back
+                reads it first).
             TransientError: it ended ``Canceled``, or the poll failed in a way that may pass.
         """
         ...

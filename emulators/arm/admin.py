@@ -21,7 +21,7 @@ from emulators.arm.disk_encryption_sets import DiskEncryptionSetProvider
 from emulators.arm.estate_admin import EstateAdmin
 from emulators.arm.rbac import UnknownRole, role_of
 from emulators.arm.registries import RegistryProvider
-from emulators.arm.state import ML_UPDATE_APPLIES, ML_UPDATE_MODES, KeyVaultOutage, State
+from emulators.arm.state import ML_UPDATE_APPLIES, ML_UPDATE_FAILED_KEEPS, ML_UPDATE_MODES, KeyVaultOutage, State
 from emulators.arm.storage import KEY_REPORTS, StorageProvider
 from emulators.arm.throttle import KINDS, TokenBuckets
 
@@ -236,6 +236,7 @@ class AdminApi:
                 "polls_until_done": lro.polls_until_done,
                 "ml_update": lro.ml_update,
                 "ml_update_applies": lro.ml_update_applies,
+                "ml_update_failed_keeps": lro.ml_update_failed_keeps,
                 "error": lro.error,
                 "unpolled_grace_s": lro.unpolled_grace_s,
             }
@@ -263,6 +264,10 @@ class AdminApi:
             if body["ml_update_applies"] not in ML_UPDATE_APPLIES:
                 raise _bad(f"ml_update_applies must be one of {list(ML_UPDATE_APPLIES)}")
             lro.ml_update_applies = body["ml_update_applies"]
+        if "ml_update_failed_keeps" in body:
+            if body["ml_update_failed_keeps"] not in ML_UPDATE_FAILED_KEEPS:
+                raise _bad(f"ml_update_failed_keeps must be one of {list(ML_UPDATE_FAILED_KEEPS)}")
+            lro.ml_update_failed_keeps = body["ml_update_failed_keeps"]
         if "error" in body:
             error = body["error"]
             if not isinstance(error, dict) or not isinstance(error.get("code"), str) or not error["code"]:

@@ -93,13 +93,15 @@ class ArmAdmin(AdminHttpClient):
         error: dict[str, Any] | None = None,
         ml_update_applies: str | None = None,
         unpolled_grace_s: int | None = None,
+        ml_update_failed_keeps: str | None = None,
     ) -> dict[str, Any]:
         """LRO timing, and how an ML workspace update answers (``ml_update``: ``location`` (default),
         ``location-204``, ``location-empty-200``, ``sync``, ``async-succeeded``, ``async-failed``,
         ``async-canceled``); ``error`` is the error object an ``async-failed`` operation ends with;
         ``ml_update_applies``: the workspace shows the new key when the update is ``accepted`` (default) or
-        ``completed``; ``unpolled_grace_s``: an operation nobody polls ends by itself that long after its
-        expected end (default 30)."""
+        ``completed``; ``ml_update_failed_keeps``: a failed or canceled update leaves the ``previous``
+        settings (default) or the ``requested`` ones; ``unpolled_grace_s``: an operation nobody polls ends by
+        itself that long after its expected end (default 30)."""
         body = {
             k: v
             for k, v in (
@@ -109,6 +111,7 @@ class ArmAdmin(AdminHttpClient):
                 ("error", error),
                 ("ml_update_applies", ml_update_applies),
                 ("unpolled_grace_s", unpolled_grace_s),
+                ("ml_update_failed_keeps", ml_update_failed_keeps),
             )
             if v is not None
         }

@@ -171,8 +171,10 @@ class MlProvider(ResourceProvider):
                 self.emulator.store.save()
                 return arm_json(self.render(workspace))
             if mode in ("async-failed", "async-canceled"):
-                # The operation will end Failed/Canceled: nothing the PATCH asked for is kept.
-                kept = {**copy.deepcopy(before), "provisioningState": "Updating"}
+                # The operation will end Failed/Canceled: nothing the PATCH asked for is kept, unless the mode
+                # ml_update_failed_keeps is "requested" (the RPC's revert is a "should ... if that best represents").
+                requested = self.emulator.state.lro.ml_update_failed_keeps == "requested"
+                kept = {**copy.deepcopy(workspace if requested else before), "provisioningState": "Updating"}
                 return self._accepted(call, kept, workspace["location"], mode)
             workspace["provisioningState"] = "Updating"
             if self.emulator.state.lro.ml_update_applies == "completed":

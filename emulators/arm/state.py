@@ -33,6 +33,10 @@ ML_UPDATE_MODES = (
 #: When the workspace shows the key an accepted update sets (docs/emulators/arm.md "LRO outcome modes"):
 #: ``accepted``, at once (with provisioningState Updating), or ``completed``, when the operation ends Succeeded.
 ML_UPDATE_APPLIES = ("accepted", "completed")
+#: What a workspace keeps when its update ends ``Failed``/``Canceled`` (docs/emulators/arm.md "LRO outcome modes"):
+#: its ``previous`` settings, or the ``requested`` ones (the RPC reverts them only where that "best represents"
+#: the end state).
+ML_UPDATE_FAILED_KEEPS = ("previous", "requested")
 #: The error object of an ``async-failed`` operation unless the admin API sets another (not a Microsoft capture).
 DEFAULT_LRO_ERROR = {
     "code": "WorkspaceUpdateFailed",
@@ -46,6 +50,7 @@ class LroSettings:
     polls_until_done: int = 1
     ml_update: str = "location"
     ml_update_applies: str = "accepted"
+    ml_update_failed_keeps: str = "previous"
     error: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LRO_ERROR))
     #: Seconds after its expected end (``retry_after_s`` times ``polls_until_done``) that an operation nobody polls
     #: ends by itself; a read of its resource then shows the outcome (docs/emulators/arm.md, "LRO polling").

@@ -226,7 +226,7 @@ class AmlWorkspaceClient:
         """One poll of an accepted key update (the caller has checked ``operation.url``). Safe to repeat.
 
         Raises:
-            VerificationFailed: the operation ended ``Failed``: the workspace keeps its key.
+            VerificationFailed: the operation ended ``Failed`` (the workspace normally keeps its key).
             ProviderKeyVaultUnavailable: ML could not reach Key Vault to check the key (may pass).
             TransientError: ended ``Canceled`` or failed with a transient code; throttled, 5xx, connection.
             PermissionDenied: the caller lacks the operation-status read.
@@ -253,7 +253,7 @@ class AmlWorkspaceClient:
             PreconditionFailed: ARM refused the change (400/409: e.g. a key outside the workspace's
                 original vault, a key the workspace identity cannot use); the ARM code is in the message.
             PermissionDenied: the caller lacks ``workspaces/write`` (or the poll's read).
-            VerificationFailed: the operation was accepted and ended ``Failed``: the workspace keeps its key.
+            VerificationFailed: the operation was accepted and ended ``Failed`` (the workspace normally keeps its key).
             ProviderKeyVaultUnavailable: ML could not reach Key Vault to check the key (may pass).
             TransientError: throttled (ThrottledError), 5xx, a connection error, or the operation ended
                 ``Canceled`` or failed with a transient code.
@@ -371,7 +371,9 @@ def _operation_failure(exc: HttpResponseError, what: str) -> RotationError:
         return ProviderKeyVaultUnavailable(f"could not {what}: ML could not reach Key Vault ({detail})")
     if any(code.lower() in _TRANSIENT_OPERATION_CODES for code in codes):
         return TransientError(f"could not {what}: the operation failed ({detail})")
-    return VerificationFailed(f"could not {what}: the operation failed ({detail}); the workspace keeps its key")
+    # ARM normally reverts a failed update (RPC: "should", where that best represents the end state): the
+    # roll-back reads the workspace first and writes only if it moved.
+    return VerificationFailed(f"could not {what}: the operation failed ({detail})")
 
 
 def _translate(exc: AzureError, what: str, action: str) -> RotationError:

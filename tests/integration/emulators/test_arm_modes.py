@@ -157,6 +157,20 @@ class TestWorkspaceUpdateOutcomes:
         assert after.key_identifier == created.key_identifier
         assert after.provisioning_state == status
 
+    def test_a_failed_update_may_leave_the_requested_key(self, world: World) -> None:
+        """``ml_update_failed_keeps: requested``: the operation ends Failed, the workspace shows the key asked for."""
+        created = create_cmk_workspace(world)
+        new_id = world.new_version()
+        with world.arm_admin.lro_settings(ml_update="async-failed", ml_update_failed_keeps="requested"):
+            accepted = patch_key(world, created, new_id)
+            done = get(world, accepted.headers["Azure-AsyncOperation"])
+            with aml(world) as client:
+                after = client.get_workspace(created.workspace_id)
+
+        assert done.json()["status"] == "Failed"
+        assert after.key_identifier == new_id
+        assert after.provisioning_state == "Failed"
+
     def test_settings_are_validated(self, world: World) -> None:
         with pytest.raises(ArmAdminError, match="ml_update must be one of"):
             world.arm_admin.set_lro(ml_update="eventually")
@@ -164,6 +178,8 @@ class TestWorkspaceUpdateOutcomes:
             world.arm_admin.set_lro(error={"message": "no code"})
         with pytest.raises(ArmAdminError, match="unpolled_grace_s"):
             world.arm_admin.set_lro(unpolled_grace_s=-1)
+        with pytest.raises(ArmAdminError, match="ml_update_failed_keeps must be one of"):
+            world.arm_admin.set_lro(ml_update_failed_keeps="half")
 
 
 TERMINAL = ("Succeeded", "Failed", "Canceled")

@@ -103,6 +103,44 @@ class TestEveryKindAcrossInvocations:
         assert {wider.acr_pinned.lower(), wider.des_pinned.lower()} <= journalled  # their polling URLs were kept
 
 
+class TestARollBackAcrossInvocations:
+    """Both workspace updates end ``Failed`` and leave the key they asked for (``ml_update_failed_keeps:
+    requested``), so each is rolled back; each roll-back, longer than the one-second budget, is journalled with
+    its polling URL and polled on by later invocations of the queue trigger: one roll-back PATCH per workspace
+    (the emulator's counters), and the rotation ends rolled back with each workspace on its old key."""
+
+    def test_one_roll_back_patch_per_workspace(self, local_azure: dict[str, Any]) -> None:
+        estate = build_estate(local_azure, pinned=0, versionless=0, workspaces=2)
+        admin = estate.arm_admin
+        deps = _function_app(estate)
+        queue = _queue(estate)
+        lro = {"retry_after_s": 1, "polls_until_done": 3}
+        with admin.lro_settings(**lro, ml_update="async-failed", ml_update_failed_keeps="requested"):
+            admin.reset_counters()
+            view = start_rotation(deps, estate.key.uri, HTTP)
+            invoke(deps, next_message(queue, view.rotation_id, 15))  # both updates accepted; they will fail
+            accepted = deps.journal.load(view.rotation_id)[0]
+            admin.set_lro(ml_update="async-succeeded")  # the roll-backs' own updates succeed
+            invocations = deliver_until_settled(queue, deps, view.rotation_id)
+            counters = admin.counters()
+
+        assert sorted(i.action for i in accepted.in_flight if i.operation is not None) == ["set_workspace_key"] * 2
+        final = get_rotation(deps, view.rotation_id)
+        assert final.status == RotationStatus.ROLLED_BACK, final.error
+        assert counters.get("Workspaces_Update") == 2 * len(estate.workspaces)  # the update, then its roll-back
+        assert invocations >= 2
+        history = deps.journal.load(view.rotation_id)[0].history
+        for workspace in estate.workspaces:
+            assert estate.workspace_key(workspace).endswith("/" + (final.old_version or "?"))
+            name = workspace.lower()
+            rolled = next(
+                i for i, line in enumerate(history) if "intent rollback_workspace" in line and name in line.lower()
+            )
+            assert any(" accepted " in line and name in line.lower() for line in history[rolled:]), (
+                "the roll-back's polling URL was journalled"
+            )
+
+
 class _Listener:
     """A loopback TCP port that records every connection made to it (nothing should ever connect)."""
 
