@@ -20,6 +20,7 @@ from datetime import timedelta
 from rotation.domain.model import KeyRef, KeyVersion
 from rotation.domain.sweep_cost import (
     VaultSize,
+    VersionsSeen,
     carried_forward,
     key_id,
     near_expiry,
@@ -110,11 +111,31 @@ def _survey_vault(
         if key_id(key) in plan.read:
             survey.key_reads += 1
             judged.add(key_id(key))
+            previous = memory.keys.get(key_id(key))
             versions = _versions(deps, key, items)
             if versions:
-                survey.keys.append((key, newest(versions), versions))
+                survey.keys.append((key, newest(versions), _to_judge(deps, key, previous, versions)))
         elif key_id(key) not in judged:
             survey.deferred.append(key)
+
+
+def _to_judge(
+    deps: Dependencies, key: KeyRef, previous: VersionsSeen | None, versions: list[KeyVersion]
+) -> list[KeyVersion]:
+    """The versions a key's decision is judged on after reading them: all of them when its other versions
+    need looking at (``needs_versions`` of what was known before); otherwise, when they show what they
+    showed then, the current one only, and the record keeps the time they were last judged: a key read
+    every tick has its consumers looked for when an older version enters the window and once a day, not on
+    every tick (an expired version Key Vault leaves enabled would otherwise cost a search each tick)."""
+    memory, now = deps.sweep_memory, deps.clock.now()
+    near = timedelta(days=deps.settings.near_expiry_days)
+    read = memory.keys.get(key_id(key))
+    if previous is None or read is None or needs_versions(previous, now, near):
+        return versions
+    if replace(read, seen_at=previous.seen_at) != previous:  # something changed since: judge it all
+        return versions
+    memory.keys[key_id(key)] = previous
+    return [newest(versions)]
 
 
 def _judge_listed(deps: Dependencies, managed: list[KeyRef], listing: _Listing, survey: Survey) -> set[str]:

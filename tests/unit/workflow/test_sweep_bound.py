@@ -60,6 +60,35 @@ def test_old_versions_enabled_past_expiry_cost_no_read_each_tick() -> None:
     assert (a_day_later.list_calls, calls) == (1, 1)  # listed; the keys queued again for their daily read
 
 
+def test_a_key_read_every_tick_has_its_consumers_looked_for_once_until_something_changes() -> None:
+    """In a vault read key by key, a key whose older version Key Vault left enabled past expiry has its
+    consumers looked for on its first read, when something changes, and once a day; the other ticks cost
+    the reads alone."""
+    estate, managed = _vault(100, 2, last=True)
+    old = estate.keys.get_key(managed[0])
+    estate.keys.versions[managed[0]][0] = replace(old, expires=estate.clock.current - timedelta(days=1))
+    estate.keys.create_version(managed[0], old, {}, estate.clock.current + timedelta(days=300))
+    _tick(estate)  # the first tick lists 2 pages of 4 and reaches neither key
+    first, first_calls = _tick(estate)
+
+    steady = [_tick(estate) for _ in range(6)]
+    far = estate.clock.current + timedelta(days=300)
+    estate.keys.create_version(managed[0], estate.keys.get_key(managed[0]), {}, far)
+    changed, changed_calls = _tick(estate)
+    later = [_tick(estate) for _ in range(3)]
+    measured, measured_calls = _tick(estate, minutes=24 * 60)  # the vault's size is a day old: listed again
+    a_day_later, day_calls = _tick(estate)
+
+    assert (first.key_reads, first_calls) == (2, 4)  # and the search: the key's versions and its current one
+    assert [calls for _, calls in steady] == [2] * 6  # min(2 managed, 4 pages): the reads alone
+    assert (changed.key_reads, changed_calls) == (2, 4)  # a new version: looked at again
+    assert [calls for _, calls in later] == [2] * 3
+    assert (measured.list_calls, measured_calls) == (2, 2)
+    assert (a_day_later.key_reads, day_calls) == (2, 4)  # and once a day
+    ticks = [first, *(r for r, _ in steady), changed, *(r for r, _ in later), measured, a_day_later]
+    assert all(report.items == () for report in ticks)
+
+
 def test_a_vault_that_shrank_is_measured_again_within_a_day() -> None:
     """A vault read key by key (it took at least M pages) that shrinks keeps being read key by key until its
     size is a day old; then a listing cut at M pages measures it again and the sweep lists it."""
