@@ -168,7 +168,7 @@ class FakeWorkspaces(FakeConsumerProvider):
     While an operation runs the workspace reads ``provisioningState`` ``Updating``; when it ends, its terminal
     status (ARM RPC async-api-reference.md, as the emulator). Given a clock (``now``), an operation nobody
     polls ends by itself ``lro_polls`` times ``retry_after_s`` after it was accepted, as Azure's do: a read then
-    shows its outcome, and a later poll answers it.
+    shows its outcome (polls still answer by their count).
     """
 
     kind = "workspace"
@@ -239,7 +239,9 @@ class FakeWorkspaces(FakeConsumerProvider):
         if found is None:
             return OperationPoll("gone")
         found["polls_left"] -= 1
-        if found["polls_left"] > 0 and "ended" not in found:
+        if found["polls_left"] > 0:
+            # Polls answer by their count alone, ended by time or not, so concurrent re-points sharing the one
+            # fake clock (each sleep moves it) make the same calls in every run.
             return OperationPoll("running", self.retry_after_s)
         del self.operations[operation.url]
         ended = found["ended"] if "ended" in found else self._end(found)

@@ -53,7 +53,7 @@ class Estate:
 
     def __post_init__(self) -> None:
         self.keys = FakeKeyStore(self.clock.now)
-        self.workspaces = FakeWorkspaces(self.vaults, self.clock.now)
+        self.workspaces = FakeWorkspaces(self.vaults, lambda: self.clock.current)  # reads the clock without a tick
         self.references = FakeKeyReferences(self.registries, self.disk_encryption_sets)
         self.audit = FakeAuditLog(self.clock.now)
         self.settings = Settings(
