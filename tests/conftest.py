@@ -42,12 +42,13 @@ def container(local_azure: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture
 def blob_proxy_admin(local_azure: dict[str, Any]) -> Iterator[Any]:
     """The blob proxy's admin client (``BlobProxyAdmin``); versioning and soft delete are off again after
-    the test (they are account-wide, like Azure's)."""
+    the test (they are account-wide, like Azure's), and no fault rule is left."""
     from emulators.blobproxy.admin_client import BlobProxyAdmin
 
     admin = BlobProxyAdmin(local_azure["storage"]["blob_proxy_admin"])
     yield admin
     admin.set_blob_service(versioning=False, soft_delete_days=None)
+    admin.clear_faults()
 
 
 @pytest.fixture

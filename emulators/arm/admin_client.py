@@ -66,6 +66,21 @@ class ArmAdmin(AdminHttpClient):
             body[kind]["initial"] = tokens
         return dict(self._call("PUT", "/admin/throttle", body))
 
+    def throttle(self) -> dict[str, Any]:
+        """The throttle settings in force: ``{"enabled", "reads"|"writes"|"deletes": {"bucket", "refill_per_s",
+        "initial"?}}``."""
+        return dict(self._call("GET", "/admin/throttle"))
+
+    @contextmanager
+    def throttle_settings(self, **changes: Any) -> Iterator[dict[str, Any]]:
+        """``set_throttle(**changes)`` for the ``with`` block (yields the settings in force), then the throttle
+        settings as they were before the block, whatever happened in it (every bucket starts again)."""
+        before = self.throttle()
+        try:
+            yield self.set_throttle(**changes)
+        finally:
+            self._call("PUT", "/admin/throttle", before)
+
     def throttle_stats(self, subscription_id: str | None = None) -> list[dict[str, Any]]:
         """What each token bucket answered: ``granted``, ``throttled`` (429s), ``first_request_at``,
         ``last_granted_at`` (seconds on the emulator's monotonic clock), ``tokens`` left, by subscription,

@@ -1,4 +1,5 @@
-"""A client for the blob proxy's admin API (tests, the demo): versioning and soft delete, and the clock."""
+"""A client for the blob proxy's admin API (tests, the demo): versioning and soft delete, transient faults,
+and the clock."""
 
 from __future__ import annotations
 
@@ -17,3 +18,16 @@ class BlobProxyAdmin(AdminHttpClient):
         """Blob versioning on or off, soft delete on (days kept) or off (None), for the whole account."""
         body = {"versioning": versioning, "soft_delete_days": soft_delete_days}
         return dict(self._call("PUT", "/admin/blob-service", body))
+
+    def set_faults(self, *rules: dict[str, Any]) -> list[dict[str, Any]]:
+        """Replace the fault rules: each ``{"code": "ServerBusy" | "OperationTimedOut" | "InternalError",
+        "count": N, "operations"?: [...], "containers"?: [...]}`` answers the next ``count`` matching
+        requests with that error (``emulators/blobproxy/faults.py``)."""
+        return list(self._call("PUT", "/admin/faults", {"rules": list(rules)})["rules"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The rules in force, each with ``answered``: how many requests it has failed so far."""
+        return list(self._call("GET", "/admin/faults")["rules"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/admin/faults")

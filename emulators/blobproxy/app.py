@@ -11,7 +11,8 @@ They answer 200 with the headers the SDK reads, or 404 ``BlobNotFound`` for a bl
 Get Blob Properties of a protected blob carries ``x-ms-legal-hold`` and the policy headers.
 
 Blob versioning and soft delete (off until ``PUT /admin/blob-service`` turns them on) are ``versions.py``;
-the admin API (``/admin/blob-service``, ``/admin/clock``) is answered here.
+transient faults (``/admin/faults``: the next N matching requests answer 503 ``ServerBusy`` or 500) are
+``faults.py``; the admin API (``/admin/blob-service``, ``/admin/clock``, ``/admin/faults``) is answered here.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from xml.sax.saxutils import escape
 import httpx
 
 from emulators.asgi import Receive, Scope, Send, read_body
+from emulators.blobproxy.faults import Faults
 from emulators.blobproxy.history import BlobService, History
 from emulators.blobproxy.state import ARCHIVE_REFUSED, ARCHIVED, POLICY_MODES, Protections, Refusal, parse_until
 from emulators.blobproxy.versions import BlobRequest, Response, VersionedBlobs
@@ -54,6 +56,7 @@ class BlobProxy:
         connection_string: str | None = None,
     ) -> None:
         self.protections = protections
+        self.faults = Faults()
         self.tier_of = tier_of
         self.client = httpx.AsyncClient(base_url=upstream, timeout=60.0)
         self.history = history
@@ -75,6 +78,10 @@ class BlobProxy:
         body = await read_body(receive)
         if parts[0] == "admin":
             await _respond(send, *self._admin(method, scope["path"], body))
+            return
+        fault = self.faults.answer(method, parts, query)
+        if fault is not None:
+            await _respond(send, *_error(fault, headers), method == "HEAD")
             return
         versioned = "snapshot" in query or "versionid" in query
         if len(parts) == 3 and parts[2] and not versioned:
@@ -119,7 +126,10 @@ class BlobProxy:
 
     def _admin(self, method: str, path: str, body: bytes) -> Response:
         """``GET|PUT /admin/blob-service`` (``{"versioning": bool, "soft_delete_days": int | null}``) and
-        ``GET|PUT /admin/clock`` (``{"now": epoch}`` or ``{"advance_seconds": n}``), as the other emulators'."""
+        ``GET|PUT /admin/clock`` (``{"now": epoch}`` or ``{"advance_seconds": n}``), as the other emulators';
+        ``GET|PUT|DELETE /admin/faults`` (``{"rules": [...]}``, ``faults.py``)."""
+        if path == "/admin/faults":
+            return self._admin_faults(method, body)
         if self.history is None:
             return _json(404, {"error": {"message": "this proxy keeps no blob history"}})
         try:
@@ -137,6 +147,18 @@ class BlobProxy:
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": {"message": str(exc) or type(exc).__name__}})
         return _json(404, {"error": {"message": f"no admin operation {method} {path}"}})
+
+    def _admin_faults(self, method: str, body: bytes) -> Response:
+        try:
+            if method == "PUT":
+                return _json(200, {"rules": self.faults.set(json.loads(body) if body else None)})
+        except ValueError as exc:
+            return _json(400, {"error": {"message": str(exc)}})
+        if method == "DELETE":
+            self.faults.clear()
+        elif method != "GET":
+            return _json(404, {"error": {"message": f"no admin operation {method} /admin/faults"}})
+        return _json(200, {"rules": self.faults.rules()})
 
     async def _blob_request(
         self, method: str, comp: str | None, name: tuple[str, str, str], headers: dict[str, str]

@@ -8,18 +8,25 @@ near expiry. From ``random.Random(seed)`` it then draws a schedule:
   and on ``wrapKey``, which is also the resource providers' own key check (an RP-side outage: a
   re-point is refused while it lasts);
 - ARM faults (503, 429, dropped connections, 500 on LRO polls) and slow LROs (more polls);
+- ARM's token bucket made small (a few writes, refilled 1-2 per second, starting empty) for the whole
+  run, so writes are answered 429 with ``Retry-After`` by the bucket itself, not by a fault rule;
+- a transient storage fault on the blobs' traffic (the blob proxy answers the next matching List Blobs
+  or Set Blob Metadata with 503 ``ServerBusy`` or 500 ``OperationTimedOut``/``InternalError``);
 - racing triggers per key: a Key Vault event, a timer sweep, a manual start, in threads, plus an
   executor *process* SIGKILLed around a random side effect of its rotation.
 
 A monitor thread reads the consumers and the key versions all along and records any consumer seen
-on a disabled or expired version. Then every fault ends and the reconciler ticks until quiet
-(bounded). ``check`` states the invariants; a violation raises ``ChaosFailure`` naming the seed and
-the command that re-runs it.
+on a disabled or expired version, and each consumer's versions in the order seen. Then every fault
+ends (the storage fault and the token bucket last until the reconciler is done: the storage fault ends
+by its count, the bucket is Azure's own limit) and the reconciler ticks until quiet (bounded).
+``check`` states the invariants; a violation raises ``ChaosFailure`` naming the seed and the command
+that re-runs it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 import subprocess
@@ -35,6 +42,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
+from emulators.blobproxy.admin_client import BlobProxyAdmin
 from emulators.keyvault.kek import VaultKek
 from rotation.bootstrap import Bootstrap, build_dependencies
 from rotation.domain.model import KeyVaultEvent, RotationStatus, Trigger, TriggerKind
@@ -52,6 +60,10 @@ BLOBS_PER_KEY = 2
 MAX_TICKS = 8  # reconciler ticks after the faults end; healing must finish within them
 QUIET_STATUSES = (RotationStatus.AWAITING_RETIREMENT,)
 DATA_OWNER = "data-owner"  # the principal that writes the encrypted blobs
+STORAGE_FAULT_CODES = ("ServerBusy", "OperationTimedOut", "InternalError")
+# Each storage fault costs the SDK's own back-off (azure-storage-blob's ExponentialRetry: about 15-21 s before
+# its first retry), so one per run keeps the fixed seeds quick.
+STORAGE_FAULTS_PER_RUN = 1
 
 
 class ChaosFailure(AssertionError):
@@ -90,6 +102,11 @@ class ChaosRun(LocalEndpoints):
     ticks: int = 0
     heal_log: list[str] = field(default_factory=list)  # what each reconciler tick did
     attempts: int = 0  # rotations recorded over all keys (more than the keys: some stopped and were re-attempted)
+    outage: dict[str, Any] | None = None  # the RP-side Key Vault outage drawn, if any
+    seen: dict[str, list[str]] = field(default_factory=dict)  # consumer -> versions observed, in order, no repeats
+    arm_writes: tuple[int, int] = (0, 0)  # the chaos subscriptions' write buckets: (granted, throttled)
+    storage_faults: list[dict[str, Any]] = field(default_factory=list)  # the proxy's rules after the run
+    repoints: dict[str, int] = field(default_factory=dict)  # consumer name -> effective re-points seen
 
     def deps(self, owner: str | None = None) -> Dependencies:
         deps = build_dependencies(Bootstrap(load_settings(self.env)), inline=True)
@@ -105,7 +122,9 @@ class ChaosRun(LocalEndpoints):
 
 def build(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
     run = ChaosRun(endpoints, seed, directory)
-    blobs = BlobServiceClient.from_connection_string(endpoints["storage"]["connection_string"])
+    # The data blobs go through the blob proxy (its transient faults); queues and tables go to Azurite.
+    proxied = endpoints["storage"]["proxy_connection_string"]
+    blobs = BlobServiceClient.from_connection_string(proxied)
     for _ in range(KEYS):
         estate = build_estate(endpoints, pinned=1, versionless=1, workspaces=1)
         client = estate.keys()
@@ -127,6 +146,7 @@ def build(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
         run.keys.append(key)
     first = run.keys[0].estate
     run.env = first.env(
+        AzureWebJobsStorage=proxied,  # the data locations' account: the service uses its shared key
         ROTATION_MANAGED_KEYS=",".join(k.estate.key.uri for k in run.keys),
         ROTATION_SUBSCRIPTIONS=",".join(k.estate.subscription_id for k in run.keys),
         ROTATION_DATA_LOCATIONS=",".join(
@@ -186,6 +206,25 @@ def draw_arm_modes(rng: random.Random) -> tuple[int, str, dict[str, Any] | None]
             "ml_delivery": rng.choice(("response", "operation")),
         }
     return polls, ml_update, outage
+
+
+def draw_throttle(rng: random.Random) -> tuple[int, float]:
+    """ARM's write bucket for the run: a few tokens, refilled 1 or 2 per second (each bucket starts empty)."""
+    return rng.randint(2, 4), rng.choice((1.0, 2.0))
+
+
+def draw_storage_faults(run: ChaosRun, rng: random.Random) -> list[dict[str, Any]]:
+    """Transient storage faults on the blobs' traffic: the proxy answers the next matching request with
+    the error; the SDK's retry policy meets it, and the rule ends by its count."""
+    return [
+        {
+            "code": rng.choice(STORAGE_FAULT_CODES),
+            "count": 1,
+            "operations": [rng.choice(("ListBlobs", "SetBlobMetadata"))],
+            "containers": [rng.choice(run.keys).container.container_name],
+        }
+        for _ in range(STORAGE_FAULTS_PER_RUN)
+    ]
 
 
 def _trigger_threads(run: ChaosRun, rng: random.Random) -> list[threading.Thread]:
@@ -248,6 +287,9 @@ def _observe_once(run: ChaosRun) -> None:
             used[workspace] = estate.workspace_key(workspace).rsplit("/", 1)[-1]
         versions = {v.version: v for v in estate.versions()}
         for consumer, version in used.items():
+            seen = run.seen.setdefault(consumer, [])
+            if not seen or seen[-1] != version:
+                seen.append(version)
             props = versions.get(version)
             if props is None:
                 continue  # created after the read of versions; judged on the next pass
@@ -277,8 +319,43 @@ def run(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
     chaos.schedule += [f"key vault fault {r}" for r in kv_rules] + [f"arm fault {r}" for r in arm_rules]
     chaos.schedule.append(f"ARM LROs take {polls} polls; ML workspace updates answer {ml_update!r}")
     chaos.schedule.append(f"RP-side Key Vault outage: {outage}" if outage else "no RP-side Key Vault outage")
+    chaos.outage = outage
     threads = _trigger_threads(chaos, rng)
     killers = _killers(chaos, rng)
+    bucket, refill = draw_throttle(rng)
+    storage_rules = draw_storage_faults(chaos, rng)
+    chaos.schedule.append(f"ARM write bucket: {bucket} tokens, refilled {refill:g}/s, each starting empty")
+    chaos.schedule += [f"storage fault {r}" for r in storage_rules]
+    blob_admin = BlobProxyAdmin(endpoints["storage"]["blob_proxy_admin"])
+    # The emulators are the session's: the throttle settings and the fault rules are restored whatever happens.
+    try:
+        with chaos.arm_admin.throttle_settings(writes=(bucket, refill), initial={"writes": 0}):
+            blob_admin.set_faults(*storage_rules)
+            _race_and_heal(chaos, threads, killers, (kv_rules, arm_rules, polls, ml_update, outage))
+            chaos.storage_faults = blob_admin.faults()
+            chaos.arm_writes = _writes(chaos)
+    finally:
+        blob_admin.clear_faults()
+    check(chaos)
+    return chaos
+
+
+def _writes(chaos: ChaosRun) -> tuple[int, int]:
+    """What the chaos subscriptions' write buckets answered: (granted, throttled)."""
+    subscriptions = {k.estate.subscription_id.lower() for k in chaos.keys}
+    buckets = [s for s in chaos.arm_admin.throttle_stats() if s["kind"] == "writes"]
+    mine = [s for s in buckets if str(s["subscription_id"]).lower() in subscriptions]
+    return sum(int(s["granted"]) for s in mine), sum(int(s["throttled"]) for s in mine)
+
+
+def _race_and_heal(
+    chaos: ChaosRun,
+    threads: list[threading.Thread],
+    killers: list[tuple[float, list[str]]],
+    drawn: tuple[list[dict[str, Any]], list[dict[str, Any]], int, str, dict[str, Any] | None],
+) -> None:
+    """Faults on, triggers and executors race, the faults end, the reconciler heals (monitored throughout)."""
+    kv_rules, arm_rules, polls, ml_update, outage = drawn
     stop = threading.Event()
     monitor = threading.Thread(target=_monitor, args=(chaos, stop), daemon=True)
     kv, arm = chaos.kv_admin, chaos.arm_admin
@@ -315,12 +392,10 @@ def run(endpoints: dict[str, Any], seed: int, directory: Path) -> ChaosRun:
         arm.set_lro(polls_until_done=1, ml_update="location")
     try:
         heal(chaos)
-        _observe_once(chaos)  # the quiet state is observed too
     finally:
         stop.set()
         monitor.join(timeout=10)
-    check(chaos)
-    return chaos
+    _observe_once(chaos)  # the quiet state is observed too (after the monitor: one observer, versions in order)
 
 
 def heal(chaos: ChaosRun) -> None:
@@ -350,11 +425,14 @@ INVARIANTS = (
     "exactly one new version per key",
     "every consumer on the newest usable version (pinned: keyversion; versionless: none set; workspaces)",
     "no consumer ever on a disabled or expired version (observed during the run and at the end)",
+    "exactly one effective re-point per consumer (old to new); a move back only by a recorded roll-back or, "
+    "in a seed with an RP-side outage, the provider's failed update",
     "old versions enabled until retirement (no retirement is due in the run)",
     "one audit record per rotation outcome, one succeeded per key, audit verify clean",
     "the succeeded record counts the other keys' blobs of the shared data locations as other_keys, not failures",
     "no message lost: the re-wrap queue and its -poison queue are empty",
     "every blob decryptable with the SDK's client-side decryption, by the new version only",
+    "the faults were met: ARM's write bucket answered 429s, every storage fault rule answered its count",
 )
 
 
@@ -369,6 +447,7 @@ def check(chaos: ChaosRun) -> None:
     if not report.ok:
         problems.append(f"audit verify: {report.problem}")
     problems += _check_queues(chaos)
+    problems += _check_faults_met(chaos)
     if problems:
         raise ChaosFailure(describe(chaos, problems))
 
@@ -427,7 +506,53 @@ def _check_key(chaos: ChaosRun, deps: Dependencies, key: KeyUnderTest) -> list[s
         terminal = rotation.status not in (RotationStatus.RUNNING, RotationStatus.WAITING)
         if terminal and rotation.rotation_id not in audited:
             problems.append(f"rotation {rotation.rotation_id} ended {rotation.status.value} with no audit record")
+    problems += _check_repoints(chaos, key, rotations, (str(old.version), str(new.version)))
     problems += _check_blobs(key, str(new.version))
+    return problems
+
+
+def _check_repoints(chaos: ChaosRun, key: KeyUnderTest, rotations: list[Any], versions: tuple[str, str]) -> list[str]:
+    """Each pinned account and workspace moved old -> new once, as the monitor saw it (every 0.3 s: a move
+    and its reversal inside one interval go unseen). A move back to the old version is explained by a
+    roll-back the journal records for that consumer, or, when the seed has an RP-side Key Vault outage of
+    the consumer's provider, by the provider itself (an ML update whose operation fails leaves the previous
+    key). Without either, throttled or faulted writes must not make a consumer move more than once."""
+    old, new = versions
+    problems = []
+    outage_providers = set(chaos.outage["providers"]) if chaos.outage else set()
+    for consumer, provider in [(a, "storage") for a in key.estate.pinned] + [(w, "ml") for w in key.estate.workspaces]:
+        seen = chaos.seen.get(consumer, [])
+        name = consumer.rsplit("/", 1)[-1]
+        strangers = [v for v in seen if v not in versions]
+        if strangers:
+            problems.append(f"{name} was seen on {strangers}, neither the old nor the new version")
+            continue
+        repoints = sum(1 for a, b in itertools.pairwise([old, *seen]) if (a, b) == (old, new))
+        backs = sum(1 for a, b in itertools.pairwise(seen) if (a, b) == (new, old))
+        chaos.repoints[name] = repoints
+        rolled_back = sum(
+            1
+            for r in rotations
+            for c in r.consumers
+            if c.status == "rolled_back" and c.resource_id.lower() == consumer.lower()
+        )
+        if backs > rolled_back and provider not in outage_providers:
+            problems.append(
+                f"{name} moved back to the old version {backs} time(s) with {rolled_back} roll-back(s) "
+                f"recorded and no RP-side outage: versions seen {seen}"
+            )
+        elif backs == 0 and repoints != 1:
+            problems.append(f"{name}: {repoints} effective re-points, expected exactly one: versions seen {seen}")
+    return problems
+
+
+def _check_faults_met(chaos: ChaosRun) -> list[str]:
+    problems = []
+    if chaos.arm_writes[1] == 0:
+        problems.append(f"ARM's write bucket answered no 429 (writes granted: {chaos.arm_writes[0]})")
+    for rule in chaos.storage_faults:
+        if rule["answered"] != rule["count"]:
+            problems.append(f"storage fault {rule} answered {rule['answered']} of {rule['count']} requests")
     return problems
 
 
@@ -480,7 +605,10 @@ def summary(chaos: ChaosRun) -> str:
     return (
         f"chaos seed {chaos.seed}: {len(chaos.keys)} keys healed in {chaos.ticks} tick(s), {chaos.attempts} rotations, "
         f"{chaos.observations} observations, {len(chaos.schedule)} scheduled events, "
-        f"{len(chaos.trigger_errors)} trigger errors"
+        f"{len(chaos.trigger_errors)} trigger errors; ARM writes {chaos.arm_writes[0]} granted, "
+        f"{chaos.arm_writes[1]} answered 429; storage faults answered "
+        f"{sum(r['answered'] for r in chaos.storage_faults)}; effective re-points per consumer "
+        f"{sorted(set(chaos.repoints.values()))}"
     )
 
 

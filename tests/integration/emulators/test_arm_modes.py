@@ -453,6 +453,24 @@ class TestTokenBuckets:
         assert stats["writes"]["last_granted_at"] >= stats["writes"]["first_request_at"]
         assert {s["principal"] for s in stats.values()} == {TESTER}
 
+    def test_throttle_settings_are_restored_after_the_block(self, world: World) -> None:
+        world.arm_admin.set_throttle(writes=(150, 5.0), initial={"writes": 7})
+        before = world.arm_admin.throttle()
+
+        inside: list[dict[str, Any]] = []
+
+        def fail_inside_the_block() -> None:
+            with world.arm_admin.throttle_settings(writes=(2, 1.0), initial={"writes": 0}):
+                inside.append(world.arm_admin.throttle()["writes"])
+                raise RuntimeError("the block failed")
+
+        with pytest.raises(RuntimeError):
+            fail_inside_the_block()
+
+        assert inside == [{"bucket": 2, "refill_per_s": 1.0, "initial": 0}]
+        assert world.arm_admin.throttle() == before
+        assert before["writes"] == {"bucket": 150, "refill_per_s": 5.0, "initial": 7}
+
     def test_bucket_settings_are_validated(self, world: World) -> None:
         with pytest.raises(ArmAdminError, match=r"writes\.initial must be a whole number"):
             world.arm_admin.set_throttle(writes=(200, 10.0), initial={"writes": -1})
