@@ -28,8 +28,9 @@ class UnusableRecord(ValueError):
     """A stored record that is not what this module writes, or too old to trust: it is ignored."""
 
 
-#: The most keys a vault's queue of version listings may hold as stored.
-MAX_PENDING = 1000
+#: The most keys of a vault's queue of version listings that are stored: a Table property holds at most 32K
+#: characters. Keys past it are queued again by the next listing (still due), only later in the queue.
+MAX_PENDING = 100
 
 
 def encode_size(size: VaultSize) -> str:
@@ -41,7 +42,7 @@ def encode_size(size: VaultSize) -> str:
             # To the hour: a listing that saw what the last one saw rewrites nothing (a vault's size is trusted
             # for a day, so an hour of slack only makes the next listing come that much earlier).
             "listed_at": size.listed_at.replace(minute=0, second=0, microsecond=0).isoformat(),
-            "pending": list(size.pending),
+            "pending": list(size.pending[:MAX_PENDING]),
             "catch_up": size.catch_up,
         }
     )

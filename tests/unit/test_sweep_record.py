@@ -33,6 +33,16 @@ def test_records_round_trip() -> None:
     assert decode_seen(encode_seen(bare), NOW) == bare
 
 
+def test_a_long_queue_is_stored_up_to_what_a_table_property_holds() -> None:
+    queue = tuple(f"https://kv-{'x' * 20}.vault.azure.net/keys/{'k' * 127}-{i}" for i in range(500))
+    size = VaultSize(12_500, 500, True, NOW, queue, catch_up=True)
+
+    text = encode_size(size)
+
+    assert len(text) < 32_000
+    assert decode_size(text, NOW).pending == queue[:100]
+
+
 def _seen(**fields: object) -> str:
     record: dict[str, object] = {
         "current_created": ISO,
@@ -76,7 +86,7 @@ def _size(**fields: object) -> str:
         _size(listed_at=(NOW + timedelta(hours=1)).isoformat()),  # in the future
         _size(pending="https://kv/keys/a"),
         _size(pending=[1]),
-        _size(pending=["k"] * 1001),
+        _size(pending=["k"] * 101),
     ],
 )
 def test_a_malformed_size_is_refused(text: str) -> None:
