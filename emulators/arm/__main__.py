@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(server.serve(sockets=[sock]))
     finally:
-        emulator.store.save()
+        emulator.store.flush()
         sock.close()
     return 0
 

@@ -9,8 +9,10 @@ request with requests' own ``PreparedRequest`` and hands it straight to the moun
 azure-core maps to its error types are exactly requests' own. Measured on the re-wrap (two requests per
 blob), it takes about a quarter off the client's CPU per blob (``docs/decisions/0002-rewrap-http-session.md``).
 
-Used only where the service makes thousands of calls (the re-wrap's blob and unwrap clients), and only
-when no proxy is configured: ``direct_session_kwargs`` leaves the transport alone otherwise.
+Used where the service makes hundreds or thousands of calls (the re-wrap's blob and unwrap clients, the
+journal, and the storage-account and workspace clients a re-point step shares between its threads, sized by
+``pool_for``), and only when no proxy is configured: ``direct_session_kwargs`` leaves the transport alone
+otherwise.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from rotation.adapters.arm_common import client_kwargs, parse_resource_id
 from rotation.adapters.arm_pacing import ArmPacer
 from rotation.adapters.azure_errors import translated
 from rotation.adapters.client_cache import ClientCache
+from rotation.adapters.http_session import direct_session_kwargs, pool_for
 from rotation.domain.model import KeyRef, StorageAccountKey, StorageEncryptionKept
 from rotation.errors import InputError, PreconditionFailed
 
@@ -107,11 +108,15 @@ class ArmStorageAccounts:
         transport_kwargs: dict[str, Any],
         *,
         pacer: ArmPacer | None = None,
+        callers: int = 1,
     ) -> None:
+        """``callers``: threads that may call at once (a re-point step's bound): each subscription's client keeps
+        that many connections (``pool_for``), so none opens and discards a TLS connection per request."""
         self._credential = credential
         self._kwargs = client_kwargs(arm_endpoint, transport_kwargs, pacer)
+        pool = pool_for(callers)
         self._client: ClientCache[str, StorageManagementClient] = ClientCache(
-            lambda sub: StorageManagementClient(self._credential, sub, **self._kwargs)
+            lambda sub: StorageManagementClient(self._credential, sub, **direct_session_kwargs(self._kwargs, pool))
         )
 
     def list_accounts(self, subscription_id: str) -> list[StorageAccountKey]:

@@ -18,6 +18,7 @@ from azure.core.credentials import TokenCredential
 
 from rotation.adapters.aml_client import AmlWorkspaceClient, WorkspaceEncryption
 from rotation.adapters.arm_pacing import ArmPacer
+from rotation.adapters.http_session import direct_session_kwargs, pool_for
 from rotation.domain.model import WorkspaceKey
 from rotation.domain.operations import Operation, OperationPoll
 from rotation.errors import PermissionDenied, PreconditionFailed, VerificationFailed
@@ -49,14 +50,16 @@ class ArmWorkspaces:
         *,
         polling_interval: float = 5.0,
         pacer: ArmPacer | None = None,
+        callers: int = 1,
     ) -> None:
+        """``callers``: threads that may call at once (a re-point step's bound): the client keeps that many
+        connections (``pool_for``), so none opens and discards a TLS connection per request."""
         self._client = AmlWorkspaceClient(
             credential,
             arm_endpoint,
             polling_interval=polling_interval,
             pacer=pacer,
-            **TRANSPORT_RETRY,
-            **transport_kwargs,
+            **direct_session_kwargs({**TRANSPORT_RETRY, **transport_kwargs}, pool_for(callers)),
         )
         self._lock = threading.Lock()
 

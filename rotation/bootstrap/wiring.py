@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rotation.adapters.journal import TableJournal
     from rotation.audit.signing import KeyVaultCheckpointSigner
     from rotation.audit.store import TableAuditLog
     from rotation.bootstrap.clients import Bootstrap
@@ -37,7 +38,6 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
     """
     from rotation.adapters.arm_rest import ArmRest
     from rotation.adapters.disk_encryption_sets import ArmDiskEncryptionSets
-    from rotation.adapters.journal import TableJournal
     from rotation.adapters.keyvault import KeyVaultKeyStore
     from rotation.adapters.registries import ArmContainerRegistries
     from rotation.adapters.resource_graph import ArmKeyReferences
@@ -61,13 +61,15 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         clock=SystemClock(),
         keys=KeyVaultKeyStore(credential, transport, verify_challenge_resource=settings.verify_challenge_resource),
         vaults=ArmVaults(arm),
-        storage_accounts=ArmStorageAccounts(settings.arm_endpoint, credential, transport),
-        workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport),
+        storage_accounts=ArmStorageAccounts(
+            settings.arm_endpoint, credential, transport, callers=settings.repoint_concurrency
+        ),
+        workspaces=ArmWorkspaces(settings.arm_endpoint, credential, transport, callers=settings.repoint_concurrency),
         data_keys=open_data_keys(boot, inline=inline),
         container_registries=ArmContainerRegistries(arm),
         disk_encryption_sets=ArmDiskEncryptionSets(arm),
         key_references=ArmKeyReferences(arm),
-        journal=TableJournal(boot.host_storage, settings.journal_table),
+        journal=open_journal(boot),
         audit=open_audit_log(boot),
         dispatcher=dispatcher,
         sweep_store=TableSweepMemory(boot.host_storage, settings.sweep_table),
@@ -75,6 +77,16 @@ def build_dependencies(boot: Bootstrap, *, inline: bool) -> Dependencies:
         invocation_budget_seconds=None if inline else settings.invocation_budget_seconds,
     )
     return wire_inline(deps)
+
+
+def open_journal(boot: Bootstrap) -> TableJournal:
+    """The rotations' journal: ``ROTATION_JOURNAL_TABLE`` in AzureWebJobsStorage. Every intent and outcome of a
+    rotation is a write through this client, one at a time (the executor's lock): the lean session, few connections."""
+    from rotation.adapters.http_session import direct_session_kwargs, pool_for
+    from rotation.adapters.journal import TableJournal
+
+    kwargs = direct_session_kwargs(boot.transport_kwargs(), pool_for(1))
+    return TableJournal(boot.host_storage, boot.settings.journal_table, **kwargs)
 
 
 def open_data_keys(boot: Bootstrap, *, inline: bool) -> BlobDataKeys:

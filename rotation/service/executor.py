@@ -161,6 +161,17 @@ def known_steps(registry: ConsumerRegistry) -> frozenset[str]:
     return frozenset({*steps.WORKFLOW_STEPS, *(s for u in registry for s in (u.repoint_step, u.settle_step) if s)})
 
 
+def _composed(edits: Sequence[Edit]) -> Edit:
+    """One edit applying ``edits`` in order."""
+
+    def apply(state: RotationState) -> RotationState:
+        for edit in edits:
+            state = edit(state)
+        return state
+
+    return apply
+
+
 class _QueuedEdit:
     """An edit of the state waiting for a journal write (see ``Execution.change``)."""
 
@@ -205,6 +216,7 @@ class Execution:
         # journal write happens under this lock (one journal entry, one ETag).
         self._lock = threading.RLock()
         self._queue: list[_QueuedEdit] = []  # edits waiting for the next journal write (``change``)
+        self._held: dict[int, list[Edit]] = {}  # by thread: outcomes for its next journal write (``change``)
         self._queue_lock = threading.Lock()
 
     @property
@@ -236,14 +248,26 @@ class Execution:
             self.etag = self.deps.journal.save(state, self.etag)
             self.state = state
 
-    def change(self, edit: Callable[[RotationState], RotationState]) -> None:
+    def change(self, edit: Callable[[RotationState], RotationState], *, wait: bool = True) -> None:
         """Journal ``edit`` of the current state, atomically with respect to concurrent re-points.
 
         Group commit: edits queued by other threads while a write is under way go out together in
         the next write (one ETag-guarded save), so N consumers in flight cost far fewer than N
         round trips each. Returns once a save holding the edit succeeded; raises what that save raised.
+
+        ``wait`` False: hold ``edit`` and return at once; it goes out with this thread's next ``change``
+        (the intent of the next consumer it re-points: one journal write instead of two, and still before
+        that consumer's write) or with ``flush``. Only for an outcome, whose write has ended: until that
+        save its intent stays journalled, as after a crash, and a step reading its consumer again re-checks
+        it. The caller flushes once its threads are done, before anything else is committed.
         """
-        edit_ = _QueuedEdit(edit)
+        me = threading.get_ident()
+        with self._queue_lock:
+            if not wait:
+                self._held.setdefault(me, []).append(edit)
+                return
+            held = self._held.pop(me, [])
+        edit_ = _QueuedEdit(_composed([*held, edit]) if held else edit)
         with self._queue_lock:
             self._queue.append(edit_)
         with self._lock:
@@ -263,6 +287,14 @@ class Execution:
                     queued.done = True
         if edit_.error is not None:
             raise edit_.error
+
+    def flush(self) -> None:
+        """Journal the edits every thread holds (``change(..., wait=False)``) in one write; none held: no write."""
+        with self._queue_lock:
+            held = [edit for edits in self._held.values() for edit in edits]
+            self._held.clear()
+        if held:
+            self.change(_composed(held))
 
     def claim(self, *, lazily: bool = False) -> bool:
         """Take the rotation unless another executor's claim has not lapsed; False if someone else wrote first.

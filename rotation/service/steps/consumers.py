@@ -52,6 +52,8 @@ def repoint(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:
     found = found_again(run, unit) if todo else {}
     bound = 1 if run.dry_run else run.deps.settings.repoint_concurrency
     outcomes = run_bounded(todo, lambda change: repoint_consumer(run, unit, change, found), bound)
+    if all(o.error is None or isinstance(o.error, Exception) for o in outcomes):
+        run.flush()  # the outcomes the re-points held (``repoint_consumer``), before anything else is journalled
     pending = [o.error for o in outcomes if isinstance(o.error, OperationPending)]
     errors = [o.error for o in outcomes if o.error is not None and not isinstance(o.error, OperationPending)]
     for error in errors:
@@ -133,8 +135,10 @@ def repoint_consumer(
     run: StepRun, unit: AnyUnit, change: ConsumerChange, found: Mapping[str, Reading | None] | None = None
 ) -> bool:
     """One consumer, self-contained: its unit reads it, writes (intent journalled before, outcome
-    after) and reads it back; then its record is journalled. True when it wrote (in a dry run:
-    would write). Safe to run for several consumers of one rotation at once.
+    after) and reads it back; then its record and the write's outcome are held for this thread's next
+    journal write (the intent of the next consumer it re-points, or the caller's ``run.flush()``, which
+    the caller makes before journalling anything else). True when it wrote (in a dry run: would write).
+    Safe to run for several consumers of one rotation at once.
 
     Raises:
         VerificationFailed: refused, or the read-back is not the new version; the caller rolls it back.
@@ -155,13 +159,18 @@ def repoint_consumer(
     except Exception:
         _journal(run, one.outcomes, None)  # the outcome of a write done before the read-back failed
         raise
-    # The write's outcome and the consumer's record go out in one journal write.
-    _journal(run, one.outcomes, updated)
+    # The write's outcome and the consumer's record go out in one journal write, held: with this thread's next
+    # consumer's intent (journalled before that consumer's write) or with the step's flush (``repoint``).
+    _journal(run, one.outcomes, updated, wait=False)
     return one.writes > 0
 
 
 def _journal(
-    run: StepRun, outcomes: Sequence[Callable[[RotationState], RotationState]], updated: ConsumerChange | None
+    run: StepRun,
+    outcomes: Sequence[Callable[[RotationState], RotationState]],
+    updated: ConsumerChange | None,
+    *,
+    wait: bool = True,
 ) -> None:
     edits = [*outcomes, *(() if updated is None else (lambda s: with_consumer(s, updated),))]
     if not edits:
@@ -172,7 +181,7 @@ def _journal(
             state = edit(state)
         return state
 
-    run.change(apply)
+    run.change(apply, wait=wait)
 
 
 def settle(run: StepRun, *, unit: AnyUnit, step: str) -> StepResult:

@@ -46,8 +46,14 @@ class StepRun(ConsumerRun, Protocol):
         """Put each failed consumer back through its unit and stop the rotation for a human."""
         ...
 
-    def change(self, edit: Callable[[RotationState], RotationState]) -> None:
-        """Journal ``edit`` of the current state (thread-safe; concurrent edits may share one journal write)."""
+    def change(self, edit: Callable[[RotationState], RotationState], *, wait: bool = True) -> None:
+        """Journal ``edit`` of the current state (thread-safe; concurrent edits may share one journal write).
+        ``wait`` False: an outcome, held for this thread's next journal write (``flush`` before committing anything
+        else)."""
+        ...
+
+    def flush(self) -> None:
+        """Journal the edits held by ``change(..., wait=False)``."""
         ...
 
     def write_in_flight(
