@@ -132,7 +132,7 @@ class KeyVaultKeyStore:
             listed = self.list_versions(key)
         except RotationError:
             return None  # the list is refused too: the 403 was the caller's permission, report that
-        match = next((v for v in listed if v.version.lower() == version.lower()), None)
+        match = next((v for v in listed if KeyRef.same_version(v.version, version)), None)
         if match is None or match.enabled:
             return None
         _log.info(

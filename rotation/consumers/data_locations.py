@@ -80,7 +80,7 @@ class DataLocationUnit:
         for survey in items:
             on_key = {v: n for v, n in survey.counts.items() if v}
             consumers.extend(Consumer(self.kind, d, d, None, None) for d in survey.locations)
-            total_old = sum(n for v, n in on_key.items() if v.lower() != (target or "").lower())
+            total_old = sum(n for v, n in on_key.items() if not KeyRef.same_version(v, target or ""))
             changes.append(
                 ConsumerChange(
                     self.kind,
@@ -96,9 +96,9 @@ class DataLocationUnit:
         return UnitPlan(tuple(consumers), tuple(changes), history=history)
 
     def references_to(self, items: Sequence[DataSurvey], key: KeyRef, version: str) -> tuple[str, ...]:
-        count = sum(n for s in items for v, n in s.counts.items() if v and v.lower() == version.lower())
+        count = sum(n for s in items for v, n in s.counts.items() if v and KeyRef.same_version(v, version))
         found = [f"{count} client-side-encrypted blobs are wrapped by it"] if count else []
-        held = [h for s in items for h in s.held if h.key_version.lower() == version.lower()]
+        held = [h for s in items for h in s.held if KeyRef.same_version(h.key_version, version)]
         if held:
             # Named, so the owner can delete them (or wait for their lifecycle rule): nothing can re-wrap them.
             names = ", ".join(h.label() for h in held[:MAX_NAMED])

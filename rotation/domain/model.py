@@ -38,6 +38,11 @@ class KeyRef:
         """Same vault and same name; Key Vault key names are case-insensitive."""
         return self.vault_url == other.vault_url and self.name.lower() == other.name.lower()
 
+    @staticmethod
+    def same_version(a: str, b: str) -> bool:
+        """Whether two version ids of a key name the same version (compared case-insensitively)."""
+        return a.lower() == b.lower()
+
     @classmethod
     def parse(cls, uri: str) -> tuple[KeyRef, str | None]:
         """Split a key URI (versioned or not) into the key and its version.

@@ -139,6 +139,15 @@ def needs_versions(seen: VersionsSeen | None, now: datetime, near: timedelta) ->
     return near_expiry(seen.others_expire, now, near) and not near_expiry(seen.others_expire, seen.seen_at, near)
 
 
+def judged_before(previous: VersionsSeen | None, read: VersionsSeen, now: datetime, near: timedelta) -> bool:
+    """Whether a version listing (``read``) shows what ``previous`` showed, judged within a day and with no
+    other version entering the window since: then its decision needs the current version only, and
+    ``previous`` is kept (its ``seen_at`` says when the consumers were last looked for)."""
+    if previous is None or needs_versions(previous, now, near):
+        return False
+    return replace(read, seen_at=previous.seen_at) == previous
+
+
 def queued(pending: Sequence[str], due: Iterable[str]) -> tuple[str, ...]:
     """The queue after a listing: the keys still due in the order they were queued, then the newly due."""
     due = list(due)

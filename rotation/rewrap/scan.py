@@ -85,7 +85,7 @@ def classify(blob: ListedBlob, key: KeyRef, new_version: str) -> Verdict:
     if wrapped.algorithm not in UNWRAP_ALGORITHMS:
         # Checked before any Key Vault call: blob metadata must not choose RSA1_5 (an unwrap oracle).
         return Verdict(Status.FAILED, reason=f"wrap algorithm {wrapped.algorithm[:24]!r} is not accepted")
-    if version.lower() == new_version.lower():
+    if KeyRef.same_version(version, new_version):
         return Verdict(Status.CURRENT, version, wrapped)
     return Verdict(Status.OLD, version, wrapped)
 

@@ -418,7 +418,7 @@ class Execution:
         _log.info("operation_unanswered", action=action, target=target, provisioning_state=reading.provisioning_state)
         wait = MIN_POLL_INTERVAL_S
         while not provisioning_ended(reading.provisioning_state):
-            if self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline:
+            if self._past_deadline_after(wait):
                 raise OperationPending(target, wait)
             self.deps.sleep(wait)
             reading = read()
@@ -496,6 +496,10 @@ class Execution:
             self.writes += 1
         return True
 
+    def _past_deadline_after(self, wait: float) -> bool:
+        """Whether waiting ``wait`` seconds now would cross this invocation's deadline (the budget)."""
+        return self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline
+
     def _await(
         self, target: str, operation: Operation, poll: Callable[[Operation], OperationPoll], first_wait: float
     ) -> None:
@@ -504,8 +508,7 @@ class Execution:
         invocation makes progress whatever its budget). A gone operation (404) is left to the caller's read-back."""
         wait = first_wait
         while True:
-            late = self.deadline is not None and self.deps.clock.now() + timedelta(seconds=wait) > self.deadline
-            if wait > 0 and late:
+            if wait > 0 and self._past_deadline_after(wait):
                 raise OperationPending(target, max(wait, operation.retry_after_s))
             self.deps.sleep(wait)
             answer = poll(operation)

@@ -20,8 +20,8 @@ from datetime import timedelta
 from rotation.domain.model import KeyRef, KeyVersion
 from rotation.domain.sweep_cost import (
     VaultSize,
-    VersionsSeen,
     carried_forward,
+    judged_before,
     key_id,
     near_expiry,
     needs_versions,
@@ -111,31 +111,26 @@ def _survey_vault(
         if key_id(key) in plan.read:
             survey.key_reads += 1
             judged.add(key_id(key))
-            previous = memory.keys.get(key_id(key))
             versions = _versions(deps, key, items)
             if versions:
-                survey.keys.append((key, newest(versions), _to_judge(deps, key, previous, versions)))
+                survey.keys.append((key, newest(versions), _remember(deps, key, versions)))
         elif key_id(key) not in judged:
             survey.deferred.append(key)
 
 
-def _to_judge(
-    deps: Dependencies, key: KeyRef, previous: VersionsSeen | None, versions: list[KeyVersion]
-) -> list[KeyVersion]:
-    """The versions a key's decision is judged on after reading them: all of them when its other versions
-    need looking at (``needs_versions`` of what was known before); otherwise, when they show what they
-    showed then, the current one only, and the record keeps the time they were last judged: a key read
-    every tick has its consumers looked for when an older version enters the window and once a day, not on
-    every tick (an expired version Key Vault leaves enabled would otherwise cost a search each tick)."""
-    memory, now = deps.sweep_memory, deps.clock.now()
-    near = timedelta(days=deps.settings.near_expiry_days)
-    read = memory.keys.get(key_id(key))
-    if previous is None or read is None or needs_versions(previous, now, near):
-        return versions
-    if replace(read, seen_at=previous.seen_at) != previous:  # something changed since: judge it all
-        return versions
-    memory.keys[key_id(key)] = previous
-    return [newest(versions)]
+def _remember(deps: Dependencies, key: KeyRef, versions: list[KeyVersion]) -> list[KeyVersion]:
+    """Remember what a version listing of ``key`` showed, and return the versions its decision is judged on:
+    all of them, or the current one only when they show what they showed when last judged in full
+    (``judged_before``): a key read every tick has its consumers looked for when an older version enters
+    the window and once a day, not on every tick (an expired version Key Vault leaves enabled would
+    otherwise cost a search each tick)."""
+    now, near = deps.clock.now(), timedelta(days=deps.settings.near_expiry_days)
+    read = versions_seen(versions, now)
+    assert read is not None  # versions is not empty
+    if judged_before(deps.sweep_memory.keys.get(key_id(key)), read, now, near):
+        return [newest(versions)]
+    deps.sweep_memory.keys[key_id(key)] = read
+    return versions
 
 
 def _judge_listed(deps: Dependencies, managed: list[KeyRef], listing: _Listing, survey: Survey) -> set[str]:
@@ -186,16 +181,12 @@ def _list_vault(deps: Dependencies, managed: list[KeyRef], most: int, survey: Su
 
 
 def _versions(deps: Dependencies, key: KeyRef, items: list[SweepItem]) -> list[KeyVersion]:
-    """Every version of ``key`` (one call for up to 25), remembered for later ticks; [] when it cannot be read."""
+    """Every version of ``key`` (one call for up to 25); [] when it cannot be read."""
     try:
-        versions = list(deps.keys.list_versions(key))
+        return list(deps.keys.list_versions(key))
     except RotationError as exc:
         if exc.code == "NotFound":  # the adapters' NotFound (the service knows no adapter)
             _log.warning("managed_key_missing", key=key.uri)
             return []
         items.append(SweepItem(key.uri, None, "failed", f"read key: {safe_message(exc)}"))
         return []
-    seen = versions_seen(versions, deps.clock.now())
-    if seen is not None:
-        deps.sweep_memory.keys[key_id(key)] = seen
-    return versions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rotation.domain.evidence import retirement_evidence
-from rotation.domain.model import RotationStatus
+from rotation.domain.model import KeyRef, RotationStatus
 from rotation.domain.plan import references_to
 from rotation.domain.policy import retirement_due
 from rotation.domain.steps import Step, record_step, with_intent
@@ -53,7 +53,7 @@ def retire(run: StepRun) -> StepResult:
     )
     run.state = replace(state, consumers=consumers)
     keys = deps.keys
-    if keys.get_key(key).version.lower() == old_version.lower():
+    if KeyRef.same_version(keys.get_key(key).version, old_version):
         # The journal entry names the key's current version as the old one: never disable what is in use.
         run.commit(record_step(run.state, Step.RETIRE, "waiting", now, f"{old_version} is the key's current version"))
         _log.error("retire_refused_current_version", old_version=old_version)
